@@ -1,0 +1,94 @@
+"""Settings: the only place where the environment is read.
+
+Values come, highest priority first, from ``SECRETUM_*`` environment variables, then from the
+TOML file named by ``SECRETUM_CONFIG`` (or ``<data_dir>/secretum.toml``), then the defaults below.
+The defaults are the *embedded* deployment: everything under one data directory (SQLite in WAL
+mode, encrypted files on disk, a local keystore file, the internal CA).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("SECRETUM_DATA_DIR", "./var")).resolve()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SECRETUM_", extra="forbid")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    #: SQLAlchemy URL of the main database. Default: SQLite file in the data directory.
+    database_url: str | None = None
+    #: SQLAlchemy URL of the key vault (wrapped data keys). Kept apart from the main database so
+    #: that restoring a database backup never brings back a shredded key.
+    vault_url: str | None = None
+
+    kms: Literal["local", "pkcs11"] = "local"
+    keystore_passphrase: SecretStr | None = None
+    pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"
+    pkcs11_token_label: str = "secretum"
+    pkcs11_pin: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    #: Host names and addresses the server certificate is issued for.
+    server_names: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+
+    audit_checkpoint_every: int = 1000
+    audit_checkpoint_seconds: float = 60.0
+
+    log_level: str = "INFO"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'secretum.db'}"
+
+    @property
+    def key_vault_url(self) -> str:
+        return self.vault_url or f"sqlite:///{self.data_dir / 'keys' / 'vault.db'}"
+
+    @property
+    def keystore_path(self) -> Path:
+        return self.data_dir / "keys" / "keystore.json"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    @property
+    def witness_path(self) -> Path:
+        return self.data_dir / "audit" / "witness.log"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("SECRETUM_CONFIG") or str(
+            _default_data_dir() / "secretum.toml"
+        )
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )

@@ -1,0 +1,76 @@
+"""Database engines and the shared SQLAlchemy metadata.
+
+Every context declares its tables on :data:`metadata`; the schema is created and evolved by the
+Alembic migrations in :mod:`secretum.storage.migrations` (see :func:`secretum.storage.schema`).
+
+SQLite (embedded default) runs in WAL mode with ``synchronous=FULL``: a committed transaction
+survives a power loss, which the audit log's durability promise relies on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Tables of the main database (records, audit, ...).
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+#: Tables of the key vault (wrapped data keys, named secrets): a separate database.
+vault_metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    # Overwrite deleted content with zeros: a shredded key does not linger in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite would defer it).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """Start SQLite transactions as ``BEGIN IMMEDIATE`` unless told otherwise.
+
+    A deferred transaction that reads and then writes fails at once with SQLITE_BUSY when
+    another writer committed in between; an immediate one waits for the write lock
+    (``busy_timeout``) instead. Read-only paths that want to run beside a writer pass
+    ``execution_options(sqlite_begin="DEFERRED")``.
+    """
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    if mode not in ("IMMEDIATE", "DEFERRED", "EXCLUSIVE"):
+        raise ValueError(f"unknown sqlite_begin mode {mode!r}")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with the settings Secretum relies on."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path in ("", ":memory:"):
+            kwargs.setdefault("poolclass", StaticPool)
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
