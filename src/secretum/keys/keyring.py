@@ -159,7 +159,24 @@ class KeyRing:
             )
         with self._lock:
             self._cache.pop(owner_id, None)
+        self._purge_deleted_pages()
         return Shredded(owner_id, row.key_id, now)
+
+    def _purge_deleted_pages(self) -> None:
+        """Make the deleted wrapped key leave the files, not just the live rows.
+
+        SQLite zeroes deleted content (``secure_delete``) but the write-ahead log still holds
+        the old page until a checkpoint; PostgreSQL keeps dead tuples until VACUUM.
+        """
+        if self.vault.dialect.name == "sqlite":
+            raw = self.vault.raw_connection()  # autocommit: our engine never lets pysqlite BEGIN
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
+        elif self.vault.dialect.name == "postgresql":
+            with self.vault.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM data_keys")
 
     def is_shredded(self, owner_id: str) -> bool:
         with self.vault.connect().execution_options(sqlite_begin="DEFERRED") as conn:
