@@ -1,0 +1,89 @@
+"""The FastAPI application factory: a thin web layer, no domain logic.
+
+``create_app`` builds the app the lead wires in ``bootstrap.py``::
+
+    app = create_app(settings, extra_routers=[patients.router, ...], services=services)
+
+Routers come from ``web/routes/``; services (use cases) are reached by routes through
+``request.app.state.services``. What this module adds:
+
+* ``GET /healthz`` → ``{"status": "ok"}`` (nothing else: no version, no configuration);
+* the security headers on every response (:mod:`secretum.web.headers`) and our request log
+  (:mod:`secretum.web.requestlog`), both installed *outside* Starlette's error middleware so a
+  500 gets them too;
+* no interactive docs and no OpenAPI schema unless ``debug`` (note: the Swagger page needs
+  inline script and a CDN, which the CSP forbids; use the JSON schema at ``/openapi.json``);
+* FastAPI's native OpenTelemetry hooks switched off: they would export exception messages and
+  validation inputs (patient data) to whatever exporter the environment configures.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp
+
+from secretum.config import Settings
+from secretum.web.headers import SecurityHeadersMiddleware
+from secretum.web.requestlog import RequestLogMiddleware
+
+_TELEMETRY_OFF = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
+
+class SecretumAPI(FastAPI):
+    """FastAPI whose outermost layers are the security headers and the request log."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Wrap Starlette's stack (ServerErrorMiddleware first) in our two middlewares."""
+        inner = super().build_middleware_stack()
+        return SecurityHeadersMiddleware(RequestLogMiddleware(inner))
+
+
+health_router = APIRouter()
+
+
+@health_router.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    """Liveness probe: the process answers HTTP. Reveals nothing about the deployment."""
+    return {"status": "ok"}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    extra_routers: Iterable[APIRouter] = (),
+    debug: bool = False,
+    services: Any = None,
+) -> FastAPI:
+    """Build the ASGI app.
+
+    ``settings`` and ``services`` are stored on ``app.state`` for dependencies to read;
+    ``extra_routers`` are included in order; ``debug`` turns on tracebacks in 500 pages and
+    the docs/OpenAPI endpoints — never in production.
+    """
+    kwargs: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        kwargs["telemetry"] = dict(_TELEMETRY_OFF)
+    app = SecretumAPI(
+        title="Secretum",
+        debug=debug,
+        docs_url="/docs" if debug else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if debug else None,
+        **kwargs,
+    )
+    app.state.settings = settings
+    app.state.services = services
+    app.include_router(health_router)
+    for router in extra_routers:
+        app.include_router(router)
+    return app
