@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     kms: Literal["local", "pkcs11"] = "local"
     keystore_passphrase: SecretStr | None = None
     pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"
-    pkcs11_token_label: str = "secretum"
+    pkcs11_token_label: str = "secretum"  # noqa: S105 (a label, not a secret)
     pkcs11_pin: SecretStr | None = None
 
     host: str = "127.0.0.1"
@@ -84,9 +84,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = os.environ.get("SECRETUM_CONFIG") or str(
-            _default_data_dir() / "secretum.toml"
-        )
+        toml_file = os.environ.get("SECRETUM_CONFIG") or str(_default_data_dir() / "secretum.toml")
         return (
             init_settings,
             env_settings,

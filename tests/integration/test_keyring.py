@@ -31,8 +31,9 @@ def store(keyring: KeyRing) -> RecordStore:
 
 def _put(engine: Engine, store: RecordStore, patient: str, rid: str, payload: bytes) -> int:
     with engine.begin() as conn:
-        return store.put(conn, patient_id=patient, record_type="Observation", record_id=rid,
-                         payload=payload)
+        return store.put(
+            conn, patient_id=patient, record_type="Observation", record_id=rid, payload=payload
+        )
 
 
 def _get(engine: Engine, store: RecordStore, rid: str, version: int | None = None) -> bytes:
@@ -58,8 +59,9 @@ def test_records_round_trip_with_history(engine: Engine, store: RecordStore) -> 
     with engine.connect() as conn:
         assert [r.version for r in store.history(conn, "obs-1")] == [1, 2]
     with pytest.raises(ValueError), engine.begin() as conn:
-        store.put(conn, patient_id="pat-2", record_type="Observation", record_id="obs-1",
-                  payload=b"x")
+        store.put(
+            conn, patient_id="pat-2", record_type="Observation", record_id="obs-1", payload=b"x"
+        )
 
 
 def test_database_holds_no_clear_payload(engine: Engine, store: RecordStore) -> None:
@@ -93,8 +95,9 @@ def test_ciphertext_moved_to_another_record_is_refused(engine: Engine, store: Re
         _get(engine, store, "obs-2")
 
 
-def test_rotation_rewraps_everything_and_retires(engine: Engine, store: RecordStore,
-                                                 keyring: KeyRing) -> None:
+def test_rotation_rewraps_everything_and_retires(
+    engine: Engine, store: RecordStore, keyring: KeyRing
+) -> None:
     for i in range(30):
         _put(engine, store, f"pat-{i}", f"obs-{i}", f"note {i}".encode())
     keyring.secret("audit-signing-key", generate=lambda: b"s" * 32)
@@ -111,8 +114,9 @@ def test_rotation_rewraps_everything_and_retires(engine: Engine, store: RecordSt
     assert keyring.secret("audit-signing-key") == b"s" * 32
 
 
-def test_interrupted_rotation_resumes_and_blocks_retirement(engine: Engine, store: RecordStore,
-                                                            keyring: KeyRing) -> None:
+def test_interrupted_rotation_resumes_and_blocks_retirement(
+    engine: Engine, store: RecordStore, keyring: KeyRing
+) -> None:
     for i in range(25):
         _put(engine, store, f"pat-{i}", f"obs-{i}", b"x")
     first = rotate(keyring, batch_size=10, max_batches=1)  # "crashes" after one batch
@@ -127,8 +131,9 @@ def test_interrupted_rotation_resumes_and_blocks_retirement(engine: Engine, stor
     assert _get(engine, store, "obs-24") == b"x"
 
 
-def test_rotation_while_reads_and_writes_go_on(engine: Engine, store: RecordStore,
-                                               keyring: KeyRing) -> None:
+def test_rotation_while_reads_and_writes_go_on(
+    engine: Engine, store: RecordStore, keyring: KeyRing
+) -> None:
     for i in range(60):
         _put(engine, store, f"pat-{i}", f"obs-{i}", f"note {i}".encode())
     errors: list[BaseException] = []
@@ -143,7 +148,7 @@ def test_rotation_while_reads_and_writes_go_on(engine: Engine, store: RecordStor
                 keyring.forget_cached_keys()  # force unwraps during the rotation
                 assert _get(engine, store, f"obs-{i}") == f"note {i}".encode()
                 counts["reads"] += 1
-            except BaseException as exc:  # noqa: BLE001  (reported below)
+            except BaseException as exc:
                 errors.append(exc)
 
     def writer() -> None:
@@ -153,7 +158,7 @@ def test_rotation_while_reads_and_writes_go_on(engine: Engine, store: RecordStor
                 _put(engine, store, f"new-{n}", f"new-obs-{n}", b"written during rotation")
                 counts["writes"] += 1
                 n += 1
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
     threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
@@ -173,8 +178,9 @@ def test_rotation_while_reads_and_writes_go_on(engine: Engine, store: RecordStor
     assert _get(engine, store, "new-obs-0") == b"written during rotation"
 
 
-def test_shredding_makes_records_unreadable(engine: Engine, store: RecordStore,
-                                            keyring: KeyRing) -> None:
+def test_shredding_makes_records_unreadable(
+    engine: Engine, store: RecordStore, keyring: KeyRing
+) -> None:
     _put(engine, store, "pat-1", "obs-1", b"to be forgotten")
     _put(engine, store, "pat-2", "obs-2", b"kept")
     shredded = keyring.shred("pat-1")
@@ -186,4 +192,6 @@ def test_shredding_makes_records_unreadable(engine: Engine, store: RecordStore,
     assert _get(engine, store, "obs-2") == b"kept"
     assert keyring.is_shredded("pat-1") and not keyring.is_shredded("pat-2")
     with engine.connect(), keyring.vault.connect() as vault:
-        assert vault.execute(select(data_keys).where(data_keys.c.owner_id == "pat-1")).first() is None
+        assert (
+            vault.execute(select(data_keys).where(data_keys.c.owner_id == "pat-1")).first() is None
+        )

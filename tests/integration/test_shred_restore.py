@@ -55,21 +55,40 @@ def _restore(engine: Engine, backup: Path) -> Engine:
     with make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test").begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     subprocess.run(
-        ["psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "test",
-         "-f", str(backup)],
-        check=True, capture_output=True,
+        [
+            "psql",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-f",
+            str(backup),
+        ],
+        check=True,
+        capture_output=True,
     )
     return make_engine(url.render_as_string(hide_password=False))
 
 
-def test_shredding_survives_restore_of_older_database(engine: Engine, vault_engine: Engine,
-                                                      tmp_path: Path) -> None:
+def test_shredding_survives_restore_of_older_database(
+    engine: Engine, vault_engine: Engine, tmp_path: Path
+) -> None:
     kms = FakeKMS()
     store = RecordStore(KeyRing(vault_engine, kms))
     for rid, patient in (("obs-1", "pat-1"), ("obs-2", "pat-2")):
         with engine.begin() as conn:
-            store.put(conn, patient_id=patient, record_type="Observation", record_id=rid,
-                      payload=b"secret medical")
+            store.put(
+                conn,
+                patient_id=patient,
+                record_type="Observation",
+                record_id=rid,
+                payload=b"secret medical",
+            )
     backup = _backup(engine, tmp_path)
 
     with vault_engine.connect() as conn:

@@ -15,7 +15,9 @@ KEY = os.urandom(32)
 
 def test_same_identifier_same_index_after_normalisation() -> None:
     index = BlindIndex(KEY)
-    assert index("email", " Jeanne.Dupont@Example.org ") == index("email", "jeanne.dupont@example.org")
+    assert index("email", " Jeanne.Dupont@Example.org ") == index(
+        "email", "jeanne.dupont@example.org"
+    )
     assert index("ins", "2 84 05 75 123 456 78") == index("ins", "284057512345678")
 
 

@@ -19,8 +19,13 @@ CTX = RecordContext("Observation", "obs-1", "pat-1", 1)
 ids = st.text(min_size=1, max_size=40)
 
 
-@given(payload=st.binary(max_size=4096), rtype=ids, rid=ids, pid=ids,
-       version=st.integers(min_value=0, max_value=2**62))
+@given(
+    payload=st.binary(max_size=4096),
+    rtype=ids,
+    rid=ids,
+    pid=ids,
+    version=st.integers(min_value=0, max_value=2**62),
+)
 def test_round_trip(payload: bytes, rtype: str, rid: str, pid: str, version: int) -> None:
     ctx = RecordContext(rtype, rid, pid, version)
     sealed = seal(KEY, payload, ctx)
@@ -90,8 +95,10 @@ def test_record_and_file_contexts_never_collide() -> None:
     assert RecordContext("a", "b", "c", 1).encode() != FileContext("a", "b", "c", 1).encode()
 
 
-@given(st.lists(st.one_of(st.text(), st.binary(), st.integers(-(2**63), 2**63 - 1)), max_size=6),
-       st.lists(st.one_of(st.text(), st.binary(), st.integers(-(2**63), 2**63 - 1)), max_size=6))
+@given(
+    st.lists(st.one_of(st.text(), st.binary(), st.integers(-(2**63), 2**63 - 1)), max_size=6),
+    st.lists(st.one_of(st.text(), st.binary(), st.integers(-(2**63), 2**63 - 1)), max_size=6),
+)
 def test_context_encoding_is_injective(a: list[object], b: list[object]) -> None:
     if [(type(x), x) for x in a] != [(type(x), x) for x in b]:
         assert encode_fields(*a) != encode_fields(*b)  # type: ignore[arg-type]

@@ -21,9 +21,7 @@ KEY_SIZE = 32
 
 
 def _derive(material: bytes, label: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=label).derive(
-        material
-    )
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=label).derive(material)
 
 
 class DataKey:

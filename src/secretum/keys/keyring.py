@@ -100,9 +100,13 @@ class KeyRing:
                     data_keys.c.owner_id == owner_id
                 )
             ).first()
-            gone = None if row else conn.execute(
-                select(tombstones.c.key_id).where(tombstones.c.owner_id == owner_id)
-            ).first()
+            gone = (
+                None
+                if row
+                else conn.execute(
+                    select(tombstones.c.key_id).where(tombstones.c.owner_id == owner_id)
+                ).first()
+            )
         if row is not None:
             key_id, kek_version, blob = row
             material = self.kms.unwrap(
@@ -180,9 +184,12 @@ class KeyRing:
 
     def is_shredded(self, owner_id: str) -> bool:
         with self.vault.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-            return conn.execute(
-                select(tombstones.c.owner_id).where(tombstones.c.owner_id == owner_id)
-            ).first() is not None
+            return (
+                conn.execute(
+                    select(tombstones.c.owner_id).where(tombstones.c.owner_id == owner_id)
+                ).first()
+                is not None
+            )
 
     # -- the cache ----------------------------------------------------------------------------
 
@@ -257,8 +264,10 @@ class KeyRing:
         done = 0
         now = self._clock()
         with self.vault.begin() as conn:
-            for table, key_col in ((data_keys, data_keys.c.owner_id),
-                                   (named_secrets, named_secrets.c.name)):
+            for table, key_col in (
+                (data_keys, data_keys.c.owner_id),
+                (named_secrets, named_secrets.c.name),
+            ):
                 query = (
                     select(table)
                     .where(table.c.kek_version < target)

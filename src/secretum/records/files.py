@@ -72,8 +72,13 @@ class FileStore:
             size = plaintext_size(written)
             conn.execute(
                 insert(encrypted_files).values(
-                    file_id=file_id, version=version, patient_id=patient_id, file_type=file_type,
-                    key_id=key.key_id, blob_name=name, plaintext_size=size,
+                    file_id=file_id,
+                    version=version,
+                    patient_id=patient_id,
+                    file_type=file_type,
+                    key_id=key.key_id,
+                    blob_name=name,
+                    plaintext_size=size,
                     created_at=self._clock(),
                 )
             )

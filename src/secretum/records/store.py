@@ -44,7 +44,12 @@ class RecordStore:
         self._clock = clock
 
     def put(
-        self, conn: Connection, *, patient_id: str, record_type: str, record_id: str,
+        self,
+        conn: Connection,
+        *,
+        patient_id: str,
+        record_type: str,
+        record_id: str,
         payload: bytes,
     ) -> int:
         """Store a new version of a record; returns its version number (1, 2, ...)."""
@@ -55,9 +60,9 @@ class RecordStore:
         ).scalar()
         if last is not None:
             owner = conn.execute(
-                select(sealed_records.c.patient_id, sealed_records.c.record_type).where(
-                    sealed_records.c.record_id == record_id
-                ).limit(1)
+                select(sealed_records.c.patient_id, sealed_records.c.record_type)
+                .where(sealed_records.c.record_id == record_id)
+                .limit(1)
             ).one()
             if tuple(owner) != (patient_id, record_type):
                 raise ValueError("a record keeps its patient and type across versions")

@@ -1,26 +1,52 @@
-"""Create or upgrade the database schemas.
+"""Create or upgrade the database schemas with Alembic.
 
-Importing :mod:`secretum.storage.tables` registers every table on the shared metadata.
+Two databases, two migration histories: ``migrations/main`` (records, audit, ...) and
+``migrations/vault`` (wrapped keys). ``upgrade`` runs at ``secretum init`` and at every start.
+A test checks that the migrations produce exactly the tables the code declares.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-from secretum.storage.db import metadata, vault_metadata
+Database = Literal["main", "vault"]
+_HERE = Path(__file__).parent / "migrations"
 
 
-def _register_tables() -> None:
-    import secretum.storage.tables  # noqa: F401  (registers every table)
+def register_tables() -> None:
+    """Import every module that declares tables, so the metadata is complete."""
+    import secretum.storage.tables  # noqa: F401
+
+
+def alembic_config(engine: Engine, database: Database) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_HERE / database))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, database: Database, revision: str = "head") -> None:
+    """Bring ``database`` to ``revision`` (default: the newest)."""
+    config = alembic_config(engine, database)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
 
 
 def create_main_schema(engine: Engine) -> None:
-    """Bring the main database to the current schema."""
-    _register_tables()
-    metadata.create_all(engine)
+    from secretum.storage.db import metadata
+
+    register_tables()
+    metadata.create_all(engine)  # TEMPORARY until the first migration is generated
 
 
 def create_vault_schema(engine: Engine) -> None:
-    """Bring the key vault database to the current schema."""
-    _register_tables()
-    vault_metadata.create_all(engine)
+    from secretum.storage.db import vault_metadata
+
+    register_tables()
+    vault_metadata.create_all(engine)  # TEMPORARY
