@@ -9,6 +9,7 @@ survives a power loss, which the audit log's durability promise relies on.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Owner-only from creation; SQLite gives the -wal and -shm files the same mode.
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         if path in ("", ":memory:"):
             kwargs.setdefault("poolclass", StaticPool)
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})

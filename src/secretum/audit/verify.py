@@ -1,0 +1,327 @@
+"""Verify the audit log: recompute the RFC 9162 tree and name the first entry that was tampered.
+
+What is checked, in order:
+
+1. The witness file (read first: every line in it was committed before the database snapshot
+   that follows): each line parses and carries a valid Ed25519 signature (RFC 9162 §4.10).
+2. The database checkpoints: valid signatures, and the same as the witness at every size.
+3. Every entry, streamed in ``seq`` order: ``seq`` follows 0..n-1, and the stored leaf hash equals
+   ``SHA-256(0x00 || canonical entry)`` recomputed from the row (RFC 9162 §2.1.1). The tree is
+   rebuilt as a compact range on the way, and ``MTH(D[size])`` is compared with the signed root
+   at every checkpointed size: an attacker who rewrites entries *and* their hashes cannot sign.
+4. The end of the log against the head row and the checkpoints (truncation, insertion).
+
+The first bad entry is classified from its neighbours (the canonical entry includes ``seq``, so
+the stored hash of a moved entry still matches its old position): ``modified``, ``deleted``,
+``inserted`` or ``reordered``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from secretum.audit import store
+from secretum.audit.checkpoint import Checkpoint, WitnessFile
+from secretum.audit.merkle import NODE_PREFIX, CompactRange
+from secretum.audit.model import CANONICAL_FIELDS, LEAF_TEMPLATE
+
+_SEQ = CANONICAL_FIELDS.index("seq")
+_COLUMNS = ", ".join(
+    name if not store.audit_entries.c[name].nullable else f"COALESCE({name}, '')"
+    for name in CANONICAL_FIELDS
+)
+_SCAN_SQL = f"SELECT {_COLUMNS}, leaf_hash FROM audit_entries ORDER BY seq"  # noqa: S608
+_WINDOW_SQL = text(
+    f"SELECT {_COLUMNS}, leaf_hash FROM audit_entries "  # noqa: S608
+    "WHERE seq BETWEEN :lo AND :hi ORDER BY seq"
+)
+_BATCH = 10_000
+_WINDOW = 16
+
+
+class Kind(StrEnum):
+    """What verify found wrong."""
+
+    MODIFIED = "modified"
+    DELETED = "deleted"
+    INSERTED = "inserted"
+    REORDERED = "reordered"
+    TRUNCATED = "truncated"
+    HEAD_MISMATCH = "head_mismatch"
+    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
+    BAD_SIGNATURE = "bad_signature"
+    WITNESS_MISMATCH = "witness_mismatch"
+    WITNESS_MALFORMED = "witness_malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem: its kind, the first entry concerned (if one can be named), a message."""
+
+    kind: Kind
+    seq: int | None
+    message: str
+    tree_size: int | None = None  # the checkpoint concerned, for checkpoint findings
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :func:`verify_log`: ``ok`` when there is no finding."""
+
+    entries_verified: int  # entries 0..n-1 whose hashes and order are right
+    root_hash: bytes  # MTH(D[entries_verified])
+    checkpoints_verified: int  # signed roots matched by the recomputed tree
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def first(self) -> Finding | None:
+        """The finding with the smallest seq (findings without a seq come last)."""
+        ranked = sorted(self.findings, key=lambda f: (f.seq is None, f.seq or 0))
+        return ranked[0] if ranked else None
+
+
+def verify_log(
+    engine: Engine,
+    public_keys: Ed25519PublicKey | Sequence[Ed25519PublicKey],
+    *,
+    witness_path: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Verify the log in ``engine`` against the checkpoints signed by ``public_keys``."""
+    keys = [public_keys] if isinstance(public_keys, Ed25519PublicKey) else list(public_keys)
+    findings: list[Finding] = []
+    notes: list[str] = []
+    witnessed = _read_witness(witness_path, keys, findings, notes)
+    with _snapshot(engine) as conn:
+        head = store.read_head(conn) or store.EMPTY_HEAD
+        db_cps = store.read_checkpoints(conn)
+        anchors = _anchors(witness_path is not None, witnessed, db_cps, keys, findings, notes)
+        total = max(head.tree_size, max(anchors, default=0))
+        scan = _Scan(anchors)
+        scan.run(_batches(conn), total, progress)
+        if scan.bad_seq is not None:
+            findings.append(_classify(conn, scan.bad_seq))
+    n = scan.size
+    if scan.mismatch is not None:
+        findings.append(scan.mismatch)
+    unchecked = sorted(s for s in anchors if s > n)
+    if scan.bad_seq is not None:
+        if unchecked:
+            notes.append(f"{len(unchecked)} checkpoint(s) beyond entry {n} not checked")
+    elif n < head.tree_size:
+        msg = f"the log ends at entry {n} but its head counts {head.tree_size} entries"
+        findings.append(Finding(Kind.TRUNCATED, n, msg))
+    elif unchecked:
+        msg = f"a checkpoint was signed at size {unchecked[-1]} but the log holds {n} entries"
+        findings.append(Finding(Kind.TRUNCATED, n, msg, unchecked[-1]))
+    elif n > head.tree_size:
+        msg = f"entries from {head.tree_size} on are not counted by the head row"
+        findings.append(Finding(Kind.INSERTED, head.tree_size, msg))
+    elif scan.crange.to_bytes() != head.compact_range:
+        findings.append(Finding(Kind.HEAD_MISMATCH, None, "head row does not match the entries"))
+    return VerifyReport(n, scan.crange.root(), scan.anchors_ok, findings, notes)
+
+
+def _read_witness(
+    path: str | Path | None,
+    keys: list[Ed25519PublicKey],
+    findings: list[Finding],
+    notes: list[str],
+) -> dict[int, Checkpoint]:
+    if path is None:
+        notes.append("no witness file: only database checkpoints were checked")
+        return {}
+    read = WitnessFile(path).read()
+    for line in read.malformed_lines:
+        findings.append(Finding(Kind.WITNESS_MALFORMED, None, f"witness line {line} unreadable"))
+    good: dict[int, Checkpoint] = {}
+    for cp in read.checkpoints:
+        if not cp.verify(keys):
+            msg = f"witness checkpoint at size {cp.tree_size}: signature does not verify"
+            findings.append(Finding(Kind.BAD_SIGNATURE, None, msg, cp.tree_size))
+        elif good.setdefault(cp.tree_size, cp) != cp:
+            msg = f"witness holds two different checkpoints at size {cp.tree_size}"
+            findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg, cp.tree_size))
+    return good
+
+
+def _anchors(
+    has_witness: bool,
+    witnessed: dict[int, Checkpoint],
+    db_cps: list[Checkpoint],
+    keys: list[Ed25519PublicKey],
+    findings: list[Finding],
+    notes: list[str],
+) -> dict[int, bytes]:
+    """Signed roots to check the tree against; witness and database compared on the way."""
+    last_witnessed = max(witnessed, default=0)
+    in_db = {cp.tree_size: cp for cp in db_cps}
+    anchors = {size: cp.root_hash for size, cp in witnessed.items()}
+    late = 0
+    for cp in db_cps:
+        if not cp.verify(keys):
+            msg = f"database checkpoint at size {cp.tree_size}: signature does not verify"
+            findings.append(Finding(Kind.BAD_SIGNATURE, None, msg, cp.tree_size))
+            continue
+        if cp.tree_size in witnessed:
+            if witnessed[cp.tree_size] != cp:
+                msg = f"checkpoint at size {cp.tree_size} differs between database and witness"
+                findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg, cp.tree_size))
+            continue
+        if cp.tree_size < last_witnessed and witnessed:
+            msg = f"checkpoint at size {cp.tree_size} is in the database, not in the witness"
+            findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg, cp.tree_size))
+        else:
+            late += 1
+        anchors[cp.tree_size] = cp.root_hash
+    if late and witnessed:
+        notes.append(f"{late} recent checkpoint(s) not yet copied to the witness file")
+    elif late and has_witness:
+        msg = f"the witness file holds no checkpoint, the database holds {late}: file lost?"
+        findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg))
+    for size in sorted(set(witnessed) - set(in_db)):
+        msg = f"checkpoint at size {size} is in the witness file but not in the database"
+        findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg, size))
+    return anchors
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read transaction with one consistent view of the database."""
+    options: dict[str, Any] = {"sqlite_begin": "DEFERRED"}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
+
+
+def _batches(conn: Connection) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """Rows of ``_SCAN_SQL`` straight from the DBAPI cursor (server-side on PostgreSQL)."""
+    dbapi: Any = conn.connection.dbapi_connection
+    named = conn.dialect.name == "postgresql"
+    cursor = dbapi.cursor(name="secretum_audit_verify") if named else dbapi.cursor()
+    try:
+        cursor.execute(_SCAN_SQL)
+        while batch := cursor.fetchmany(_BATCH):
+            yield batch
+    finally:
+        cursor.close()
+
+
+class _Scan:
+    """The streaming pass: leaf hashes, seq order, compact range, signed roots."""
+
+    def __init__(self, anchors: dict[int, bytes]) -> None:
+        self.anchors = anchors
+        self.crange = CompactRange()
+        self.bad_seq: int | None = None
+        self.mismatch: Finding | None = None
+        self.anchors_ok = 0
+        self.last_good = 0  # the largest checkpointed size whose root matched
+        self.size = 0
+
+    def run(
+        self,
+        batches: Iterator[Sequence[tuple[Any, ...]]],
+        total: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        sha256, template, seq_at, prefix = hashlib.sha256, LEAF_TEMPLATE, _SEQ, NODE_PREFIX
+        nodes = self.crange.nodes
+        pending = sorted(self.anchors)
+        next_anchor = pending.pop(0) if pending else -1
+        n = 0
+        try:
+            for batch in batches:
+                for row in batch:
+                    if row[seq_at] != n:
+                        self.bad_seq = n
+                        return
+                    leaf = sha256((template % row[:-1]).encode()).digest()
+                    if leaf != row[-1]:
+                        self.bad_seq = n
+                        return
+                    node, m = leaf, n
+                    while m & 1:
+                        node = sha256(prefix + nodes.pop() + node).digest()
+                        m >>= 1
+                    nodes.append(node)
+                    n += 1
+                    if n == next_anchor:
+                        self.crange.size = n
+                        self._check_anchor(n)
+                        next_anchor = pending.pop(0) if pending else -1
+                if progress is not None:
+                    progress(n, total)
+        except (TypeError, ValueError):  # a column of the wrong type: not what was hashed
+            self.bad_seq = n
+        finally:
+            self.size = self.crange.size = n
+
+    def _check_anchor(self, n: int) -> None:
+        if self.mismatch is not None:
+            return
+        if self.crange.root() == self.anchors[n]:
+            self.anchors_ok += 1
+            self.last_good = n
+            return
+        msg = (
+            f"entries {self.last_good}..{n - 1} do not hash to the root signed at size {n}: "
+            "rewritten with recomputed hashes"
+        )
+        self.mismatch = Finding(Kind.CHECKPOINT_MISMATCH, self.last_good, msg, n)
+
+
+def _origin(row: tuple[Any, ...], lo: int, hi: int) -> int | None:
+    """The position whose canonical encoding matches the row's stored hash (nearest first)."""
+    seq, values = row[_SEQ], list(row[:-1])
+    if not isinstance(seq, int):
+        return None
+    for j in sorted(range(max(lo, 0), hi + 1), key=lambda j: abs(j - seq)):
+        values[_SEQ] = j
+        try:
+            if hashlib.sha256((LEAF_TEMPLATE % tuple(values)).encode()).digest() == row[-1]:
+                return j
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _classify(conn: Connection, e: int) -> Finding:
+    """Name what happened at ``e``, the first entry that does not verify."""
+    lo, hi = e - _WINDOW, e + _WINDOW
+    rows = {r[_SEQ]: tuple(r) for r in conn.execute(_WINDOW_SQL, {"lo": lo, "hi": hi})}
+    if e not in rows:
+        return Finding(Kind.DELETED, e, f"entry {e} is missing")
+    origin = {s: _origin(r, s - _WINDOW, s + _WINDOW) for s, r in rows.items() if s >= e}
+    o = origin[e]
+    if o is None:
+        if origin.get(e + 1) == e:
+            return Finding(Kind.INSERTED, e, f"entry {e} was inserted; later entries shifted")
+        return Finding(Kind.MODIFIED, e, f"entry {e} does not match its stored hash")
+    if o > e:
+        moved = [s for s, j in origin.items() if j == e and s != e]
+        if moved:
+            msg = f"entries {e} and {moved[0]} are out of order (reordered)"
+            return Finding(Kind.REORDERED, e, msg)
+        return Finding(Kind.DELETED, e, f"entry {e} is missing; later entries renumbered")
+    if o < e and o in rows and rows[o][-1] == rows[e][-1]:
+        return Finding(Kind.INSERTED, e, f"entry {e} is a copy of entry {o}")
+    if o < e:
+        return Finding(Kind.INSERTED, o, f"entries {o}..{e - 1} were inserted; later ones shifted")
+    return Finding(Kind.MODIFIED, e, f"entry {e} does not match its stored hash")
