@@ -1,0 +1,194 @@
+"""Composition root: Settings → adapters (databases, KMS, blobs) → services.
+
+The only module that knows every concrete class. ``init_platform`` creates a new data
+directory; ``open_platform`` opens an existing one (the CLI and the server both use it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from sqlalchemy.engine import Engine
+
+from secretum.audit.log import AuditLog
+from secretum.config import Settings
+from secretum.crypto.blind_index import INDEX_KEY_SIZE, BlindIndex
+from secretum.crypto.kms import KeyManagementService, create_kms, open_kms
+from secretum.keys.keyring import KeyRing, utc_now
+from secretum.pki import (
+    CertificateAuthority,
+    ServerIdentity,
+    certificate_from_pem,
+    create_root_ca,
+    load_or_create_server_identity,
+    private_key_from_der,
+    private_key_to_der,
+    write_certificates_pem,
+)
+from secretum.records.files import FileStore
+from secretum.records.store import RecordStore
+from secretum.storage.blobs import FileSystemBlobStore
+from secretum.storage.db import make_engine
+from secretum.storage.schema import create_main_schema, create_vault_schema
+
+#: Names of the platform's own secrets in the key vault.
+AUDIT_SIGNING_KEY = "audit/signing-key"
+CA_KEY = "pki/ca-key"
+BLIND_INDEX_KEY = "crypto/blind-index-key"
+DEV_PASSPHRASE_FILE = "dev-passphrase"  # noqa: S105 (a file name)
+
+
+class PlatformError(RuntimeError):
+    """The data directory is missing, already initialised, or cannot be unlocked."""
+
+
+@dataclass
+class Platform:
+    """Everything a process of Secretum needs, wired once."""
+
+    settings: Settings
+    engine: Engine
+    vault_engine: Engine
+    kms: KeyManagementService
+    keyring: KeyRing
+    records: RecordStore
+    files: FileStore
+    blind_index: BlindIndex
+    audit: AuditLog
+    audit_public_key: Ed25519PublicKey
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+    def certificate_authority(self) -> CertificateAuthority:
+        """The internal CA with its private key, unwrapped from the vault for this call."""
+        cert = certificate_from_pem((self.settings.pki_dir / "ca.pem").read_bytes())
+        key = private_key_from_der(self.keyring.secret(CA_KEY))
+        return CertificateAuthority(cert, key)
+
+    def server_identity(self) -> ServerIdentity:
+        """The TLS server key and certificate, (re)issued by the internal CA when needed."""
+        cert = certificate_from_pem((self.settings.pki_dir / "ca.pem").read_bytes())
+        return load_or_create_server_identity(
+            self.settings.pki_dir,
+            ca_certificate=cert,
+            unlock_ca=self.certificate_authority,
+            names=self.settings.server_names,
+            now=self.clock(),
+        )
+
+    def close(self) -> None:
+        self.kms.close()
+        self.engine.dispose()
+        self.vault_engine.dispose()
+
+
+def dev_passphrase_path(settings: Settings) -> Path:
+    return settings.data_dir / DEV_PASSPHRASE_FILE
+
+
+def resolve_passphrase(settings: Settings, *, dev: bool = False) -> str | None:
+    """The keystore passphrase: from the settings (environment), else the development file."""
+    if settings.keystore_passphrase is not None:
+        return settings.keystore_passphrase.get_secret_value()
+    path = dev_passphrase_path(settings)
+    if dev and path.exists():
+        return path.read_text().strip()
+    return None
+
+
+def write_dev_passphrase(settings: Settings) -> str:
+    """Generate a passphrase into ``<data_dir>/dev-passphrase`` (0600). Development only."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    passphrase = secrets.token_urlsafe(32)
+    path = dev_passphrase_path(settings)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(passphrase + "\n")
+    return passphrase
+
+
+def is_initialised(settings: Settings) -> bool:
+    return (settings.data_dir / "pki" / "ca.pem").exists()
+
+
+def _kms(settings: Settings, passphrase: str | None, *, create: bool) -> KeyManagementService:
+    if settings.kms == "pkcs11":
+        pin = settings.pkcs11_pin.get_secret_value() if settings.pkcs11_pin else None
+        if pin is None:
+            raise PlatformError("SECRETUM_PKCS11_PIN is required with SECRETUM_KMS=pkcs11")
+        params = dict(
+            module_path=settings.pkcs11_module, token_label=settings.pkcs11_token_label, pin=pin
+        )
+        return create_kms("pkcs11", **params) if create else open_kms("pkcs11", **params)
+    if not passphrase:
+        raise PlatformError("the keystore passphrase is needed: set SECRETUM_KEYSTORE_PASSPHRASE")
+    if create:
+        return create_kms("local", path=settings.keystore_path, passphrase=passphrase)
+    return open_kms("local", path=settings.keystore_path, passphrase=passphrase)
+
+
+def init_platform(settings: Settings, passphrase: str | None) -> Platform:
+    """Create a new data directory: keystore, schemas, platform secrets, internal CA."""
+    if is_initialised(settings):
+        raise PlatformError(f"{settings.data_dir} is already initialised")
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    kms = _kms(settings, passphrase, create=True)
+    platform = _wire(settings, kms, create_schemas=True)
+    ca = create_root_ca(platform.clock())
+    platform.keyring.secret(CA_KEY, generate=lambda: private_key_to_der(ca.private_key))
+    write_certificates_pem(settings.pki_dir / "ca.pem", [ca.certificate])
+    platform.server_identity()
+    return platform
+
+
+def open_platform(
+    settings: Settings | None = None, *, passphrase: str | None = None, dev: bool = False
+) -> Platform:
+    """Open an initialised data directory."""
+    settings = settings or Settings()
+    if not is_initialised(settings):
+        raise PlatformError(f"{settings.data_dir} is not initialised: run `secretum init`")
+    passphrase = passphrase or resolve_passphrase(settings, dev=dev)
+    kms = _kms(settings, passphrase, create=False)
+    return _wire(settings, kms, create_schemas=True)
+
+
+def _wire(settings: Settings, kms: KeyManagementService, *, create_schemas: bool) -> Platform:
+    engine = make_engine(settings.db_url)
+    vault = make_engine(settings.key_vault_url)
+    if create_schemas:
+        create_main_schema(engine)
+        create_vault_schema(vault)
+    keyring = KeyRing(vault, kms)
+    signing_key = Ed25519PrivateKey.from_private_bytes(
+        keyring.secret(AUDIT_SIGNING_KEY, generate=lambda: os.urandom(32))
+    )
+    audit = AuditLog(
+        engine,
+        signing_key=signing_key,
+        witness_path=settings.witness_path,
+        checkpoint_every=settings.audit_checkpoint_every,
+        checkpoint_seconds=settings.audit_checkpoint_seconds,
+    )
+    return Platform(
+        settings=settings,
+        engine=engine,
+        vault_engine=vault,
+        kms=kms,
+        keyring=keyring,
+        records=RecordStore(keyring),
+        files=FileStore(keyring, FileSystemBlobStore(settings.blob_dir)),
+        blind_index=BlindIndex(
+            keyring.secret(BLIND_INDEX_KEY, generate=lambda: os.urandom(INDEX_KEY_SIZE))
+        ),
+        audit=audit,
+        audit_public_key=signing_key.public_key(),
+    )

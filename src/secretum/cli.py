@@ -1,0 +1,258 @@
+"""The ``secretum`` command: init, serve, keys, audit, pki.
+
+Every command reads its configuration from :class:`secretum.config.Settings` (``SECRETUM_*``
+environment variables or the TOML file) and opens the platform through
+:mod:`secretum.bootstrap`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from secretum import __version__
+from secretum.audit.cli import audit_app
+from secretum.bootstrap import (
+    Platform,
+    PlatformError,
+    dev_passphrase_path,
+    init_platform,
+    is_initialised,
+    open_platform,
+    resolve_passphrase,
+    write_dev_passphrase,
+)
+from secretum.config import Settings
+
+app = typer.Typer(
+    name="secretum",
+    help="Secretum: telemedicine that keeps the secret médical.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals can hold keys and patient data
+)
+keys_app = typer.Typer(
+    help="Key hierarchy: KEK rotation, retirement, crypto-shredding.", no_args_is_help=True
+)
+pki_app = typer.Typer(
+    help="Internal CA: certificates for devices and services.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(pki_app, name="pki")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def init() -> None:
+    """Create the data directory: keystore, databases, platform keys, internal CA.
+
+    The keystore passphrase comes from SECRETUM_KEYSTORE_PASSPHRASE, or is asked for.
+    """
+    settings = Settings()
+    passphrase = resolve_passphrase(settings)
+    if passphrase is None and settings.kms == "local":
+        passphrase = typer.prompt("Keystore passphrase", hide_input=True, confirmation_prompt=True)
+    try:
+        platform = init_platform(settings, passphrase)
+    except PlatformError as exc:
+        raise _fail(str(exc)) from None
+    platform.close()
+    console.print(f"[green]initialised[/green] {settings.data_dir}")
+
+
+@app.command()
+def serve(
+    dev: Annotated[
+        bool,
+        typer.Option(
+            help="Development: initialise on first start with a generated passphrase kept in "
+            "<data_dir>/dev-passphrase (0600). Never in production."
+        ),
+    ] = False,
+) -> None:
+    """Serve the platform over HTTPS, TLS 1.3 only."""
+    from secretum.web.app import create_app
+    from secretum.web.server import serve as serve_https
+
+    settings = Settings()
+    try:
+        if dev and not is_initialised(settings):
+            passphrase = resolve_passphrase(settings, dev=True) or write_dev_passphrase(settings)
+            init_platform(settings, passphrase).close()
+            err.print(
+                f"[yellow]development passphrase kept in {dev_passphrase_path(settings)}"
+                " — never do this in production[/yellow]"
+            )
+        platform = open_platform(settings, dev=dev)
+    except PlatformError as exc:
+        raise _fail(str(exc)) from None
+    identity = platform.server_identity()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    console.print(
+        f"Secretum {__version__} on [bold]https://{host}:{settings.port}/[/bold]"
+        f" (TLS 1.3 only; CA certificate: {identity.cafile})"
+    )
+    serve_https(
+        create_app(settings, services=platform),
+        host=settings.host,
+        port=settings.port,
+        certfile=identity.certfile,
+        keyfile=identity.keyfile,
+        cafile=identity.cafile,
+        log_level=settings.log_level.lower(),
+    )
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """KEK versions and how many wrapped keys depend on each."""
+    from secretum.keys.tables import data_keys, named_secrets
+
+    platform = _open()
+    from sqlalchemy import func, select
+
+    table = Table("KEK version", "patient data keys", "named secrets", "state")
+    with platform.vault_engine.connect() as conn:
+        counts = {
+            t.name: dict(
+                conn.execute(select(t.c.kek_version, func.count()).group_by(t.c.kek_version)).all()
+            )
+            for t in (data_keys, named_secrets)
+        }
+    current = platform.kms.current_version()
+    for v in platform.kms.versions():
+        state = "current" if v == current else "old"
+        table.add_row(
+            str(v),
+            str(counts["data_keys"].get(v, 0)),
+            str(counts["named_secrets"].get(v, 0)),
+            state,
+        )
+    console.print(table)
+    console.print(
+        f"KMS: {platform.kms.name}; minimum decryption version: "
+        f"{platform.kms.min_decrypt_version()}"
+    )
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
+) -> None:
+    """New KEK version, then rewrap every key in batches (resumes an interrupted rotation)."""
+    from secretum.keys.service import audited_rotate
+
+    platform = _open()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("rewrapping", total=None)
+        report = audited_rotate(
+            platform,
+            batch_size=batch_size,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    verb = "resumed rotation to" if report.resumed else "rotated to"
+    console.print(
+        f"[green]{verb} KEK v{report.to_version}[/green]: {report.rewrapped} keys rewrapped"
+    )
+
+
+@keys_app.command("retire")
+def keys_retire(
+    below: Annotated[int, typer.Option(help="destroy KEK versions below this one")],
+) -> None:
+    """Destroy old KEK versions once nothing depends on them."""
+    from secretum.keys.rotation import RetireRefused
+    from secretum.keys.service import audited_retire
+
+    platform = _open()
+    try:
+        audited_retire(platform, below)
+    except (RetireRefused, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"[green]KEK versions below {below} destroyed[/green]")
+
+
+@keys_app.command("shred")
+def keys_shred(
+    patient_id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
+) -> None:
+    """Crypto-shred a patient: destroy their data key, so none of their data opens again."""
+    from secretum.crypto.errors import KeyNotFoundError
+    from secretum.keys.service import audited_shred
+
+    if not yes:
+        raise _fail("shredding is permanent: add --yes to confirm")
+    platform = _open()
+    try:
+        audited_shred(platform, patient_id, actor_id="cli", actor_role="admin")
+    except KeyNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"[green]shredded[/green] the data key of {patient_id}")
+
+
+# -- pki --------------------------------------------------------------------------------------
+
+
+@pki_app.command("issue-client")
+def pki_issue_client(
+    subject_id: Annotated[str, typer.Argument(help="device or service id, e.g. ecg-0042")],
+    out: Annotated[Path, typer.Option(help="folder for <id>.pem and <id>.key")] = Path("."),
+) -> None:
+    """Issue a client certificate (mutual TLS) for a device or a service."""
+    from secretum.pki import (
+        generate_leaf_key,
+        issue_client_certificate,
+        write_certificates_pem,
+        write_private_key_pem,
+    )
+
+    platform = _open()
+    ca = platform.certificate_authority()
+    key = generate_leaf_key()
+    cert = issue_client_certificate(ca, subject_id, key.public_key(), now=platform.clock())
+    out.mkdir(parents=True, exist_ok=True)
+    write_private_key_pem(out / f"{subject_id}.key", key)
+    write_certificates_pem(out / f"{subject_id}.pem", [cert])
+    console.print(f"[green]issued[/green] {out / (subject_id + '.pem')} (key 0600 beside it)")
+
+
+def _open() -> Platform:
+    try:
+        return open_platform(Settings(), dev=True)
+    except PlatformError as exc:
+        raise _fail(str(exc)) from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
