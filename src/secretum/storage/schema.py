@@ -30,8 +30,12 @@ def alembic_config(engine: Engine, database: Database) -> Config:
     return config
 
 
-def upgrade(engine: Engine, database: Database, revision: str = "head") -> None:
-    """Bring ``database`` to ``revision`` (default: the newest)."""
+def upgrade(engine: Engine, database: Database, revision: str = "heads") -> None:
+    """Bring ``database`` to ``revision`` (default: the newest of every branch).
+
+    Each context may keep its own branch of migrations (``branch_labels``), all rooted at
+    the first revision, so that independent contexts never fight over one linear history.
+    """
     config = alembic_config(engine, database)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -39,14 +43,8 @@ def upgrade(engine: Engine, database: Database, revision: str = "head") -> None:
 
 
 def create_main_schema(engine: Engine) -> None:
-    from secretum.storage.db import metadata
-
-    register_tables()
-    metadata.create_all(engine)  # TEMPORARY until the first migration is generated
+    upgrade(engine, "main")
 
 
 def create_vault_schema(engine: Engine) -> None:
-    from secretum.storage.db import vault_metadata
-
-    register_tables()
-    vault_metadata.create_all(engine)  # TEMPORARY
+    upgrade(engine, "vault")
