@@ -133,7 +133,7 @@ def keys_status() -> None:
 
     table = Table("KEK version", "patient data keys", "named secrets", "state")
     with platform.vault_engine.connect() as conn:
-        counts = {
+        counts: dict[str, dict[int, int]] = {
             t.name: dict(
                 conn.execute(select(t.c.kek_version, func.count()).group_by(t.c.kek_version)).all()
             )

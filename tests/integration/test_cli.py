@@ -84,11 +84,17 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = _free_port()
     data = tmp_path / "devdata"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETUM_")}
-    env.update(SECRETUM_DATA_DIR=str(data), SECRETUM_PORT=str(port),
-               SECRETUM_CONFIG=str(tmp_path / "none.toml"))
+    env.update(
+        SECRETUM_DATA_DIR=str(data),
+        SECRETUM_PORT=str(port),
+        SECRETUM_CONFIG=str(tmp_path / "none.toml"),
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "secretum.cli", "serve", "--dev"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"https://127.0.0.1:{port}"
     try:

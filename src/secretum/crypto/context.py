@@ -31,7 +31,7 @@ def encode_fields(*fields: str | bytes | int) -> bytes:
             parts += (_BYTES_TAG, _LEN(len(field)), field)  # type: ignore[arg-type]
         else:  # bool (an int subclass) and everything else: refuse the ambiguity
             raise TypeError("context fields are str, bytes or int")
-    return b"".join(parts)  # type: ignore[arg-type]
+    return b"".join(parts)
 
 
 class _Context:
@@ -39,6 +39,8 @@ class _Context:
 
     __slots__ = ("_encoded", "_fields")
     _kind = ""
+    _fields: tuple[str, str, str, int]
+    _encoded: bytes
 
     def __init__(self, kind_type: str, item_id: str, patient_id: str, version: int) -> None:
         object.__setattr__(self, "_fields", (kind_type, item_id, patient_id, version))
@@ -62,7 +64,9 @@ class _Context:
         return self._fields[3]
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._fields == self._fields  # type: ignore[attr-defined]
+        if not isinstance(other, _Context) or type(other) is not type(self):
+            return False
+        return other._fields == self._fields
 
     def __hash__(self) -> int:
         return hash((type(self), self._fields))

@@ -1,6 +1,6 @@
 """Imports every module that declares tables, so that the metadata is complete."""
 
 # Each context adds its table module here.
-import secretum.audit.store  # noqa: F401
-import secretum.keys.tables  # noqa: F401
+import secretum.audit.store
+import secretum.keys.tables
 import secretum.records.tables  # noqa: F401
