@@ -84,6 +84,14 @@ class Platform:
             now=self.clock(),
         )
 
+    def duties(self) -> list[tuple[float, Callable[[], object]]]:
+        """Periodic work of a serving process: audit checkpoints and the witness file."""
+
+        def audit_tick() -> object:
+            return self.audit.tick(self.clock())
+
+        return [(min(5.0, self.settings.audit_checkpoint_seconds), audit_tick)]
+
     def close(self) -> None:
         self.kms.close()
         self.engine.dispose()

@@ -110,7 +110,7 @@ def serve(
         f" (TLS 1.3 only; CA certificate: {identity.cafile})"
     )
     serve_https(
-        create_app(settings, services=platform),
+        create_app(settings, services=platform, duties=platform.duties()),
         host=settings.host,
         port=settings.port,
         certfile=identity.certfile,

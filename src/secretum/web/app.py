@@ -19,16 +19,21 @@ Routers come from ``web/routes/``; services (use cases) are reached by routes th
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
 
 from secretum.config import Settings
+from secretum.logs import get_logger
 from secretum.web.headers import SecurityHeadersMiddleware
 from secretum.web.requestlog import RequestLogMiddleware
+
+_log = get_logger(__name__)
 
 _TELEMETRY_OFF = {
     "tracing": False,
@@ -57,18 +62,51 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+#: A periodic duty: run ``duty()`` every ``period`` seconds in a worker thread.
+Duty = tuple[float, Callable[[], object]]
+
+
+async def _run_periodically(period: float, duty: Callable[[], object]) -> None:
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await asyncio.to_thread(duty)
+        except Exception:  # a failed duty is logged and retried at the next period
+            _log.exception("duty.failed", duty=getattr(duty, "__name__", "duty"))
+
+
+def _lifespan(duties: Sequence[Duty]) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(_run_periodically(p, d)) for p, d in duties]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for _period, duty in duties:  # a last run at shutdown (e.g. a final checkpoint)
+                try:
+                    await asyncio.to_thread(duty)
+                except Exception:
+                    _log.exception("duty.failed", duty=getattr(duty, "__name__", "duty"))
+
+    return lifespan
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     extra_routers: Iterable[APIRouter] = (),
     debug: bool = False,
     services: Any = None,
+    duties: Sequence[Duty] = (),
 ) -> FastAPI:
     """Build the ASGI app.
 
     ``settings`` and ``services`` are stored on ``app.state`` for dependencies to read;
     ``extra_routers`` are included in order; ``debug`` turns on tracebacks in 500 pages and
-    the docs/OpenAPI endpoints — never in production.
+    the docs/OpenAPI endpoints — never in production. ``duties`` run periodically while the
+    app is up, and once more at shutdown (the audit log's checkpoints and witness file).
     """
     kwargs: dict[str, Any] = {}
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
@@ -79,6 +117,7 @@ def create_app(
         docs_url="/docs" if debug else None,
         redoc_url=None,
         openapi_url="/openapi.json" if debug else None,
+        lifespan=_lifespan(duties),
         **kwargs,
     )
     app.state.settings = settings
