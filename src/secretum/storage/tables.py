@@ -2,6 +2,9 @@
 
 # Each context adds its table module here (one line, kept sorted).
 import secretum.audit.store
+import secretum.consent.tables
+import secretum.identity.tables
 import secretum.keys.tables
 import secretum.notices.store
+import secretum.policy.tables
 import secretum.records.tables  # noqa: F401

@@ -1,0 +1,360 @@
+"""Account use cases: first-admin set-up, invitations, patient self-registration, status
+changes by administrators, profile, password change.
+
+* **Set-up**: while no administrator exists, :meth:`create_setup_token` makes a one-time token
+  (the server prints it at first start; a new one retires the previous); :meth:`complete_setup`
+  spends it to create the first administrator. Once an administrator exists both refuse with
+  :class:`SetupClosed`.
+* **Invitations**: an administrator creates an account in status ``invited`` with a one-time
+  token (stored as SHA-256) that expires (default 7 days); :meth:`accept_invitation` sets the
+  password and activates the account. Unknown, expired and used tokens are refused with
+  ``token-invalid``, ``invitation-expired`` and ``invitation-used``.
+* **Self-registration** (setting ``allow_patient_self_registration``): :meth:`register_patient`
+  creates an invited patient account and a confirmation token that the web layer e-mails; an
+  e-mail already registered gives no token, and the same answer to the caller, so the form
+  does not reveal which addresses have accounts.
+
+Audit: ``SECURITY_ALERT`` 110129 (set-up token), 110136 "Security Roles Changed" (an account is
+created with a role), 110137 "User Security Attributes Changed" (status, password).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from secretum.audit.model import Outcome
+from secretum.identity.accounts import TokenRow
+from secretum.identity.errors import (
+    EmailUnavailable,
+    Forbidden,
+    InvalidInput,
+    InvitationExpired,
+    InvitationUsed,
+    NotFound,
+    RegistrationClosed,
+    SetupClosed,
+    StepUpRequired,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+)
+from secretum.identity.model import (
+    Account,
+    AccountStatus,
+    PersonalData,
+    Session,
+    requires_step_up,
+    utc,
+    validate_display_name,
+    validate_email,
+    validate_rpps,
+    validate_specialty,
+)
+from secretum.identity.passwords import check_strength
+from secretum.identity.service_base import (
+    ATTRS_CHANGED,
+    ROLE_GRANTED,
+    SETUP,
+    ServiceBase,
+    Who,
+)
+from secretum.policy.model import Role
+
+SETUP_TOKEN = "setup"  # noqa: S105 (a token kind, not a secret)
+INVITATION = "invitation"
+REGISTRATION = "registration"
+_SYSTEM = Who("system", "system")
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """Build the link from ``token`` and send it to the invitee; it works once, until
+    ``expires_at``. ``token`` is None for a self-registration whose e-mail has an account
+    (tell that address so by e-mail, and show the caller the same page)."""
+
+    user_id: str | None
+    token: str | None
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"Invitation(user_id={self.user_id}, expires_at={self.expires_at.isoformat()})"
+
+
+class AccountOps(ServiceBase):
+    # -- first administrator ----------------------------------------------------------------
+
+    def create_setup_token(self, conn: Connection | None, now: datetime) -> str:
+        """A one-time token to create the first administrator (only while none exists).
+        ``conn``: the caller's transaction, or None for one of our own."""
+        now = utc(now)
+        if conn is None:
+            with self._write() as own:
+                return self.create_setup_token(own, now)
+        if self.accounts.admin_exists(conn):
+            raise SetupClosed("an administrator exists: sign in instead")
+        token = self._token()
+        self.accounts.retire_tokens(conn, SETUP_TOKEN, now)
+        self.accounts.add_token(
+            conn, token, kind=SETUP_TOKEN, now=now, expires_at=now + self.settings.setup_token_ttl
+        )
+        self._audit(conn, now, SETUP, _SYSTEM)
+        return token
+
+    def complete_setup(
+        self,
+        token: str,
+        *,
+        email: str,
+        display_name: str,
+        password: str,
+        now: datetime,
+        address: str | None = None,
+    ) -> str:
+        """Create the first administrator with the set-up token; returns their user id.
+        Raises SetupClosed, TokenInvalid/TokenExpired/TokenUsed, WeakPassword, InvalidInput."""
+        now = utc(now)
+        with self._failures_audited(now, ROLE_GRANTED, Who.of(None), address=address):
+            personal = PersonalData(validate_display_name(display_name), validate_email(email))
+            with self._read() as conn:
+                if self.accounts.admin_exists(conn):
+                    raise SetupClosed("an administrator exists: sign in instead")
+                self._valid_token(conn, token, (SETUP_TOKEN,), now)
+            check_strength(password, (personal.email, personal.display_name))
+            password_hash = self.hasher.hash(password)
+            user_id = self._new_user_id()
+            with self._write() as conn:
+                if self.accounts.admin_exists(conn) or not self.accounts.use_token(
+                    conn, token, now
+                ):
+                    raise SetupClosed("the set-up was completed meanwhile")
+                self._create(
+                    conn,
+                    user_id,
+                    Role.ADMIN,
+                    AccountStatus.ACTIVE,
+                    personal,
+                    now,
+                    password_hash=password_hash,
+                )
+                self._audit(
+                    conn,
+                    now,
+                    ROLE_GRANTED,
+                    Who(user_id, str(Role.ADMIN)),
+                    resource=("Account", user_id),
+                    address=address,
+                )
+        return user_id
+
+    def _valid_token(
+        self, conn: Connection, token: str, kinds: tuple[str, ...], now: datetime
+    ) -> TokenRow:
+        found = self.accounts.find_token(conn, token, kinds)
+        invitation = INVITATION in kinds
+        if found is None:
+            raise TokenInvalid("this link is not valid")
+        if found.used_at is not None:
+            raise (InvitationUsed if invitation else TokenUsed)("this link was used already")
+        if found.expires_at <= now:
+            raise (InvitationExpired if invitation else TokenExpired)("this link expired")
+        return found
+
+    def _create(
+        self,
+        conn: Connection,
+        user_id: str,
+        role: Role,
+        status: AccountStatus,
+        personal: PersonalData,
+        now: datetime,
+        *,
+        specialty: str | None = None,
+        password_hash: str | None = None,
+    ) -> Account:
+        if self.accounts.by_email(conn, personal.email) is not None:
+            raise EmailUnavailable("an account with this e-mail exists")
+        return self.accounts.create(
+            conn,
+            user_id=user_id,
+            role=role,
+            status=status,
+            personal=personal,
+            user_handle=self._rng(32),
+            now=now,
+            specialty=specialty,
+            password_hash=password_hash,
+        )
+
+    # -- invitations ------------------------------------------------------------------------
+
+    def _admin(self, session_id: str, now: datetime) -> Session:
+        """The session of an administrator who proved a second factor recently."""
+        session = self._session(session_id, now)
+        actor = session.to_actor()
+        if actor.role is not Role.ADMIN:
+            self._audit_failure(now, ATTRS_CHANGED, Who.of(session))
+            raise Forbidden("only administrators manage accounts")
+        if requires_step_up(actor, now, self.settings.step_up_window):
+            raise StepUpRequired()
+        return session
+
+    def invite(
+        self,
+        session_id: str,
+        *,
+        email: str,
+        role: Role,
+        display_name: str,
+        now: datetime,
+        specialty: str | None = None,
+        rpps: str | None = None,
+        address: str | None = None,
+    ) -> Invitation:
+        """An administrator invites someone. Practitioners need a specialty and an RPPS
+        number; other roles have neither. Raises Forbidden, StepUpRequired, InvalidInput,
+        EmailUnavailable."""
+        now = utc(now)
+        admin = self._admin(session_id, now)
+        with self._failures_audited(now, ROLE_GRANTED, Who.of(admin), address=address):
+            role = Role(role)
+            if role is Role.PRACTITIONER:
+                if specialty is None or rpps is None:
+                    raise InvalidInput(
+                        "rpps", "a practitioner needs a specialty and an RPPS number"
+                    )
+                specialty, rpps = validate_specialty(specialty), validate_rpps(rpps)
+            elif specialty is not None or rpps is not None:
+                raise InvalidInput("specialty", "only practitioners have a specialty and RPPS")
+            personal = PersonalData(
+                validate_display_name(display_name), validate_email(email), rpps
+            )
+            user_id = self._new_user_id()
+            token = self._token()
+            expires_at = now + self.settings.invitation_ttl
+            with self._write() as conn:
+                self._create(
+                    conn, user_id, role, AccountStatus.INVITED, personal, now, specialty=specialty
+                )
+                self.accounts.add_token(
+                    conn,
+                    token,
+                    kind=INVITATION,
+                    now=now,
+                    expires_at=expires_at,
+                    user_id=user_id,
+                    created_by=admin.user_id,
+                )
+                self._audit(
+                    conn,
+                    now,
+                    ROLE_GRANTED,
+                    Who.of(admin),
+                    resource=("Account", user_id),
+                    address=address,
+                )
+        return Invitation(user_id, token, expires_at)
+
+    def reinvite(
+        self, session_id: str, user_id: str, *, now: datetime, address: str | None = None
+    ) -> Invitation:
+        """A new invitation link for an account still ``invited`` (the old link expired)."""
+        now = utc(now)
+        admin = self._admin(session_id, now)
+        with self._failures_audited(now, ROLE_GRANTED, Who.of(admin), address=address):
+            token = self._token()
+            expires_at = now + self.settings.invitation_ttl
+            with self._write() as conn:
+                row = self.accounts.by_id(conn, user_id)
+                if row is None or row.account.status is not AccountStatus.INVITED:
+                    raise NotFound("no invited account with this id")
+                self.accounts.add_token(
+                    conn,
+                    token,
+                    kind=INVITATION,
+                    now=now,
+                    expires_at=expires_at,
+                    user_id=user_id,
+                    created_by=admin.user_id,
+                )
+                self._audit(
+                    conn,
+                    now,
+                    ROLE_GRANTED,
+                    Who.of(admin),
+                    resource=("Account", user_id),
+                    address=address,
+                )
+        return Invitation(user_id, token, expires_at)
+
+    def register_patient(
+        self, *, email: str, display_name: str, now: datetime, address: str | None = None
+    ) -> Invitation:
+        """Self-registration of a patient (if the setting allows it): mail the token as a
+        confirmation link; :meth:`accept_invitation` completes it."""
+        now = utc(now)
+        with self._failures_audited(now, ROLE_GRANTED, Who.of(None), address=address):
+            if not self.settings.allow_patient_self_registration:
+                raise RegistrationClosed("patients are invited by their practice here")
+            personal = PersonalData(validate_display_name(display_name), validate_email(email))
+            user_id = self._new_user_id()
+            token = self._token()
+            expires_at = now + self.settings.invitation_ttl
+            with self._write() as conn:
+                if self.accounts.by_email(conn, personal.email) is not None:
+                    self._audit(
+                        conn,
+                        now,
+                        ROLE_GRANTED,
+                        Who.of(None),
+                        outcome=Outcome.MINOR_FAILURE,
+                        address=address,
+                    )
+                    return Invitation(None, None, expires_at)
+                self._create(conn, user_id, Role.PATIENT, AccountStatus.INVITED, personal, now)
+                self.accounts.add_token(
+                    conn, token, kind=REGISTRATION, now=now, expires_at=expires_at, user_id=user_id
+                )
+                self._audit(
+                    conn,
+                    now,
+                    ROLE_GRANTED,
+                    Who(user_id, str(Role.PATIENT)),
+                    resource=("Account", user_id),
+                    address=address,
+                )
+        return Invitation(user_id, token, expires_at)
+
+    def accept_invitation(
+        self, token: str, *, password: str, now: datetime, address: str | None = None
+    ) -> str:
+        """Set the password of an invited account and activate it; returns the user id (the
+        user then signs in). Raises TokenInvalid, InvitationExpired, InvitationUsed,
+        WeakPassword."""
+        now = utc(now)
+        with self._failures_audited(now, ATTRS_CHANGED, Who.of(None), address=address):
+            with self._read() as conn:
+                found = self._valid_token(conn, token, (INVITATION, REGISTRATION), now)
+                row = self.accounts.by_id(conn, found.user_id or "")
+            if row is None or row.account.status is not AccountStatus.INVITED:
+                raise InvitationUsed("this account is active already: sign in")
+            personal = self.accounts.open_personal(row)
+            check_strength(password, (personal.email, personal.display_name))
+            password_hash = self.hasher.hash(password)
+            with self._write() as conn:
+                if not self.accounts.use_token(conn, token, now):
+                    raise InvitationUsed("this link was used already")
+                self.accounts.update(
+                    conn, row.user_id, now, password_hash=password_hash, status=AccountStatus.ACTIVE
+                )
+                self._audit(
+                    conn,
+                    now,
+                    ATTRS_CHANGED,
+                    Who.of(row),
+                    resource=("Account", row.user_id),
+                    address=address,
+                )
+        return row.user_id

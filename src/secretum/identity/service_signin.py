@@ -1,0 +1,360 @@
+"""Sign-in use cases: password (+ TOTP, recovery code or security key), passkey, sign-out.
+
+Audit: every call writes one entry (``USER_AUTHENTICATION``/Login or Logout), success or
+failure; a sign-in with a second factor therefore writes two (the password step, then the
+factor step, whose resource names the WebAuthn credential when one is used). A failure that
+locks an account or blocks a cloned credential is written as a ``SECURITY_ALERT`` instead.
+Failures never say whether the e-mail has an account: unknown e-mail and wrong password both
+cost one Argon2 verification and raise :class:`InvalidCredentials`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+from webauthn.helpers.structs import UserVerificationRequirement
+
+from secretum.identity import webauthn as wa
+from secretum.identity.accounts import AccountRow
+from secretum.identity.errors import (
+    AccountInactive,
+    AuthError,
+    ChallengeExpired,
+    InvalidCode,
+    InvalidCredentials,
+    MfaUnavailable,
+    TotpReplayed,
+    UnknownCredential,
+    WebAuthnRefused,
+)
+from secretum.identity.factor_store import StoredCredential
+from secretum.identity.factors import match_step
+from secretum.identity.model import (
+    AccountStatus,
+    CredentialKind,
+    NewSession,
+    Session,
+    mfa_required,
+    utc,
+)
+from secretum.identity.service_base import (
+    LOGIN,
+    WebAuthnStart,
+    Who,
+)
+from secretum.identity.service_webauthn import WebAuthnSteps
+from secretum.notices.store import NoticeKind, notify
+
+SIGN_IN = "sign-in"  # ceremony kind of a pending sign-in (password proved, factor awaited)
+WA_SECOND = "webauthn-2fa"
+WA_PASSKEY = "webauthn-passkey"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A completed sign-in. Set ``session_id`` and ``device_id`` as cookies;
+    ``session.enrolment_only`` means the user must now enrol a second factor."""
+
+    session_id: str
+    session: Session
+    device_id: str
+    new_device: bool
+
+    def __repr__(self) -> str:
+        return f"SignedIn({self.session!r}, new_device={self.new_device})"
+
+
+@dataclass(frozen=True)
+class SecondFactorRequired:
+    """The password was right; complete with one of ``methods`` ("security-key", "totp",
+    "recovery-code") and ``ticket`` before ``expires_at``."""
+
+    ticket: str
+    methods: tuple[str, ...]
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"SecondFactorRequired(methods={self.methods})"
+
+
+class SignInOps(WebAuthnSteps):
+    # -- password ---------------------------------------------------------------------------
+
+    def sign_in_password(
+        self,
+        email: str,
+        password: str,
+        *,
+        now: datetime,
+        address: str | None = None,
+        device_id: str | None = None,
+    ) -> SignedIn | SecondFactorRequired:
+        """First step of a sign-in. Raises InvalidCredentials, Throttled, Locked,
+        AccountInactive."""
+        now = utc(now)
+        keys = self._keys("acct:" + self.accounts.email_index(email).hex(), address)
+        self._check_limits(keys, now, Who.of(None), address)
+        with self._read() as conn:
+            row = self.accounts.by_email(conn, email)
+        if not self.hasher.verify(None if row is None else row.password_hash, password):
+            raise self._refuse(InvalidCredentials(), now, account=row, keys=keys, address=address)
+        assert row is not None and row.password_hash is not None
+        if row.account.status is not AccountStatus.ACTIVE:
+            raise self._refuse(AccountInactive(), now, account=row, keys=keys, address=address)
+        rehash = self.hasher.hash(password) if self.hasher.needs_rehash(row.password_hash) else None
+        with self._read() as conn:
+            methods = self._methods(conn, row.user_id)
+            enrolled_before = self.factors.has_factor_history(conn, row.user_id)
+        if not methods and enrolled_before:  # every factor blocked or gone: no silent downgrade
+            raise self._refuse(MfaUnavailable(), now, account=row, keys=keys, address=address)
+        if not methods:
+            enrol = mfa_required(row.role, self.settings)
+            return self._finish(
+                row, now, address, device_id, strong=False, enrolment_only=enrol, rehash=rehash
+            )
+        ticket = self._token()
+        expires_at = now + self.settings.pending_sign_in_ttl
+        with self._write() as conn:
+            self.factors.open_ceremony(
+                conn, ticket, kind=SIGN_IN, expires_at=expires_at, user_id=row.user_id
+            )
+            if rehash is not None:
+                self.accounts.update(conn, row.user_id, now, password_hash=rehash)
+            self._audit(
+                conn, now, LOGIN, Who.of(row), resource=("Account", row.user_id), address=address
+            )
+        return SecondFactorRequired(ticket, methods, expires_at)
+
+    def _methods(self, conn: Connection, user_id: str) -> tuple[str, ...]:
+        methods = []
+        if any(c.blocked_at is None for c in self.factors.credentials_of(conn, user_id)):
+            methods.append("security-key")
+        state = self.factors.totp(conn, user_id)
+        if state is not None and state.secret is not None:
+            methods.append("totp")
+        if self.factors.recovery_codes_left(conn, user_id):
+            methods.append("recovery-code")
+        return tuple(methods)
+
+    def _pending(self, ticket: str, now: datetime, address: str | None) -> AccountRow:
+        with self._read() as conn:
+            pending = self.factors.peek_ceremony(conn, ticket, SIGN_IN, now)
+            row = None if pending is None else self.accounts.by_id(conn, pending.user_id or "")
+        if row is None:
+            self._audit_failure(now, LOGIN, Who.of(None), address=address)
+            raise ChallengeExpired("the sign-in expired: enter your password again")
+        self._check_limits(self._keys(row.limit_key, address), now, Who.of(row), address)
+        return row
+
+    def complete_sign_in_totp(
+        self,
+        ticket: str,
+        code: str,
+        *,
+        now: datetime,
+        address: str | None = None,
+        device_id: str | None = None,
+    ) -> SignedIn:
+        """Second step with an authenticator-app code. Raises InvalidCode, TotpReplayed,
+        ChallengeExpired, Throttled, Locked."""
+        now = utc(now)
+        row = self._pending(ticket, now, address)
+        keys = self._keys(row.limit_key, address)
+        try:
+            with self._read() as conn:
+                state = self.factors.totp(conn, row.user_id)
+            secret = None if state is None else state.secret
+            step = None if secret is None else match_step(secret, code, now)
+            if step is None:
+                raise InvalidCode()
+            return self._finish(
+                row, now, address, device_id, strong=True, ticket=ticket, totp_step=step
+            )
+        except AuthError as exc:
+            raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
+
+    def complete_sign_in_recovery_code(
+        self,
+        ticket: str,
+        code: str,
+        *,
+        now: datetime,
+        address: str | None = None,
+        device_id: str | None = None,
+    ) -> SignedIn:
+        """Second step with a single-use recovery code. Raises InvalidCode, ..."""
+        now = utc(now)
+        row = self._pending(ticket, now, address)
+        keys = self._keys(row.limit_key, address)
+        try:
+            return self._finish(
+                row, now, address, device_id, strong=True, ticket=ticket, recovery_code=code
+            )
+        except AuthError as exc:
+            raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
+
+    def second_factor_options(self, ticket: str, *, now: datetime) -> WebAuthnStart:
+        """WebAuthn request options for the security-key step of a pending sign-in."""
+        now = utc(now)
+        with self._read() as conn:
+            pending = self.factors.peek_ceremony(conn, ticket, SIGN_IN, now)
+        if pending is None or pending.user_id is None:
+            raise ChallengeExpired("the sign-in expired: enter your password again")
+        return self._webauthn_start(
+            WA_SECOND, pending.user_id, now, self.webauthn.security_key_user_verification
+        )
+
+    def complete_sign_in_security_key(
+        self,
+        ticket: str,
+        ceremony_id: str,
+        credential: wa.CredentialJSON,
+        *,
+        now: datetime,
+        address: str | None = None,
+        device_id: str | None = None,
+    ) -> SignedIn:
+        """Second step with a WebAuthn assertion (security key or passkey)."""
+        now = utc(now)
+        row = self._pending(ticket, now, address)
+        keys = self._keys(row.limit_key, address)
+        try:
+            challenge = self._take_challenge(ceremony_id, WA_SECOND, now, row.user_id)
+            cred, assertion = self._assert(
+                credential,
+                challenge,
+                row,
+                require_uv=self.webauthn.security_key_user_verification
+                is UserVerificationRequirement.REQUIRED,
+            )
+            return self._finish(
+                row,
+                now,
+                address,
+                device_id,
+                strong=True,
+                ticket=ticket,
+                credential=(cred, assertion),
+            )
+        except AuthError as exc:
+            raise self._refuse(
+                exc,
+                now,
+                account=row,
+                keys=keys,
+                address=address,
+                resource=self._cred_resource(credential),
+            ) from None
+
+    # -- passkeys ---------------------------------------------------------------------------
+
+    def begin_passkey_sign_in(self, *, now: datetime) -> WebAuthnStart:
+        """Options for a passwordless sign-in with a discoverable credential (UV required)."""
+        return self._webauthn_start(
+            WA_PASSKEY, None, utc(now), UserVerificationRequirement.REQUIRED
+        )
+
+    def complete_passkey_sign_in(
+        self,
+        ceremony_id: str,
+        credential: wa.CredentialJSON,
+        *,
+        now: datetime,
+        address: str | None = None,
+        device_id: str | None = None,
+    ) -> SignedIn:
+        """Passwordless sign-in. Raises ChallengeExpired, UnknownCredential, WebAuthnRefused,
+        UserVerificationRequired, CredentialBlocked, AccountInactive, Throttled, Locked."""
+        now = utc(now)
+        keys = self._keys(None, address)
+        self._check_limits(keys, now, Who.of(None), address)
+        row: AccountRow | None = None
+        try:
+            challenge = self._take_challenge(ceremony_id, WA_PASSKEY, now, None)
+            parsed = wa.parse_assertion(credential)
+            with self._read() as conn:
+                cred = self.factors.credential(conn, wa.credential_ref(parsed.raw_id))
+                row = None if cred is None else self.accounts.by_id(conn, cred.user_id)
+            if cred is None or row is None:
+                raise UnknownCredential()
+            keys = self._keys(row.limit_key, address)
+            self._check_limits(keys, now, Who.of(row), address)
+            if cred.kind is not CredentialKind.PASSKEY:
+                raise WebAuthnRefused("this credential is a second factor, not a passkey")
+            handle = parsed.response.user_handle
+            if handle is None or handle != row.user_handle:
+                raise WebAuthnRefused("the user handle does not match the credential")
+            cred, assertion = self._assert(parsed, challenge, row, require_uv=True)
+            if row.account.status is not AccountStatus.ACTIVE:
+                raise AccountInactive()
+            return self._finish(
+                row, now, address, device_id, strong=True, credential=(cred, assertion)
+            )
+        except AuthError as exc:
+            raise self._refuse(
+                exc,
+                now,
+                account=row,
+                keys=keys,
+                address=address,
+                resource=self._cred_resource(credential),
+            ) from None
+
+    # -- the last step of every sign-in -----------------------------------------------------
+
+    def _finish(
+        self,
+        row: AccountRow,
+        now: datetime,
+        address: str | None,
+        device_id: str | None,
+        *,
+        strong: bool,
+        enrolment_only: bool = False,
+        rehash: str | None = None,
+        ticket: str | None = None,
+        totp_step: int | None = None,
+        recovery_code: str | None = None,
+        credential: tuple[StoredCredential, wa.Assertion] | None = None,
+    ) -> SignedIn:
+        device_id = device_id or self._token()
+        device_ref = self.accounts.device_ref(device_id)
+        resource = ("Account", row.user_id)
+        with self._write() as conn:
+            if (
+                ticket is not None
+                and self.factors.take_ceremony(conn, ticket, SIGN_IN, now) is None
+            ):
+                raise ChallengeExpired("the sign-in expired: enter your password again")
+            if totp_step is not None and not self.factors.spend_totp_step(
+                conn, row.user_id, totp_step
+            ):
+                raise TotpReplayed()
+            if recovery_code is not None and not self.factors.spend_recovery_code(
+                conn, row.user_id, recovery_code, now
+            ):
+                raise InvalidCode()
+            if credential is not None:
+                cred, assertion = credential
+                if not self.factors.record_use(
+                    conn, cred, assertion.new_sign_count, assertion.backed_up, now
+                ):
+                    raise WebAuthnRefused("the credential was used concurrently; try again")
+                resource = ("Credential", cred.ref)
+            if rehash is not None:
+                self.accounts.update(conn, row.user_id, now, password_hash=rehash)
+            known = self.accounts.has_devices(conn, row.user_id)
+            new_device = self.accounts.remember_device(conn, row.user_id, device_ref, now)
+            if new_device and known:
+                params = {"device": device_ref[:16]}
+                if address is not None:
+                    params["address"] = address
+                notify(conn, row.user_id, NoticeKind.NEW_DEVICE_SIGN_IN, now, **params)
+            self.accounts.update(conn, row.user_id, now, last_sign_in_at=now)
+            self._audit(conn, now, LOGIN, Who.of(row), resource=resource, address=address)
+        grant = self._grant(row, now if strong else None, device_ref, enrolment_only)
+        created: NewSession = self.sessions.create(grant, now)
+        self.limiter.reset(row.limit_key)
+        return SignedIn(created.session_id, created.session, device_id, new_device)

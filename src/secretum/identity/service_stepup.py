@@ -1,0 +1,128 @@
+"""Step-up: a fresh second factor (WebAuthn with user verification, or a TOTP code) refreshes
+``strong_auth_at`` for the sensitive acts of the next minutes (see
+:func:`secretum.identity.model.requires_step_up`); the session gets a new id, as at every
+privilege change. Failures count towards brute-force limits like sign-in failures; one audit
+entry (``USER_AUTHENTICATION``/Login) per call."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from webauthn.helpers.structs import UserVerificationRequirement
+
+from secretum.identity import webauthn as wa
+from secretum.identity.accounts import AccountRow
+from secretum.identity.errors import (
+    AuthError,
+    InvalidCode,
+    StepUpRequired,
+    TotpReplayed,
+    WebAuthnRefused,
+)
+from secretum.identity.factor_store import StoredCredential
+from secretum.identity.factors import match_step
+from secretum.identity.model import NewSession, Session, utc
+from secretum.identity.service_base import LOGIN, WebAuthnStart, Who
+from secretum.identity.service_webauthn import WebAuthnSteps
+
+WA_STEP_UP = "webauthn-step-up"  # ceremony kind
+
+
+class StepUpOps(WebAuthnSteps):
+    # -- step-up ----------------------------------------------------------------------------
+
+    def begin_step_up(self, session_id: str, *, now: datetime) -> WebAuthnStart:
+        """WebAuthn options to refresh ``strong_auth_at`` (user verification required)."""
+        now = utc(now)
+        session = self._session(session_id, now)
+        return self._webauthn_start(
+            WA_STEP_UP, session.user_id, now, UserVerificationRequirement.REQUIRED
+        )
+
+    def complete_step_up_webauthn(
+        self,
+        session_id: str,
+        ceremony_id: str,
+        credential: wa.CredentialJSON,
+        *,
+        now: datetime,
+        address: str | None = None,
+    ) -> NewSession:
+        """A fresh WebAuthn user verification: the session is rotated with
+        ``strong_auth_at`` = now (set the new id as the cookie)."""
+        now = utc(now)
+        session, row = self._step_up_session(session_id, now, address)
+        keys = self._keys(row.limit_key, address)
+        try:
+            challenge = self._take_challenge(ceremony_id, WA_STEP_UP, now, row.user_id)
+            cred, assertion = self._assert(credential, challenge, row, require_uv=True)
+            return self._stepped_up(
+                session_id, session, row, now, address, credential=(cred, assertion)
+            )
+        except AuthError as exc:
+            raise self._refuse(
+                exc,
+                now,
+                account=row,
+                keys=keys,
+                address=address,
+                resource=self._cred_resource(credential),
+            ) from None
+
+    def step_up_totp(
+        self, session_id: str, code: str, *, now: datetime, address: str | None = None
+    ) -> NewSession:
+        """A fresh TOTP code: the session is rotated with ``strong_auth_at`` = now."""
+        now = utc(now)
+        session, row = self._step_up_session(session_id, now, address)
+        keys = self._keys(row.limit_key, address)
+        try:
+            with self._read() as conn:
+                state = self.factors.totp(conn, row.user_id)
+            secret = None if state is None else state.secret
+            step = None if secret is None else match_step(secret, code, now)
+            if step is None:
+                raise InvalidCode()
+            return self._stepped_up(session_id, session, row, now, address, totp_step=step)
+        except AuthError as exc:
+            raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
+
+    def _step_up_session(
+        self, session_id: str, now: datetime, address: str | None
+    ) -> tuple[Session, AccountRow]:
+        session = self._session(session_id, now)
+        with self._read() as conn:
+            row = self.accounts.by_id(conn, session.user_id)
+        if row is None:
+            raise StepUpRequired("the account is gone")
+        self._check_limits(self._keys(row.limit_key, address), now, Who.of(row), address)
+        return session, row
+
+    def _stepped_up(
+        self,
+        session_id: str,
+        session: Session,
+        row: AccountRow,
+        now: datetime,
+        address: str | None,
+        *,
+        totp_step: int | None = None,
+        credential: tuple[StoredCredential, wa.Assertion] | None = None,
+    ) -> NewSession:
+        resource = ("Account", row.user_id)
+        with self._write() as conn:
+            if totp_step is not None and not self.factors.spend_totp_step(
+                conn, row.user_id, totp_step
+            ):
+                raise TotpReplayed()
+            if credential is not None:
+                cred, assertion = credential
+                if not self.factors.record_use(
+                    conn, cred, assertion.new_sign_count, assertion.backed_up, now
+                ):
+                    raise WebAuthnRefused("the credential was used concurrently; try again")
+                resource = ("Credential", cred.ref)
+            self._audit(conn, now, LOGIN, Who.of(session), resource=resource, address=address)
+        rotated = self._rotate(session_id, now, strong=True)
+        self.limiter.reset(row.limit_key)
+        return rotated
