@@ -1,0 +1,177 @@
+"""The patient's other privacy choices: inviting a practitioner into their care team, naming
+practitioners for restricted data, restricting processing (GDPR art. 18).
+
+Only the patient makes these choices, on their own record: a practitioner cannot invite or name
+themselves. Each is decided by the policy, done with the primitives of
+:mod:`secretum.policy.care` and :mod:`secretum.policy.restriction`, and audited in the same
+transaction (DICOM 110110 Patient Record, purpose PATRQT).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from secretum.audit.log import AuditLog
+from secretum.audit.model import AuditEvent, EventAction, EventType
+from secretum.policy import care
+from secretum.policy.decide import AccessDenied, require
+from secretum.policy.facts import load_facts
+from secretum.policy.model import AUDIT_PURPOSE, Action, Actor, Decision, Purpose, Resource, Role
+from secretum.policy.restriction import set_restriction
+from secretum.policy.tables import utc
+
+
+class PatientChoices:
+    """A patient's own choices about who sees their data, audited."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    def invite(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        patient_id: str,
+        practitioner_id: str,
+        now: datetime,
+        until: datetime | None = None,
+        source_address: str | None = None,
+    ) -> str:
+        """The patient invites ``practitioner_id`` into their care team; the relationship id."""
+        now = utc(now)
+        self._own(conn, actor, patient_id, Action.MANAGE_CONSENT, now)
+        relationship_id = care.start(
+            conn,
+            patient_id=patient_id,
+            practitioner_id=practitioner_id,
+            basis=care.CareBasis.INVITATION,
+            now=now,
+            until=until,
+        )
+        self._audit(conn, actor, patient_id, "CareTeam", relationship_id, now, source_address)
+        return relationship_id
+
+    def end_relationship(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        patient_id: str,
+        relationship_id: str,
+        now: datetime,
+        source_address: str | None = None,
+    ) -> bool:
+        """The patient ends one of their care relationships (any basis); False if unknown or
+        already ended."""
+        now = utc(now)
+        self._own(conn, actor, patient_id, Action.MANAGE_CONSENT, now)
+        if not any(
+            r.relationship_id == relationship_id for r in care.relationships(conn, patient_id)
+        ):
+            return False
+        if not care.end(conn, relationship_id, now, by=actor.user_id):
+            return False
+        self._audit(
+            conn, actor, patient_id, "CareTeam", relationship_id, now, source_address, update=True
+        )
+        return True
+
+    def name_for_restricted(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        patient_id: str,
+        practitioner_id: str,
+        now: datetime,
+        source_address: str | None = None,
+    ) -> str:
+        """The patient names ``practitioner_id`` for their restricted data; the naming id."""
+        now = utc(now)
+        self._own(conn, actor, patient_id, Action.MANAGE_CONSENT, now)
+        naming_id = care.name_for_restricted(conn, patient_id, practitioner_id, now)
+        self._audit(conn, actor, patient_id, "Consent", naming_id, now, source_address)
+        return naming_id
+
+    def revoke_named(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        patient_id: str,
+        practitioner_id: str,
+        now: datetime,
+        source_address: str | None = None,
+    ) -> bool:
+        """The patient revokes the naming; effective on the very next request."""
+        now = utc(now)
+        self._own(conn, actor, patient_id, Action.MANAGE_CONSENT, now)
+        if not care.revoke_named(conn, patient_id, practitioner_id, now):
+            return False
+        self._audit(
+            conn, actor, patient_id, "Patient", patient_id, now, source_address, update=True
+        )
+        return True
+
+    def set_restriction(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        patient_id: str,
+        on: bool,
+        now: datetime,
+        source_address: str | None = None,
+    ) -> int:
+        """The patient restricts (``on``) or frees the processing of their data (art. 18)."""
+        now = utc(now)
+        self._own(conn, actor, patient_id, Action.RESTRICT, now)
+        seq = set_restriction(conn, patient_id, on, now, actor_id=actor.user_id)
+        self._audit(
+            conn, actor, patient_id, "Patient", patient_id, now, source_address, update=True
+        )
+        return seq
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _own(
+        conn: Connection, actor: Actor, patient_id: str, action: Action, now: datetime
+    ) -> None:
+        if actor.role is not Role.PATIENT or actor.user_id != patient_id:
+            raise AccessDenied(Decision(False, "deny.not-own-record"))
+        resource = Resource("Patient", patient_id=patient_id, resource_id=patient_id)
+        facts = load_facts(conn, actor, patient_id, now)
+        require(actor, action, resource, Purpose.PATIENT_REQUEST, now, facts)
+
+    def _audit(
+        self,
+        conn: Connection,
+        actor: Actor,
+        patient_id: str,
+        resource_type: str,
+        resource_id: str,
+        now: datetime,
+        source_address: str | None,
+        *,
+        update: bool = False,
+    ) -> None:
+        self.audit.append(
+            conn,
+            AuditEvent(
+                recorded=now,
+                event_type=EventType.PATIENT_RECORD,
+                action=EventAction.UPDATE if update else EventAction.CREATE,
+                actor_id=actor.user_id,
+                actor_role=str(actor.role),
+                subtype="update" if update else "create",
+                resource_type=resource_type,
+                resource_id=resource_id,
+                patient_id=patient_id,
+                purpose=AUDIT_PURPOSE[Purpose.PATIENT_REQUEST],
+                source_address=source_address,
+            ),
+        )

@@ -1,0 +1,238 @@
+"""Care relationships and the practitioners a patient named for restricted data.
+
+A practitioner is in a patient's care team through an appointment, a referral or the patient's
+own invitation. Each relationship has a start, may have a planned end (``until``) and may be
+ended early (:func:`end`). Whether it holds is always asked for a given ``now``: nothing is
+cached, so an ending is effective on the very next request.
+
+These are the store's primitives, run in the caller's transaction: the context that opens a
+relationship (an appointment booked, a referral accepted, an invitation sent) decides and
+audits the act that opens it. The patient's own choices (invitation, naming for restricted data)
+go through :class:`secretum.consent.choices.PatientChoices`, which decides and audits.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.elements import ColumnElement
+
+from secretum.policy.tables import care_relationships, from_db, restricted_data_named, utc
+
+
+class CareBasis(StrEnum):
+    """What put the practitioner in the care team."""
+
+    APPOINTMENT = "appointment"
+    REFERRAL = "referral"
+    INVITATION = "invitation"  # the patient's own invitation
+
+
+@dataclass(frozen=True, slots=True)
+class CareRelationship:
+    relationship_id: str
+    patient_id: str
+    practitioner_id: str
+    basis: CareBasis
+    source_id: str | None
+    started_at: datetime
+    ends_at: datetime | None
+    ended_at: datetime | None
+
+    def active(self, now: datetime) -> bool:
+        """Holds at ``now``: started, not past its planned end, not ended."""
+        now = utc(now)
+        return (
+            self.started_at <= now
+            and (self.ends_at is None or now < self.ends_at)
+            and (self.ended_at is None or now < self.ended_at)
+        )
+
+
+def start(
+    conn: Connection,
+    *,
+    patient_id: str,
+    practitioner_id: str,
+    basis: CareBasis,
+    now: datetime,
+    until: datetime | None = None,
+    source_id: str | None = None,
+) -> str:
+    """Open a care relationship from ``now`` (to ``until`` if given); returns its id."""
+    if patient_id == practitioner_id:
+        raise ValueError("a practitioner is not in their own care team")
+    now = utc(now)
+    if until is not None and utc(until) <= now:
+        raise ValueError("a care relationship ends after it starts")
+    relationship_id = secrets.token_hex(16)
+    conn.execute(
+        insert(care_relationships).values(
+            relationship_id=relationship_id,
+            patient_id=patient_id,
+            practitioner_id=practitioner_id,
+            basis=str(CareBasis(basis)),
+            source_id=source_id,
+            started_at=now,
+            ends_at=None if until is None else utc(until),
+        )
+    )
+    return relationship_id
+
+
+def end(conn: Connection, relationship_id: str, now: datetime, *, by: str | None = None) -> bool:
+    """End a relationship at ``now``; False if it was unknown or already ended."""
+    result = conn.execute(
+        update(care_relationships)
+        .where(
+            care_relationships.c.relationship_id == relationship_id,
+            care_relationships.c.ended_at.is_(None),
+        )
+        .values(ended_at=utc(now), ended_by=by)
+    )
+    return result.rowcount == 1
+
+
+def _active_relationship(now: datetime) -> ColumnElement[bool]:
+    c = care_relationships.c
+    return and_(
+        c.started_at <= now,
+        or_(c.ends_at.is_(None), c.ends_at > now),
+        or_(c.ended_at.is_(None), c.ended_at > now),
+    )
+
+
+def in_care_team(conn: Connection, practitioner_id: str, patient_id: str, now: datetime) -> bool:
+    """Whether ``practitioner_id`` is in ``patient_id``'s care team at ``now``."""
+    c = care_relationships.c
+    row = conn.execute(
+        select(c.relationship_id)
+        .where(
+            c.patient_id == patient_id,
+            c.practitioner_id == practitioner_id,
+            _active_relationship(utc(now)),
+        )
+        .limit(1)
+    ).first()
+    return row is not None
+
+
+def _relationship(row: RowMapping) -> CareRelationship:
+    started = from_db(row["started_at"])
+    assert started is not None
+    return CareRelationship(
+        relationship_id=row["relationship_id"],
+        patient_id=row["patient_id"],
+        practitioner_id=row["practitioner_id"],
+        basis=CareBasis(row["basis"]),
+        source_id=row["source_id"],
+        started_at=started,
+        ends_at=from_db(row["ends_at"]),
+        ended_at=from_db(row["ended_at"]),
+    )
+
+
+def care_team(conn: Connection, patient_id: str, now: datetime) -> list[CareRelationship]:
+    """The relationships of ``patient_id`` that hold at ``now``, oldest first."""
+    c = care_relationships.c
+    rows = conn.execute(
+        select(care_relationships)
+        .where(c.patient_id == patient_id, _active_relationship(utc(now)))
+        .order_by(c.started_at, c.relationship_id)
+    ).mappings()
+    return [_relationship(r) for r in rows]
+
+
+def relationships(conn: Connection, patient_id: str) -> list[CareRelationship]:
+    """Every relationship of ``patient_id``, ended ones included, oldest first."""
+    c = care_relationships.c
+    rows = conn.execute(
+        select(care_relationships)
+        .where(c.patient_id == patient_id)
+        .order_by(c.started_at, c.relationship_id)
+    ).mappings()
+    return [_relationship(r) for r in rows]
+
+
+# -- practitioners named for restricted data -----------------------------------------------------
+
+
+def name_for_restricted(
+    conn: Connection, patient_id: str, practitioner_id: str, now: datetime
+) -> str:
+    """The patient names ``practitioner_id`` for their restricted data (mental health, HIV...),
+    from ``now`` until revoked. Returns the naming id (an existing one if already named)."""
+    now = utc(now)
+    existing = _active_naming(conn, patient_id, practitioner_id, now)
+    if existing is not None:
+        return existing
+    naming_id = secrets.token_hex(16)
+    conn.execute(
+        insert(restricted_data_named).values(
+            naming_id=naming_id,
+            patient_id=patient_id,
+            practitioner_id=practitioner_id,
+            named_at=now,
+        )
+    )
+    return naming_id
+
+
+def revoke_named(conn: Connection, patient_id: str, practitioner_id: str, now: datetime) -> bool:
+    """Revoke the naming at ``now``; False if the practitioner was not named."""
+    n = restricted_data_named.c
+    result = conn.execute(
+        update(restricted_data_named)
+        .where(
+            n.patient_id == patient_id,
+            n.practitioner_id == practitioner_id,
+            n.revoked_at.is_(None),
+        )
+        .values(revoked_at=utc(now))
+    )
+    return result.rowcount > 0
+
+
+def _active_naming(
+    conn: Connection, patient_id: str, practitioner_id: str, now: datetime
+) -> str | None:
+    n = restricted_data_named.c
+    return conn.execute(
+        select(n.naming_id)
+        .where(
+            n.patient_id == patient_id,
+            n.practitioner_id == practitioner_id,
+            n.named_at <= now,
+            or_(n.revoked_at.is_(None), n.revoked_at > now),
+        )
+        .limit(1)
+    ).scalar()
+
+
+def is_named_for_restricted(
+    conn: Connection, patient_id: str, practitioner_id: str, now: datetime
+) -> bool:
+    """Whether the patient named ``practitioner_id`` for restricted data, at ``now``."""
+    return _active_naming(conn, patient_id, practitioner_id, utc(now)) is not None
+
+
+def named_for_restricted(conn: Connection, patient_id: str, now: datetime) -> list[str]:
+    """The practitioners ``patient_id`` named for restricted data, at ``now``."""
+    n = restricted_data_named.c
+    now = utc(now)
+    rows = conn.execute(
+        select(n.practitioner_id)
+        .where(
+            n.patient_id == patient_id,
+            n.named_at <= now,
+            or_(n.revoked_at.is_(None), n.revoked_at > now),
+        )
+        .distinct()
+        .order_by(n.practitioner_id)
+    ).scalars()
+    return list(rows)

@@ -1,0 +1,176 @@
+"""The decision function: pure, total, default deny.
+
+``decide(actor, action, resource, purpose, now, facts)`` reads nothing but its arguments and the
+rule tables of :mod:`secretum.policy.rules`: no database, no clock, no randomness. The stores
+gather the :class:`~secretum.policy.model.Facts` (:func:`secretum.policy.facts.load_facts`) and
+the repositories call this function on every read and write (enforcement where data is read).
+
+Evaluation:
+
+1. every guard of :data:`~secretum.policy.rules.GUARDS` whose role, action and conditions all
+   match refuses the request with its reason;
+2. the allow rules of :data:`~secretum.policy.rules.RULES` that apply to the role, action and
+   purpose are tried in order; the first whose conditions all hold allows;
+3. no rule applies: ``deny.default``. Rules apply but none allows: when one of them lacks only a
+   fresh step-up, ``deny.step-up-required`` with ``requires=("step-up",)`` (the web layer asks
+   for a second factor and retries); otherwise the reason of the first missing condition of the
+   first applicable rule (e.g. ``deny.not-in-care-team``, ``deny.no-consent``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from secretum.policy.model import (
+    Action,
+    Actor,
+    Decision,
+    Facts,
+    Purpose,
+    Resource,
+    Role,
+    Sensitivity,
+)
+from secretum.policy.rules import (
+    DEFAULT_DENY,
+    DENY_REASONS,
+    GUARDS,
+    OPERATIONAL_KINDS,
+    RULES,
+    STEP_UP,
+    STEP_UP_MAX_AGE,
+    Condition,
+    Rule,
+)
+
+
+class AccessDenied(PermissionError):
+    """A service refused a request; ``decision`` says why (a stable code, never data)."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request under evaluation (the arguments of :func:`decide`)."""
+
+    actor: Actor
+    action: Action
+    resource: Resource
+    purpose: Purpose
+    now: datetime
+    facts: Facts
+
+
+def is_health_data(resource: Resource) -> bool:
+    """Whether ``resource`` may hold health data (every kind not known to be operational)."""
+    return resource.kind not in OPERATIONAL_KINDS
+
+
+def _own_record(r: Request) -> bool:
+    return (
+        r.actor.role is Role.PATIENT
+        and r.resource.patient_id is not None
+        and r.resource.patient_id == r.actor.user_id
+    )
+
+
+def step_up_is_fresh(actor: Actor, now: datetime, max_age: timedelta = STEP_UP_MAX_AGE) -> bool:
+    """The actor proved a second factor within ``max_age`` before ``now`` (never in the future,
+    never a naive time)."""
+    at = actor.strong_auth_at
+    if at is None or at.utcoffset() is None:
+        return False
+    return timedelta(0) <= now - at <= max_age
+
+
+_CHECKS: dict[Condition, Callable[[Request], bool]] = {
+    Condition.OWN_RECORD: _own_record,
+    Condition.NOT_OWN_RECORD: lambda r: not _own_record(r),
+    Condition.HEALTH_DATA: lambda r: is_health_data(r.resource),
+    Condition.OPERATIONAL_DATA: lambda r: not is_health_data(r.resource),
+    Condition.NO_PATIENT: lambda r: r.resource.patient_id is None,
+    Condition.CONSENT: lambda r: r.purpose in r.facts.consents,
+    Condition.CARE_TEAM: lambda r: r.facts.in_care_team,
+    Condition.NAMED_IF_RESTRICTED: lambda r: (
+        r.resource.sensitivity is not Sensitivity.RESTRICTED or r.facts.named_by_patient
+    ),
+    Condition.BREAK_GLASS: lambda r: r.facts.break_glass_active,
+    Condition.STEP_UP: lambda r: step_up_is_fresh(r.actor, r.now),
+    Condition.RESTRICTED_PROCESSING: lambda r: r.facts.restricted_processing,
+}
+
+
+def check(condition: Condition, request: Request) -> bool:
+    """Evaluate one named condition on ``request``."""
+    return _CHECKS[condition](request)
+
+
+def applicable_rules(actor: Actor, action: Action, purpose: Purpose) -> list[Rule]:
+    """The allow rules that apply to this role, action and purpose (in table order)."""
+    return [
+        rule
+        for rule in RULES
+        if actor.role in rule.roles and action in rule.actions and purpose in rule.purposes
+    ]
+
+
+def decide(
+    actor: Actor,
+    action: Action,
+    resource: Resource,
+    purpose: Purpose,
+    now: datetime,
+    facts: Facts,
+) -> Decision:
+    """Decide whether ``actor`` may do ``action`` on ``resource`` for ``purpose`` at ``now``.
+
+    Pure: the same arguments always give the same :class:`Decision`. ``now`` must be
+    timezone-aware (a naive time is a programming error: :class:`ValueError`).
+    """
+    if now.utcoffset() is None:
+        raise ValueError("decide needs a timezone-aware 'now'")
+    request = Request(actor, action, resource, purpose, now, facts)
+    for guard in GUARDS:
+        if (
+            actor.role in guard.roles
+            and action in guard.actions
+            and all(check(c, request) for c in guard.when)
+        ):
+            return Decision(False, guard.reason)
+    rules = applicable_rules(actor, action, purpose)
+    if not rules:
+        return Decision(False, DEFAULT_DENY)
+    first_missing: Condition | None = None
+    step_up_only = False
+    for rule in rules:
+        missing = [c for c in rule.conditions if not check(c, request)]
+        if not missing:
+            return Decision(True, rule.reason, break_glass=rule.break_glass)
+        if missing == [Condition.STEP_UP]:
+            step_up_only = True
+        if first_missing is None:
+            first_missing = missing[0]
+    if step_up_only:
+        return Decision(False, DENY_REASONS[Condition.STEP_UP], requires=(STEP_UP,))
+    assert first_missing is not None
+    return Decision(False, DENY_REASONS[first_missing])
+
+
+def require(
+    actor: Actor,
+    action: Action,
+    resource: Resource,
+    purpose: Purpose,
+    now: datetime,
+    facts: Facts,
+) -> Decision:
+    """:func:`decide`, raising :class:`AccessDenied` when the answer is no."""
+    decision = decide(actor, action, resource, purpose, now, facts)
+    if not decision.allowed:
+        raise AccessDenied(decision)
+    return decision

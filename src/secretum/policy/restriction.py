@@ -1,0 +1,74 @@
+"""The patient's restriction of processing (GDPR art. 18), as an append-only history.
+
+Each change adds a row numbered 1, 2, 3... per patient; the state at ``now`` is the last row set
+at or before ``now``. While restricted, the policy lets nobody but the patient touch their
+health data (:data:`secretum.policy.rules.GUARDS`). The patient's request goes through
+:meth:`secretum.consent.choices.PatientChoices.set_restriction`, which decides and audits;
+these are the store's primitives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Connection
+
+from secretum.policy.tables import from_db, processing_restrictions, utc
+
+
+@dataclass(frozen=True, slots=True)
+class RestrictionChange:
+    seq: int
+    restricted: bool
+    actor_id: str
+    set_at: datetime
+
+
+def set_restriction(
+    conn: Connection, patient_id: str, on: bool, now: datetime, *, actor_id: str | None = None
+) -> int:
+    """Restrict (``on``) or lift the restriction of ``patient_id``'s data from ``now``.
+
+    ``actor_id`` defaults to the patient. Returns the change's number.
+    """
+    r = processing_restrictions.c
+    last = conn.execute(select(func.max(r.seq)).where(r.patient_id == patient_id)).scalar()
+    seq = (last or 0) + 1
+    conn.execute(
+        insert(processing_restrictions).values(
+            patient_id=patient_id,
+            seq=seq,
+            restricted=bool(on),
+            actor_id=actor_id or patient_id,
+            set_at=utc(now),
+        )
+    )
+    return seq
+
+
+def is_restricted(conn: Connection, patient_id: str, now: datetime) -> bool:
+    """Whether the processing of ``patient_id``'s data is restricted at ``now``."""
+    r = processing_restrictions.c
+    state = conn.execute(
+        select(r.restricted)
+        .where(r.patient_id == patient_id, r.set_at <= utc(now))
+        .order_by(r.seq.desc())
+        .limit(1)
+    ).scalar()
+    return bool(state)
+
+
+def restriction_history(conn: Connection, patient_id: str) -> list[RestrictionChange]:
+    """Every change, oldest first."""
+    r = processing_restrictions.c
+    rows = conn.execute(
+        select(r.seq, r.restricted, r.actor_id, r.set_at)
+        .where(r.patient_id == patient_id)
+        .order_by(r.seq)
+    ).all()
+    return [
+        RestrictionChange(seq, bool(restricted), actor_id, from_db(set_at) or set_at)
+        for seq, restricted, actor_id, set_at in rows
+    ]

@@ -1,0 +1,111 @@
+"""Tables of the facts the policy reads (main database): care relationships, practitioners named
+for restricted data, break-the-glass grants and their reviews, restrictions of processing.
+
+Ids, codes and times only; the one free text (a break-the-glass reason) is sealed with the
+patient's data key. Rows are never deleted: an ending or a revocation fills a time column once,
+a review or a restriction change adds a row, so the history stays readable.
+
+Times are stored in UTC (:func:`utc`) so that comparisons hold on SQLite, which keeps no zone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+)
+
+from secretum.storage.db import metadata
+
+
+def utc(when: datetime) -> datetime:
+    """``when`` in UTC; a naive time is refused (it would compare wrongly)."""
+    if when.utcoffset() is None:
+        raise ValueError("times must be timezone-aware")
+    return when.astimezone(UTC)
+
+
+def from_db(when: datetime | None) -> datetime | None:
+    """A time read back: SQLite returns it naive, in UTC."""
+    if when is None or when.tzinfo is not None:
+        return when
+    return when.replace(tzinfo=UTC)
+
+
+care_relationships = Table(
+    "care_relationships",
+    metadata,
+    Column("relationship_id", String(32), primary_key=True),
+    Column("patient_id", String(64), nullable=False, index=True),
+    Column("practitioner_id", String(64), nullable=False, index=True),
+    #: appointment | referral | invitation (secretum.policy.care.CareBasis)
+    Column("basis", String(16), nullable=False),
+    #: the appointment or referral that opened it, if any
+    Column("source_id", String(64), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    #: planned end (e.g. some days after the appointment); None: open-ended
+    Column("ends_at", DateTime(timezone=True), nullable=True),
+    #: ended early by someone (``end``)
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("ended_by", String(64), nullable=True),
+)
+
+restricted_data_named = Table(
+    "restricted_data_named",
+    metadata,
+    Column("naming_id", String(32), primary_key=True),
+    Column("patient_id", String(64), nullable=False, index=True),
+    Column("practitioner_id", String(64), nullable=False),
+    Column("named_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+break_glass_grants = Table(
+    "break_glass_grants",
+    metadata,
+    Column("grant_id", String(32), primary_key=True),
+    Column("patient_id", String(64), nullable=False, index=True),
+    Column("practitioner_id", String(64), nullable=False, index=True),
+    #: the written reason, sealed with the patient's data key (it may hold health data)
+    Column("key_id", LargeBinary(16), nullable=False),
+    Column("reason_sealed", LargeBinary, nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    #: stopped early, or closed by the periodic duty after expiry (audited 110138)
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("closed_by", String(64), nullable=True),
+)
+
+break_glass_reviews = Table(
+    "break_glass_reviews",
+    metadata,
+    Column(
+        "grant_id",
+        String(32),
+        ForeignKey("break_glass_grants.grant_id"),
+        primary_key=True,
+    ),
+    Column("reviewer_id", String(64), nullable=False),
+    #: secretum.policy.breakglass.ReviewOutcome
+    Column("outcome", String(32), nullable=False),
+    Column("reviewed_at", DateTime(timezone=True), nullable=False),
+)
+
+processing_restrictions = Table(
+    "processing_restrictions",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    #: 1, 2, 3 ... per patient: the highest is the current state
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("restricted", Boolean, nullable=False),
+    Column("actor_id", String(64), nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,266 @@
+"""Consent use cases on SQLite and PostgreSQL: evidence, history, withdrawal, audit, notices."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fhir.resources.R4B.consent import Consent
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from secretum.audit.log import AuditLog
+from secretum.audit.store import read_entries
+from secretum.consent import store
+from secretum.consent.service import ConsentService
+from secretum.consent.store import ConsentMethod, NoActiveConsent
+from secretum.consent.tables import consent_withdrawals, consents
+from secretum.consent.texts import UnknownText, default_texts
+from secretum.notices.store import NoticeKind, list_notices
+from secretum.policy import care
+from secretum.policy.decide import AccessDenied, decide
+from secretum.policy.facts import load_facts
+from secretum.policy.model import Action, Actor, Purpose, Resource, Role
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+PATIENT = Actor("p1", Role.PATIENT)
+DOC = Actor("d1", Role.PRACTITIONER)
+TC = Purpose.TELECONSULTATION
+OBS = Resource("Observation", patient_id="p1", resource_id="obs-1")
+TEXTS = default_texts()
+
+
+@pytest.fixture
+def service(engine: Engine, tmp_path: Path) -> ConsentService:
+    return ConsentService(AuditLog(engine, Ed25519PrivateKey.generate(), tmp_path / "w.log"))
+
+
+def grant_tc(service: ConsentService, conn: Connection, at: datetime, language: str = "fr") -> str:
+    record = service.grant(
+        conn,
+        PATIENT,
+        patient_id="p1",
+        purpose=TC,
+        text_sha256=TEXTS.current(TC, language).sha256,
+        method=ConsentMethod.WEB_CHECKBOX,
+        now=at,
+        source_address="192.0.2.10",
+    )
+    return record.consent_id
+
+
+def doctor_may_read(engine: Engine, at: datetime) -> bool:
+    with engine.connect() as conn:
+        facts = load_facts(conn, DOC, "p1", at)
+        return decide(DOC, Action.READ, OBS, TC, at, facts).allowed
+
+
+def test_grant_keeps_the_evidence(engine: Engine, service: ConsentService) -> None:
+    text = TEXTS.current(TC, "fr")
+    with engine.begin() as conn:
+        consent_id = grant_tc(service, conn, T0)
+    with engine.connect() as conn:
+        record = store.get(conn, consent_id)
+        entries = list(read_entries(conn, "p1"))
+    assert record is not None
+    assert (record.patient_id, record.purpose, record.grantee_id) == ("p1", TC, None)
+    assert (record.text_sha256, record.text_version, record.language) == (text.sha256, 1, "fr")
+    assert record.granted.method is ConsentMethod.WEB_CHECKBOX
+    assert (record.granted.actor_id, record.granted.actor_role) == ("p1", "patient")
+    assert record.granted.at == T0 and record.granted.source_address == "192.0.2.10"
+    assert record.active(T0) and not record.active(T0 - timedelta(seconds=1))
+    # one audit entry, ids and codes only
+    assert len(entries) == 1
+    entry = entries[0]
+    assert (entry["event_type"], entry["action"], entry["subtype"]) == ("110110", "C", "create")
+    assert (entry["resource_type"], entry["resource_id"]) == ("Consent", consent_id)
+    assert (entry["purpose"], entry["actor_id"]) == ("PATRQT", "p1")
+    # the patient acted themselves: no notice
+    with engine.connect() as conn:
+        assert list_notices(conn, "p1") == []
+
+
+def test_withdrawal_is_effective_on_the_very_next_request(
+    engine: Engine, service: ConsentService
+) -> None:
+    with engine.begin() as conn:
+        grant_tc(service, conn, T0)
+        care.start(
+            conn, patient_id="p1", practitioner_id="d1", basis=care.CareBasis.APPOINTMENT, now=T0
+        )
+    assert doctor_may_read(engine, T0 + timedelta(minutes=1))
+    withdraw_at = T0 + timedelta(minutes=2)
+    with engine.begin() as conn:
+        withdrawn = service.withdraw(
+            conn, PATIENT, patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX,
+            now=withdraw_at,
+        )  # fmt: skip
+    assert len(withdrawn) == 1 and withdrawn[0].withdrawn is not None
+    with engine.connect() as conn:
+        assert TC not in load_facts(conn, DOC, "p1", withdraw_at).consents
+    assert not doctor_may_read(engine, withdraw_at)
+    assert doctor_may_read(engine, withdraw_at - timedelta(microseconds=1))  # as of before
+    with engine.begin() as conn, pytest.raises(NoActiveConsent):
+        service.withdraw(
+            conn, PATIENT, patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX,
+            now=withdraw_at + timedelta(seconds=1),
+        )  # fmt: skip
+
+
+def test_history_is_append_only_with_text_hashes(engine: Engine, service: ConsentService) -> None:
+    with engine.begin() as conn:
+        first = grant_tc(service, conn, T0, "fr")
+    with engine.connect() as conn:
+        before = conn.execute(select(consents).where(consents.c.consent_id == first)).one()
+    with engine.begin() as conn:
+        service.withdraw(
+            conn, PATIENT, patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX,
+            now=T0 + timedelta(days=1),
+        )  # fmt: skip
+        second = grant_tc(service, conn, T0 + timedelta(days=2), "en")
+    with engine.begin() as conn:
+        history = service.history(conn, PATIENT, "p1", T0 + timedelta(days=3))
+        after = conn.execute(select(consents).where(consents.c.consent_id == first)).one()
+        count = len(conn.execute(select(consents.c.consent_id)).all())
+        wcount = len(conn.execute(select(consent_withdrawals.c.consent_id)).all())
+    assert before == after  # the grant row never changed
+    assert (count, wcount) == (2, 1)
+    assert [r.consent_id for r in history] == [first, second]
+    assert history[0].text_sha256 == TEXTS.current(TC, "fr").sha256
+    assert history[1].text_sha256 == TEXTS.current(TC, "en").sha256
+    assert history[0].withdrawn is not None and history[1].withdrawn is None
+    assert history[0].withdrawn.at == T0 + timedelta(days=1)
+
+
+def test_granting_the_same_text_again_changes_nothing(
+    engine: Engine, service: ConsentService
+) -> None:
+    with engine.begin() as conn:
+        first = grant_tc(service, conn, T0)
+        again = grant_tc(service, conn, T0 + timedelta(hours=1))
+        entries = list(read_entries(conn, "p1"))
+    assert first == again and len(entries) == 1
+
+
+def test_the_text_must_exist_and_match_the_purpose(engine: Engine, service: ConsentService) -> None:
+    kwargs = dict(patient_id="p1", method=ConsentMethod.WEB_CHECKBOX, now=T0)
+    with engine.begin() as conn:
+        with pytest.raises(UnknownText):
+            service.grant(conn, PATIENT, purpose=TC, text_sha256="0" * 64, **kwargs)  # type: ignore[arg-type]
+        research = TEXTS.current(Purpose.RESEARCH, "en").sha256
+        with pytest.raises(ValueError, match="another purpose"):
+            service.grant(conn, PATIENT, purpose=TC, text_sha256=research, **kwargs)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="needs no consent"):
+            service.grant(
+                conn,
+                PATIENT,
+                purpose=Purpose.PATIENT_REQUEST,
+                text_sha256=research,
+                **kwargs,  # type: ignore[arg-type]
+            )
+
+
+def test_sharing_counts_only_for_the_named_practitioner(
+    engine: Engine, service: ConsentService
+) -> None:
+    sharing = TEXTS.current(Purpose.SHARING, "fr").sha256
+    with engine.begin() as conn:
+        with pytest.raises(ValueError, match="names a practitioner"):
+            service.grant(
+                conn, PATIENT, patient_id="p1", purpose=Purpose.SHARING, text_sha256=sharing,
+                method=ConsentMethod.WEB_CHECKBOX, now=T0,
+            )  # fmt: skip
+        record = service.grant(
+            conn, PATIENT, patient_id="p1", purpose=Purpose.SHARING, text_sha256=sharing,
+            method=ConsentMethod.WEB_CHECKBOX, now=T0, grantee_id="d1",
+        )  # fmt: skip
+        for doc in ("d1", "d2"):
+            care.start(
+                conn, patient_id="p1", practitioner_id=doc, basis=care.CareBasis.REFERRAL, now=T0
+            )
+    assert record.grantee_id == "d1"
+    at = T0 + timedelta(minutes=1)
+    with engine.connect() as conn:
+        for doc, expected in (("d1", True), ("d2", False)):
+            actor = Actor(doc, Role.PRACTITIONER)
+            facts = load_facts(conn, actor, "p1", at)
+            assert (Purpose.SHARING in facts.consents) is expected
+            assert decide(actor, Action.READ, OBS, Purpose.SHARING, at, facts).allowed is expected
+
+
+def test_paper_consent_by_a_practitioner_needs_care_team_and_step_up_and_notifies(
+    engine: Engine, service: ConsentService
+) -> None:
+    text = TEXTS.current(Purpose.TELERADIOLOGY, "fr").sha256
+    stepped_up = Actor("d1", Role.PRACTITIONER, strong_auth_at=T0 - timedelta(minutes=1))
+    paper = dict(
+        patient_id="p1", purpose=Purpose.TELERADIOLOGY, text_sha256=text,
+        method=ConsentMethod.PAPER_SCANNED, now=T0, evidence_id="scan-1",
+    )  # fmt: skip
+    with engine.begin() as conn:
+        with pytest.raises(AccessDenied) as denied:
+            service.grant(conn, stepped_up, **paper)  # type: ignore[arg-type]
+        assert denied.value.decision.reason == "deny.not-in-care-team"
+        care.start(
+            conn, patient_id="p1", practitioner_id="d1", basis=care.CareBasis.APPOINTMENT, now=T0
+        )
+        with pytest.raises(AccessDenied) as denied:
+            service.grant(conn, DOC, **paper)  # type: ignore[arg-type]
+        assert denied.value.decision.requires == ("step-up",)
+        with pytest.raises(ValueError, match="does not record"):  # a practitioner never "ticks"
+            service.grant(conn, stepped_up, **{**paper, "method": ConsentMethod.WEB_CHECKBOX})  # type: ignore[arg-type]
+        record = service.grant(conn, stepped_up, **paper)  # type: ignore[arg-type]
+        notices = list_notices(conn, "p1")
+    assert record.granted.method is ConsentMethod.PAPER_SCANNED
+    assert (record.granted.actor_id, record.granted.evidence_id) == ("d1", "scan-1")
+    assert len(notices) == 1 and notices[0].kind is NoticeKind.CONSENT_CHANGED
+    assert notices[0].params == {
+        "actor_id": "d1", "consent_id": record.consent_id, "purpose": "teleradiology",
+        "change": "granted",
+    }  # fmt: skip
+
+
+def test_others_cannot_touch_a_patients_consents(engine: Engine, service: ConsentService) -> None:
+    text = TEXTS.current(TC, "fr").sha256
+    for actor in (
+        Actor("p2", Role.PATIENT, strong_auth_at=T0),
+        Actor("a1", Role.ADMIN, strong_auth_at=T0),
+        Actor("o1", Role.DPO, strong_auth_at=T0),
+    ):
+        method = ConsentMethod.WEB_CHECKBOX if actor.role is Role.PATIENT else None
+        with engine.begin() as conn, pytest.raises((AccessDenied, ValueError, KeyError)):
+            service.grant(
+                conn, actor, patient_id="p1", purpose=TC, text_sha256=text,
+                method=method or ConsentMethod.PAPER_SCANNED, now=T0,
+            )  # fmt: skip
+    with engine.connect() as conn:
+        assert store.history(conn, "p1") == []
+
+
+def test_fhir_view_validates_and_follows_withdrawal(
+    engine: Engine, service: ConsentService
+) -> None:
+    with engine.begin() as conn:
+        consent_id = grant_tc(service, conn, T0)
+        active = service.fhir(conn, PATIENT, consent_id, T0 + timedelta(minutes=1))
+        service.withdraw(
+            conn, PATIENT, patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX,
+            now=T0 + timedelta(minutes=2),
+        )  # fmt: skip
+        inactive = service.fhir(conn, PATIENT, consent_id, T0 + timedelta(minutes=3))
+        with pytest.raises(AccessDenied):
+            service.fhir(conn, Actor("p2", Role.PATIENT), consent_id, T0)
+    assert Consent.model_validate(active).status == "active"
+    assert Consent.model_validate(inactive).status == "inactive"
+
+
+def test_a_failed_transaction_leaves_neither_consent_nor_audit(
+    engine: Engine, service: ConsentService
+) -> None:
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        grant_tc(service, conn, T0)
+        raise RuntimeError("the request failed after the grant")
+    with engine.connect() as conn:
+        assert store.history(conn, "p1") == [] and list(read_entries(conn, "p1")) == []
