@@ -53,8 +53,11 @@ class FileStore:
         file_id: str,
         src: BinaryIO,
         progress: Callable[[int], None] | None = None,
+        now: datetime | None = None,
     ) -> StoredFile:
         """Encrypt ``src`` into a new blob and record it as the next version of ``file_id``.
+
+        ``now`` is the version's creation time (default: the store's clock).
 
         If anything fails (the stream, the disk, the database), or the caller's transaction
         rolls back, the blob is removed and no row is left: nothing half-stored.
@@ -79,7 +82,7 @@ class FileStore:
                     key_id=key.key_id,
                     blob_name=name,
                     plaintext_size=size,
-                    created_at=self._clock(),
+                    created_at=now or self._clock(),
                 )
             )
         except BaseException:

@@ -51,8 +51,12 @@ class RecordStore:
         record_type: str,
         record_id: str,
         payload: bytes,
+        now: datetime | None = None,
     ) -> int:
-        """Store a new version of a record; returns its version number (1, 2, ...)."""
+        """Store a new version of a record; returns its version number (1, 2, ...).
+
+        ``now`` is the version's creation time (default: the store's clock).
+        """
         last = conn.execute(
             select(func.max(sealed_records.c.version)).where(
                 sealed_records.c.record_id == record_id
@@ -77,7 +81,7 @@ class RecordStore:
                 record_type=record_type,
                 key_id=key.key_id,
                 sealed=seal(key, payload, context),
-                created_at=self._clock(),
+                created_at=now or self._clock(),
             )
         )
         return version

@@ -1,0 +1,249 @@
+"""DocumentReference files: uploaded and downloaded through the streaming encryption.
+
+A document is a DocumentReference (sealed like every resource) plus one encrypted file in the
+:class:`~secretum.records.files.FileStore` (``file_id`` = the DocumentReference id). Uploads are
+checked as they stream (:class:`CheckedUpload`): size limit, allowed media type, and first bytes
+that match it (PDF, PNG, JPEG, DICOM PS3.10, UTF-8 text); a refused upload stops mid-stream,
+rolls back, and leaves no blob. The server owns the attachment's contentType, url, size and hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO, cast
+
+from sqlalchemy.engine import Connection
+
+from secretum.audit.model import EventAction
+from secretum.crypto.streaming import DecryptingReader
+from secretum.policy.model import Action, Actor, Purpose, Resource, Sensitivity
+from secretum.records.fhir import (
+    WRITABLE_TYPES,
+    FhirRecord,
+    FileTooLarge,
+    InvalidResource,
+    ResourceNotFound,
+    UnprocessableResource,
+    UnsupportedContentType,
+    parse_json,
+    resource_type_of,
+    validate,
+)
+from secretum.records.service import SERVER_ATTACHMENT, RecordService, file_url, sensitivity_for
+
+FILE_TYPE = "DocumentReference"
+
+
+#: Media types a document may have, with the extension its export file gets.
+CONTENT_TYPES = {
+    "application/pdf": "pdf",
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "application/dicom": "dcm",
+    "text/plain": "txt",
+}
+_MAGIC = {
+    "application/pdf": (0, b"%PDF-"),
+    "image/png": (0, b"\x89PNG\r\n\x1a\n"),
+    "image/jpeg": (0, b"\xff\xd8\xff"),
+    "application/dicom": (128, b"DICM"),  # PS3.10 §7.1: 128-byte preamble, then "DICM"
+}
+_HEAD = 132
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """What an uploaded document may be: its size and media types (settings of the service)."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    content_types: frozenset[str] = frozenset(CONTENT_TYPES)
+
+    def content_type(self, declared: str) -> str:
+        """The declared media type, normalised (``; charset=...`` dropped), if allowed."""
+        media = declared.split(";", 1)[0].strip().lower() if isinstance(declared, str) else ""
+        if media not in self.content_types or media not in CONTENT_TYPES:
+            allowed = ", ".join(sorted(self.content_types))
+            raise UnsupportedContentType(f"content type not allowed (allowed: {allowed})")
+        return media
+
+
+class CheckedUpload(io.RawIOBase):
+    """The client's stream as it is read: counted (FileTooLarge past ``max_bytes``), hashed
+    (SHA-1, for ``Attachment.hash``), and its first bytes checked against the declared type
+    (UnsupportedContentType): a refused upload stops mid-stream and FileStore drops the blob."""
+
+    def __init__(self, src: BinaryIO, content_type: str, max_bytes: int) -> None:
+        super().__init__()
+        self._src = src
+        self._type = content_type
+        self._max = max_bytes
+        self._sha1 = hashlib.sha1(usedforsecurity=False)
+        self._head = bytearray()
+        self._checked = False
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._src.read(len(view))
+        n = len(data) if data else 0
+        if n:
+            view[:n] = data
+            self.size += n
+            if self.size > self._max:
+                raise FileTooLarge(f"a file is at most {self._max} bytes")
+            self._sha1.update(view[:n])
+            if len(self._head) < _HEAD:
+                self._head += view[: min(n, _HEAD - len(self._head))]
+        if not self._checked and (n == 0 or len(self._head) >= _HEAD):
+            self._check_type()
+        return n
+
+    def _check_type(self) -> None:
+        self._checked = True
+        head = bytes(self._head)
+        if not head:
+            raise InvalidResource("the file is empty", code="required")
+        if self._type == "text/plain":
+            ok = b"\x00" not in head and _utf8_prefix(head)
+        else:
+            offset, magic = _MAGIC[self._type]
+            ok = head[offset : offset + len(magic)] == magic
+        if not ok:
+            raise UnsupportedContentType("the file content does not match its content type")
+
+    def attachment_hash(self) -> str:
+        """Base64 SHA-1 of what was read (FHIR R4 ``Attachment.hash``)."""
+        return base64.b64encode(self._sha1.digest()).decode("ascii")
+
+
+def _utf8_prefix(head: bytes) -> bool:
+    """``head`` is UTF-8, allowing a character cut at its end."""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3 and exc.reason == "unexpected end of data"
+    return True
+
+
+@dataclass
+class DocumentContent:
+    """A decrypting, seekable reader of a DocumentReference's file; close it (or use ``with``)."""
+
+    resource_id: str
+    file_version: int
+    content_type: str
+    size: int
+    reader: DecryptingReader = field(repr=False)
+
+    @property
+    def extension(self) -> str:
+        return CONTENT_TYPES.get(self.content_type, "bin")
+
+    def __enter__(self) -> DocumentContent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reader.close()
+
+
+class DocumentService:
+    """Use cases of DocumentReference files, beside :class:`RecordService` (whose guard, audit
+    and repository they use: same rules, one question, one audit entry)."""
+
+    def __init__(self, records: RecordService, limits: FileLimits | None = None) -> None:
+        self.records = records
+        self.limits = limits or FileLimits()
+
+    def create_document(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        resource: bytes | str | Mapping[str, Any],
+        content: BinaryIO,
+        content_type: str,
+        *,
+        patient_id: str | None = None,
+        sensitivity: Sensitivity | None = None,
+        source_address: str | None = None,
+    ) -> FhirRecord:
+        """Create a DocumentReference and its file, streamed in and encrypted as it comes.
+
+        ``content_type`` must be allowed (:class:`FileLimits`) and match the file's first bytes;
+        past ``limits.max_bytes`` the upload stops (FileTooLarge). Either way nothing is kept.
+        The server fills the attachment's contentType, url, size and hash (SHA-1).
+        """
+        attempt = self.records._attempt(
+            actor, purpose, now, "create", EventAction.CREATE, source_address
+        )
+
+        def work(conn: Connection) -> FhirRecord:
+            media = self.limits.content_type(content_type)
+            body = parse_json(resource)
+            if resource_type_of(body, WRITABLE_TYPES) != "DocumentReference":
+                raise InvalidResource("resourceType must be DocumentReference")
+            rid = self.records._fresh_id(conn, None)
+            attempt.target("DocumentReference", rid)
+            body["id"] = rid
+            entries = body.get("content") or [{}]
+            if not isinstance(entries, list) or len(entries) != 1:
+                raise UnprocessableResource("a DocumentReference holds exactly one file")
+            entry = dict(entries[0]) if isinstance(entries[0], Mapping) else {}
+            attachment = entry.get("attachment")
+            attachment = dict(attachment) if isinstance(attachment, Mapping) else {}
+            for name in (*SERVER_ATTACHMENT, "data"):
+                attachment.pop(name, None)
+            body["content"] = [{**entry, "attachment": {**attachment, "contentType": media}}]
+            body = validate(body, "DocumentReference")
+            pid = self.records._patient_of(conn, body, patient_id)
+            sens = sensitivity_for(body, sensitivity, None)
+            resource_ = Resource("DocumentReference", pid, rid, sens)
+            self.records.door.authorize(conn, attempt, Action.CREATE, resource_)
+            if pid is None:  # pragma: no cover - validate() requires the subject
+                raise UnprocessableResource("a DocumentReference needs a subject")
+            upload = CheckedUpload(content, media, self.limits.max_bytes)
+            src = cast(BinaryIO, upload)
+            stored = self.records.files.put(
+                conn, patient_id=pid, file_type=FILE_TYPE, file_id=rid, src=src, now=now
+            )
+            body["content"][0]["attachment"].update(
+                url=file_url(rid, stored.version), size=stored.size, hash=upload.attachment_hash()
+            )
+            return self.records._write(conn, body, None, pid, sens, now, stored.version)
+
+        return self.records.door.run(attempt, work)
+
+    def open_document(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        resource_id: str,
+        *,
+        source_address: str | None = None,
+    ) -> DocumentContent:
+        """The file of a DocumentReference, decrypted as it is read (audited as a read)."""
+        attempt = self.records._attempt(
+            actor, purpose, now, "read", EventAction.READ, source_address
+        )
+
+        def work(conn: Connection) -> DocumentContent:
+            row = self.records._existing(conn, attempt, "DocumentReference", resource_id)
+            resource_ = Resource("DocumentReference", row.patient_id, resource_id, row.sensitivity)
+            self.records.door.authorize(conn, attempt, Action.READ, resource_)
+            if row.file_version is None:
+                raise ResourceNotFound("this DocumentReference has no stored file")
+            record = self.records.repo.load(conn, row)
+            content_type = record.resource["content"][0]["attachment"]["contentType"]
+            reader = self.records.files.open(conn, resource_id, row.file_version)
+            return DocumentContent(resource_id, row.file_version, content_type, reader.size, reader)
+
+        return self.records.door.run(attempt, work)

@@ -1,0 +1,276 @@
+"""The guard port (may this actor do this, now?) and the door every use case goes through.
+
+:class:`Guard` is the narrow port to the policy: ``check(conn, actor, action, resource, purpose,
+now) -> Decision``. :class:`PolicyGuard` is the real adapter (``secretum.policy.facts.load_facts``
+then the pure ``secretum.policy.decide``, imported lazily); :class:`AllowAllGuard` and the
+table-driven :class:`TableGuard` are the fakes for tests. Every guard denies by default.
+
+:class:`Door` runs one use case: one transaction in which the use case asks the guard (once)
+and does its work, and exactly one audit entry (DICOM event id, FHIR restful subtype, C/R/U/E,
+ids, v3 PurposeOfUse, outcome) written in that same transaction. A refused or failed attempt
+rolls everything back and is audited in a transaction of its own, with a failure outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from secretum.audit.log import AuditLog
+from secretum.audit.model import ID_PATTERN, AuditEvent, Outcome
+from secretum.crypto.errors import KeyShreddedError
+from secretum.policy.model import (
+    AUDIT_PURPOSE,
+    Action,
+    Actor,
+    Decision,
+    Purpose,
+    Resource,
+    Role,
+    Sensitivity,
+)
+from secretum.records.fhir import AccessDenied, FhirError, RecordErased, StepUpRequired
+
+T = TypeVar("T")
+DEFAULT_DENY = Decision(False, "deny.default")
+#: v3 PurposeOfUse code of an access that rides on a break-the-glass grant.
+BREAK_GLASS_PURPOSE = "ETREAT"
+
+
+class Guard(Protocol):
+    """May ``actor`` do ``action`` on ``resource`` for ``purpose`` at ``now``? Default deny."""
+
+    def check(
+        self,
+        conn: Connection,
+        actor: Actor,
+        action: Action,
+        resource: Resource,
+        purpose: Purpose,
+        now: datetime,
+    ) -> Decision: ...
+
+
+class PolicyGuard:
+    """The real guard: facts from the stores, then the pure decision function."""
+
+    def check(
+        self,
+        conn: Connection,
+        actor: Actor,
+        action: Action,
+        resource: Resource,
+        purpose: Purpose,
+        now: datetime,
+    ) -> Decision:
+        from secretum.policy.decide import decide
+        from secretum.policy.facts import load_facts
+
+        facts = load_facts(conn, actor, resource.patient_id, now)
+        decision: Decision = decide(actor, action, resource, purpose, now, facts)
+        return decision
+
+
+@dataclass(frozen=True)
+class Call:
+    """One question a fake guard was asked."""
+
+    actor: Actor
+    action: Action
+    resource: Resource
+    purpose: Purpose
+
+
+class AllowAllGuard:
+    """Says yes to everything (tests only); remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+
+    def check(
+        self,
+        conn: Connection,
+        actor: Actor,
+        action: Action,
+        resource: Resource,
+        purpose: Purpose,
+        now: datetime,
+    ) -> Decision:
+        self.calls.append(Call(actor, action, resource, purpose))
+        return Decision(True, "allow.test")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A row of :class:`TableGuard`: ``None`` matches anything."""
+
+    decision: Decision
+    user_id: str | None = None
+    role: Role | None = None
+    action: Action | None = None
+    kind: str | None = None
+    patient_id: str | None = None
+    sensitivity: Sensitivity | None = None
+    purpose: Purpose | None = None
+
+    def matches(self, actor: Actor, action: Action, resource: Resource, purpose: Purpose) -> bool:
+        wanted = (
+            (self.user_id, actor.user_id),
+            (self.role, actor.role),
+            (self.action, action),
+            (self.kind, resource.kind),
+            (self.patient_id, resource.patient_id),
+            (self.sensitivity, resource.sensitivity),
+            (self.purpose, purpose),
+        )
+        return all(rule is None or rule == value for rule, value in wanted)
+
+
+@dataclass
+class TableGuard:
+    """A fake guard driven by a table of rules: the first matching rule decides, else deny."""
+
+    rules: list[Rule] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+
+    def check(
+        self,
+        conn: Connection,
+        actor: Actor,
+        action: Action,
+        resource: Resource,
+        purpose: Purpose,
+        now: datetime,
+    ) -> Decision:
+        self.calls.append(Call(actor, action, resource, purpose))
+        for rule in self.rules:
+            if rule.matches(actor, action, resource, purpose):
+                return rule.decision
+        return DEFAULT_DENY
+
+
+def allow(reason: str = "allow.test", **match: object) -> Rule:
+    """A :class:`Rule` that allows (``allow(role=Role.PATIENT, action=Action.READ)``)."""
+    return Rule(Decision(True, reason), **match)  # type: ignore[arg-type]
+
+
+def deny(reason: str = "deny.test", **match: object) -> Rule:
+    return Rule(Decision(False, reason), **match)  # type: ignore[arg-type]
+
+
+# -- the door: one question, one transaction, one audit entry -----------------------------------
+
+
+@dataclass
+class Attempt:
+    """What a use case is doing, filled in as it learns it; becomes its audit entry."""
+
+    actor: Actor
+    purpose: Purpose
+    now: datetime
+    event_type: str
+    subtype: str
+    action: str  # audit EventAction code: C R U D E
+    source_address: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    patient_id: str | None = None
+    decision: Decision | None = None
+
+    def target(
+        self, resource_type: str | None, resource_id: str | None, patient_id: str | None = None
+    ) -> None:
+        """Name the resource acted on; ids that are not ids are left out of the audit."""
+        if resource_type and resource_id and ID_PATTERN.fullmatch(resource_id):
+            self.resource_type, self.resource_id = resource_type, resource_id
+        if patient_id and ID_PATTERN.fullmatch(patient_id):
+            self.patient_id = patient_id
+
+    def event(self, outcome: Outcome) -> AuditEvent:
+        broke_glass = self.decision is not None and self.decision.break_glass
+        return AuditEvent(
+            recorded=self.now,
+            event_type=self.event_type,
+            action=self.action,
+            actor_id=self.actor.user_id,
+            actor_role=str(self.actor.role),
+            outcome=outcome,
+            subtype=self.subtype,
+            resource_type=self.resource_type,
+            resource_id=self.resource_id,
+            patient_id=self.patient_id,
+            purpose=BREAK_GLASS_PURPOSE if broke_glass else AUDIT_PURPOSE[self.purpose],
+            source_address=self.source_address,
+        )
+
+
+class Door:
+    """Runs use cases: guard once, work, audit once; all in one transaction."""
+
+    def __init__(self, engine: Engine, audit: AuditLog, guard: Guard) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.guard = guard
+
+    def run(self, attempt: Attempt, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` must call :meth:`authorize` once; its result is returned after commit.
+
+        Any exception rolls the work back, is audited (MINOR_FAILURE for a refused request,
+        SERIOUS_FAILURE otherwise) in a new transaction, and propagates.
+        """
+        try:
+            with self.engine.begin() as conn:
+                try:
+                    result = work(conn)
+                except KeyShreddedError as exc:
+                    if isinstance(exc, RecordErased):
+                        raise
+                    raise RecordErased("the patient's data was erased") from exc
+                if attempt.decision is None:
+                    raise RuntimeError("a use case must ask the guard")
+                self.audit.append(conn, attempt.event(Outcome.SUCCESS))
+        except Exception as exc:
+            outcome = (
+                Outcome.MINOR_FAILURE if isinstance(exc, FhirError) else Outcome.SERIOUS_FAILURE
+            )
+            with self.engine.begin() as conn:
+                self.audit.append(conn, attempt.event(outcome))
+            raise
+        return result
+
+    def authorize(
+        self, conn: Connection, attempt: Attempt, action: Action, resource: Resource
+    ) -> Decision:
+        """Ask the guard (once per use case); AccessDenied unless allowed, StepUpRequired (an
+        AccessDenied) when the decision names what the actor must still obtain."""
+        if attempt.decision is not None:
+            raise RuntimeError("a use case asks the guard once")
+        attempt.target(resource.kind, resource.resource_id, resource.patient_id)
+        decision = self.guard.check(
+            conn, attempt.actor, action, resource, attempt.purpose, attempt.now
+        )
+        attempt.decision = decision
+        if decision.requires:
+            raise StepUpRequired(decision)
+        if not decision.allowed:
+            raise AccessDenied(decision)
+        return decision
+
+    def permits(
+        self, conn: Connection, attempt: Attempt, action: Action, resource: Resource
+    ) -> bool:
+        """A scoping question after :meth:`authorize` (may restricted rows be shown too?):
+        answers without raising; never widens the first answer's step-up requirements."""
+        decision = self.guard.check(
+            conn, attempt.actor, action, resource, attempt.purpose, attempt.now
+        )
+        return decision.allowed and not decision.requires
+
+
+def sensitivity_max(values: Iterable[Sensitivity]) -> Sensitivity:
+    """RESTRICTED if any is restricted."""
+    return Sensitivity.RESTRICTED if Sensitivity.RESTRICTED in set(values) else Sensitivity.NORMAL

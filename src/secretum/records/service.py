@@ -1,0 +1,401 @@
+"""FHIR record use cases: create, read (vread), update, history, search, identifier lookup
+(files of DocumentReferences: :mod:`secretum.records.documents`). The web layer calls these; it
+never touches a store.
+
+Each use case takes the :class:`~secretum.policy.model.Actor`, the purpose and ``now``, asks the
+:class:`~secretum.records.guard.Guard` once (the resource's patient, type, id and sensitivity),
+and writes one audit entry (DCM 110110 Patient Record, subtype the FHIR interaction) in the same
+transaction as its work. A refused request raises a :class:`~secretum.records.fhir.FhirError`
+(with its OperationOutcome), changes nothing and is audited as a failure.
+
+Sensitivity: a resource is restricted when its creator labels it (``meta.security`` v3
+Confidentiality ``R``/``V``, or ``sensitivity=RESTRICTED``); the label is kept in clear in the
+index and is sticky: an update never lowers it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Connection, Engine
+
+from secretum.audit.log import AuditLog
+from secretum.audit.model import EventAction, EventType
+from secretum.crypto.blind_index import BlindIndex
+from secretum.policy.model import Action, Actor, Purpose, Resource, Sensitivity
+from secretum.records.fhir import (
+    READABLE_TYPES,
+    WRITABLE_TYPES,
+    FhirRecord,
+    InvalidResource,
+    NotSupported,
+    ResourceNotFound,
+    UnprocessableResource,
+    VersionConflict,
+    check_id,
+    label_restricted,
+    parse_json,
+    patient_of,
+    resource_type_of,
+    sensitivity_of,
+    stamp,
+    validate,
+)
+from secretum.records.files import FileStore
+from secretum.records.guard import Attempt, Door, Guard
+from secretum.records.search import FhirRepository, IndexRow, audit_records, audit_seq
+from secretum.records.store import RecordStore
+
+if TYPE_CHECKING:
+    from secretum.bootstrap import Platform
+
+LOOKUP_KINDS = frozenset({"ins", "email"})
+SERVER_ATTACHMENT = ("contentType", "url", "size", "hash")
+
+
+def new_id() -> str:
+    """A fresh resource id: 128 random bits, hex."""
+    return secrets.token_hex(16)
+
+
+def file_url(resource_id: str, version: int) -> str:
+    """``Attachment.url`` of a stored file (the web layer maps it to its download route)."""
+    return f"urn:secretum:file:{resource_id}:{version}"
+
+
+class RecordService:
+    """The FHIR record use cases (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        records: RecordStore,
+        files: FileStore,
+        blind_index: BlindIndex,
+        audit: AuditLog,
+        guard: Guard,
+        *,
+        ids: Callable[[], str] = new_id,
+    ) -> None:
+        self.engine = engine
+        self.files = files
+        self.repo = FhirRepository(records, blind_index)
+        self.door = Door(engine, audit, guard)
+        self._new_id = ids
+
+    @classmethod
+    def from_platform(cls, platform: Platform, guard: Guard) -> RecordService:
+        return cls(
+            platform.engine,
+            platform.records,
+            platform.files,
+            platform.blind_index,
+            platform.audit,
+            guard,
+        )
+
+    @staticmethod
+    def _attempt(
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        subtype: str,
+        action: EventAction,
+        source_address: str | None,
+    ) -> Attempt:
+        event = EventType.PATIENT_RECORD
+        return Attempt(actor, purpose, now, event, subtype, action, source_address)
+
+    # -- create / update --------------------------------------------------------------------
+
+    def create(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        resource: bytes | str | Mapping[str, Any],
+        *,
+        resource_id: str | None = None,
+        patient_id: str | None = None,
+        sensitivity: Sensitivity | None = None,
+        source_address: str | None = None,
+    ) -> FhirRecord:
+        """FHIR create. The server assigns the id (``resource_id`` to choose it, e.g. a Patient
+        whose id is the patient's account id); ``patient_id``, when given, is the patient the
+        request is about and the resource must be about them."""
+        attempt = self._attempt(actor, purpose, now, "create", EventAction.CREATE, source_address)
+
+        def work(conn: Connection) -> FhirRecord:
+            kind = resource_type_of(parse_json(resource), WRITABLE_TYPES)
+            body = validate(resource)
+            rid = self._fresh_id(conn, resource_id or (patient_id if kind == "Patient" else None))
+            attempt.target(kind, rid)
+            body["id"] = rid
+            pid = self._patient_of(conn, body, patient_id)
+            sens = sensitivity_for(body, sensitivity, None)
+            self.door.authorize(conn, attempt, Action.CREATE, Resource(kind, pid, rid, sens))
+            return self._write(conn, body, None, pid, sens, now)
+
+        return self.door.run(attempt, work)
+
+    def update(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        resource_type: str,
+        resource_id: str,
+        resource: bytes | str | Mapping[str, Any],
+        *,
+        if_match: int | None = None,
+        patient_id: str | None = None,
+        sensitivity: Sensitivity | None = None,
+        source_address: str | None = None,
+    ) -> FhirRecord:
+        """FHIR update of an existing resource: a new version (the old ones are kept).
+
+        ``if_match``: the version the client last saw (VersionConflict if it is not current).
+        The patient and the type of a resource never change; the file of a DocumentReference
+        is kept (its attachment's contentType, url, size and hash are the server's).
+        """
+        attempt = self._attempt(actor, purpose, now, "update", EventAction.UPDATE, source_address)
+
+        def work(conn: Connection) -> FhirRecord:
+            row = self._existing(conn, attempt, resource_type, resource_id, WRITABLE_TYPES)
+            body = validate(resource, resource_type)
+            if body.get("id") != resource_id:
+                raise UnprocessableResource("the resource id must match the id of the request")
+            pid = self._patient_of(conn, body, patient_id)
+            if pid != row.patient_id:
+                raise UnprocessableResource("a resource cannot move to another patient")
+            sens = sensitivity_for(body, sensitivity, row.sensitivity)
+            resource_ = Resource(resource_type, pid, resource_id, sens)
+            self.door.authorize(conn, attempt, Action.UPDATE, resource_)
+            if if_match is not None and if_match != row.version:
+                raise VersionConflict("the resource was changed since that version")
+            if row.file_version is not None:
+                previous = self.repo.load(conn, row).resource
+                _keep_attachment(body, previous)
+            return self._write(conn, body, row, pid, sens, now, row.file_version)
+
+        return self.door.run(attempt, work)
+
+    def _write(
+        self,
+        conn: Connection,
+        body: dict[str, Any],
+        previous: IndexRow | None,
+        patient_id: str | None,
+        sensitivity: Sensitivity,
+        now: datetime,
+        file_version: int | None = None,
+    ) -> FhirRecord:
+        if sensitivity is Sensitivity.RESTRICTED:
+            label_restricted(body)
+        stamp(body, body["id"], (previous.version if previous else 0) + 1, now)
+        if body["resourceType"] == "Patient" and patient_id is not None:
+            self.repo.index_identifiers(conn, patient_id, body)
+        return self.repo.save(
+            conn,
+            body,
+            previous=previous,
+            patient_id=patient_id,
+            sensitivity=sensitivity,
+            now=now,
+            file_version=file_version,
+        )
+
+    def _fresh_id(self, conn: Connection, wanted: str | None) -> str:
+        rid = check_id(wanted) if wanted else self._new_id()
+        if self.repo.find(conn, rid) is not None:
+            raise VersionConflict("a resource with this id exists", code="duplicate")
+        return rid
+
+    def _patient_of(
+        self, conn: Connection, body: Mapping[str, Any], expected: str | None
+    ) -> str | None:
+        """The patient ``body`` is about: an existing Patient, and ``expected`` if given."""
+        pid = patient_of(body)
+        kind = body["resourceType"]
+        if pid is not None and kind != "Patient":
+            row = self.repo.find(conn, pid)
+            if row is None or row.resource_type != "Patient":
+                raise UnprocessableResource(f"{kind} must be about an existing Patient")
+        if expected is not None and pid != expected:
+            raise UnprocessableResource(f"{kind} must be about the patient of the request")
+        return pid
+
+    def _existing(
+        self,
+        conn: Connection,
+        attempt: Attempt,
+        resource_type: str,
+        resource_id: str,
+        types: frozenset[str] = READABLE_TYPES,
+    ) -> IndexRow:
+        if resource_type not in types:
+            raise NotSupported("this resource type is not supported by this interaction")
+        check_id(resource_id)
+        attempt.target(resource_type, resource_id)
+        row = self.repo.find(conn, resource_id)
+        if row is None or row.resource_type != resource_type:
+            raise ResourceNotFound(f"no {resource_type} with this id")
+        return row
+
+    # -- read / history / search ------------------------------------------------------------
+
+    def read(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        resource_type: str,
+        resource_id: str,
+        *,
+        version: int | None = None,
+        source_address: str | None = None,
+    ) -> FhirRecord:
+        """FHIR read (or vread with ``version``)."""
+        subtype = "read" if version is None else "vread"
+        attempt = self._attempt(actor, purpose, now, subtype, EventAction.READ, source_address)
+
+        def work(conn: Connection) -> FhirRecord:
+            if resource_type == "AuditEvent":
+                return self._read_audit_event(conn, attempt, resource_id)
+            row = self._existing(conn, attempt, resource_type, resource_id)
+            resource_ = Resource(resource_type, row.patient_id, resource_id, row.sensitivity)
+            self.door.authorize(conn, attempt, Action.READ, resource_)
+            if version is not None and not 1 <= version <= row.version:
+                raise ResourceNotFound(f"no such version of this {resource_type}")
+            return self.repo.load(conn, row, version)
+
+        return self.door.run(attempt, work)
+
+    def _read_audit_event(self, conn: Connection, attempt: Attempt, resource_id: str) -> FhirRecord:
+        seq = audit_seq(resource_id)
+        found = [] if seq is None else audit_records(conn, seq=seq)
+        if not found:
+            raise ResourceNotFound("no AuditEvent with this id")
+        resource_ = Resource("AuditEvent", found[0].patient_id, resource_id)
+        self.door.authorize(conn, attempt, Action.READ, resource_)
+        return found[0]
+
+    def history(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        resource_type: str,
+        resource_id: str,
+        *,
+        source_address: str | None = None,
+    ) -> list[FhirRecord]:
+        """FHIR history of one resource: every version, newest first."""
+        attempt = self._attempt(actor, purpose, now, "history", EventAction.READ, source_address)
+
+        def work(conn: Connection) -> list[FhirRecord]:
+            row = self._existing(conn, attempt, resource_type, resource_id, WRITABLE_TYPES)
+            resource_ = Resource(resource_type, row.patient_id, resource_id, row.sensitivity)
+            self.door.authorize(conn, attempt, Action.READ, resource_)
+            return self.repo.history(conn, row)
+
+        return self.door.run(attempt, work)
+
+    def search(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        patient_id: str,
+        resource_type: str | None = None,
+        *,
+        source_address: str | None = None,
+    ) -> list[FhirRecord]:
+        """Resources of one patient (of one type, or all but AuditEvent) that the actor may see.
+
+        The guard is asked for normal data (AccessDenied if refused); restricted resources are
+        included only if the patient has some and the guard also allows restricted data.
+        """
+        attempt = self._attempt(actor, purpose, now, "search", EventAction.EXECUTE, source_address)
+
+        def work(conn: Connection) -> list[FhirRecord]:
+            if resource_type is not None and resource_type not in READABLE_TYPES:
+                raise NotSupported("this resource type cannot be searched")
+            pid = check_id(patient_id, "patient")
+            kind = resource_type or "Patient"
+            self.door.authorize(conn, attempt, Action.SEARCH, Resource(kind, pid))
+            attempt.target("Patient", pid, pid)
+            if resource_type == "AuditEvent":
+                return audit_records(conn, patient_id=pid)
+            visible = {Sensitivity.NORMAL}
+            restricted = Resource(kind, pid, sensitivity=Sensitivity.RESTRICTED)
+            if Sensitivity.RESTRICTED in self.repo.sensitivities(
+                conn, pid, resource_type
+            ) and self.door.permits(conn, attempt, Action.SEARCH, restricted):
+                visible.add(Sensitivity.RESTRICTED)
+            rows = self.repo.scoped(conn, pid, visible, resource_type)
+            return list(self.repo.load_all(conn, rows))
+
+        return self.door.run(attempt, work)
+
+    def find_patients(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        kind: str,
+        value: str,
+        *,
+        source_address: str | None = None,
+    ) -> list[FhirRecord]:
+        """Patients whose identifier of ``kind`` (``ins`` or ``email``) is ``value``, by blind
+        index. The guard is asked about the one patient found; about a patient-less Patient
+        lookup when none or several are (then each one is filtered), so that "no such patient"
+        and "not yours" look alike to an actor the policy denies."""
+        attempt = self._attempt(actor, purpose, now, "search", EventAction.EXECUTE, source_address)
+
+        def work(conn: Connection) -> list[FhirRecord]:
+            if kind not in LOOKUP_KINDS:
+                raise InvalidResource("unknown identifier kind (ins, email)")
+            ids = self.repo.patients_by_identifier(conn, kind, value)
+            found = [self.repo.find(conn, pid) for pid in ids]
+            rows = [r for r in found if r is not None and r.resource_type == "Patient"]
+            if len(rows) == 1:
+                only = rows[0]
+                resource_ = Resource("Patient", only.patient_id, only.resource_id, only.sensitivity)
+                self.door.authorize(conn, attempt, Action.SEARCH, resource_)
+            else:
+                self.door.authorize(conn, attempt, Action.SEARCH, Resource("Patient"))
+                asked = [
+                    Resource("Patient", r.patient_id, r.resource_id, r.sensitivity) for r in rows
+                ]
+                rows = [
+                    r
+                    for r, res in zip(rows, asked, strict=True)
+                    if self.door.permits(conn, attempt, Action.SEARCH, res)
+                ]
+            return list(self.repo.load_all(conn, rows))
+
+        return self.door.run(attempt, work)
+
+
+def sensitivity_for(
+    body: Mapping[str, Any], asked: Sensitivity | None, previous: Sensitivity | None
+) -> Sensitivity:
+    """Restricted if labelled, asked for, or already restricted (never lowered)."""
+    levels = {sensitivity_of(body), asked, previous}
+    return Sensitivity.RESTRICTED if Sensitivity.RESTRICTED in levels else Sensitivity.NORMAL
+
+
+def _keep_attachment(body: dict[str, Any], previous: Mapping[str, Any]) -> None:
+    """A DocumentReference update keeps the stored file: one content, the server's fields."""
+    entries = body.get("content", [])
+    if len(entries) != 1:
+        raise UnprocessableResource("a DocumentReference holds exactly one file")
+    kept = previous["content"][0]["attachment"]
+    attachment = entries[0].setdefault("attachment", {})
+    attachment.pop("data", None)
+    attachment.update({k: kept[k] for k in SERVER_ATTACHMENT if k in kept})

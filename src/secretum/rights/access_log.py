@@ -1,0 +1,113 @@
+"""Who opened my record: every audited access to a patient's data, newest first.
+
+Read from the audit log (``audit_entries``, ids and codes only): when, who (actor id and role;
+the web layer resolves names), what (event, interaction, resource), why (v3 PurposeOfUse), the
+outcome (failed and refused attempts are shown too) and whether it was a break-the-glass access
+(purpose ETREAT or BTG). Reading the list is itself audited (DCM 110101 Audit Log Used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from secretum.audit.model import EventAction, EventType
+from secretum.audit.store import audit_entries
+from secretum.policy.model import Action, Actor, Purpose, Resource
+from secretum.records.fhir import InvalidResource, check_id
+from secretum.records.guard import Attempt
+from secretum.records.service import RecordService
+
+BREAK_GLASS_PURPOSES = frozenset({"ETREAT", "BTG"})
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """One audited access (ids and codes; no health data)."""
+
+    seq: int
+    recorded: datetime
+    actor_id: str
+    actor_role: str
+    event_type: str
+    subtype: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    purpose: str | None
+    outcome: int
+    break_glass: bool
+
+
+@dataclass(frozen=True)
+class AccessPage:
+    """A page of entries, newest first; ``next_before`` is the cursor of the next page."""
+
+    entries: list[AccessEntry]
+    next_before: int | None
+
+
+def _parse_recorded(text: str) -> datetime:
+    return datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=UTC)
+
+
+def read_access_entries(
+    conn: Connection, patient_id: str, *, limit: int, before: int | None = None
+) -> AccessPage:
+    """Entries naming ``patient_id``, newest first, ``limit`` at most, ``seq < before``."""
+    t = audit_entries.c
+    query = select(audit_entries).where(t.patient_id == patient_id)
+    if before is not None:
+        query = query.where(t.seq < before)
+    rows = conn.execute(query.order_by(t.seq.desc()).limit(limit + 1)).mappings().all()
+    entries = [
+        AccessEntry(
+            seq=r["seq"],
+            recorded=_parse_recorded(r["recorded"]),
+            actor_id=r["actor_id"],
+            actor_role=r["actor_role"],
+            event_type=r["event_type"],
+            subtype=r["subtype"],
+            action=r["action"],
+            resource_type=r["resource_type"],
+            resource_id=r["resource_id"],
+            purpose=r["purpose"],
+            outcome=r["outcome"],
+            break_glass=r["purpose"] in BREAK_GLASS_PURPOSES,
+        )
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return AccessPage(entries, entries[-1].seq if more and entries else None)
+
+
+def access_history(
+    records: RecordService,
+    actor: Actor,
+    purpose: Purpose,
+    now: datetime,
+    patient_id: str,
+    *,
+    limit: int = 50,
+    before: int | None = None,
+    source_address: str | None = None,
+) -> AccessPage:
+    """Who accessed the data of ``patient_id``; guarded (READ_ACCESS_LOG) and audited."""
+    attempt = Attempt(
+        actor, purpose, now, EventType.AUDIT_LOG_USED, "search", EventAction.READ, source_address
+    )
+
+    def work(conn: Connection) -> AccessPage:
+        pid = check_id(patient_id, "patient")
+        if not 1 <= limit <= MAX_PAGE or (before is not None and before < 0):
+            raise InvalidResource(f"a page holds 1 to {MAX_PAGE} entries, after a cursor >= 0")
+        resource = Resource("AuditEvent", pid)
+        records.door.authorize(conn, attempt, Action.READ_ACCESS_LOG, resource)
+        attempt.target("Patient", pid, pid)
+        return read_access_entries(conn, pid, limit=limit, before=before)
+
+    return records.door.run(attempt, work)

@@ -1,0 +1,142 @@
+"""The patient's rights (GDPR) in one place for the web layer: who opened my record, export,
+rectification, restriction, erasure. Each method is one guarded, audited use case (see the
+modules of :mod:`secretum.rights`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from secretum.policy.model import Actor, Purpose
+from secretum.records.fhir import FhirRecord
+from secretum.records.service import RecordService
+from secretum.rights.access_log import AccessPage, access_history
+from secretum.rights.erasure import DEFAULT_RETENTION_YEARS, ErasureOutcome, ErasureRun, Erasures
+from secretum.rights.export import RecordExport, export_record
+from secretum.rights.ports import CareTeamOf, RestrictionFlags, Shredder
+from secretum.rights.requests import request_rectification, set_restriction
+
+
+class RightsService:
+    """The patient's rights over the records of :class:`RecordService`."""
+
+    def __init__(
+        self,
+        records: RecordService,
+        *,
+        care_team_of: CareTeamOf,
+        flags: RestrictionFlags,
+        shred: Shredder,
+        retention_years: int = DEFAULT_RETENTION_YEARS,
+    ) -> None:
+        self.records = records
+        self.care_team_of = care_team_of
+        self.flags = flags
+        self.erasures = Erasures(records, flags, shred, retention_years=retention_years)
+
+    def access_history(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        patient_id: str,
+        *,
+        limit: int = 50,
+        before: int | None = None,
+        source_address: str | None = None,
+    ) -> AccessPage:
+        """Who accessed the patient's data, newest first (``before``: the page cursor)."""
+        return access_history(
+            self.records,
+            actor,
+            purpose,
+            now,
+            patient_id,
+            limit=limit,
+            before=before,
+            source_address=source_address,
+        )
+
+    def export(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        patient_id: str,
+        *,
+        base_url: str | None = None,
+        source_address: str | None = None,
+    ) -> RecordExport:
+        """The whole record: ``.bundle`` (FHIR Bundle) and ``.iter_zip()`` (bundle + files)."""
+        return export_record(
+            self.records,
+            actor,
+            purpose,
+            now,
+            patient_id,
+            base_url=base_url,
+            source_address=source_address,
+        )
+
+    def request_rectification(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        patient_id: str,
+        text: str,
+        *,
+        about: tuple[str, str] | None = None,
+        source_address: str | None = None,
+    ) -> FhirRecord:
+        """Store a rectification request (a sealed FHIR Task) and notify the care team."""
+        return request_rectification(
+            self.records,
+            self.care_team_of,
+            actor,
+            purpose,
+            now,
+            patient_id,
+            text,
+            about=about,
+            source_address=source_address,
+        )
+
+    def set_restriction(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        patient_id: str,
+        restricted: bool = True,
+        *,
+        source_address: str | None = None,
+    ) -> None:
+        """Restrict (or lift the restriction of) the processing of the patient's data."""
+        set_restriction(
+            self.records,
+            self.flags,
+            actor,
+            purpose,
+            now,
+            patient_id,
+            restricted,
+            source_address=source_address,
+        )
+
+    def request_erasure(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        patient_id: str,
+        *,
+        source_address: str | None = None,
+    ) -> ErasureOutcome:
+        """Shred now if the retention period is over, else restrict and schedule."""
+        return self.erasures.request_erasure(
+            actor, purpose, now, patient_id, source_address=source_address
+        )
+
+    def run_due_erasures(self, now: datetime) -> ErasureRun:
+        """The periodic job shredding scheduled erasures that came due."""
+        return self.erasures.run_due_erasures(now)
