@@ -10,8 +10,10 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -39,6 +41,9 @@ from secretum.records.store import RecordStore
 from secretum.storage.blobs import FileSystemBlobStore
 from secretum.storage.db import make_engine
 from secretum.storage.schema import create_main_schema, create_vault_schema
+
+if TYPE_CHECKING:
+    from secretum.services import Services
 
 #: Names of the platform's own secrets in the key vault.
 AUDIT_SIGNING_KEY = "audit/signing-key"
@@ -83,6 +88,13 @@ class Platform:
             names=self.settings.server_names,
             now=self.clock(),
         )
+
+    @cached_property
+    def services(self) -> Services:
+        """The use cases (identity, consent, records, rights...), built on first use."""
+        from secretum.services import build_services
+
+        return build_services(self)
 
     def duties(self) -> list[tuple[float, Callable[[], object]]]:
         """Periodic work of a serving process: audit checkpoints and the witness file."""

@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     #: Host names and addresses the server certificate is issued for.
     server_names: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
 
+    #: The address people type: WebAuthn's relying party and allowed origin derive from it.
+    #: Default: https://localhost:<port>.
+    public_url: str | None = None
+    #: More origins WebAuthn accepts (e.g. a second host name of the same site).
+    extra_origins: list[str] = Field(default_factory=list)
+    #: Redis URL: sessions and brute-force counters shared by several instances.
+    redis_url: str | None = None
+    session_idle_minutes: int = 15
+    session_absolute_hours: int = 12
+    allow_patient_self_registration: bool = False
+    mfa_required_for_patients: bool = False
+    #: Legal retention of medical records (France: 20 years) before erasure shreds at once.
+    retention_years: int = 20
+    break_glass_minutes: int = 60
+    max_upload_mib: int = 50
+
     audit_checkpoint_every: int = 1000
     audit_checkpoint_seconds: float = 60.0
 
@@ -54,6 +70,10 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'secretum.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"https://localhost:{self.port}").rstrip("/")
 
     @property
     def key_vault_url(self) -> str:

@@ -23,13 +23,19 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from secretum.config import Settings
 from secretum.logs import get_logger
+from secretum.web import routes
+from secretum.web.deps import NotSignedIn, wants_html
 from secretum.web.headers import SecurityHeadersMiddleware
 from secretum.web.requestlog import RequestLogMiddleware
 
@@ -123,6 +129,16 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
     app.include_router(health_router)
-    for router in extra_routers:
+    for router in (*routes.routers(), *extra_routers):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.add_exception_handler(NotSignedIn, _not_signed_in)
     return app
+
+
+async def _not_signed_in(request: Request, _exc: Exception) -> Response:
+    """HTML: to the sign-in page (then back); API: 401 with no detail worth stealing."""
+    if wants_html(request):
+        target = request.url.path if request.method == "GET" else "/"
+        return RedirectResponse(f"/sign-in?next={quote(target)}", status_code=303)
+    return JSONResponse({"error": "sign-in required"}, status_code=401)

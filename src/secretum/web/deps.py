@@ -1,0 +1,172 @@
+"""Who is calling, and may they? Dependencies that every route declares in its signature.
+
+* :data:`SignedIn` — a valid session (cookie ``__Host-secretum-session``), resolved through the
+  identity service (idle and absolute timeouts enforced there). HTML requests without one are
+  sent to the sign-in page; API requests get 401.
+* CSRF: every state-changing request (POST, PUT, PATCH, DELETE) must carry the session's CSRF
+  token in the ``X-CSRF-Token`` header or a ``csrf_token`` form field. Before sign-in, a
+  double-submit cookie (``__Host-secretum-csrf``) plays the same role (login CSRF).
+* :func:`role` — restricts a route to roles (a first line of defence; the policy decides).
+
+Routes stay thin: parse → these dependencies → one service call (one policy decision, one
+audit entry, inside the service) → render.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, HTTPException, Request, Response
+
+from secretum.identity.model import Session
+from secretum.policy.model import Actor, Role
+
+if TYPE_CHECKING:
+    from secretum.bootstrap import Platform
+    from secretum.services import Services
+
+SESSION_COOKIE = "__Host-secretum-session"
+DEVICE_COOKIE = "__Host-secretum-device"
+CSRF_COOKIE = "__Host-secretum-csrf"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class NotSignedIn(Exception):
+    """No valid session: HTML → redirect to /sign-in, API → 401 (see the handler in app)."""
+
+
+def platform(request: Request) -> Platform:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def services(request: Request) -> Services:
+    return platform(request).services
+
+
+def now(request: Request) -> datetime:
+    return platform(request).clock()
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The signed-in caller of this request."""
+
+    session_id: str
+    session: Session
+    actor: Actor
+    address: str | None
+
+    @property
+    def user_id(self) -> str:
+        return self.actor.user_id
+
+
+def wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith(
+        "/fhir"
+    )
+
+
+async def _form_token(request: Request) -> str:
+    if request.headers.get(CSRF_HEADER):
+        return request.headers[CSRF_HEADER]
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def _same(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+async def optional_caller(request: Request) -> Caller | None:
+    """The caller if the session cookie names a live session (and CSRF holds), else None."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        return None
+    svc = services(request)
+    session = svc.identity.resolve(session_id, now=now(request))
+    if session is None:
+        return None
+    request.state.session = session
+    request.state.actor = session.to_actor()
+    if request.method in UNSAFE and not _same(await _form_token(request), session.csrf_token):
+        raise HTTPException(status_code=403, detail="CSRF token missing or invalid")
+    return Caller(session_id, session, request.state.actor, client_address(request))
+
+
+async def require_caller(caller: Annotated[Caller | None, Depends(optional_caller)]) -> Caller:
+    if caller is None:
+        raise NotSignedIn
+    return caller
+
+
+SignedIn = Annotated[Caller, Depends(require_caller)]
+MaybeSignedIn = Annotated[Caller | None, Depends(optional_caller)]
+
+
+def role(*roles: Role) -> Callable[[Caller], Caller]:
+    """A dependency: the caller must hold one of ``roles`` (403 otherwise)."""
+
+    def check(caller: SignedIn) -> Caller:
+        if caller.actor.role not in roles:
+            raise HTTPException(status_code=403, detail="not for this role")
+        return caller
+
+    return check
+
+
+# -- before sign-in: double-submit CSRF cookie -------------------------------------------------
+
+
+def anonymous_csrf_token(request: Request, response: Response) -> str:
+    """The pre-session CSRF token for a form page, set as a cookie if not yet present."""
+    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+    response.set_cookie(CSRF_COOKIE, token, secure=True, httponly=True, samesite="strict", path="/")
+    request.state.anonymous_csrf = token
+    return token
+
+
+async def check_anonymous_csrf(request: Request) -> None:
+    """For POSTs made before sign-in (sign-in, set-up, invitation): cookie == form field."""
+    if not _same(await _form_token(request), request.cookies.get(CSRF_COOKIE, "")):
+        raise HTTPException(status_code=403, detail="CSRF token missing or invalid")
+
+
+AnonymousCSRF = Depends(check_anonymous_csrf)
+
+
+def set_session_cookie(response: Response, session_id: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, session_id, secure=True, httponly=True, samesite="strict", path="/"
+    )
+
+
+def set_device_cookie(response: Response, device_id: str) -> None:
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_id,
+        secure=True,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        max_age=400 * 24 * 3600,
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, secure=True, httponly=True, samesite="strict", path="/")
