@@ -17,8 +17,12 @@ _DIR = Path(__file__).parent / "locales"
 
 @cache
 def catalogue(lang: str) -> dict[str, str]:
-    path = _DIR / f"{lang}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    """``locales/<lang>.json`` merged with every ``locales/<area>.<lang>.json``."""
+    merged: dict[str, str] = {}
+    for path in sorted(_DIR.glob(f"*{lang}.json")):
+        if path.name == f"{lang}.json" or path.name.endswith(f".{lang}.json"):
+            merged.update(json.loads(path.read_text(encoding="utf-8")))
+    return merged
 
 
 def choose(cookie: str | None, accept_language: str | None) -> str:
