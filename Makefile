@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## make run: initialise ./var on first start (development passphrase file) and serve over TLS 1.3
+## make run DEMO=1: the same, with a fictitious demo clinic to try every page
 run: install
-	$(VENV)/bin/secretum serve --dev
+	$(VENV)/bin/secretum serve --dev $(if $(DEMO),--demo)
 
 ## make test: the whole suite (unit, integration on SQLite and PostgreSQL, HSM, TLS)
 test: install

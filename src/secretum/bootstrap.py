@@ -10,8 +10,8 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 

@@ -120,6 +120,21 @@ def serve(
     )
 
 
+@app.command()
+def demo() -> None:
+    """Seed a small fictitious clinic (admin, DPO, practitioners, patients) to try every page."""
+    _seed_demo(_open())
+
+
+def _seed_demo(platform: Platform) -> None:
+    from secretum.demo import DemoAlreadySeeded, seed_demo
+
+    try:
+        seed_demo(platform, platform.clock(), echo=console.print)
+    except DemoAlreadySeeded:
+        console.print("the demo clinic is already there (accounts printed at first seeding)")
+
+
 # -- keys -------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ audit entry, inside the service) → render.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,12 @@ def now(request: Request) -> datetime:
 
 
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The peer's IP address (what the audit records), or None if it is not an address."""
+    host = request.client.host if request.client else None
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,10 @@ async def optional_caller(request: Request) -> Caller | None:
     if session is None:
         return None
     request.state.session = session
+    if session.enrolment_only:  # MFA must be set up before anything else
+        if wants_html(request):
+            raise HTTPException(status_code=303, headers={"Location": "/account/mfa"})
+        raise HTTPException(status_code=403, detail="second factor enrolment required")
     request.state.actor = session.to_actor()
     if request.method in UNSAFE and not _same(await _form_token(request), session.csrf_token):
         raise HTTPException(status_code=403, detail="CSRF token missing or invalid")

@@ -1,0 +1,119 @@
+"""The data protection officer's pages (``/dpo``): the audit log's state and its verification on
+demand, and the review of break-the-glass accesses.
+
+The DPO never sees health data: the audit holds ids and codes, the review list ids and times.
+Reading a break-the-glass reason (sealed with the patient's key) is a separate, audited act.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.exc import IntegrityError
+
+from secretum.bootstrap import Platform
+from secretum.policy.grants import ReviewOutcome
+from secretum.policy.model import Role
+from secretum.services import Services
+from secretum.web import care_pages as pages
+from secretum.web import care_reads as reads
+from secretum.web import deps
+from secretum.web.deps import Caller
+from secretum.web.i18n import translate
+from secretum.web.templating import language, render
+
+router = APIRouter(prefix="/dpo", route_class=pages.CarePageRoute, include_in_schema=False)
+
+DpoCaller = Annotated[Caller, Depends(deps.role(Role.DPO))]
+Svc = Annotated[Services, Depends(deps.services)]
+Plat = Annotated[Platform, Depends(deps.platform)]
+Now = Annotated[datetime, Depends(deps.now)]
+FormStr = Annotated[str, Form()]
+REVIEWS = "/dpo/break-glass"
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit(caller: DpoCaller, request: Request, plat: Plat, now: Now) -> HTMLResponse:
+    """The audit log: tree size, root, last signed checkpoint; a button to verify it."""
+    status = reads.audit_status(plat, caller.actor, now, source_address=pages.address(caller))
+    return render(request, "dpo_audit.html", status=status, **pages.ctx(request))
+
+
+@router.post("/audit/verify", response_class=HTMLResponse, **pages.back_to("/dpo/audit"))
+def verify(caller: DpoCaller, request: Request, plat: Plat, now: Now) -> HTMLResponse:
+    """Verify the whole log now (RFC 9162 tree, signed checkpoints, witness file): OK, or the
+    first finding."""
+    status = reads.audit_status(
+        plat, caller.actor, now, run_verify=True, source_address=pages.address(caller)
+    )
+    return render(request, "dpo_audit.html", status=status, **pages.ctx(request))
+
+
+def reviews_page(
+    request: Request,
+    caller: Caller,
+    plat: Platform,
+    now: datetime,
+    *,
+    reason: tuple[str, str] | None = None,
+    done: str = "",
+) -> HTMLResponse:
+    grants = reads.break_glass_queue(plat, caller.actor, now)
+    messages = []
+    if done == "reviewed":
+        messages.append(("success", translate(language(request), "done.reviewed")))
+    return render(
+        request,
+        "dpo_break_glass.html",
+        grants=grants,
+        names=reads.staff(plat, {g.practitioner_id for g in grants}),
+        outcomes=[str(o) for o in ReviewOutcome],
+        reason=reason,
+        now=now,
+        **pages.ctx(request),
+        flashes=messages,
+    )
+
+
+@router.get("/break-glass", response_class=HTMLResponse)
+def break_glass(
+    caller: DpoCaller, request: Request, plat: Plat, now: Now, done: str = ""
+) -> HTMLResponse:
+    """Break-the-glass grants waiting for a review: who, which patient (id), when, how long."""
+    return reviews_page(request, caller, plat, now, done=done)
+
+
+@router.post(
+    "/break-glass/{grant_id}/reason", response_class=HTMLResponse, **pages.back_to(REVIEWS)
+)
+def read_reason(
+    grant_id: str, caller: DpoCaller, request: Request, svc: Svc, plat: Plat, now: Now
+) -> HTMLResponse:
+    """Open the written reason of a grant (sealed with the patient's key; audited)."""
+    with plat.engine.begin() as conn:
+        text = svc.break_glass.read_reason(
+            conn, caller.actor, grant_id, now, source_address=pages.address(caller)
+        )
+    return reviews_page(request, caller, plat, now, reason=(grant_id, text))
+
+
+@router.post("/break-glass/{grant_id}/review", **pages.back_to(REVIEWS))
+def review(
+    grant_id: str, caller: DpoCaller, svc: Svc, plat: Plat, now: Now, outcome: FormStr = ""
+) -> RedirectResponse:
+    """Record my conclusion: justified, unjustified, or needs follow-up."""
+    try:
+        chosen = ReviewOutcome(outcome)
+    except ValueError:
+        raise pages.PageError(400, "error.outcome") from None
+    try:
+        with plat.engine.begin() as conn:
+            svc.break_glass.review(
+                conn, grant_id, caller.actor, chosen, now, source_address=pages.address(caller)
+            )
+    except IntegrityError:  # reviewed meanwhile (a second submit): the first review stands
+        raise pages.PageError(409, "error.already_reviewed") from None
+    return pages.done(REVIEWS, "reviewed")

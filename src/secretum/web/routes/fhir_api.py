@@ -1,0 +1,334 @@
+"""The FHIR R4 (4.3.0 / R4B) JSON API (``/fhir``) over the guarded record services.
+
+Interactions: create ``POST /fhir/{type}``, read ``GET /fhir/{type}/{id}``, vread
+``GET /fhir/{type}/{id}/_history/{vid}``, history ``GET /fhir/{type}/{id}/_history``, update
+``PUT /fhir/{type}/{id}`` (``If-Match: W/"<version>"`` required: no lost update on a medical
+record), search ``GET /fhir/{type}?patient=<id>``, ``GET /fhir/Patient/{id}/$everything``, and
+``GET /fhir/DocumentReference/{id}/$content`` (the file of a document, decrypted as it streams).
+
+Authentication is the browser session (cookie) and, for POST and PUT, its CSRF token in the
+``X-CSRF-Token`` header. The purpose of use comes from ``X-Purpose-Of-Use`` (a Secretum purpose:
+``teleconsultation``, ``teleradiology``, ``remote-monitoring``, ``sharing``, ``emergency``...);
+default ``teleconsultation`` for practitioners, ``patient-request`` for patients. A POST of a
+Patient may carry its ``id`` (the patient's account id); other ids are the server's.
+
+Every answer is ``application/fhir+json``; every error an OperationOutcome with the status of
+its :class:`~secretum.records.fhir.FhirError` (400, 403, 404, 405, 410, 412, 413, 415, 422),
+401 when not signed in or when the policy asks for a fresh second factor (step-up), and never
+an echo of the input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
+
+from secretum.identity.errors import IdentityError
+from secretum.policy.decide import AccessDenied as PolicyDenied
+from secretum.policy.model import Actor, Purpose, Role
+from secretum.records.fhir import (
+    MAX_RESOURCE_BYTES,
+    FhirError,
+    FhirRecord,
+    FileTooLarge,
+    InvalidResource,
+    UnsupportedContentType,
+    bundle,
+    operation_outcome,
+    parse_json,
+)
+from secretum.services import Services
+from secretum.web import care_pages as pages
+from secretum.web import deps
+from secretum.web.deps import NotSignedIn, SignedIn
+from secretum.web.routes.patient import download
+
+FHIR_JSON = "application/fhir+json"
+PURPOSE_HEADER = "x-purpose-of-use"
+JSON_TYPES = ("application/fhir+json", "application/json")
+
+Svc = Annotated[Services, Depends(deps.services)]
+Now = Annotated[datetime, Depends(deps.now)]
+
+
+def fhir_json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(content, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def outcome(status: int, code: str, diagnostics: str) -> Response:
+    return fhir_json(operation_outcome(code, diagnostics), status)
+
+
+def error_response(exc: BaseException) -> Response:
+    """The OperationOutcome of a refused request (fixed texts: the input is never echoed)."""
+    if isinstance(exc, NotSignedIn | IdentityError):
+        return outcome(401, "login", "sign-in required")
+    if pages.needs_step_up(exc):
+        return outcome(
+            401, "login", "step-up required: prove a second factor again (/account/step-up)"
+        )
+    if isinstance(exc, FhirError):
+        return fhir_json(exc.outcome, exc.status)
+    if isinstance(exc, PolicyDenied):
+        return outcome(403, "forbidden", f"access denied ({exc.decision.reason})")
+    if isinstance(exc, HTTPException):
+        code = "forbidden" if exc.status_code == 403 else "invalid"
+        return outcome(exc.status_code, code, "request refused")
+    return outcome(400, "invalid", "invalid request parameters")
+
+
+class FhirRoute(APIRoute):
+    """A route whose refusals (dependencies included) are OperationOutcomes."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def fhir_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (
+                FhirError,
+                PolicyDenied,
+                NotSignedIn,
+                IdentityError,
+                HTTPException,
+                RequestValidationError,
+            ) as exc:
+                return error_response(exc)
+
+        return fhir_handler
+
+
+router = APIRouter(prefix="/fhir", route_class=FhirRoute)
+
+
+def purpose(request: Request, caller: SignedIn) -> Purpose:
+    """The purpose of use: the header, else the caller's role's default."""
+    value = request.headers.get(PURPOSE_HEADER, "").strip().lower()
+    if value:
+        try:
+            return Purpose(value)
+        except ValueError:
+            raise InvalidResource("unknown X-Purpose-Of-Use", code="value") from None
+    defaults = {Role.PATIENT: Purpose.PATIENT_REQUEST, Role.PRACTITIONER: Purpose.TELECONSULTATION}
+    return defaults.get(caller.actor.role, Purpose.OPERATIONS)
+
+
+Why = Annotated[Purpose, Depends(purpose)]
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def record_response(request: Request, record: FhirRecord, status: int = 200) -> Response:
+    """A resource with its version as ETag and its Last-Modified (and Location when created)."""
+    headers = {
+        "ETag": f'W/"{record.version}"',
+        "Last-Modified": format_datetime(record.last_updated, usegmt=True),
+    }
+    if status == 201:
+        headers["Location"] = (
+            f"{base_url(request)}/{record.resource_type}/{record.resource_id}"
+            f"/_history/{record.version}"
+        )
+    return fhir_json(record.resource, status, headers)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's FHIR JSON object (415 for another media type, 413 past the limit)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in JSON_TYPES:
+        raise UnsupportedContentType("send application/fhir+json")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_RESOURCE_BYTES:
+        raise FileTooLarge(f"a resource is at most {MAX_RESOURCE_BYTES} bytes")
+    return parse_json(await request.body())
+
+
+def address(caller: deps.Caller) -> str | None:
+    return pages.address(caller)
+
+
+def version_of(value: str, what: str = "version") -> int:
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 9 or int(text) < 1:
+        raise InvalidResource(f"{what} must be a positive version number")
+    return int(text)
+
+
+# -- operations first (their paths are literal where the generic ones have parameters) --------
+
+
+@router.get("/Patient/{patient_id}/$everything")
+def everything(
+    patient_id: str, request: Request, caller: SignedIn, why: Why, svc: Svc, now: Now
+) -> Response:
+    """The patient's whole record as a Bundle: the patient's export (GDPR, after a step-up),
+    or for a practitioner every resource the policy lets them see."""
+    actor: Actor = caller.actor
+    if actor.role is Role.PATIENT:
+        export = svc.rights.export(
+            actor, why, now, patient_id, base_url=base_url(request), source_address=address(caller)
+        )
+        return fhir_json(export.bundle)
+    found = svc.records.search(actor, why, now, patient_id, source_address=address(caller))
+    return fhir_json(
+        bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=now)
+    )
+
+
+@router.get("/DocumentReference/{document_id}/$content")
+def content(document_id: str, caller: SignedIn, why: Why, svc: Svc, now: Now) -> StreamingResponse:
+    """The file of a DocumentReference (audited as a read)."""
+    opened = svc.documents.open_document(
+        caller.actor, why, now, document_id, source_address=address(caller)
+    )
+    return download(opened)
+
+
+# -- the RESTful interactions ---------------------------------------------------------------
+
+
+@router.post("/{resource_type}")
+async def create(
+    resource_type: str, request: Request, caller: SignedIn, why: Why, svc: Svc, now: Now
+) -> Response:
+    """FHIR create: 201 with Location and ETag."""
+    body = await json_body(request)
+    if body.get("resourceType") != resource_type:
+        raise InvalidResource(f"resourceType must be {resource_type}")
+    chosen_id = body.get("id") if resource_type == "Patient" else None
+    record = await run_in_threadpool(
+        svc.records.create,
+        caller.actor,
+        why,
+        now,
+        body,
+        resource_id=chosen_id if isinstance(chosen_id, str) else None,
+        source_address=address(caller),
+    )
+    return record_response(request, record, 201)
+
+
+@router.get("/{resource_type}")
+def search(
+    resource_type: str,
+    request: Request,
+    caller: SignedIn,
+    why: Why,
+    svc: Svc,
+    now: Now,
+    patient: str = "",
+) -> Response:
+    """FHIR search by patient: ``?patient=<id>`` (or ``Patient/<id>``); for Patient, ``_id``."""
+    target = (patient or request.query_params.get("_id", "")).removeprefix("Patient/")
+    if not target:
+        raise InvalidResource("search by patient: ?patient=<id>", code="required")
+    found = svc.records.search(
+        caller.actor, why, now, target, resource_type, source_address=address(caller)
+    )
+    return fhir_json(
+        bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=now)
+    )
+
+
+@router.get("/{resource_type}/{resource_id}")
+def read(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    caller: SignedIn,
+    why: Why,
+    svc: Svc,
+    now: Now,
+) -> Response:
+    """FHIR read: the current version."""
+    record = svc.records.read(
+        caller.actor, why, now, resource_type, resource_id, source_address=address(caller)
+    )
+    return record_response(request, record)
+
+
+@router.get("/{resource_type}/{resource_id}/_history")
+def history(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    caller: SignedIn,
+    why: Why,
+    svc: Svc,
+    now: Now,
+) -> Response:
+    """FHIR history of one resource: a Bundle of every version, newest first."""
+    versions = svc.records.history(
+        caller.actor, why, now, resource_type, resource_id, source_address=address(caller)
+    )
+    return fhir_json(bundle([r.resource for r in versions], "history", now=now))
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
+def vread(
+    resource_type: str,
+    resource_id: str,
+    version_id: str,
+    request: Request,
+    caller: SignedIn,
+    why: Why,
+    svc: Svc,
+    now: Now,
+) -> Response:
+    """FHIR vread: one version."""
+    record = svc.records.read(
+        caller.actor,
+        why,
+        now,
+        resource_type,
+        resource_id,
+        version=version_of(version_id),
+        source_address=address(caller),
+    )
+    return record_response(request, record)
+
+
+@router.put("/{resource_type}/{resource_id}")
+async def update(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    caller: SignedIn,
+    why: Why,
+    svc: Svc,
+    now: Now,
+) -> Response:
+    """FHIR update: a new version, if ``If-Match`` names the current one (412 otherwise, 428
+    without it)."""
+    if_match = request.headers.get("if-match")
+    if not if_match:
+        return outcome(428, "required", "If-Match with the current version is required")
+    expected = version_of(if_match, "If-Match")
+    body = await json_body(request)
+    record = await run_in_threadpool(
+        svc.records.update,
+        caller.actor,
+        why,
+        now,
+        resource_type,
+        resource_id,
+        body,
+        if_match=expected,
+        source_address=address(caller),
+    )
+    return record_response(request, record)

@@ -1,0 +1,346 @@
+"""The patient's pages (``/me``): my record and documents, my consents and care team, who opened
+my record. The rights pages (export, erasure, restriction, rectification) are in
+:mod:`secretum.web.routes.patient_rights`.
+
+Every route is for a signed-in patient, on their own record (the patient id is the session's
+user id: no route takes a patient id). Each handler makes one use-case call — the service asks
+the policy and writes the audit entry — and renders; refusals become pages
+(:class:`~secretum.web.care_pages.CarePageRoute`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+
+from secretum.bootstrap import Platform
+from secretum.consent.store import ConsentMethod
+from secretum.policy.model import CONSENTED_PURPOSES, Purpose, Role
+from secretum.records.documents import DocumentContent
+from secretum.services import Services
+from secretum.web import care_pages as pages
+from secretum.web import care_reads as reads
+from secretum.web import deps
+from secretum.web.deps import Caller
+from secretum.web.templating import language, render
+
+router = APIRouter(prefix="/me", route_class=pages.CarePageRoute, include_in_schema=False)
+
+PatientCaller = Annotated[Caller, Depends(deps.role(Role.PATIENT))]
+Svc = Annotated[Services, Depends(deps.services)]
+Plat = Annotated[Platform, Depends(deps.platform)]
+Now = Annotated[datetime, Depends(deps.now)]
+FormStr = Annotated[str, Form()]
+
+SELF = Purpose.PATIENT_REQUEST
+#: The purposes shown one by one on the consents page (sharing has its own section).
+PURPOSES = (
+    Purpose.TELECONSULTATION,
+    Purpose.TELERADIOLOGY,
+    Purpose.REMOTE_MONITORING,
+    Purpose.RESEARCH,
+)
+
+
+# -- my record ----------------------------------------------------------------------------------
+
+
+@router.get("/record", response_class=HTMLResponse)
+def my_record(
+    caller: PatientCaller, request: Request, svc: Svc, plat: Plat, now: Now
+) -> HTMLResponse:
+    """My record: Patient, Observations, DocumentReferences (restricted ones too: mine)."""
+    records = svc.records.search(
+        caller.actor, SELF, now, caller.user_id, source_address=pages.address(caller)
+    )
+    notices = reads.notices(plat, caller.user_id)
+    names = reads.staff(plat, {n.params.get("actor_id", "") for n in notices})
+    return render(
+        request,
+        "patient_record.html",
+        view=pages.record_view(records),
+        notices=notices[:10],
+        names=names,
+        **pages.ctx(request),
+    )
+
+
+@router.get("/documents/{document_id}")
+def my_document(document_id: str, caller: PatientCaller, svc: Svc, now: Now) -> StreamingResponse:
+    """Download one of my documents (decrypted as it streams; audited as a read)."""
+    content = svc.documents.open_document(
+        caller.actor, SELF, now, document_id, source_address=pages.address(caller)
+    )
+    return download(content)
+
+
+def download(content: DocumentContent) -> StreamingResponse:
+    """A document's file as an attachment, closed once sent."""
+
+    def chunks() -> Iterator[bytes]:
+        with content:
+            while chunk := content.reader.read(256 * 1024):
+                yield chunk
+
+    name = f"{content.resource_id}.{content.extension}"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Content-Length": str(content.size),
+        "Cache-Control": "no-store",
+    }
+    return StreamingResponse(chunks(), media_type=content.content_type, headers=headers)
+
+
+# -- my consents --------------------------------------------------------------------------------
+
+
+@router.get("/consents", response_class=HTMLResponse)
+def my_consents(
+    caller: PatientCaller, request: Request, svc: Svc, plat: Plat, now: Now, done: str = ""
+) -> HTMLResponse:
+    """Each purpose with its current text (page language), its hash, grant or withdraw; the
+    practitioners I share with; the history of my consents with their evidence."""
+    lang = language(request)
+    with plat.engine.begin() as conn:
+        history = svc.consent.history(
+            conn, caller.actor, caller.user_id, now, source_address=pages.address(caller)
+        )
+    texts = svc.consent.texts
+
+    def section(purpose: Purpose) -> dict[str, object]:
+        text = texts.current(purpose, lang)
+        active = [
+            r for r in history if r.purpose is purpose and r.active(now) and r.grantee_id is None
+        ]
+        return {
+            "purpose": str(purpose),
+            "title": text.title,
+            "blocks": pages.text_blocks(text.body),
+            "version": text.version,
+            "sha256": text.sha256,
+            "active": active[0] if active else None,
+        }
+
+    sharing_text = texts.current(Purpose.SHARING, lang)
+    shares = [r for r in history if r.purpose is Purpose.SHARING and r.active(now)]
+    people = {r.grantee_id or "" for r in history} | {r.granted.actor_id for r in history}
+    people |= {r.withdrawn.actor_id for r in history if r.withdrawn}
+    return render(
+        request,
+        "patient_consents.html",
+        sections=[section(p) for p in PURPOSES],
+        sharing={
+            "title": sharing_text.title,
+            "blocks": pages.text_blocks(sharing_text.body),
+            "version": sharing_text.version,
+            "sha256": sharing_text.sha256,
+            "active": shares,
+        },
+        history=sorted(history, key=lambda r: r.granted.at, reverse=True),
+        practitioners=reads.practitioners(plat),
+        names=reads.staff(plat, people),
+        **pages.ctx(request),
+        flashes=pages.flashes(request, done),
+    )
+
+
+def _purpose(value: str) -> Purpose:
+    try:
+        purpose = Purpose(value)
+    except ValueError:
+        raise pages.PageError(400, "error.purpose") from None
+    if purpose not in CONSENTED_PURPOSES:
+        raise pages.PageError(400, "error.purpose")
+    return purpose
+
+
+def _practitioner(plat: Platform, value: str) -> str:
+    """An active practitioner's id from a form, or a 400."""
+    if value not in {p.user_id for p in reads.practitioners(plat)}:
+        raise pages.PageError(400, "error.practitioner")
+    return value
+
+
+@router.post("/consents/grant", **pages.back_to("/me/consents"))
+def grant_consent(
+    caller: PatientCaller,
+    svc: Svc,
+    plat: Plat,
+    now: Now,
+    purpose: FormStr = "",
+    text_sha256: FormStr = "",
+    grantee_id: FormStr = "",
+) -> RedirectResponse:
+    """I consent to ``purpose`` under the exact text I was shown (its SHA-256)."""
+    chosen = _purpose(purpose)
+    grantee = _practitioner(plat, grantee_id) if chosen is Purpose.SHARING else None
+    if svc.consent.texts.by_hash(text_sha256).purpose is not chosen:
+        raise pages.PageError(400, "error.invalid")
+    with plat.engine.begin() as conn:
+        svc.consent.grant(
+            conn,
+            caller.actor,
+            patient_id=caller.user_id,
+            purpose=chosen,
+            text_sha256=text_sha256,
+            method=ConsentMethod.WEB_CHECKBOX,
+            now=now,
+            grantee_id=grantee,
+            source_address=pages.address(caller),
+        )
+    return pages.done("/me/consents", "granted")
+
+
+@router.post("/consents/withdraw", **pages.back_to("/me/consents"))
+def withdraw_consent(
+    caller: PatientCaller,
+    svc: Svc,
+    plat: Plat,
+    now: Now,
+    purpose: FormStr = "",
+    grantee_id: FormStr = "",
+) -> RedirectResponse:
+    """I withdraw my consent to ``purpose``: effective for the very next request."""
+    chosen = _purpose(purpose)
+    with plat.engine.begin() as conn:
+        svc.consent.withdraw(
+            conn,
+            caller.actor,
+            patient_id=caller.user_id,
+            purpose=chosen,
+            method=ConsentMethod.WEB_CHECKBOX,
+            now=now,
+            grantee_id=(grantee_id or None) if chosen is Purpose.SHARING else None,
+            source_address=pages.address(caller),
+        )
+    return pages.done("/me/consents", "withdrawn")
+
+
+# -- my care team -------------------------------------------------------------------------------
+
+
+@router.get("/care-team", response_class=HTMLResponse)
+def my_care_team(
+    caller: PatientCaller, request: Request, plat: Plat, now: Now, done: str = ""
+) -> HTMLResponse:
+    """The practitioners caring for me (and since when, on what basis), those I named for my
+    restricted data; invite a practitioner, end a relationship, name or un-name."""
+    team = reads.care_team(plat, caller.user_id, now)
+    return render(
+        request,
+        "patient_care_team.html",
+        relationships=sorted(team.relationships, key=lambda r: r.started_at, reverse=True),
+        named=team.named,
+        practitioners=reads.practitioners(plat),
+        names=reads.staff(plat),
+        now=now,
+        **pages.ctx(request),
+        flashes=pages.flashes(request, done),
+    )
+
+
+@router.post("/care-team/invite", **pages.back_to("/me/care-team"))
+def invite_practitioner(
+    caller: PatientCaller, svc: Svc, plat: Plat, now: Now, practitioner_id: FormStr = ""
+) -> RedirectResponse:
+    """I invite a practitioner into my care team (basis INVITATION)."""
+    chosen = _practitioner(plat, practitioner_id)
+    with plat.engine.begin() as conn:
+        svc.choices.invite(
+            conn,
+            caller.actor,
+            patient_id=caller.user_id,
+            practitioner_id=chosen,
+            now=now,
+            source_address=pages.address(caller),
+        )
+    return pages.done("/me/care-team", "invited")
+
+
+@router.post("/care-team/end", **pages.back_to("/me/care-team"))
+def end_relationship(
+    caller: PatientCaller, svc: Svc, plat: Plat, now: Now, relationship_id: FormStr = ""
+) -> RedirectResponse:
+    """I end one of my care relationships (effective at once)."""
+    with plat.engine.begin() as conn:
+        ended = svc.choices.end_relationship(
+            conn,
+            caller.actor,
+            patient_id=caller.user_id,
+            relationship_id=relationship_id,
+            now=now,
+            source_address=pages.address(caller),
+        )
+    if not ended:
+        raise pages.PageError(404, "error.not_found")
+    return pages.done("/me/care-team", "ended")
+
+
+@router.post("/care-team/name", **pages.back_to("/me/care-team"))
+def name_for_restricted(
+    caller: PatientCaller, svc: Svc, plat: Plat, now: Now, practitioner_id: FormStr = ""
+) -> RedirectResponse:
+    """I name a practitioner for my restricted data (mental health, HIV...)."""
+    chosen = _practitioner(plat, practitioner_id)
+    with plat.engine.begin() as conn:
+        svc.choices.name_for_restricted(
+            conn,
+            caller.actor,
+            patient_id=caller.user_id,
+            practitioner_id=chosen,
+            now=now,
+            source_address=pages.address(caller),
+        )
+    return pages.done("/me/care-team", "named")
+
+
+@router.post("/care-team/unname", **pages.back_to("/me/care-team"))
+def unname(
+    caller: PatientCaller, svc: Svc, plat: Plat, now: Now, practitioner_id: FormStr = ""
+) -> RedirectResponse:
+    """I revoke a naming for restricted data (effective at once)."""
+    with plat.engine.begin() as conn:
+        revoked = svc.choices.revoke_named(
+            conn,
+            caller.actor,
+            patient_id=caller.user_id,
+            practitioner_id=practitioner_id,
+            now=now,
+            source_address=pages.address(caller),
+        )
+    return pages.done("/me/care-team", "unnamed" if revoked else "nothing")
+
+
+# -- who opened my record -----------------------------------------------------------------------
+
+
+@router.get("/access-log", response_class=HTMLResponse)
+def access_log(
+    caller: PatientCaller,
+    request: Request,
+    svc: Svc,
+    plat: Plat,
+    now: Now,
+    before: int | None = None,
+) -> HTMLResponse:
+    """Every audited access to my data, newest first: when, who (name and role), what, why,
+    the outcome; break-the-glass accesses highlighted, with their notices."""
+    page = svc.rights.access_history(
+        caller.actor, SELF, now, caller.user_id, before=before, source_address=pages.address(caller)
+    )
+    notices = [n for n in reads.notices(plat, caller.user_id) if n.kind == "break-glass-access"]
+    ids = {e.actor_id for e in page.entries} | {n.params.get("actor_id", "") for n in notices}
+    return render(
+        request,
+        "patient_access_log.html",
+        entries=page.entries,
+        next_before=page.next_before,
+        notices=notices,
+        names=reads.staff(plat, ids),
+        me=caller.user_id,
+        **pages.ctx(request),
+    )

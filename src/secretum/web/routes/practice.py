@@ -1,0 +1,390 @@
+"""The practitioner's pages (``/practice``): my patients, a patient's record, adding an
+observation or a document, recording a paper consent, opening the patient's file.
+Break-the-glass is in :mod:`secretum.web.routes.practice_emergency`.
+
+Every route is for a signed-in practitioner; whether they may touch *this* patient's data is the
+policy's call inside the record and consent services (care team, consent for the purpose,
+naming for restricted data, break-the-glass), never the route's. The purpose of use is a query
+or form field (default: teleradiology for radiologists, teleconsultation otherwise).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from secretum.audit.model import ID_PATTERN
+from secretum.bootstrap import Platform
+from secretum.consent.store import ConsentMethod
+from secretum.consent.texts import LANGUAGES
+from secretum.policy.model import Actor, Purpose, Role, Sensitivity
+from secretum.policy.rules import CARE_PURPOSES
+from secretum.records.documents import CONTENT_TYPES
+from secretum.records.fhir import instant
+from secretum.services import Services
+from secretum.web import care_pages as pages
+from secretum.web import care_reads as reads
+from secretum.web import deps
+from secretum.web.deps import Caller
+from secretum.web.routes.patient import download
+from secretum.web.templating import language, render
+
+router = APIRouter(prefix="/practice", route_class=pages.CarePageRoute, include_in_schema=False)
+
+Svc = Annotated[Services, Depends(deps.services)]
+Plat = Annotated[Platform, Depends(deps.platform)]
+Now = Annotated[datetime, Depends(deps.now)]
+FormStr = Annotated[str, Form()]
+RECORD = "/practice/patients/{patient_id}"
+
+#: Observations the form offers: LOINC code, display, UCUM unit, plausible range.
+OBSERVATIONS: dict[str, tuple[str, str, str, Decimal, Decimal]] = {
+    "systolic": ("8480-6", "Systolic blood pressure", "mm[Hg]", Decimal(40), Decimal(300)),
+    "diastolic": ("8462-4", "Diastolic blood pressure", "mm[Hg]", Decimal(20), Decimal(200)),
+    "heart-rate": ("8867-4", "Heart rate", "/min", Decimal(20), Decimal(300)),
+    "glycemia": ("2339-0", "Glucose [Mass/volume] in Blood", "g/L", Decimal("0.1"), Decimal(10)),
+    "weight": ("29463-7", "Body weight", "kg", Decimal("0.3"), Decimal(400)),
+    "temperature": ("8310-5", "Body temperature", "Cel", Decimal(25), Decimal(45)),
+}
+#: Quantity.unit (for people) of each UCUM code (Quantity.code, for machines).
+UNIT_DISPLAY = {"mm[Hg]": "mmHg", "/min": "/min", "Cel": "°C"}
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+VITAL_SIGNS = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs",
+        }
+    ]
+}
+#: Purposes a practitioner reads under: care (with the patient's consent), or emergency (under a
+#: break-the-glass grant).
+READ_PURPOSES = CARE_PURPOSES | {Purpose.EMERGENCY}
+PURPOSES = tuple(p for p in Purpose if p in READ_PURPOSES)
+CONSENT_PURPOSES = (
+    Purpose.TELECONSULTATION,
+    Purpose.TELERADIOLOGY,
+    Purpose.REMOTE_MONITORING,
+    Purpose.SHARING,
+)
+GENDERS = ("female", "male", "other", "unknown")
+
+
+def _practitioner(caller: Annotated[Caller, Depends(deps.role(Role.PRACTITIONER))]) -> Caller:
+    return caller
+
+
+PractitionerCaller = Annotated[Caller, Depends(_practitioner)]
+
+
+def default_purpose(actor: Actor) -> Purpose:
+    return Purpose.TELERADIOLOGY if actor.specialty == "radiology" else Purpose.TELECONSULTATION
+
+
+def purpose_of(value: str, actor: Actor) -> Purpose:
+    """A care purpose from a form or query (the default for the specialty if empty)."""
+    if not value:
+        return default_purpose(actor)
+    try:
+        purpose = Purpose(value)
+    except ValueError:
+        raise pages.PageError(400, "error.purpose") from None
+    if purpose not in READ_PURPOSES:
+        raise pages.PageError(400, "error.purpose")
+    return purpose
+
+
+def sensitivity_of(value: str) -> Sensitivity:
+    if value not in ("", "normal", "restricted"):
+        raise pages.PageError(400, "error.invalid")
+    return Sensitivity.RESTRICTED if value == "restricted" else Sensitivity.NORMAL
+
+
+def to_record(patient_id: str, purpose: Purpose, done: str) -> RedirectResponse:
+    return pages.done(f"/practice/patients/{patient_id}?purpose={purpose}", done)
+
+
+# -- my patients --------------------------------------------------------------------------------
+
+
+@router.get("/patients", response_class=HTMLResponse)
+def my_patients(
+    caller: PractitionerCaller, request: Request, svc: Svc, plat: Plat, now: Now
+) -> HTMLResponse:
+    """The patients whose care team I am in; each one's name when the policy lets me read it
+    (one guarded, audited read each), else the reason why not."""
+    purpose = default_purpose(caller.actor)
+    rows: list[dict[str, Any]] = []
+    for patient_id in reads.patients_of(plat, caller.user_id, now):
+        row: dict[str, Any] = {"id": patient_id, "patient": None, "reason": None}
+        try:
+            record = svc.records.read(
+                caller.actor,
+                purpose,
+                now,
+                "Patient",
+                patient_id,
+                source_address=pages.address(caller),
+            )
+            row["patient"] = pages.patient_view(record.resource)
+        except pages.HANDLED as exc:
+            row["reason"] = pages.error_key(exc)
+        rows.append(row)
+    return render(
+        request,
+        "practice_patients.html",
+        rows=rows,
+        purpose=str(purpose),
+        grants=reads.grants_held(plat, caller.user_id, now),
+        **pages.ctx(request),
+    )
+
+
+@router.get("/patients/{patient_id}", response_class=HTMLResponse)
+def patient_record(
+    patient_id: str,
+    caller: PractitionerCaller,
+    request: Request,
+    svc: Svc,
+    plat: Plat,
+    now: Now,
+    purpose: str = "",
+    done: str = "",
+) -> HTMLResponse:
+    """A patient's record as the policy lets me see it for ``purpose``, and the forms."""
+    chosen = purpose_of(purpose, caller.actor)
+    records = svc.records.search(
+        caller.actor, chosen, now, patient_id, source_address=pages.address(caller)
+    )
+    grants = [g for g in reads.grants_held(plat, caller.user_id, now) if g.patient_id == patient_id]
+    in_team = bool(reads.care_relationships_of(plat, patient_id, caller.user_id, now))
+    return render(
+        request,
+        "practice_record.html",
+        patient_id=patient_id,
+        view=pages.record_view(records),
+        purpose=str(chosen),
+        purposes=[str(p) for p in PURPOSES],
+        consent_purposes=[str(p) for p in CONSENT_PURPOSES],
+        languages=LANGUAGES,
+        observations=OBSERVATIONS,
+        content_types=sorted(CONTENT_TYPES),
+        max_mib=svc.documents.limits.max_bytes // (1024 * 1024),
+        practitioners=reads.practitioners(plat),
+        genders=GENDERS,
+        grant=grants[0] if grants else None,
+        in_team=in_team,
+        **pages.ctx(request),
+        flashes=pages.flashes(request, done),
+    )
+
+
+@router.post("/patients/{patient_id}/file", **pages.back_to(RECORD))
+def open_file(
+    patient_id: str,
+    caller: PractitionerCaller,
+    svc: Svc,
+    now: Now,
+    purpose: FormStr = "",
+    family: FormStr = "",
+    given: FormStr = "",
+    birth_date: FormStr = "",
+    gender: FormStr = "",
+) -> RedirectResponse:
+    """Open the patient's file: their FHIR Patient resource (id = the patient's id)."""
+    chosen = purpose_of(purpose, caller.actor)
+    if not family.strip() or gender not in GENDERS:
+        raise pages.PageError(400, "error.patient_form")
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": patient_id,
+        "name": [{"family": family.strip(), "given": given.split()}],
+        "gender": gender,
+    }
+    if birth_date:
+        resource["birthDate"] = birth_date
+    svc.records.create(
+        caller.actor,
+        chosen,
+        now,
+        resource,
+        resource_id=patient_id,
+        patient_id=patient_id,
+        source_address=pages.address(caller),
+    )
+    return to_record(patient_id, chosen, "file")
+
+
+def observation(patient_id: str, code: str, value: str, now: datetime) -> dict[str, Any]:
+    """A valid FHIR R4 vital-signs Observation from the form (PageError if out of range)."""
+    if code not in OBSERVATIONS:
+        raise pages.PageError(400, "error.observation_code")
+    loinc, display, unit, low, high = OBSERVATIONS[code]
+    try:
+        number = Decimal(value.strip().replace(",", "."))
+    except InvalidOperation:
+        raise pages.PageError(400, "error.observation_value") from None
+    if not number.is_finite() or not low <= number <= high:
+        raise pages.PageError(400, "error.observation_value")
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [VITAL_SIGNS],
+        "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": instant(now),
+        "valueQuantity": {
+            "value": int(number) if number == number.to_integral_value() else float(number),
+            "unit": UNIT_DISPLAY.get(unit, unit),
+            "system": UCUM,
+            "code": unit,
+        },
+    }
+
+
+@router.post("/patients/{patient_id}/observations", **pages.back_to(RECORD))
+def add_observation(
+    patient_id: str,
+    caller: PractitionerCaller,
+    svc: Svc,
+    now: Now,
+    purpose: FormStr = "",
+    code: FormStr = "",
+    value: FormStr = "",
+    sensitivity: FormStr = "",
+) -> RedirectResponse:
+    """Add a measurement (blood pressure, heart rate, glycemia, weight, temperature)."""
+    chosen = purpose_of(purpose, caller.actor)
+    svc.records.create(
+        caller.actor,
+        chosen,
+        now,
+        observation(patient_id, code, value, now),
+        patient_id=patient_id,
+        sensitivity=sensitivity_of(sensitivity),
+        source_address=pages.address(caller),
+    )
+    return to_record(patient_id, chosen, "observation")
+
+
+async def upload_limit(request: Request) -> None:
+    """Refuse an announced oversize upload (413) before its body is read; a body without a
+    length is counted as it streams by the document service."""
+    limit = deps.services(request).documents.limits.max_bytes + 64 * 1024
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise pages.PageError(413, "error.too_large")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise pages.PageError(415, "error.multipart")
+
+
+@router.post("/patients/{patient_id}/documents", **pages.back_to(RECORD))
+async def add_document(
+    patient_id: str,
+    _limit: Annotated[None, Depends(upload_limit)],
+    caller: PractitionerCaller,
+    request: Request,
+    svc: Svc,
+    now: Now,
+) -> RedirectResponse:
+    """Add a document (PDF, image, DICOM, text) to the record, encrypted as it streams."""
+    form = await request.form()
+    upload = form.get("file")
+    title, purpose, sensitivity = (
+        str(form.get(k) or "") for k in ("title", "purpose", "sensitivity")
+    )
+    if not isinstance(upload, UploadFile) or not title.strip():
+        raise pages.PageError(400, "error.document_form")
+    chosen = purpose_of(purpose, caller.actor)
+    resource = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "date": instant(now),
+        "description": title.strip()[:200],
+        "content": [{"attachment": {}}],
+    }
+    await run_in_threadpool(
+        svc.documents.create_document,
+        caller.actor,
+        chosen,
+        now,
+        resource,
+        upload.file,
+        upload.content_type or "",
+        patient_id=patient_id,
+        sensitivity=sensitivity_of(sensitivity),
+        source_address=pages.address(caller),
+    )
+    return to_record(patient_id, chosen, "document")
+
+
+@router.get("/documents/{document_id}")
+def document(
+    document_id: str, caller: PractitionerCaller, svc: Svc, now: Now, purpose: str = ""
+) -> StreamingResponse:
+    """Download a document of a patient I may read (audited as a read)."""
+    content = svc.documents.open_document(
+        caller.actor,
+        purpose_of(purpose, caller.actor),
+        now,
+        document_id,
+        source_address=pages.address(caller),
+    )
+    return download(content)
+
+
+@router.post("/patients/{patient_id}/consents", **pages.back_to(RECORD))
+def paper_consent(
+    patient_id: str,
+    caller: PractitionerCaller,
+    request: Request,
+    svc: Svc,
+    plat: Plat,
+    now: Now,
+    purpose: FormStr = "",
+    change: FormStr = "grant",
+    text_language: FormStr = "",
+    grantee_id: FormStr = "",
+    evidence_id: FormStr = "",
+) -> RedirectResponse:
+    """Record a consent (or its withdrawal) the patient signed on paper; needs a fresh second
+    factor, and the patient is notified."""
+    try:
+        chosen = Purpose(purpose)
+    except ValueError:
+        raise pages.PageError(400, "error.purpose") from None
+    if chosen not in CONSENT_PURPOSES or change not in ("grant", "withdraw"):
+        raise pages.PageError(400, "error.purpose")
+    if evidence_id and not ID_PATTERN.fullmatch(evidence_id):
+        raise pages.PageError(400, "error.evidence")
+    grantee = (grantee_id or None) if chosen is Purpose.SHARING else None
+    if chosen is Purpose.SHARING and grantee is None:
+        raise pages.PageError(400, "error.practitioner")
+    common: dict[str, Any] = {
+        "patient_id": patient_id,
+        "purpose": chosen,
+        "method": ConsentMethod.PAPER_SCANNED,
+        "now": now,
+        "grantee_id": grantee,
+        "source_address": pages.address(caller),
+        "evidence_id": evidence_id or None,
+    }
+    lang = text_language if text_language in LANGUAGES else language(request)
+    try:
+        with plat.engine.begin() as conn:
+            if change == "grant":
+                text = svc.consent.texts.current(chosen, lang)
+                svc.consent.grant(conn, caller.actor, text_sha256=text.sha256, **common)
+            else:
+                svc.consent.withdraw(conn, caller.actor, **common)
+    except ValueError:  # a form the consent rules refuse (e.g. sharing with the patient)
+        raise pages.PageError(400, "error.invalid") from None
+    return to_record(patient_id, default_purpose(caller.actor), f"consent-{change}")

@@ -1,0 +1,172 @@
+"""Helpers of the browser tests: real Chromium (the system's, through Playwright) against a
+real ``secretum serve --dev`` over TLS 1.3 on ``https://localhost:<port>`` (WebAuthn needs a
+secure context and an RP id matching the host), with CDP virtual authenticators.
+
+The browser trusts the server's certificate by its public key (``--ignore-certificate-errors-
+spki-list``): a page with a certificate error would not be a secure context for WebAuthn.
+Tests skip, with the reason, when ``/usr/bin/chromium`` is absent (CI installs it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``secretum serve --dev``: its URL, data directory and first set-up link."""
+
+    url: str
+    data_dir: Path
+    setup_path: str | None
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    def spki_hash(self) -> str:
+        """base64(SHA-256(SubjectPublicKeyInfo)) of the server certificate, for Chromium."""
+        pem = (self.data_dir / "pki" / "server.pem").read_bytes()
+        cert = x509.load_pem_x509_certificates(pem)[0]
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def _prepare(data_dir: Path, port: int, env: dict[str, str]) -> str | None:
+    """Initialise the data directory (development passphrase) and make a set-up link."""
+    code = (
+        "from secretum.config import Settings\n"
+        "from secretum.bootstrap import init_platform, write_dev_passphrase\n"
+        "from secretum.web.routes.auth import setup_link\n"
+        "s = Settings()\n"
+        "p = init_platform(s, write_dev_passphrase(s))\n"
+        "print(setup_link(p))\n"
+        "p.close()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    link = out.stdout.strip().splitlines()[-1]
+    return link.split(f":{port}", 1)[1] if "/setup/" in link else None
+
+
+def start_server(tmp: Path, name: str) -> Server:
+    port = _free_port()
+    data = tmp / name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETUM_")}
+    env.update(
+        SECRETUM_DATA_DIR=str(data),
+        SECRETUM_PORT=str(port),
+        SECRETUM_CONFIG=str(tmp / "none.toml"),
+        SECRETUM_LOG_LEVEL="WARNING",
+    )
+    setup_path = _prepare(data, port, env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretum.cli", "serve", "--dev"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = Server(f"https://localhost:{port}", data, setup_path, proc)
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            server.output.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    ctx = ssl.create_default_context(cafile=str(data / "pki" / "ca.pem"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the server stopped:\n" + "".join(server.output))
+        try:
+            httpx.get(f"{server.url}/healthz", verify=ctx, timeout=2)
+            break
+        except (httpx.HTTPError, ssl.SSLError, OSError):
+            time.sleep(0.2)
+    else:
+        proc.terminate()
+        raise RuntimeError("the server did not start:\n" + "".join(server.output))
+    # If ``serve`` printed a set-up link of its own, it retired ours: use the printed one.
+    printed = re.findall(r"https://[^\s/]+(/setup/[A-Za-z0-9_\-]+)", "".join(server.output))
+    if printed:
+        server.setup_path = printed[-1]
+    return server
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+def virtual_authenticator(page: Any, *, user_verification: bool = True) -> tuple[Any, str]:
+    """Add a CDP virtual authenticator to ``page``'s browser: (cdp session, authenticator id).
+
+    ``user_verification`` True: a platform passkey authenticator (internal, resident keys,
+    verifies the user); False: a USB security key that cannot verify the user.
+    """
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable", {"enableUI": False})
+    options = (
+        {
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": True,
+            "hasUserVerification": True,
+            "isUserVerified": True,
+            "automaticPresenceSimulation": True,
+        }
+        if user_verification
+        else {
+            "protocol": "ctap2",
+            "transport": "usb",
+            "hasResidentKey": False,
+            "hasUserVerification": False,
+            "automaticPresenceSimulation": True,
+        }
+    )
+    found = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+    return cdp, found["authenticatorId"]
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,469 @@
+"""The access matrix: every route under /me, /practice, /dpo, /fhir, /admin and /account, for
+every role (patient, practitioner, admin, DPO, anonymous) and, where a route touches a patient's
+data, every scenario (own patient, other patient, no care relationship, no consent).
+
+The routes are enumerated from the app, so the matrix grows by itself; the expectations come
+from :data:`EXPECTED`, a table written by hand from the policy (admins and DPOs never reach
+health data; a practitioner needs the care team and the patient's consent; a patient reaches
+only their own record). A route without a row fails the test: a new route must be classified.
+
+Each cell is a real HTTP request with a real session (and CSRF header); the world is restored
+from a snapshot before every state-changing request, so cells do not depend on their order.
+The matrix is written to ``tests/artifacts/access_matrix.txt`` (git-ignored) and summarised.
+
+Kinds: ``allow`` = 2xx/3xx (not a detour to sign-in or step-up); ``deny`` = 401/403/404;
+``gate`` = past the authentication and role gate (not 401/403; the body may still be refused,
+e.g. an unknown credential); ``out`` = signed out on purpose (3xx to the sign-in page);
+``unauth`` = 401.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from identity_authenticator import PASSWORD
+from secretum.consent.store import ConsentMethod
+from secretum.policy.model import Actor, Purpose, Role
+from web_world import PDF, WebWorld, clinic
+
+PREFIXES = ("/me", "/practice", "/dpo", "/fhir", "/admin", "/account")
+ROLES = {"patient": "own", "practitioner": "gp", "admin": "admin", "dpo": "dpo", "anonymous": None}
+SCENARIOS = ("own", "other", "nocare", "noconsent")
+NEW_PASSWORD = "orchid tandem wallpaper sings at dawn"
+ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "access_matrix.txt"
+Spec = str | dict[str, str]
+
+
+@dataclass(frozen=True)
+class Row:
+    """Expected kind per role (``{"own": ..., "*": ...}`` per scenario); unnamed roles are
+    denied, anonymous callers get 401. ``scoped``: the route touches a patient's data."""
+
+    patient: Spec = "deny"
+    practitioner: Spec = "deny"
+    admin: Spec = "deny"
+    dpo: Spec = "deny"
+    anonymous: Spec = "unauth"
+    scoped: bool = False
+
+    def expect(self, role: str, scenario: str) -> str:
+        spec: Spec = getattr(self, role)
+        if isinstance(spec, str):
+            return spec
+        return spec.get(scenario, spec["*"])
+
+
+ANY_SIGNED_IN = dict(patient="gate", practitioner="gate", admin="gate", dpo="gate")
+OWN_ONLY = {"own": "allow", "*": "deny"}
+CARE_AND_CONSENT = {"own": "allow", "other": "allow", "*": "deny"}
+CARE_TEAM = {"nocare": "deny", "*": "allow"}
+PATIENT = Row(patient="allow")
+PRACTITIONER = Row(practitioner="allow")
+DPO = Row(dpo="allow")
+ADMIN = Row(admin="allow")
+ACCOUNT = Row(**ANY_SIGNED_IN)
+SIGN_OUT = Row(patient="out", practitioner="out", admin="out", dpo="out")
+OWN_ACCOUNT = Row(patient="allow", practitioner="allow", admin="allow", dpo="allow")
+HEALTH_READ = Row(patient=OWN_ONLY, practitioner=CARE_AND_CONSENT, scoped=True)
+HEALTH_WRITE = Row(practitioner=CARE_AND_CONSENT, scoped=True)
+
+EXPECTED: dict[tuple[str, str], Row] = {
+    # -- the patient's pages: their own record only (no patient id in the URL) --------------
+    ("GET", "/me/record"): PATIENT,
+    ("GET", "/me/documents/{document_id}"): Row(patient=OWN_ONLY, scoped=True),
+    ("GET", "/me/consents"): PATIENT,
+    ("POST", "/me/consents/grant"): PATIENT,
+    ("POST", "/me/consents/withdraw"): PATIENT,
+    ("GET", "/me/care-team"): PATIENT,
+    ("POST", "/me/care-team/invite"): PATIENT,
+    ("POST", "/me/care-team/end"): Row(patient=OWN_ONLY, scoped=True),
+    ("POST", "/me/care-team/name"): PATIENT,
+    ("POST", "/me/care-team/unname"): PATIENT,
+    ("GET", "/me/access-log"): PATIENT,
+    ("GET", "/me/rights"): PATIENT,
+    ("GET", "/me/rights/export"): PATIENT,
+    ("POST", "/me/rights/erasure"): PATIENT,
+    ("POST", "/me/rights/restriction"): PATIENT,
+    ("POST", "/me/rights/rectification"): PATIENT,
+    # -- the practitioner's pages: care team + consent for the purpose -----------------------
+    ("GET", "/practice/patients"): PRACTITIONER,
+    ("GET", "/practice/patients/{patient_id}"): HEALTH_WRITE,
+    ("POST", "/practice/patients/{patient_id}/file"): HEALTH_WRITE,
+    ("POST", "/practice/patients/{patient_id}/observations"): HEALTH_WRITE,
+    ("POST", "/practice/patients/{patient_id}/documents"): HEALTH_WRITE,
+    ("GET", "/practice/documents/{document_id}"): HEALTH_WRITE,
+    # a paper consent needs the care team (and a step-up), not a consent
+    ("POST", "/practice/patients/{patient_id}/consents"): Row(practitioner=CARE_TEAM, scoped=True),
+    ("GET", "/practice/break-glass"): PRACTITIONER,
+    # an emergency is declared for any patient (step-up, reason); its grant is the holder's
+    ("POST", "/practice/break-glass"): Row(practitioner="allow", scoped=True),
+    ("POST", "/practice/break-glass/{grant_id}/stop"): Row(practitioner="allow", scoped=True),
+    # -- the DPO: the audit and the break-the-glass reviews, never health data ----------------
+    ("GET", "/dpo/audit"): DPO,
+    ("POST", "/dpo/audit/verify"): DPO,
+    ("GET", "/dpo/break-glass"): DPO,
+    ("POST", "/dpo/break-glass/{grant_id}/reason"): Row(dpo="allow", scoped=True),
+    ("POST", "/dpo/break-glass/{grant_id}/review"): Row(dpo="allow", scoped=True),
+    # -- FHIR API: any session passes the gate, the policy decides ----------------------------
+    ("GET", "/fhir/Patient/{patient_id}/$everything"): HEALTH_READ,
+    ("GET", "/fhir/DocumentReference/{document_id}/$content"): HEALTH_READ,
+    ("POST", "/fhir/{resource_type}"): HEALTH_WRITE,
+    ("GET", "/fhir/{resource_type}"): HEALTH_READ,
+    ("GET", "/fhir/{resource_type}/{resource_id}"): HEALTH_READ,
+    ("GET", "/fhir/{resource_type}/{resource_id}/_history"): HEALTH_READ,
+    ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): HEALTH_READ,
+    ("PUT", "/fhir/{resource_type}/{resource_id}"): HEALTH_WRITE,
+    # -- administration: administrators only, never health data ------------------------------
+    ("GET", "/admin/users"): ADMIN,
+    ("POST", "/admin/users/{user_id}/status"): Row(admin="gate"),
+    ("POST", "/admin/users/{user_id}/reset-mfa"): Row(admin="gate"),
+    ("GET", "/admin/invitations"): ADMIN,
+    ("POST", "/admin/invitations"): Row(admin="gate"),
+    ("POST", "/admin/invitations/{user_id}/renew"): Row(admin="gate"),
+    ("GET", "/admin/settings"): ADMIN,
+    ("POST", "/admin/settings"): Row(admin="gate"),
+    # -- one's own account: every signed-in role ----------------------------------------------
+    ("GET", "/account/security"): Row(
+        patient="allow", practitioner="allow", admin="allow", dpo="allow"
+    ),
+    ("POST", "/account/credentials/{ref}/rename"): ACCOUNT,
+    ("POST", "/account/credentials/{ref}/revoke"): ACCOUNT,
+    ("POST", "/account/totp/remove"): ACCOUNT,
+    ("POST", "/account/recovery-codes"): ACCOUNT,
+    ("POST", "/account/sessions/{ref}/revoke"): ACCOUNT,
+    ("POST", "/account/sign-out-everywhere"): SIGN_OUT,
+    ("POST", "/account/password"): OWN_ACCOUNT,
+    ("GET", "/account/mfa"): Row(patient="allow", practitioner="allow", admin="allow", dpo="allow"),
+    ("POST", "/account/credentials/options"): ACCOUNT,
+    ("POST", "/account/credentials/verify"): ACCOUNT,
+    ("POST", "/account/totp/setup"): ACCOUNT,
+    ("GET", "/account/totp/qr.svg"): ACCOUNT,
+    ("POST", "/account/totp/confirm"): ACCOUNT,
+    ("GET", "/account/recovery-codes"): ACCOUNT,
+    ("GET", "/account/step-up"): ACCOUNT,
+    ("POST", "/account/step-up/options"): ACCOUNT,
+    ("POST", "/account/step-up/verify"): ACCOUNT,
+    ("POST", "/account/step-up/totp"): OWN_ACCOUNT,
+    ("POST", "/account/step-up/again"): SIGN_OUT,
+}
+
+
+@dataclass
+class Cell:
+    route: str
+    role: str
+    scenario: str
+    expected: str
+    status: int
+    location: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return kind_matches(self.expected, self.status, self.location)
+
+
+def kind_matches(expected: str, status: int, location: str) -> bool:
+    detour = location.startswith(("/sign-in", "/account/step-up"))
+    if expected == "allow":
+        return 200 <= status < 400 and not detour
+    if expected == "deny":
+        return status in (401, 403, 404)
+    if expected == "gate":
+        return status < 500 and status not in (401, 403) and not location.startswith("/sign-in")
+    if expected == "out":
+        return 300 <= status < 400 and location.startswith("/sign-in")
+    return status == 401
+
+
+def routes(world: WebWorld) -> list[tuple[str, str]]:
+    """(method, path) of every API route under :data:`PREFIXES`."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI without included-router contexts: app.routes holds them
+        found = [r for r in world.app.routes if isinstance(r, APIRoute)]
+        pairs = [(m, r.path) for r in found for m in r.methods]
+    else:
+        contexts = [
+            c for c in iter_route_contexts(world.app.routes) if isinstance(c.route, APIRoute)
+        ]
+        pairs = [(m, str(c.path)) for c in contexts for m in (c.methods or ())]
+    return sorted(
+        {
+            (m, p)
+            for m, p in pairs
+            if m in ("GET", "POST", "PUT", "DELETE", "PATCH") and p.startswith(PREFIXES)
+        },
+        key=lambda mp: (mp[1], mp[0]),
+    )
+
+
+# -- filling paths and bodies ---------------------------------------------------------------
+
+
+def fresh_patient(world: WebWorld, scenario: str) -> str:
+    """A new patient without a file, with the scenario's care team and consents for ``gp``."""
+    identity, svc, now = world.services.identity, world.services, world.clock.now
+    email = f"fresh-{scenario}-{len(world.ids)}@clinic.test"
+    invitation = identity.invite(
+        world.users["admin"].session_id,
+        email=email,
+        role=Role.PATIENT,
+        display_name="Fresh Patient",
+        now=now,
+    )
+    assert invitation.token is not None
+    pid = identity.accept_invitation(invitation.token, password=PASSWORD, now=now)
+    actor = Actor(pid, Role.PATIENT)
+    with world.platform.engine.begin() as conn:
+        if scenario != "nocare":
+            svc.choices.invite(
+                conn, actor, patient_id=pid, practitioner_id=world.users["gp"].user_id, now=now
+            )
+        if scenario != "noconsent":
+            svc.consent.grant(
+                conn,
+                actor,
+                patient_id=pid,
+                purpose=Purpose.TELECONSULTATION,
+                text_sha256=svc.consent.texts.current(Purpose.TELECONSULTATION, "fr").sha256,
+                method=ConsentMethod.WEB_CHECKBOX,
+                now=now,
+            )
+    return pid
+
+
+def fill(
+    world: WebWorld, user: str | None, method: str, path: str, target: str
+) -> tuple[str, dict[str, Any]]:
+    """The URL and request options of one cell: ``user`` asks about the ``target`` patient."""
+    ids, users = world.ids, world.users
+    pid = users[target].user_id
+    if path == "/practice/patients/{patient_id}/file":
+        pid = fresh_patient(world, target)
+    params = {
+        "patient_id": pid,
+        "document_id": ids[f"doc:{target}"],
+        "resource_type": "Observation",
+        "resource_id": ids[f"obs:{target}"],
+        "version_id": "1",
+        "grant_id": ids[f"grant:{target}"],
+        "user_id": users["radio"].user_id,
+        "ref": "0" * 64,
+    }
+    try:
+        url = path.format(**params)
+    except KeyError as missing:
+        pytest.fail(f"{method} {path}: add a value for the path parameter {missing} in fill()")
+    body = BODIES.get((method, path))
+    options = body(world, user, target, pid) if body else ({"data": {}} if method != "GET" else {})
+    return url, options
+
+
+def _team_rel(world: WebWorld, target: str) -> str:
+    member = "radio" if target == "nocare" else "gp"
+    return str(world.ids[f"rel:{target}:{member}"])
+
+
+def _obs(world: WebWorld, pid: str) -> dict[str, Any]:
+    from web_world import observation
+
+    return observation(pid, "matrix-value")
+
+
+def _totp(world: WebWorld, user: str | None) -> str:
+    from secretum.identity.factors import time_step, totp_code
+
+    secret = world.users[user].totp_secret if user else "A" * 32
+    return totp_code(secret, time_step(world.clock.now))
+
+
+Body = Callable[[WebWorld, str | None, str, str], dict[str, Any]]
+BODIES: dict[tuple[str, str], Body] = {
+    ("POST", "/me/consents/grant"): lambda w, u, t, p: {
+        "data": {
+            "purpose": "remote-monitoring",
+            "text_sha256": w.services.consent.texts.current(Purpose.REMOTE_MONITORING, "fr").sha256,
+        }
+    },
+    ("POST", "/me/consents/withdraw"): lambda w, u, t, p: {"data": {"purpose": "teleconsultation"}},
+    ("POST", "/me/care-team/invite"): lambda w, u, t, p: {
+        "data": {"practitioner_id": w.users["gp"].user_id}
+    },
+    ("POST", "/me/care-team/end"): lambda w, u, t, p: {
+        "data": {"relationship_id": _team_rel(w, t)}
+    },
+    ("POST", "/me/care-team/name"): lambda w, u, t, p: {
+        "data": {"practitioner_id": w.users["gp"].user_id}
+    },
+    ("POST", "/me/care-team/unname"): lambda w, u, t, p: {
+        "data": {"practitioner_id": w.users["gp"].user_id}
+    },
+    ("POST", "/me/rights/erasure"): lambda w, u, t, p: {"data": {"confirm": "yes"}},
+    ("POST", "/me/rights/restriction"): lambda w, u, t, p: {"data": {"restricted": "on"}},
+    ("POST", "/me/rights/rectification"): lambda w, u, t, p: {"data": {"text": "matrix request"}},
+    ("POST", "/practice/patients/{patient_id}/file"): lambda w, u, t, p: {
+        "data": {"family": "Matrix", "given": "Fresh", "gender": "unknown"}
+    },
+    ("POST", "/practice/patients/{patient_id}/observations"): lambda w, u, t, p: {
+        "data": {"code": "heart-rate", "value": "72"}
+    },
+    ("POST", "/practice/patients/{patient_id}/documents"): lambda w, u, t, p: {
+        "data": {"title": "matrix document"},
+        "files": {"file": ("m.pdf", io.BytesIO(PDF), "application/pdf")},
+    },
+    ("POST", "/practice/patients/{patient_id}/consents"): lambda w, u, t, p: {
+        "data": {"purpose": "teleradiology", "change": "grant"}
+    },
+    ("POST", "/practice/break-glass"): lambda w, u, t, p: {
+        "data": {"patient_id": p, "reason": "matrix emergency"}
+    },
+    ("POST", "/dpo/break-glass/{grant_id}/review"): lambda w, u, t, p: {
+        "data": {"outcome": "justified"}
+    },
+    ("GET", "/fhir/{resource_type}"): lambda w, u, t, p: {"params": {"patient": p}},
+    ("POST", "/fhir/{resource_type}"): lambda w, u, t, p: {"json": _obs(w, p)},
+    ("POST", "/account/password"): lambda w, u, t, p: {
+        "data": {"current": PASSWORD, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    },
+    ("POST", "/account/step-up/totp"): lambda w, u, t, p: {"data": {"code": _totp(w, u)}},
+    ("PUT", "/fhir/{resource_type}/{resource_id}"): lambda w, u, t, p: {
+        "json": {**_obs(w, p), "id": w.ids[f"obs:{t}"]},
+        "headers": {"If-Match": 'W/"1"'},
+    },
+}
+
+
+# -- the world of the matrix ------------------------------------------------------------------
+
+
+@dataclass
+class Matrix:
+    world: WebWorld
+    snapshot: Path
+    cells: list[Cell] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
+    world = clinic(tmp_path_factory.mktemp("matrix"))
+    then = world.clock.now
+    gp = world.users["gp"]
+    actor = Actor(gp.user_id, Role.PRACTITIONER, strong_auth_at=then)
+    for name in SCENARIOS:  # expired grants of gp: the DPO reviews them, gp may close them
+        with world.platform.engine.begin() as conn:
+            grant = world.services.break_glass.declare(
+                conn,
+                actor,
+                world.users[name].user_id,
+                "matrix grant",
+                then,
+                duration=timedelta(minutes=1),
+            )
+        world.ids[f"grant:{name}"] = grant.grant_id
+    world.clock.advance(minutes=2)
+    for name in ("own", "gp", "admin", "dpo"):
+        world.step_up(name)
+    world.clock.advance(seconds=30)  # a TOTP time step nobody used yet
+    snapshot = tmp_path_factory.mktemp("snapshot") / "data"
+    world.snapshot(snapshot)
+    return Matrix(world, snapshot)
+
+
+def run_matrix(m: Matrix) -> list[Cell]:
+    world, cells, dirty = m.world, [], False
+    for method, path in routes(world):
+        row = EXPECTED.get((method, path))
+        if row is None:
+            continue
+        for role, user in ROLES.items():
+            for scenario in SCENARIOS if row.scoped else ("-",):
+                if dirty or method != "GET" or path.endswith("/file"):
+                    world.restore(m.snapshot)
+                dirty = method != "GET" or path.endswith("/file")
+                target = "own" if scenario == "-" else scenario
+                url, options = fill(world, user, method, path, target)
+                response = world.client(user).request(method, url, **options)
+                location = response.headers.get("location", "")
+                cells.append(
+                    Cell(
+                        f"{method} {path}",
+                        role,
+                        scenario,
+                        row.expect(role, scenario),
+                        response.status_code,
+                        location,
+                    )
+                )
+    world.restore(m.snapshot)
+    return cells
+
+
+SHORT = {
+    "patient": "pat",
+    "practitioner": "pra",
+    "admin": "adm",
+    "dpo": "dpo",
+    "anonymous": "ano",
+    "-": "-",
+    "own": "own",
+    "other": "oth",
+    "nocare": "ncr",
+    "noconsent": "ncs",
+}
+
+
+def write_report(cells: list[Cell]) -> str:
+    """The matrix as a table (one line per route), written to :data:`ARTIFACT`; a summary."""
+    columns = [(r, s) for r in ROLES for s in ("-", *SCENARIOS)]
+    used = [c for c in columns if any(x.role == c[0] and x.scenario == c[1] for x in cells)]
+    by_route: dict[str, dict[tuple[str, str], Cell]] = {}
+    for cell in cells:
+        by_route.setdefault(cell.route, {})[(cell.role, cell.scenario)] = cell
+    width = max(len(r) for r in by_route) + 1
+    lines = [" " * width + " ".join(f"{SHORT[r]}.{SHORT[s]:<4}" for r, s in used)]
+    for route, row in by_route.items():
+        marks = []
+        for col in used:
+            cell = row.get(col)
+            mark = "" if cell is None else f"{cell.expected[0].upper()}{cell.status}"
+            marks.append(f"{mark + ('' if cell is None or cell.passed else '!'):<8}")
+        lines.append(f"{route:<{width}}" + " ".join(marks).rstrip())
+    kinds = Counter((c.expected, c.passed) for c in cells)
+    failures = sum(n for (_, ok), n in kinds.items() if not ok)
+    counts = ", ".join(f"{k} {n}" for (k, ok), n in sorted(kinds.items()) if ok)
+    summary = f"{len(by_route)} routes, {len(cells)} cells: {counts}; failures {failures}"
+    legend = (
+        "A=allow D=deny G=gate O=signed out U=unauth, then the HTTP status; ! = not as "
+        "expected. Columns: role.scenario (- = the route names no patient)"
+    )
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.write_text("\n".join([summary, legend, "", *lines, ""]), encoding="utf-8")
+    return summary
+
+
+def test_every_route_is_classified(matrix: Matrix) -> None:
+    missing = [f"{m} {p}" for m, p in routes(matrix.world) if (m, p) not in EXPECTED]
+    assert not missing, f"routes without an expectation row (classify them): {missing}"
+
+
+def test_access_matrix(matrix: Matrix) -> None:
+    cells = run_matrix(matrix)
+    summary = write_report(cells)
+    print(f"\naccess matrix: {summary} (table: {ARTIFACT})")
+    wrong = [
+        f"{c.route} as {c.role}/{c.scenario}: expected {c.expected}, got {c.status}"
+        f"{' -> ' + c.location if c.location else ''}"
+        for c in cells
+        if not c.passed
+    ]
+    assert not wrong, "\n".join(wrong)
+    assert {c.role for c in cells} == set(ROLES)
