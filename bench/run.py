@@ -24,6 +24,7 @@ SUITES = {
     "records": "bench.bench_records",
     "files": "bench.bench_files",
     "audit": "bench.bench_audit",
+    "secure_read": "bench.bench_secure_read",
 }
 RESULTS = Path(__file__).with_name("results.json")
 
