@@ -1,10 +1,17 @@
 """Audit log benchmarks: durable appends on SQLite and PostgreSQL, verify of 1,000,000 entries.
 
-* appends/s: one ``AuditLog.append`` per transaction, committed (``with conn.begin()`` on a
-  connection held like a request handler holds one); a fresh ``AuditEvent`` built each time.
-  SQLite runs WAL + synchronous=FULL (``make_engine``), so each commit waits for an fsync.
-  Baseline: as many one-row transactions through the bare driver, measured in the same run,
-  interleaved (the disk's floor).
+* appends/s: one ``AuditLog.append`` per transaction, committed; a fresh ``AuditEvent`` built
+  each time. Two ways to get the connection: one connection held across transactions
+  (``with held.begin()``: the audit log's own cost, which the target applies to) and a pooled
+  connection per transaction (``with engine.begin() as conn``: what the web layer does). The
+  pooled figure adds SQLAlchemy's checkout and reset (and, on PostgreSQL, the pre-ping round
+  trip of ``make_engine``); it is judged against the target only when a pooled one-row
+  transaction without any audit work reaches the target itself.
+  SQLite runs WAL + synchronous=FULL (``make_engine``), so each commit waits for an fsync;
+  PostgreSQL runs with synchronous_commit=on. Baselines, measured in the same run, interleaved
+  with the appends in short rounds (all see the same disk; the median round counts): as many
+  one-row transactions through the bare driver (the disk's floor), and through SQLAlchemy on a
+  pooled and on the held connection (the platform's floors before any audit work).
 * verify: entries bulk-loaded through ``AuditLog.append_many`` (10,000 per transaction), then
   ``AuditLog.verify`` timed end to end (witness, signatures, every row, every checkpoint).
   Baseline: streaming the same rows without hashing.
@@ -24,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, text
@@ -39,7 +47,7 @@ PG_URL = os.environ.get(
     "SECRETUM_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-ROUNDS = 3
+ROUNDS = 6  # short interleaved rounds: a burst of someone else's I/O spoils one, not a figure
 
 
 def _event(i: int) -> AuditEvent:
@@ -95,10 +103,18 @@ def _rate(n: int, body: Callable[[int], None]) -> float:
     return n / (time.perf_counter() - start)
 
 
-def _appends(engine: Engine, workdir: Path, n: int) -> tuple[float, float, float]:
-    """Median over ROUNDS interleaved rounds (all three see the same disk) of: audit appends/s,
-    SQLAlchemy one-row transactions/s (no audit: the platform's own floor), bare-driver one-row
-    transactions/s (the disk's floor)."""
+class AppendRates(NamedTuple):
+    """Transactions per second, each the median over the interleaved rounds."""
+
+    pooled: float  # AuditLog.append, pooled connection per transaction (engine.begin())
+    held: float  # AuditLog.append, one connection held across transactions
+    sqlalchemy_pooled: float  # one-row transaction, pooled connection, no audit
+    sqlalchemy: float  # one-row transaction on the held connection, no audit
+    bare: float  # one-row transaction through the bare driver
+
+
+def _appends(engine: Engine, workdir: Path, n: int) -> AppendRates:
+    """Median over ROUNDS interleaved rounds of ``n`` transactions each (see AppendRates)."""
     log = AuditLog(engine, Ed25519PrivateKey.generate(), workdir / "witness.log")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE bench_floor (id BIGINT PRIMARY KEY, h TEXT)")
@@ -108,10 +124,19 @@ def _appends(engine: Engine, workdir: Path, n: int) -> tuple[float, float, float
     begin = "BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else None
     ids, seqs = iter(range(10**9)), iter(range(10**9))
 
+    def pooled(_: int) -> None:
+        event = _event(next(seqs))
+        with engine.begin() as conn:
+            log.append(conn, event)
+
     def append(_: int) -> None:
         event = _event(next(seqs))
         with held.begin():
             log.append(held, event)
+
+    def sqlalchemy_pooled_row(_: int) -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(insert, (next(ids), "x" * 200))
 
     def sqlalchemy_row(_: int) -> None:
         with held.begin():
@@ -125,18 +150,23 @@ def _appends(engine: Engine, workdir: Path, n: int) -> tuple[float, float, float
         raw.commit()
         cursor.close()
 
-    rates: dict[str, list[float]] = {"append": [], "sqlalchemy": [], "bare": []}
+    bodies = {
+        "pooled": pooled,
+        "held": append,
+        "sqlalchemy_pooled": sqlalchemy_pooled_row,
+        "sqlalchemy": sqlalchemy_row,
+        "bare": bare_row,
+    }
+    rates: dict[str, list[float]] = {k: [] for k in bodies}
     for _ in range(ROUNDS):
-        rates["append"].append(_rate(n, append))
-        rates["sqlalchemy"].append(_rate(n, sqlalchemy_row))
-        rates["bare"].append(_rate(n, bare_row))
+        for name, body in bodies.items():
+            rates[name].append(_rate(n, body))
     raw.close()
     held.close()
     log.flush_witness()
     report = log.verify(log.public_key)  # type: ignore[arg-type]
-    assert report.ok and report.entries_verified == n * ROUNDS, report.findings
-    append_rate, sa_rate, bare_rate = (statistics.median(rates[k]) for k in rates)
-    return append_rate, sa_rate, bare_rate
+    assert report.ok and report.entries_verified == 2 * n * ROUNDS, report.findings
+    return AppendRates(**{k: statistics.median(v) for k, v in rates.items()})
 
 
 def _verify(engine: Engine, workdir: Path, n: int) -> tuple[float, float]:
@@ -160,31 +190,50 @@ def _verify(engine: Engine, workdir: Path, n: int) -> tuple[float, float]:
     return seconds, time.perf_counter() - began
 
 
-def _append_figures(db: str, driver: str, target: float, rates: tuple[float, ...]) -> list[Figure]:
-    rate, sa_rate, bare = rates
+def _append_figures(db: str, driver: str, target: float, rates: AppendRates) -> list[Figure]:
+    floor = f"bare {driver} 1-row transactions"
+    # The pooled figure is judged only where the pool allows it: when a pooled SQLAlchemy
+    # transaction without audit work already misses the target, no append can meet it.
+    pooled_feasible = rates.sqlalchemy_pooled >= target
     return [
         Figure(
-            f"audit appends {db} (durable, 1/txn)",
-            rate,
+            f"audit appends {db} (durable, 1/txn, held connection)",
+            rates.held,
             "appends/s",
-            f"bare {driver} 1-row transactions",
-            bare,
+            floor,
+            rates.bare,
             f">= {target:g}/s",
-            rate >= target,
+            rates.held >= target,
         ),
-        Figure(  # context: what the platform's transaction costs before any audit work
-            f"SQLAlchemy 1-row transactions {db}, no audit",
-            sa_rate,
+        Figure(
+            f"audit appends {db} (durable, 1/txn, pooled connection per txn)",
+            rates.pooled,
+            "appends/s",
+            "SQLAlchemy pooled 1-row transactions, no audit",
+            rates.sqlalchemy_pooled,
+            f">= {target:g}/s" if pooled_feasible else "n/a: the pool alone is below target",
+            rates.pooled >= target if pooled_feasible else None,
+        ),
+        Figure(  # context: what the platform's transactions cost before any audit work
+            f"SQLAlchemy 1-row transactions {db}, pooled connection per txn, no audit",
+            rates.sqlalchemy_pooled,
             "txn/s",
-            f"bare {driver} 1-row transactions",
-            bare,
+            floor,
+            rates.bare,
+        ),
+        Figure(
+            f"SQLAlchemy 1-row transactions {db}, held connection, no audit",
+            rates.sqlalchemy,
+            "txn/s",
+            floor,
+            rates.bare,
         ),
     ]
 
 
 def run(quick: bool = False) -> list[Figure]:
     """The audit figures; ``quick``: fewer appends, 100,000 entries to verify."""
-    n_appends = 2_000 if quick else 10_000
+    n_appends = 1_000 if quick else 5_000  # per round, ROUNDS rounds
     n_verify = 100_000 if quick else 1_000_000
     figures = []
     with _sqlite() as (engine, workdir):

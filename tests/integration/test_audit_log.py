@@ -5,21 +5,28 @@ Every test runs on SQLite and on PostgreSQL (the ``engine`` fixture).
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from fhir.resources.R4B.auditevent import AuditEvent as FhirAuditEvent
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from secretum.audit import AuditEvent, AuditLog, EventAction, EventType
 from secretum.audit.checkpoint import WitnessFile
 from secretum.audit.merkle import root_from_leaf_hashes
-from secretum.audit.store import audit_checkpoints, audit_entries
+from secretum.audit.store import audit_checkpoints, audit_entries, audit_head
+from secretum.storage.db import make_engine
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 KEY = Ed25519PrivateKey.generate()
@@ -207,3 +214,237 @@ def test_fhir_export_validates(engine: Engine, tmp_path: Path) -> None:
         FhirAuditEvent.model_validate(resource)
         assert resource["entity"][0]["what"]["reference"] == "Patient/p-1"
     assert len(list(log.export_fhir())) == 6
+
+
+# -- the append path: head sealed at checkpoints, concurrency, rollbacks --------------------
+
+
+def test_the_head_is_sealed_at_checkpoints_only(engine: Engine, tmp_path: Path) -> None:
+    """Appends between checkpoints write their entry and nothing else: the head row keeps the
+    compact range of the last checkpoint, and the tree head adds the entries since."""
+    log = make_log(engine, tmp_path, checkpoint_every=5)
+    for i in range(7):
+        with engine.begin() as conn:
+            log.append(conn, event(i))
+    with engine.connect() as conn:
+        head = conn.execute(select(audit_head)).one()
+        leaves = [bytes(h) for h in conn.execute(select(audit_entries.c.leaf_hash)).scalars()]
+    assert (head.tree_size, head.checkpoint_size) == (5, 5)
+    assert log.tree_head() == (7, root_from_leaf_hashes(leaves))
+    log.flush_witness()
+    report = log.verify(KEY.public_key())
+    assert report.ok and report.entries_verified == 7, report.findings
+    assert any("2 entries after the last seal" in note for note in report.notes)
+
+
+def test_an_append_after_the_sealed_part_was_deleted_is_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    log = make_log(engine, tmp_path, checkpoint_every=5)
+    for i in range(6):
+        with engine.begin() as conn:
+            log.append(conn, event(i))
+    with engine.begin() as conn:
+        conn.execute(audit_entries.delete().where(audit_entries.c.seq >= 3))
+    with pytest.raises(RuntimeError, match="sealed at 5"), engine.begin() as conn:
+        log.append(conn, event(6))
+    assert count(engine) == 3  # nothing written over the gap
+
+
+def test_appends_after_another_writer_and_after_rollbacks(engine: Engine, tmp_path: Path) -> None:
+    """Two logs (two processes) take turns; entries are rolled back in between, alone, in
+    batches and with the checkpoint they made: each append still lands right after the last
+    committed entry, and every checkpoint covers exactly the entries committed before it."""
+    a = make_log(engine, tmp_path, checkpoint_every=3)
+    b = make_log(engine, tmp_path, checkpoint_every=3)
+    plan = "aabarbbaRabrrabaRbbaab"  # a/b: commit one, r: roll one back, R: roll back a batch
+    expected = 0
+    for i, step in enumerate(plan):
+        log = b if step == "b" or (step in "rR" and i % 2) else a
+        try:
+            with engine.begin() as conn:
+                if step == "R":
+                    log.append_many(conn, [event(100 * i + j) for j in range(4)])
+                else:
+                    assert log.append(conn, event(100 * i)) == expected
+                if step in "rR":
+                    raise RuntimeError("the action failed")
+        except RuntimeError:
+            continue
+        expected += 1
+    with engine.connect() as conn:
+        seqs = list(conn.execute(select(audit_entries.c.seq).order_by(audit_entries.c.seq)))
+        cps = sorted(conn.execute(select(audit_checkpoints.c.tree_size)).scalars())
+    assert [s for (s,) in seqs] == list(range(expected))
+    assert cps == list(range(3, expected + 1, 3))
+    a.flush_witness()
+    report = a.verify(KEY.public_key())
+    assert report.ok and report.checkpoints_verified == len(cps), report.findings
+
+
+def test_concurrent_appends_rollbacks_and_batches(engine: Engine, tmp_path: Path) -> None:
+    """Threads sharing one AuditLog and threads with their own, some transactions rolled back,
+    some appending batches, one thread signing checkpoints on its own: the committed log has
+    no gap, every checkpoint matches it, and no entry waits past the checkpoint policy."""
+    shared = make_log(engine, tmp_path, checkpoint_every=7)
+    logs = [shared, shared, make_log(engine, tmp_path, checkpoint_every=7)]
+    logs.append(make_log(engine, tmp_path, checkpoint_every=7))
+    errors: list[BaseException] = []
+    committed: list[int] = []  # entries per committed transaction
+    barrier = threading.Barrier(len(logs) + 1)
+
+    def work(w: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(30):
+                with engine.begin() as conn:
+                    if i % 5 == 4:
+                        batch = [event(w * 1000 + i + j) for j in (0, 1)]
+                        appended = len(logs[w].append_many(conn, batch))
+                    else:
+                        logs[w].append(conn, event(w * 1000 + i))
+                        appended = 1
+                    if (i + w) % 4 == 0:
+                        conn.rollback()
+                        continue
+                committed.append(appended)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    def checkpoints() -> None:
+        try:
+            barrier.wait()
+            for i in range(10):
+                shared.checkpoint(T0 + timedelta(seconds=i))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(len(logs))]
+    threads.append(threading.Thread(target=checkpoints))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    total = sum(committed)
+    with engine.connect() as conn:
+        seqs = conn.execute(select(audit_entries.c.seq).order_by(audit_entries.c.seq)).scalars()
+        assert list(seqs) == list(range(total))
+    shared.flush_witness()
+    report = shared.verify(KEY.public_key())
+    assert report.ok, report.findings
+    assert report.checkpoints_verified == len(shared.checkpoints()) > 0
+
+
+def test_no_deadlock_when_a_transaction_appends_twice(engine: Engine, tmp_path: Path) -> None:
+    """A transaction appends (fast path), a second writer waits for that entry, then the first
+    appends again and seals a checkpoint: the waiter must not hold the head row's lock (on
+    PostgreSQL that would be a deadlock, reported after a second)."""
+    first = make_log(engine, tmp_path, checkpoint_every=3)
+    second = make_log(engine, tmp_path, checkpoint_every=3)  # no cached position: slow path
+    with engine.begin() as conn:
+        first.append(conn, event(0))
+    errors: list[BaseException] = []
+    seqs: list[int] = []
+
+    def waiter() -> None:
+        try:
+            with engine.begin() as conn:
+                seqs.append(second.append(conn, event(50)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    with engine.begin() as conn:
+        assert first.append(conn, event(1)) == 1
+        thread.start()
+        time.sleep(0.3)  # the waiter is blocked on entry 1 (or on BEGIN IMMEDIATE)
+        assert first.append(conn, event(2)) == 2  # a checkpoint is due at 3
+    thread.join()
+    assert errors == [] and seqs == [3]
+    assert [cp.tree_size for cp in first.checkpoints()] == [3]
+    first.flush_witness()
+    assert first.verify(KEY.public_key()).ok
+
+
+_WORKER = """
+import sys
+from datetime import UTC, datetime, timedelta
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from secretum.audit import AuditEvent, AuditLog, EventAction, EventType
+from secretum.storage.db import make_engine
+
+url, key, witness, worker, n = sys.argv[1:6]
+engine = make_engine(url)
+log = AuditLog(engine, Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key)), witness,
+               checkpoint_every=10, checkpoint_seconds=3600)
+t0 = datetime(2025, 3, 1, tzinfo=UTC)
+for i in range(int(n)):
+    event = AuditEvent(recorded=t0 + timedelta(milliseconds=i), event_type=EventType.QUERY,
+                       action=EventAction.EXECUTE, actor_id=f"w{worker}-{i}", actor_role="bot")
+    with engine.begin() as conn:
+        log.append(conn, event)
+        if i % 6 == 5:
+            conn.rollback()
+engine.dispose()
+"""
+
+
+def test_several_processes_append_to_one_gapless_log(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+    witness = str(tmp_path / "witness.log")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, db_url, raw, witness, str(w), "40"],
+            stderr=subprocess.PIPE,
+        )
+        for w in range(3)
+    ]
+    for proc in workers:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    total = 3 * (40 - 40 // 6)
+    assert count(engine) == total
+    with engine.connect() as conn:
+        seqs = conn.execute(select(audit_entries.c.seq).order_by(audit_entries.c.seq)).scalars()
+        assert list(seqs) == list(range(total))
+        cps = sorted(conn.execute(select(audit_checkpoints.c.tree_size)).scalars())
+    assert cps == list(range(10, total + 1, 10))
+    log = AuditLog(engine, key, witness, checkpoint_every=10, checkpoint_seconds=3600)
+    log.flush_witness()
+    report = log.verify(key.public_key())
+    assert report.ok and report.entries_verified == total, report.findings
+
+
+@pytest.mark.parametrize("first", ["begin", "autobegin"])
+def test_sqlite_begin_failure_is_a_sqlalchemy_error(tmp_path: Path, first: str) -> None:
+    """BEGIN IMMEDIATE goes straight to the driver; a lock timeout still comes out as
+    SQLAlchemy's OperationalError, and the connection's next transaction is a real one (its
+    rollback undoes its writes), explicit or implicit."""
+    path = tmp_path / "locked.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        with engine.connect() as conn:
+            conn.connection.driver_connection.execute("PRAGMA busy_timeout=50")  # type: ignore[union-attr]
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError, match="database is locked"):
+                conn.begin() if first == "begin" else conn.execute(text("SELECT 1"))
+            assert not conn.in_transaction()
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            conn.execute(text("INSERT INTO t VALUES (1)"))  # autobegin
+            assert conn.in_transaction()
+            conn.rollback()
+            with conn.begin():
+                conn.execute(text("INSERT INTO t VALUES (2)"))
+            assert conn.execute(text("SELECT x FROM t")).scalars().all() == [2]
+            conn.rollback()
+    finally:
+        engine.dispose()

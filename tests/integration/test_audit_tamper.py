@@ -15,7 +15,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import Engine
 
-from secretum.audit import AuditEvent, AuditLog, EventAction, EventType, Kind, VerifyReport
+from secretum.audit import (
+    AuditEvent,
+    AuditLog,
+    EventAction,
+    EventType,
+    Kind,
+    VerifyReport,
+    verify_log,
+)
 from secretum.audit.merkle import CompactRange
 from secretum.audit.model import LEAF_TEMPLATE
 from secretum.audit.store import (
@@ -158,8 +166,20 @@ def test_replayed_copy_of_an_earlier_entry(engine: Engine, log: AuditLog) -> Non
 
 
 def test_appended_past_the_head(engine: Engine, log: AuditLog) -> None:
+    """Entries after the last checkpoint are covered by no signature yet, but they must follow
+    the checkpoint policy: this one comes 481 s after the checkpoint at 20 (policy: 60 s), so
+    its append would have signed a checkpoint, and none follows it."""
     insert_row(engine, SIZE, event(500))
     assert_first(check(log), Kind.INSERTED, SIZE)
+
+
+def test_appended_past_the_head_beyond_the_policy_count(engine: Engine, log: AuditLog) -> None:
+    """Five entries within the time window, but the log signs a checkpoint every 5 entries: the
+    fifth after the checkpoint at 20 should have been followed by one."""
+    for i in range(5):
+        insert_row(engine, SIZE + i, event(SIZE + i))
+    assert_first(check(log), Kind.INSERTED, SIZE + 4)
+    assert verify_log(log.engine, KEY.public_key()).ok  # without the policy: only a note
 
 
 def test_reordered_pair(engine: Engine, log: AuditLog) -> None:

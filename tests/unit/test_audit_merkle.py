@@ -128,6 +128,18 @@ def test_compact_range_equals_recursive_definition(leaves: list[bytes]) -> None:
 
 
 @given(leaf_lists, st.data())
+def test_compact_range_resumes_from_its_bytes(leaves: list[bytes], data: st.DataObject) -> None:
+    """What sealing does: the compact range stored at some size, extended by the leaves after."""
+    k = data.draw(st.integers(0, len(leaves)))
+    sealed = CompactRange()
+    sealed.extend(leaves[:k])
+    resumed = CompactRange.from_bytes(k, sealed.to_bytes())
+    resumed.extend(leaves[k:])
+    assert resumed.size == len(leaves)
+    assert resumed.root() == reference_mth(leaves)
+
+
+@given(leaf_lists, st.data())
 def test_every_inclusion_proof_verifies_and_a_tampered_one_does_not(
     leaves: list[bytes], data: st.DataObject
 ) -> None:

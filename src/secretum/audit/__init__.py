@@ -13,12 +13,13 @@ Typical use, in the transaction of the action being audited::
 from secretum.audit.checkpoint import Checkpoint, WitnessFile
 from secretum.audit.log import AuditLog, ConsistencyProof, InclusionProof
 from secretum.audit.model import AuditEvent, EventAction, EventType, Outcome
-from secretum.audit.verify import Finding, Kind, VerifyReport, verify_log
+from secretum.audit.verify import CheckpointPolicy, Finding, Kind, VerifyReport, verify_log
 
 __all__ = [
     "AuditEvent",
     "AuditLog",
     "Checkpoint",
+    "CheckpointPolicy",
     "ConsistencyProof",
     "EventAction",
     "EventType",

@@ -1,10 +1,17 @@
 """The audit log: append in the caller's transaction, checkpoint, prove, verify, export.
 
-Appends are serialised on the ``audit_head`` row. The common case costs one conditional
-``UPDATE`` (compare-and-swap against the head state this process last wrote) and one
-``INSERT`` (a single statement, one round trip, on PostgreSQL); when another writer (thread,
-process, server) got there first, the append falls back to ``SELECT ... FOR UPDATE`` of the head.
-Either way the entry and the head change commit or roll back with the caller's transaction.
+An append is one ``INSERT`` of the entry (see :mod:`secretum.audit.store`; on SQLite a check
+then the insert): at the position this process expects next, provided the previous entry is
+there, the position is free and no checkpoint is due. Nothing else is written and no lock is
+taken but the entry's own: on SQLite a durable append costs one page of WAL. When that inserts
+nothing (another writer went first, the expected position was rolled back, a concurrent
+transaction holds the previous entry), the append asks why and moves after the last entry it
+saw, which on PostgreSQL waits for a transaction that still holds it. When a checkpoint is due
+(and for the log's first entry, a batch, or after a few tries), the append numbers its entries
+from ``max(seq) + 1``, then locks the head row and, if a checkpoint is due, seals: it computes
+the tree from the head's compact range plus the leaf hashes appended since (fewer than
+``checkpoint_every``), signs, and rewrites the head. Either way the entry, the head and the
+checkpoint commit or roll back with the caller's transaction.
 
 Checkpoints (RFC 9162 §4.10 signed tree heads) are signed inside the appending transaction when
 ``checkpoint_every`` entries or ``checkpoint_seconds`` (of event time) have passed since the last
@@ -12,17 +19,21 @@ one, so a checkpoint exists in the database exactly when its entries do. The wit
 ever receives checkpoints read back as committed: right after commit when ``append`` was given
 a :class:`~sqlalchemy.orm.Session` (``after_commit``), otherwise at the next :meth:`AuditLog.tick`
 (which the application calls periodically) or :meth:`AuditLog.checkpoint`.
+
+The entries after the last checkpoint (fewer than ``checkpoint_every``, younger than
+``checkpoint_seconds`` unless the log is idle until the next ``tick``) are covered by no
+signature yet; verify checks that they follow the checkpoint policy.
 """
 
 from __future__ import annotations
 
-import threading
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import event as sa_event
@@ -42,22 +53,25 @@ from secretum.audit.merkle import (
 )
 from secretum.audit.model import AuditEvent
 from secretum.audit.store import HeadState
-from secretum.audit.verify import VerifyReport, verify_log
+from secretum.audit.verify import CheckpointPolicy, VerifyReport, verify_log
 
 _SESSION_HOOKED = "secretum.audit.witness_hook"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+#: A checkpoint time no log has: the time rule of the append statement never fires.
+_NO_TIME_RULE = -(2**62)
+#: Attempts of an append at the positions it expects before it numbers from ``max(seq) + 1``
+#: under the head's lock: each costs a statement (a round trip on PostgreSQL).
+_HOPS = 8
+
+
 def _ms(when: datetime) -> int:
+    """Milliseconds since the epoch, rounded down (exactly: no float on the way)."""
     if when.tzinfo is None:
         raise ValueError("time must be timezone-aware")
-    return int(when.timestamp() * 1000)
-
-
-class _Plan(NamedTuple):
-    head: HeadState
-    crange: CompactRange
-    rows: list[tuple[Any, ...]]
-    checkpoint: Checkpoint | None
+    return (when - _EPOCH) // _ONE_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +134,23 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
         self._key = signing_key
-        self._lock = threading.Lock()
-        # The head as this process last wrote it, and its compact range.
-        self._head: tuple[HeadState, CompactRange] | None = None
+        # Time rule of checkpoints, in whole ms: due when now_ms - last_ms >= _window_ms.
+        self._window_ms = math.ceil(checkpoint_seconds * 1000)
+        # Where this process expects the next entry: only a hint, which the append statement
+        # checks (a stale one costs the slow path), so threads share it without a lock. Not
+        # reserved ahead: on SQLite the caller's BEGIN IMMEDIATE already holds the write lock
+        # when append reads it, so the last append of this process tells the truth.
+        self._next_seq: int | None = None
 
     @property
     def public_key(self) -> Ed25519PublicKey | None:
         return None if self._key is None else self._key.public_key()
+
+    @property
+    def policy(self) -> CheckpointPolicy:
+        """When appends sign checkpoints (what verify expects of the entries after the last)."""
+        seconds = None if self._key is None else self.checkpoint_seconds
+        return CheckpointPolicy(self.checkpoint_every, seconds)
 
     # -- append -----------------------------------------------------------------------------
 
@@ -136,69 +160,104 @@ class AuditLog:
         Nothing is committed here: the entry (and a checkpoint, if one is due) commits or rolls
         back with the action it records.
         """
-        return self.append_many(conn, (event,)).start
+        connection = conn.connection() if isinstance(conn, Session) else conn
+        seq = self._next_seq
+        # No checkpoint due: fewer than checkpoint_every entries after the sealed size, and the
+        # last checkpoint after this time (event time - checkpoint_seconds).
+        min_ms = _NO_TIME_RULE if self._key is None else _ms(event.recorded) - self._window_ms
+        hops, explain = _HOPS, False
+        while seq and hops:  # seq 0: the log's first entry, which creates the head
+            hops -= 1
+            leaf = sha256(event.leaf_input(seq)).digest()
+            row = store.entry_row(seq, event, leaf)
+            tried = store.try_append(
+                connection, row, self.checkpoint_every, min_ms, explain=explain
+            )
+            if tried.inserted:
+                self._next_seq = seq + 1
+                return seq
+            if tried.quiet is None:  # PostgreSQL's plain statement does not say why: ask
+                explain = True
+                continue
+            if not tried.quiet:  # a checkpoint is due (or there is no head): seal
+                break
+            last = store.log_size(connection) - 1 if tried.last is None else tried.last
+            # `seq` taken: go after it and after the last entry seen. Entry seq - 1 missing:
+            # take the place after the last entry seen, which waits for the transaction that
+            # holds it, if any (PostgreSQL), or fills a rolled-back gap.
+            seq = max(seq + 1, last + 1) if tried.follows else last + 1
+        return self._append_locked(conn, connection, (event,)).start
 
     def append_many(self, conn: Connection | Session, events: Iterable[AuditEvent]) -> range:
         """Append several events in the caller's transaction (one batch insert); their seqs.
 
         A due checkpoint is signed once, at the end of the batch.
         """
-        session = conn if isinstance(conn, Session) else None
-        connection = conn.connection() if isinstance(conn, Session) else conn
         batch = list(events)
         if not batch:
             raise ValueError("nothing to append")
-        with self._lock:  # reserve: a concurrent append of this process builds on this one
-            cached = self._head
-            plan = None if cached is None else self._advance(*cached, batch)
-            if plan is not None:
-                self._head = (plan.head, plan.crange)
-        if (
-            cached is None
-            or plan is None
-            or not store.swap_and_insert(connection, cached[0], plan.head, plan.rows)
-        ):
-            head = store.lock_head(connection)  # another writer went first: wait for it
-            crange = CompactRange.from_bytes(head.tree_size, head.compact_range)
-            plan = self._advance(head, crange, batch)
-            if not store.swap_and_insert(connection, head, plan.head, plan.rows):
-                raise RuntimeError("audit head changed under its lock: not in BEGIN IMMEDIATE?")
-            with self._lock:
-                self._head = (plan.head, plan.crange)
-        if plan.checkpoint is not None:
-            store.insert_checkpoint(connection, plan.checkpoint)
-            if session is not None:
-                self._flush_after_commit(session)
-        return range(plan.head.tree_size - len(batch), plan.head.tree_size)
+        if len(batch) == 1:
+            seq = self.append(conn, batch[0])
+            return range(seq, seq + 1)
+        connection = conn.connection() if isinstance(conn, Session) else conn
+        return self._append_locked(conn, connection, batch)
 
-    def _advance(
-        self, head: HeadState, crange: CompactRange, events: Sequence[AuditEvent]
-    ) -> _Plan:
-        """Head, rows and checkpoint (if due) after appending ``events`` to ``head``/``crange``
-        (left unchanged)."""
-        crange = crange.copy()
-        rows = []
-        for event in events:
-            seq = crange.size
-            leaf = sha256(event.leaf_input(seq)).digest()
-            crange.append(leaf)
-            rows.append(store.entry_row(seq, event, leaf))
-        now_ms = _ms(events[-1].recorded)
+    def _append_locked(
+        self, conn: Connection | Session, connection: Connection, events: Sequence[AuditEvent]
+    ) -> range:
+        """The append that could not take the fast path: number the entries from the log's
+        size, then lock the head row and seal if a checkpoint is due.
+
+        The entries are claimed before the head is locked: waiting for a concurrent append (to
+        commit or roll back) while holding the head's lock could deadlock with a transaction
+        that appends again after us. Once claimed, no other transaction can append (each entry
+        needs the previous one committed), so the entries before ours are all committed.
+        """
+        while True:
+            start = store.log_size(connection)
+            leaves = [sha256(e.leaf_input(start + i)).digest() for i, e in enumerate(events)]
+            rows = [
+                store.entry_row(start + i, e, h)
+                for i, (e, h) in enumerate(zip(events, leaves, strict=True))
+            ]
+            if store.claim_and_insert(connection, rows):
+                break
+            # PostgreSQL: a concurrent append took `start` first (and committed): go after it.
+        end = start + len(events)
+        self._next_seq = end
+        head = store.lock_head(connection)
+        if start < head.tree_size:
+            raise RuntimeError(
+                f"the audit log holds {start} entries but was sealed at {head.tree_size}: "
+                "entries were deleted; run verify"
+            )
+        now_ms = max(_ms(e.recorded) for e in events)
         # checkpoint_ms: time of the last checkpoint, or of the first entry before any.
-        since_ms = head.checkpoint_ms if head.tree_size else _ms(events[0].recorded)
-        checkpoint = None
-        if self._key is not None and (
-            crange.size - head.checkpoint_size >= self.checkpoint_every
-            or now_ms - since_ms >= self.checkpoint_seconds * 1000
+        since_ms = head.checkpoint_ms if start else _ms(events[0].recorded)
+        if end - head.tree_size >= self.checkpoint_every or (
+            self._key is not None and now_ms - since_ms >= self._window_ms
         ):
-            checkpoint = Checkpoint.sign(self._key, crange.size, crange.root(), now_ms)
-        new = HeadState(
-            crange.size,
-            crange.to_bytes(),
-            head.checkpoint_size if checkpoint is None else crange.size,
-            since_ms if checkpoint is None else now_ms,
-        )
-        return _Plan(new, crange, rows, checkpoint)
+            crange = self._sealed_range(connection, head, start)
+            crange.extend(leaves)
+            checkpoint = None
+            if self._key is not None:
+                checkpoint = Checkpoint.sign(self._key, end, crange.root(), now_ms)
+                store.insert_checkpoint(connection, checkpoint)
+                if isinstance(conn, Session):
+                    self._flush_after_commit(conn)
+            signed = checkpoint is not None
+            cp_size, cp_ms = (end, now_ms) if signed else (head.checkpoint_size, since_ms)
+            store.set_head(connection, HeadState(end, crange.to_bytes(), cp_size, cp_ms))
+        elif start == 0:  # the log's first entry: its time starts the checkpoint clock
+            store.set_head(connection, head._replace(checkpoint_ms=since_ms))
+        return range(start, end)
+
+    @staticmethod
+    def _sealed_range(conn: Connection, head: HeadState, size: int) -> CompactRange:
+        """The compact range at ``size``: the head's, plus the leaves appended since."""
+        crange = CompactRange.from_bytes(head.tree_size, head.compact_range)
+        crange.extend(store.read_leaf_range(conn, head.tree_size, size))
+        return crange
 
     def _flush_after_commit(self, session: Session) -> None:
         if session.info.get(_SESSION_HOOKED):
@@ -222,16 +281,13 @@ class AuditLog:
         checkpoint = None
         with self.engine.begin() as conn:
             head = store.lock_head(conn)
-            if head.tree_size > head.checkpoint_size:
-                crange = CompactRange.from_bytes(head.tree_size, head.compact_range)
-                checkpoint = Checkpoint.sign(self._key, head.tree_size, crange.root(), _ms(now))
+            size = store.log_size(conn)
+            if size > head.checkpoint_size:
+                root = self._sealed_range(conn, head, size)
+                checkpoint = Checkpoint.sign(self._key, size, root.root(), _ms(now))
                 store.insert_checkpoint(conn, checkpoint)
-                head = HeadState(
-                    head.tree_size, head.compact_range, head.tree_size, checkpoint.timestamp_ms
-                )
-                store.set_head(conn, head)
-        with self._lock:
-            self._head = (head, CompactRange.from_bytes(head.tree_size, head.compact_range))
+                sealed = HeadState(size, root.to_bytes(), size, checkpoint.timestamp_ms)
+                store.set_head(conn, sealed)
         self.flush_witness()
         return checkpoint
 
@@ -243,9 +299,10 @@ class AuditLog:
             return None
         with self._read() as conn:
             head = store.read_head(conn)
-        if head is None or head.tree_size == head.checkpoint_size:
+            size = store.log_size(conn)
+        if head is None or size <= head.checkpoint_size:
             return None
-        if _ms(now) - head.checkpoint_ms < self.checkpoint_seconds * 1000:
+        if _ms(now) - head.checkpoint_ms < self._window_ms:
             return None
         return self.checkpoint(now)
 
@@ -271,10 +328,13 @@ class AuditLog:
     # -- reading ----------------------------------------------------------------------------
 
     def tree_head(self) -> tuple[int, bytes]:
-        """Current ``(tree_size, MTH(D[tree_size]))`` from the head row."""
+        """Current ``(tree_size, MTH(D[tree_size]))``: the head's compact range plus the leaves
+        appended since it was sealed."""
         with self._read() as conn:
             head = store.read_head(conn) or store.EMPTY_HEAD
-        return head.tree_size, CompactRange.from_bytes(head.tree_size, head.compact_range).root()
+            crange = CompactRange.from_bytes(head.tree_size, head.compact_range)
+            crange.extend(store.read_leaves_from(conn, head.tree_size))
+        return crange.size, crange.root()
 
     def checkpoints(self) -> list[Checkpoint]:
         with self._read() as conn:
@@ -286,8 +346,7 @@ class AuditLog:
         with self._read() as conn:
             if tree_size is None:
                 covering = [c.tree_size for c in store.read_checkpoints(conn, after=seq)]
-                head = store.read_head(conn) or store.EMPTY_HEAD
-                tree_size = covering[-1] if covering else head.tree_size
+                tree_size = covering[-1] if covering else store.log_size(conn)
             if not 0 <= seq < tree_size:
                 raise ValueError(f"entry {seq} is not in a tree of {tree_size} entries")
             leaves = store.read_leaf_hashes(conn, tree_size)
@@ -312,9 +371,12 @@ class AuditLog:
         witness_path: str | Path | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> VerifyReport:
-        """Check the whole log; see :func:`secretum.audit.verify.verify_log`."""
+        """Check the whole log, the entries after the last checkpoint against this log's
+        checkpoint policy; see :func:`secretum.audit.verify.verify_log`."""
         path = witness_path or (None if self.witness is None else self.witness.path)
-        return verify_log(self.engine, public_keys, witness_path=path, progress=progress)
+        return verify_log(
+            self.engine, public_keys, witness_path=path, progress=progress, policy=self.policy
+        )
 
     def export_fhir(
         self, *, patient_id: str | None = None, observer: str = "secretum"

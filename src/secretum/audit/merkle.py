@@ -18,7 +18,7 @@ first. Appending a leaf and computing ``MTH(D[n])`` are O(log n) without rereadi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"
@@ -96,6 +96,19 @@ class CompactRange:
             size >>= 1
         nodes.append(node)
         self.size += 1
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        """``append`` each of ``leaf_hashes`` (one loop: sealing folds up to a checkpoint's
+        worth of leaves)."""
+        nodes, size, sha256, prefix = self.nodes, self.size, _sha256, NODE_PREFIX
+        for node in leaf_hashes:
+            m = size
+            while m & 1:
+                node = sha256(prefix + nodes.pop() + node).digest()
+                m >>= 1
+            nodes.append(node)
+            size += 1
+        self.size = size
 
     def root(self) -> bytes:
         """``MTH(D[size])``: fold the subtree roots right to left (RFC 9162 §2.1.1)."""

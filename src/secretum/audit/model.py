@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
@@ -174,13 +174,25 @@ CANONICAL_TEMPLATE = (
 LEAF_TEMPLATE = "\x00" + CANONICAL_TEMPLATE
 
 
+_TIME_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
+
+
 def format_time(when: datetime) -> str:
     """UTC, microseconds, ``Z``: the one textual form of a time in the log."""
-    if not isinstance(when, datetime) or when.utcoffset() is None:
-        raise ValueError("audit time must be a timezone-aware datetime")
-    if when.tzinfo is not UTC:
+    if when.__class__ is not datetime or when.tzinfo is not UTC:  # else: the common case
+        if not isinstance(when, datetime) or when.utcoffset() is None:
+            raise ValueError("audit time must be a timezone-aware datetime")
         when = when.astimezone(UTC)
-    return when.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # One %-format: about twice as fast as isoformat(timespec=...), with the same result.
+    return _TIME_FORMAT % (
+        when.year,
+        when.month,
+        when.day,
+        when.hour,
+        when.minute,
+        when.second,
+        when.microsecond,
+    )
 
 
 def _refuse(name: str, rule: str) -> ValueError:
@@ -203,9 +215,34 @@ def _code(name: str, value: object, allowed: Container[str], rule: str) -> str:
     return str(value)
 
 
-@dataclass(frozen=True, slots=True)
+def _codes(values: Iterable[str], optional: bool = False) -> dict[str | None, str | None]:
+    """Accepted code -> the plain ``str`` stored (a StrEnum member hashes as its value)."""
+    table: dict[str | None, str | None] = {str(v): str(v) for v in values}
+    if optional:
+        table[None] = None
+    return table
+
+
+# The fast path of AuditEvent.__init__: one dict lookup both checks a code and turns an enum
+# member into its plain value; None is in the tables of the optional codes.
+_EVENT_TYPE_CODES = _codes(EVENT_TYPE_DISPLAY)
+_ACTION_CODES = _codes(_ACTIONS)
+_SUBTYPE_CODES = _codes(SUBTYPES, optional=True)
+_PURPOSE_CODES = _codes(PURPOSES, optional=True)
+_ID_MATCH = ID_PATTERN.fullmatch
+_ROLE_MATCH = ROLE_PATTERN.fullmatch
+_TYPE_MATCH = RESOURCE_TYPE_PATTERN.fullmatch
+_IPV4_MATCH = _IPV4.fullmatch
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class AuditEvent:
-    """One audited action. Times are parameters: ``recorded`` is given by the caller."""
+    """One audited action. Times are parameters: ``recorded`` is given by the caller.
+
+    Built on every audited action, so ``__init__`` checks the common case (every field valid,
+    codes known, an IPv4 address or none) in one expression and sets each field once; anything
+    else goes through :func:`_normalise`, which names the refused field.
+    """
 
     recorded: datetime
     event_type: str  # EventType (DCM code)
@@ -221,31 +258,77 @@ class AuditEvent:
     source_address: str | None = None
     recorded_text: str = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        recorded: datetime,
+        event_type: str,
+        action: str,
+        actor_id: str,
+        actor_role: str,
+        outcome: int = Outcome.SUCCESS,
+        subtype: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        patient_id: str | None = None,
+        purpose: str | None = None,
+        source_address: str | None = None,
+    ) -> None:
+        recorded_text = format_time(recorded)
+        try:
+            codes = (
+                _EVENT_TYPE_CODES[event_type],
+                _ACTION_CODES[action],
+                _SUBTYPE_CODES[subtype],
+                _PURPOSE_CODES[purpose],
+            )
+            valid = (
+                (outcome.__class__ is int or outcome.__class__ is Outcome)
+                and outcome in _OUTCOMES
+                and _ID_MATCH(actor_id) is not None
+                and _ROLE_MATCH(actor_role) is not None
+                and (
+                    (resource_id is None and resource_type is None)
+                    or (
+                        _ID_MATCH(resource_id) is not None  # type: ignore[arg-type]
+                        and _TYPE_MATCH(resource_type) is not None  # type: ignore[arg-type]
+                    )
+                )
+                and (patient_id is None or _ID_MATCH(patient_id) is not None)
+                and (source_address is None or _IPV4_MATCH(source_address) is not None)
+            )
+        except (KeyError, TypeError):  # an unknown code, not a string
+            valid = False
+        if valid:
+            event_type, action, subtype, purpose = codes  # type: ignore[assignment]
+            outcome = int(outcome)
+        else:
+            event_type, action, outcome, subtype, purpose, source_address = _normalise(
+                event_type,
+                action,
+                actor_id,
+                actor_role,
+                outcome,
+                subtype,
+                resource_type,
+                resource_id,
+                patient_id,
+                purpose,
+                source_address,
+            )
         put = object.__setattr__
-        put(self, "recorded_text", format_time(self.recorded))
-        put(self, "event_type", _code("event_type", self.event_type, EVENT_TYPE_DISPLAY, "DCM id"))
-        put(self, "action", _code("action", self.action, _ACTIONS, "one of C R U D E"))
-        if self.subtype is not None:
-            put(self, "subtype", _code("subtype", self.subtype, SUBTYPES, "known subtype code"))
-        if (
-            isinstance(self.outcome, bool)
-            or not isinstance(self.outcome, int)
-            or self.outcome not in _OUTCOMES
-        ):
-            raise _refuse("outcome", "one of 0 4 8 12")
-        put(self, "outcome", int(self.outcome))
-        _check("actor_id", self.actor_id, ID_PATTERN, "an id [A-Za-z0-9.-]{1,64}")
-        _check("actor_role", self.actor_role, ROLE_PATTERN, "a role code [a-z0-9_-]{1,32}")
-        _optional("resource_id", self.resource_id, ID_PATTERN, "an id [A-Za-z0-9.-]{1,64}")
-        _optional("patient_id", self.patient_id, ID_PATTERN, "an id [A-Za-z0-9.-]{1,64}")
-        _optional("resource_type", self.resource_type, RESOURCE_TYPE_PATTERN, "a FHIR type")
-        if (self.resource_id is None) != (self.resource_type is None):
-            raise _refuse("resource_id", "resource_type and resource_id go together")
-        if self.purpose is not None:
-            put(self, "purpose", _code("purpose", self.purpose, PURPOSES, "v3 PurposeOfUse code"))
-        if self.source_address is not None:
-            put(self, "source_address", _ip_address(self.source_address))
+        put(self, "recorded", recorded)
+        put(self, "event_type", event_type)
+        put(self, "action", action)
+        put(self, "actor_id", actor_id)
+        put(self, "actor_role", actor_role)
+        put(self, "outcome", outcome)
+        put(self, "subtype", subtype)
+        put(self, "resource_type", resource_type)
+        put(self, "resource_id", resource_id)
+        put(self, "patient_id", patient_id)
+        put(self, "purpose", purpose)
+        put(self, "source_address", source_address)
+        put(self, "recorded_text", recorded_text)
 
     def values(self, seq: int) -> tuple[str | int, ...]:
         """The canonical field values in :data:`CANONICAL_FIELDS` order (absent = ``""``)."""
@@ -272,6 +355,40 @@ class AuditEvent:
     def leaf_input(self, seq: int) -> bytes:
         """``0x00 || canonical entry``: what the RFC 9162 §2.1.1 leaf hash hashes."""
         return (LEAF_TEMPLATE % self.values(seq)).encode("utf-8")
+
+
+def _normalise(
+    event_type: object,
+    action: object,
+    actor_id: object,
+    actor_role: object,
+    outcome: object,
+    subtype: object,
+    resource_type: object,
+    resource_id: object,
+    patient_id: object,
+    purpose: object,
+    source_address: object,
+) -> tuple[str, str, int, str | None, str | None, str | None]:
+    """Field by field: the normalised ``(event_type, action, outcome, subtype, purpose,
+    source_address)``, or the ValueError that names the first refused field."""
+    codes = (
+        _code("event_type", event_type, EVENT_TYPE_DISPLAY, "DCM id"),
+        _code("action", action, _ACTIONS, "one of C R U D E"),
+    )
+    sub = None if subtype is None else _code("subtype", subtype, SUBTYPES, "known subtype code")
+    if isinstance(outcome, bool) or not isinstance(outcome, int) or outcome not in _OUTCOMES:
+        raise _refuse("outcome", "one of 0 4 8 12")
+    _check("actor_id", actor_id, ID_PATTERN, "an id [A-Za-z0-9.-]{1,64}")
+    _check("actor_role", actor_role, ROLE_PATTERN, "a role code [a-z0-9_-]{1,32}")
+    _optional("resource_id", resource_id, ID_PATTERN, "an id [A-Za-z0-9.-]{1,64}")
+    _optional("patient_id", patient_id, ID_PATTERN, "an id [A-Za-z0-9.-]{1,64}")
+    _optional("resource_type", resource_type, RESOURCE_TYPE_PATTERN, "a FHIR type")
+    if (resource_id is None) != (resource_type is None):
+        raise _refuse("resource_id", "resource_type and resource_id go together")
+    why = None if purpose is None else _code("purpose", purpose, PURPOSES, "v3 PurposeOfUse code")
+    address = None if source_address is None else _ip_address(source_address)
+    return (*codes, int(outcome), sub, why, address)
 
 
 def _ip_address(value: object) -> str:

@@ -2,13 +2,26 @@
 
 * ``audit_entries``: one row per entry, ``seq`` 0..n-1 without gaps, the event's ids and codes
   (NULL when absent) and ``leaf_hash`` = ``SHA-256(0x00 || canonical entry)`` (RFC 9162 §2.1.1),
-  which lets verify name the first entry whose content no longer matches.
-* ``audit_head``: a single row (``id = 1``): tree size, the RFC 9162 compact range of subtree
-  roots (``MTH`` at any size in O(log n)), and the size and time of the last checkpoint. Every
-  append updates it, so appends are serialised on this row: a compare-and-swap ``UPDATE``
-  (:func:`swap_and_insert`), or ``SELECT ... FOR UPDATE`` when that lost a race (PostgreSQL;
-  on SQLite ``BEGIN IMMEDIATE`` already holds the write lock).
+  which lets verify name the first entry whose content no longer matches. The size of the log is
+  ``max(seq) + 1``: one lookup at the end of the primary key.
+* ``audit_head``: a single row (``id = 1``), the log's *seal*: ``tree_size`` and the RFC 9162
+  compact range of subtree roots at that size (``MTH`` at any size in O(log n) from there), and
+  the size and time of the last checkpoint. It is rewritten only when a checkpoint is signed
+  (every ``checkpoint_every`` entries or ``checkpoint_seconds``), not on every append: an append
+  is one ``INSERT`` (:func:`try_append`), which reads the head only to see that no checkpoint is
+  due, and takes no lock but the entry's own. Between checkpoints, ``MTH`` is the sealed
+  compact range plus the leaf hashes since.
 * ``audit_checkpoints``: signed tree heads (RFC 9162 §4.10), also copied to the witness file.
+
+Appends stay gapless and serialised without a per-append head write: an entry goes in at
+``seq`` only if entry ``seq - 1`` is already there (committed, or in the same transaction), and
+the primary key refuses a second entry at ``seq`` (``ON CONFLICT DO NOTHING``: the loser sees
+zero rows inserted and its transaction is not aborted). On PostgreSQL, whose transactions run
+side by side, entry ``seq`` therefore always commits after entry ``seq - 1``: every snapshot
+sees a prefix of the log, and at most one transaction at a time holds uncommitted entries (the
+others wait for it). Whoever seals (signs a checkpoint) holds the head row's lock
+(``SELECT ... FOR UPDATE``; on SQLite ``BEGIN IMMEDIATE`` already holds the database's write
+lock), taken only once its own entries are in.
 
 ``patient_id`` is not indexed: an index costs one more page written per commit on the append
 path, and the per-patient export (a rare report) scans in ``seq`` order instead.
@@ -73,7 +86,12 @@ ENTRY_COLUMNS = (*(c for c in CANONICAL_FIELDS if c != "seq"), "seq", "leaf_hash
 
 
 class HeadState(NamedTuple):
-    """The ``audit_head`` row (a tuple: its fields are the SET parameters, in order)."""
+    """The ``audit_head`` row (a tuple: its fields are the SET parameters, in order).
+
+    ``tree_size``/``compact_range``: the sealed prefix of the log and its compact range;
+    ``checkpoint_size``: the last signed size (``tree_size`` unless the log has no signing key);
+    ``checkpoint_ms``: time of the last checkpoint, or of the first entry before any.
+    """
 
     tree_size: int
     compact_range: bytes
@@ -83,34 +101,67 @@ class HeadState(NamedTuple):
 
 EMPTY_HEAD = HeadState(0, b"", 0, 0)
 
+_COLUMN_LIST = ", ".join(ENTRY_COLUMNS)
+_MARKS = ", ".join("?" * len(ENTRY_COLUMNS))
 
-_SWAP_HEAD = (
-    "UPDATE audit_head SET tree_size = ?, compact_range = ?, checkpoint_size = ?, "
-    "checkpoint_ms = ? WHERE id = 1 AND tree_size = ? AND compact_range = ? "
-    "AND checkpoint_size = ?"
+#: A plain insert of one entry row (``entry_row`` order).
+_INSERT_ENTRY = f"INSERT INTO audit_entries ({_COLUMN_LIST}) VALUES ({_MARKS})"  # noqa: S608
+#: The conditions of an append at ``seq``: no checkpoint is due (the sealed size is in
+#: ``seq + 2 - checkpoint_every .. seq``: fewer than ``checkpoint_every`` entries since, none
+#: of them sealed; the last checkpoint after the event time minus ``checkpoint_seconds``), and
+#: entry ``seq - 1`` exists. No row: no head yet.
+_APPEND_CHECK = (
+    "SELECT tree_size BETWEEN ? AND ? AND checkpoint_ms > ?, "
+    "EXISTS (SELECT 1 FROM audit_entries WHERE seq = ?) FROM audit_head WHERE id = 1"
 )
-_INSERT_ENTRY = (
-    "INSERT INTO audit_entries (action, actor_id, actor_role, event_type, outcome, patient_id, "
-    "purpose, recorded, resource_id, resource_type, source_address, subtype, seq, leaf_hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: PostgreSQL: the check and the insert in one statement, one round trip. Parameters: the
+#: row, then those of ``_APPEND_CHECK``. (On SQLite, whose writers are serialised anyway, two
+#: statements are cheaper: a SELECT reading the table it inserts into goes through a temporary
+#: table there.)
+_APPEND_ENTRY = (
+    f"INSERT INTO audit_entries ({_COLUMN_LIST}) SELECT {_MARKS} FROM audit_head "  # noqa: S608
+    "WHERE id = 1 AND tree_size BETWEEN ? AND ? AND checkpoint_ms > ? "
+    "AND EXISTS (SELECT 1 FROM audit_entries WHERE seq = ?) ON CONFLICT DO NOTHING"
 )
-_SWAP_AND_INSERT = (
-    "WITH head AS (UPDATE audit_head SET tree_size = ?, compact_range = ?, checkpoint_size = ?, "
-    "checkpoint_ms = ? WHERE id = 1 AND tree_size = ? AND compact_range = ? "
-    "AND checkpoint_size = ? RETURNING id) "
-    "INSERT INTO audit_entries (action, actor_id, actor_role, event_type, outcome, patient_id, "
-    "purpose, recorded, resource_id, resource_type, source_address, subtype, seq, leaf_hash) "
-    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM head"
+#: PostgreSQL: the same, which also says which condition failed and where the log ends (its
+#: result row costs a little more, so it is only asked once the plain one inserted nothing).
+#: Parameters: those of ``_APPEND_CHECK``, then the row.
+_APPEND_EXPLAINED = (
+    "WITH state AS (SELECT tree_size BETWEEN ? AND ? AND checkpoint_ms > ? AS quiet, "  # noqa: S608
+    "EXISTS (SELECT 1 FROM audit_entries WHERE seq = ?) AS follows, "
+    "(SELECT max(seq) FROM audit_entries) AS last "
+    "FROM audit_head WHERE id = 1), "
+    f"inserted AS (INSERT INTO audit_entries ({_COLUMN_LIST}) "
+    f"SELECT {_MARKS} FROM state WHERE quiet AND follows ON CONFLICT DO NOTHING RETURNING seq) "
+    "SELECT quiet, follows, EXISTS (SELECT 1 FROM inserted), last FROM state"
 )
+
+
+class Attempt(NamedTuple):
+    """What an append at a given ``seq`` found (:func:`try_append`)."""
+
+    inserted: bool
+    #: No checkpoint due (False too without a head row, or inside the sealed part); None: not
+    #: asked.
+    quiet: bool | None = None
+    #: Entry seq - 1 exists (visible: committed, or this transaction's); None: not asked.
+    follows: bool | None = None
+    #: The last entry's seq as seen (-1: none); None: not asked.
+    last: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Sql:
-    """Driver-level SQL of the append path (it runs per action: no statement compilation).
+    """Driver-level SQL (no statement compilation): qmark parameters for SQLite, ``%s`` for
+    psycopg."""
 
-    Written with qmark parameters (SQLite); ``%s`` for psycopg.
-    """
-
+    #: One-statement appends (plain; saying why not), or None: ``append_check``, then
+    #: ``claim_entry``.
+    append_entry: str | None = None
+    append_explained: str | None = None
+    append_check: str = _APPEND_CHECK
+    insert_entry: str = _INSERT_ENTRY
+    claim_entry: str = _INSERT_ENTRY + " ON CONFLICT DO NOTHING"
     select_head: str = (
         "SELECT tree_size, compact_range, checkpoint_size, checkpoint_ms FROM audit_head "
         "WHERE id = 1"
@@ -124,47 +175,104 @@ class _Sql:
         "UPDATE audit_head SET tree_size = ?, compact_range = ?, checkpoint_size = ?, "
         "checkpoint_ms = ? WHERE id = 1"
     )
-    swap_head: str = _SWAP_HEAD
-    insert_entry: str = _INSERT_ENTRY
-    #: PostgreSQL: swap and insert in one statement, one round trip.
-    swap_and_insert: str | None = None
+    last_seq: str = "SELECT max(seq) FROM audit_entries"
+    leaves_from: str = "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq"
+    leaf_range: str = "SELECT leaf_hash FROM audit_entries WHERE seq >= ? AND seq < ? ORDER BY seq"
+    first_late: str = "SELECT min(seq) FROM audit_entries WHERE seq >= ? AND recorded >= ?"
 
-
-def _pg(query: str) -> str:
-    return query.replace("?", "%s")
+    def for_psycopg(self) -> _Sql:
+        pg = {name: getattr(self, name) for name in self.__slots__}
+        pg.update(
+            append_entry=_APPEND_ENTRY,
+            append_explained=_APPEND_EXPLAINED,
+            lock_suffix=" FOR UPDATE",
+        )
+        return _Sql(**{name: sql.replace("?", "%s") for name, sql in pg.items()})
 
 
 _SQLITE_SQL = _Sql()
-_PG_SQL = _Sql(
-    lock_suffix=" FOR UPDATE",
-    create_head=_pg(_SQLITE_SQL.create_head),
-    set_head=_pg(_SQLITE_SQL.set_head),
-    swap_head=_pg(_SWAP_HEAD),
-    insert_entry=_pg(_SQLITE_SQL.insert_entry),
-    swap_and_insert=_pg(_SWAP_AND_INSERT),
-)
+_PG_SQL = _SQLITE_SQL.for_psycopg()
 
 
-def _sql(dialect: str) -> _Sql:
-    return _PG_SQL if dialect == "postgresql" else _SQLITE_SQL
+def _sql(conn: Connection) -> _Sql:
+    return _PG_SQL if conn.dialect.name == "postgresql" else _SQLITE_SQL
 
 
-def _cursor(conn: Connection) -> Any:
-    """A DBAPI cursor inside ``conn``'s transaction (begun here if the caller has not yet).
+def _dbapi(conn: Connection) -> Any:
+    """The DBAPI connection inside ``conn``'s transaction (begun here if the caller has not).
 
     The append path talks to the driver directly: it runs once per audited action, and going
     through SQLAlchemy's execution machinery would cost more than SQLite's own work.
     """
     if not conn.in_transaction():
         conn.begin()  # what SQLAlchemy's autobegin would do on a first execute
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    return dbapi.cursor()
+    return conn.connection.dbapi_connection
+
+
+def try_append(
+    conn: Connection, row: tuple[Any, ...], every: int, min_ms: int, *, explain: bool = False
+) -> Attempt:
+    """Insert the entry ``row`` (``entry_row`` order) at its ``seq`` if entry ``seq - 1``
+    exists, ``seq`` is free and no checkpoint is due: the head's sealed size is among the last
+    ``every - 1`` positions before ``seq`` and its checkpoint time after ``min_ms``. Nothing is
+    written otherwise; the answer says why if ``explain`` is set (SQLite always tells whether a
+    checkpoint is due and ``seq - 1`` exists: it costs nothing more there; not where the log
+    ends).
+
+    On PostgreSQL an uncommitted entry at ``seq`` makes this wait for its transaction, then
+    insert (it rolled back) or not (it committed: ``seq`` is taken).
+    """
+    sql = _sql(conn)
+    seq = row[-2]
+    check = (seq + 2 - every, seq, min_ms, seq - 1)
+    cursor = _dbapi(conn).cursor()
+    try:
+        if sql.append_explained is not None and explain:
+            cursor.execute(sql.append_explained, (*check, *row))
+            found = cursor.fetchone()
+            if found is None:
+                return _NO_HEAD
+            return Attempt(found[2], found[0], found[1], -1 if found[3] is None else found[3])
+        if sql.append_entry is not None:
+            cursor.execute(sql.append_entry, (*row, *check))
+            return Attempt(cursor.rowcount == 1)
+        cursor.execute(sql.append_check, check)
+        found = cursor.fetchone()
+        if found is None:
+            return _NO_HEAD
+        quiet, follows = bool(found[0]), bool(found[1])
+        if not (quiet and follows):
+            return Attempt(False, quiet, follows)
+        cursor.execute(sql.claim_entry, row)
+        return Attempt(cursor.rowcount == 1, quiet, follows)
+    finally:
+        cursor.close()
+
+
+_NO_HEAD = Attempt(inserted=False, quiet=False, follows=False)
+
+
+def claim_and_insert(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> bool:
+    """Insert consecutive entry rows; False (nothing written) if the first one's ``seq`` is
+    taken. Once the first is in, nobody else can insert the next ones: they would need it
+    committed. On PostgreSQL, an uncommitted entry at that ``seq`` makes this wait for its
+    transaction."""
+    sql = _sql(conn)
+    cursor = _dbapi(conn).cursor()
+    try:
+        cursor.execute(sql.claim_entry, rows[0])
+        if cursor.rowcount != 1:
+            return False
+        if len(rows) > 1:
+            cursor.executemany(sql.insert_entry, rows[1:])
+        return True
+    finally:
+        cursor.close()
 
 
 def read_head(conn: Connection, *, lock: bool = False) -> HeadState | None:
     """The head row, locked for update if asked; None before the first append."""
-    sql = _sql(conn.dialect.name)
+    sql = _sql(conn)
     row = conn.exec_driver_sql(sql.select_head + (sql.lock_suffix if lock else "")).first()
     return None if row is None else HeadState(row[0], bytes(row[1]), row[2], row[3])
 
@@ -173,7 +281,7 @@ def lock_head(conn: Connection) -> HeadState:
     """Lock the head row, creating it if this is the first append ever."""
     head = read_head(conn, lock=True)
     if head is None:
-        conn.exec_driver_sql(_sql(conn.dialect.name).create_head, (b"",))
+        conn.exec_driver_sql(_sql(conn).create_head, (b"",))
         head = read_head(conn, lock=True)
         assert head is not None
     return head
@@ -181,35 +289,47 @@ def lock_head(conn: Connection) -> HeadState:
 
 def set_head(conn: Connection, new: HeadState) -> None:
     """Write ``new`` to the (locked) head row."""
-    conn.exec_driver_sql(_sql(conn.dialect.name).set_head, tuple(new))
+    conn.exec_driver_sql(_sql(conn).set_head, tuple(new))
 
 
-def swap_and_insert(
-    conn: Connection, old: HeadState, new: HeadState, rows: Sequence[tuple[Any, ...]]
-) -> bool:
-    """Compare-and-swap the head from ``old`` to ``new`` and insert ``rows``; False (nothing
-    written) if the head no longer holds ``old``: another writer got there first.
+def log_size(conn: Connection) -> int:
+    """``max(seq) + 1``: the number of entries of a gapless log (committed, or this
+    transaction's own)."""
+    last = conn.exec_driver_sql(_sql(conn).last_seq).scalar()
+    return 0 if last is None else int(last) + 1
 
-    On PostgreSQL a concurrent writer's uncommitted update makes this wait, then re-check: READ
-    COMMITTED re-evaluates the WHERE clause on the newly committed row.
+
+def read_leaf_range(conn: Connection, start: int, end: int) -> list[bytes]:
+    """Stored leaf hashes of entries ``start .. end-1``; LookupError if one is missing.
+
+    Straight from the driver: sealing reads up to a checkpoint's worth of them.
     """
-    sql = _sql(conn.dialect.name)
-    swap = (*new, *old[:3])  # SET all four fields WHERE the first three still hold
-    cursor = _cursor(conn)
+    cursor = _dbapi(conn).cursor()
     try:
-        if sql.swap_and_insert is not None and len(rows) == 1:
-            cursor.execute(sql.swap_and_insert, (*swap, *rows[0]))
-            return bool(cursor.rowcount == 1)
-        cursor.execute(sql.swap_head, swap)
-        if cursor.rowcount != 1:
-            return False
-        if len(rows) == 1:
-            cursor.execute(sql.insert_entry, rows[0])
-        else:
-            cursor.executemany(sql.insert_entry, rows)
-        return True
+        cursor.execute(_sql(conn).leaf_range, (start, end))
+        leaves = [bytes(r[0]) for r in cursor.fetchall()]
     finally:
         cursor.close()
+    if len(leaves) != end - start:
+        raise LookupError(f"the log holds {len(leaves)} of its entries {start}..{end - 1}")
+    return leaves
+
+
+def read_leaves_from(conn: Connection, start: int) -> list[bytes]:
+    """Stored leaf hashes of entries ``start, start+1, ...`` up to the last one (or the first
+    gap)."""
+    leaves: list[bytes] = []
+    for seq, leaf in conn.exec_driver_sql(_sql(conn).leaves_from, (start,)):
+        if seq != start + len(leaves):
+            break
+        leaves.append(bytes(leaf))
+    return leaves
+
+
+def first_entry_from(conn: Connection, start: int, recorded_from: str) -> int | None:
+    """The first ``seq >= start`` recorded at or after ``recorded_from`` (text form)."""
+    seq = conn.exec_driver_sql(_sql(conn).first_late, (start, recorded_from)).scalar()
+    return None if seq is None else int(seq)
 
 
 def entry_row(seq: int, event: AuditEvent, leaf_hash: bytes) -> tuple[Any, ...]:

@@ -8,8 +8,13 @@ What is checked, in order:
 3. Every entry, streamed in ``seq`` order: ``seq`` follows 0..n-1, and the stored leaf hash equals
    ``SHA-256(0x00 || canonical entry)`` recomputed from the row (RFC 9162 §2.1.1). The tree is
    rebuilt as a compact range on the way, and ``MTH(D[size])`` is compared with the signed root
-   at every checkpointed size: an attacker who rewrites entries *and* their hashes cannot sign.
-4. The end of the log against the head row and the checkpoints (truncation, insertion).
+   at every checkpointed size (an attacker who rewrites entries *and* their hashes cannot sign),
+   and with the head row's compact range at its sealed size.
+4. The end of the log against the head row and the checkpoints (truncation), and the entries
+   after the last seal against the checkpoint policy, when given (:class:`CheckpointPolicy`):
+   an entry that the log would have checkpointed on append, but that no checkpoint follows, was
+   not appended through the log (insertion). The last entries, not yet covered by a signature,
+   are otherwise only as trustworthy as the database: a note says how many there are.
 
 The first bad entry is classified from its neighbours (the canonical entry includes ``seq``, so
 the stored hash of a moved entry still matches its old position): ``modified``, ``deleted``,
@@ -19,12 +24,14 @@ the stored hash of a moved entry still matches its old position): ``modified``, 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
@@ -33,7 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 from secretum.audit import store
 from secretum.audit.checkpoint import Checkpoint, WitnessFile
 from secretum.audit.merkle import NODE_PREFIX, CompactRange
-from secretum.audit.model import CANONICAL_FIELDS, LEAF_TEMPLATE
+from secretum.audit.model import CANONICAL_FIELDS, LEAF_TEMPLATE, format_time
 
 _SEQ = CANONICAL_FIELDS.index("seq")
 _COLUMNS = ", ".join(
@@ -47,6 +54,7 @@ _WINDOW_SQL = text(
 )
 _BATCH = 10_000
 _WINDOW = 16
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Kind(StrEnum):
@@ -62,6 +70,14 @@ class Kind(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     WITNESS_MISMATCH = "witness_mismatch"
     WITNESS_MALFORMED = "witness_malformed"
+
+
+class CheckpointPolicy(NamedTuple):
+    """When appends sign a checkpoint: after ``every`` entries, or an entry ``seconds`` (of
+    event time) after the last checkpoint; ``seconds`` None when no time rule applies."""
+
+    every: int
+    seconds: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,40 +117,74 @@ def verify_log(
     *,
     witness_path: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    policy: CheckpointPolicy | None = None,
 ) -> VerifyReport:
-    """Verify the log in ``engine`` against the checkpoints signed by ``public_keys``."""
+    """Verify the log in ``engine`` against the checkpoints signed by ``public_keys``; the
+    entries after the last seal against ``policy`` if given (the writers' policy)."""
     keys = [public_keys] if isinstance(public_keys, Ed25519PublicKey) else list(public_keys)
     findings: list[Finding] = []
     notes: list[str] = []
     witnessed = _read_witness(witness_path, keys, findings, notes)
+    late: Finding | None = None
     with _snapshot(engine) as conn:
         head = store.read_head(conn) or store.EMPTY_HEAD
         db_cps = store.read_checkpoints(conn)
         anchors = _anchors(witness_path is not None, witnessed, db_cps, keys, findings, notes)
-        total = max(head.tree_size, max(anchors, default=0))
-        scan = _Scan(anchors)
+        total = max(store.log_size(conn), head.tree_size, max(anchors, default=0))
+        scan = _Scan(anchors, head)
         scan.run(_batches(conn), total, progress)
         if scan.bad_seq is not None:
             findings.append(_classify(conn, scan.bad_seq))
+        elif policy is not None and scan.size > head.tree_size:
+            late = _unsealed_tail(conn, head, scan.size, policy)
     n = scan.size
     if scan.mismatch is not None:
         findings.append(scan.mismatch)
+    if scan.head_mismatch:
+        findings.append(Finding(Kind.HEAD_MISMATCH, None, "head row does not match the entries"))
     unchecked = sorted(s for s in anchors if s > n)
     if scan.bad_seq is not None:
         if unchecked:
             notes.append(f"{len(unchecked)} checkpoint(s) beyond entry {n} not checked")
     elif n < head.tree_size:
-        msg = f"the log ends at entry {n} but its head counts {head.tree_size} entries"
+        msg = f"the log ends at entry {n} but its head was sealed at {head.tree_size} entries"
         findings.append(Finding(Kind.TRUNCATED, n, msg))
     elif unchecked:
         msg = f"a checkpoint was signed at size {unchecked[-1]} but the log holds {n} entries"
         findings.append(Finding(Kind.TRUNCATED, n, msg, unchecked[-1]))
     elif n > head.tree_size:
-        msg = f"entries from {head.tree_size} on are not counted by the head row"
-        findings.append(Finding(Kind.INSERTED, head.tree_size, msg))
-    elif scan.crange.to_bytes() != head.compact_range:
-        findings.append(Finding(Kind.HEAD_MISMATCH, None, "head row does not match the entries"))
+        notes.append(
+            f"{n - head.tree_size} entries after the last seal (size {head.tree_size}) are not "
+            "covered by a signed checkpoint yet"
+        )
+        if late is not None:
+            findings.append(late)
     return VerifyReport(n, scan.crange.root(), scan.anchors_ok, findings, notes)
+
+
+def _unsealed_tail(
+    conn: Connection, head: store.HeadState, size: int, policy: CheckpointPolicy
+) -> Finding | None:
+    """The first entry after the seal that an append would have checkpointed (and so sealed):
+    the ``every``-th one, or one recorded ``seconds`` after the last checkpoint."""
+    due: list[int] = []
+    if size - head.tree_size >= policy.every:
+        due.append(head.tree_size + policy.every - 1)
+    if policy.seconds is not None:
+        late_ms = head.checkpoint_ms + math.ceil(policy.seconds * 1000)
+        late_text = format_time(_EPOCH + timedelta(milliseconds=late_ms))
+        first = store.first_entry_from(conn, head.tree_size, late_text)
+        if first is not None:
+            due.append(first)
+    if not due:
+        return None
+    seq = min(due)
+    msg = (
+        f"entry {seq} follows the last seal (size {head.tree_size}) without the checkpoint the "
+        f"policy ({policy.every} entries, {policy.seconds} s) makes its append sign: "
+        "not appended through the log"
+    )
+    return Finding(Kind.INSERTED, seq, msg)
 
 
 def _read_witness(
@@ -226,11 +276,13 @@ def _batches(conn: Connection) -> Iterator[Sequence[tuple[Any, ...]]]:
 class _Scan:
     """The streaming pass: leaf hashes, seq order, compact range, signed roots."""
 
-    def __init__(self, anchors: dict[int, bytes]) -> None:
+    def __init__(self, anchors: dict[int, bytes], head: store.HeadState) -> None:
         self.anchors = anchors
+        self.head = head
         self.crange = CompactRange()
         self.bad_seq: int | None = None
         self.mismatch: Finding | None = None
+        self.head_mismatch = head.tree_size == 0 and head.compact_range != b""
         self.anchors_ok = 0
         self.last_good = 0  # the largest checkpointed size whose root matched
         self.size = 0
@@ -243,7 +295,7 @@ class _Scan:
     ) -> None:
         sha256, template, seq_at, prefix = hashlib.sha256, LEAF_TEMPLATE, _SEQ, NODE_PREFIX
         nodes = self.crange.nodes
-        pending = sorted(self.anchors)
+        pending = sorted({*self.anchors, self.head.tree_size} - {0})
         next_anchor = pending.pop(0) if pending else -1
         n = 0
         try:
@@ -264,7 +316,7 @@ class _Scan:
                     n += 1
                     if n == next_anchor:
                         self.crange.size = n
-                        self._check_anchor(n)
+                        self._check_at(n)
                         next_anchor = pending.pop(0) if pending else -1
                 if progress is not None:
                     progress(n, total)
@@ -273,8 +325,11 @@ class _Scan:
         finally:
             self.size = self.crange.size = n
 
-    def _check_anchor(self, n: int) -> None:
-        if self.mismatch is not None:
+    def _check_at(self, n: int) -> None:
+        """Compare the tree at size ``n`` with the head row's and the signed roots there."""
+        if n == self.head.tree_size and self.crange.to_bytes() != self.head.compact_range:
+            self.head_mismatch = True
+        if n not in self.anchors or self.mismatch is not None:
             return
         if self.crange.root() == self.anchors[n]:
             self.anchors_ok += 1

@@ -51,11 +51,31 @@ def _sqlite_begin(conn: Any) -> None:
     another writer committed in between; an immediate one waits for the write lock
     (``busy_timeout``) instead. Read-only paths that want to run beside a writer pass
     ``execution_options(sqlite_begin="DEFERRED")``.
+
+    ``BEGIN`` goes straight to the driver: a SQLAlchemy execution (``exec_driver_sql``) costs
+    more than SQLite's own work for it, on every transaction. SQLAlchemy's state is the same
+    either way: this runs inside ``Connection.begin`` (its transaction object exists; its own
+    "begin" is a no-op for pysqlite), and its ``commit``/``rollback`` call the driver's, which
+    sees the open transaction. Only the ``BEGIN ...`` line is missing from ``echo`` output and
+    cursor events. A failure is raised as SQLAlchemy would (``sqlalchemy.exc.OperationalError``
+    for "database is locked"), with the driver's error as ``orig``.
     """
     mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
     if mode not in ("IMMEDIATE", "DEFERRED", "EXCLUSIVE"):
         raise ValueError(f"unknown sqlite_begin mode {mode!r}")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    statement = f"BEGIN {mode}"
+    try:
+        conn.connection.driver_connection.execute(statement)
+    except conn.dialect.loaded_dbapi.Error as exc:  # (evaluated only when something was raised)
+        from sqlalchemy.exc import DBAPIError
+
+        # SQLAlchemy leaves its "inside begin" flag set when a begin listener raises: the
+        # connection's next implicit begin would be skipped, its statements run in the driver's
+        # autocommit mode (so a "rolled back" write would stay). Clear it before raising.
+        if hasattr(conn, "_Connection__in_begin"):
+            conn._Connection__in_begin = False
+        base = conn.dialect.loaded_dbapi.Error
+        raise DBAPIError.instance(statement, (), exc, base, dialect=conn.dialect) from exc
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
