@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import DateTime, Select, String, and_, bindparam, insert, or_, select
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.elements import ColumnElement
 
 from secretum.consent.tables import consent_withdrawals, consents
 from secretum.policy.model import Purpose
@@ -211,13 +213,13 @@ def active_consents(
     return [_record(r) for r in conn.execute(query).mappings()]
 
 
-def active_purposes(
-    conn: Connection, patient_id: str, now: datetime, *, for_actor: str
-) -> frozenset[Purpose]:
-    """The purposes ``patient_id`` consents to at ``now``, as seen by ``for_actor``: SHARING
-    counts only when the patient named ``for_actor`` in it."""
-    now = utc(now)
-    rows = conn.execute(
+def active_purposes_select(
+    patient_id: ColumnElement[Any], now: ColumnElement[Any], for_actor: ColumnElement[Any]
+) -> Select[str]:
+    """The SELECT of the purposes ``patient_id`` consents to at ``now`` as seen by ``for_actor``
+    (see :func:`active_purposes`), its arguments SQL expressions (bind parameters): for
+    statements built once, and for :func:`secretum.policy.facts.load_facts` to compose."""
+    return (
         select(consents.c.purpose)
         .select_from(_JOINED)
         .where(
@@ -235,6 +237,21 @@ def active_purposes(
                 ),
             ),
         )
-        .distinct()
-    ).scalars()
+    )
+
+
+_ACTIVE_PURPOSES = active_purposes_select(
+    bindparam("patient_id", type_=String()),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("for_actor", type_=String()),
+).distinct()
+
+
+def active_purposes(
+    conn: Connection, patient_id: str, now: datetime, *, for_actor: str
+) -> frozenset[Purpose]:
+    """The purposes ``patient_id`` consents to at ``now``, as seen by ``for_actor``: SHARING
+    counts only when the patient named ``for_actor`` in it."""
+    params = {"patient_id": patient_id, "now": utc(now), "for_actor": for_actor}
+    rows = conn.execute(_ACTIVE_PURPOSES, params).scalars()
     return frozenset(Purpose(p) for p in rows)

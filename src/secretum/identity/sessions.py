@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import RowMapping, delete, insert, select, update
+from sqlalchemy import RowMapping, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from secretum.identity.model import NewSession, Session, utc
@@ -272,6 +272,15 @@ def _from_row(row: RowMapping) -> Session:
     )
 
 
+#: Built once: SQLAlchemy then reuses their compiled form (and their cache keys) on every request.
+_BY_REF = select(sessions).where(sessions.c.ref == bindparam("ref"))
+_TOUCH = (  # (bind names that are not column names: an UPDATE reserves those for SET)
+    update(sessions)
+    .where(sessions.c.ref == bindparam("touched_ref"))
+    .values(last_seen_at=bindparam("seen_at", type_=sessions.c.last_seen_at.type))
+)
+
+
 class DbSessionStore(_Base):
     """Sessions in the main database; only the SHA-256 of each id is stored."""
 
@@ -281,6 +290,16 @@ class DbSessionStore(_Base):
         self.engine = engine
         self.timeouts = timeouts or Timeouts()
         self._rng = rng
+        # Lookups (one SELECT) need no transaction: on PostgreSQL, autocommit spares the
+        # BEGIN and ROLLBACK round trips of every request; SQLite reads in a deferred
+        # transaction, beside writers.
+        self._lookups = engine.execution_options(
+            **(
+                {"isolation_level": "AUTOCOMMIT"}
+                if engine.dialect.name == "postgresql"
+                else {"sqlite_begin": "DEFERRED"}
+            )
+        )
 
     def create(self, grant: SessionGrant, now: datetime) -> NewSession:
         session_id, session = self._new(grant, now)
@@ -289,8 +308,8 @@ class DbSessionStore(_Base):
         return NewSession(session_id, session)
 
     def _read(self, ref: str) -> Session | None:
-        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-            row = conn.execute(select(sessions).where(sessions.c.ref == ref)).mappings().first()
+        with self._lookups.connect() as conn:
+            row = conn.execute(_BY_REF, {"ref": ref}).mappings().first()
         return None if row is None else _from_row(row)
 
     def resolve(self, session_id: str, now: datetime) -> Session | None:
@@ -304,9 +323,7 @@ class DbSessionStore(_Base):
             return None
         if now - session.last_seen_at >= self.timeouts.touch_interval:
             with self.engine.begin() as conn:
-                done = conn.execute(
-                    update(sessions).where(sessions.c.ref == ref).values(last_seen_at=now)
-                ).rowcount
+                done = conn.execute(_TOUCH, {"touched_ref": ref, "seen_at": now}).rowcount
             if not done:  # revoked meanwhile
                 return None
             session = replace(session, last_seen_at=now)

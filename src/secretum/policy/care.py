@@ -17,8 +17,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    Exists,
+    String,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -98,7 +110,7 @@ def end(conn: Connection, relationship_id: str, now: datetime, *, by: str | None
     return result.rowcount == 1
 
 
-def _active_relationship(now: datetime) -> ColumnElement[bool]:
+def _active_relationship(now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
     c = care_relationships.c
     return and_(
         c.started_at <= now,
@@ -107,19 +119,29 @@ def _active_relationship(now: datetime) -> ColumnElement[bool]:
     )
 
 
+# Statements built once from bind parameters: SQLAlchemy reuses their compiled form.
+_PATIENT = bindparam("patient_id", type_=String())
+_PRACTITIONER = bindparam("practitioner_id", type_=String())
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+
+
+def in_care_team_exists(
+    practitioner_id: ColumnElement[Any], patient_id: ColumnElement[Any], now: ColumnElement[Any]
+) -> Exists:
+    """SQL ``EXISTS`` of :func:`in_care_team`, its arguments SQL expressions (to compose)."""
+    c = care_relationships.c
+    return exists().where(
+        c.patient_id == patient_id, c.practitioner_id == practitioner_id, _active_relationship(now)
+    )
+
+
+_IN_CARE_TEAM = select(in_care_team_exists(_PRACTITIONER, _PATIENT, _NOW))
+
+
 def in_care_team(conn: Connection, practitioner_id: str, patient_id: str, now: datetime) -> bool:
     """Whether ``practitioner_id`` is in ``patient_id``'s care team at ``now``."""
-    c = care_relationships.c
-    row = conn.execute(
-        select(c.relationship_id)
-        .where(
-            c.patient_id == patient_id,
-            c.practitioner_id == practitioner_id,
-            _active_relationship(utc(now)),
-        )
-        .limit(1)
-    ).first()
-    return row is not None
+    params = {"practitioner_id": practitioner_id, "patient_id": patient_id, "now": utc(now)}
+    return bool(conn.execute(_IN_CARE_TEAM, params).scalar())
 
 
 def _relationship(row: RowMapping) -> CareRelationship:
@@ -198,20 +220,37 @@ def revoke_named(conn: Connection, patient_id: str, practitioner_id: str, now: d
     return result.rowcount > 0
 
 
+def _naming_holds(
+    patient_id: ColumnElement[Any], practitioner_id: ColumnElement[Any], now: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    n = restricted_data_named.c
+    return and_(
+        n.patient_id == patient_id,
+        n.practitioner_id == practitioner_id,
+        n.named_at <= now,
+        or_(n.revoked_at.is_(None), n.revoked_at > now),
+    )
+
+
+_ACTIVE_NAMING = (
+    select(restricted_data_named.c.naming_id)
+    .where(_naming_holds(_PATIENT, _PRACTITIONER, _NOW))
+    .limit(1)
+)
+
+
 def _active_naming(
     conn: Connection, patient_id: str, practitioner_id: str, now: datetime
 ) -> str | None:
-    n = restricted_data_named.c
-    return conn.execute(
-        select(n.naming_id)
-        .where(
-            n.patient_id == patient_id,
-            n.practitioner_id == practitioner_id,
-            n.named_at <= now,
-            or_(n.revoked_at.is_(None), n.revoked_at > now),
-        )
-        .limit(1)
-    ).scalar()
+    params = {"patient_id": patient_id, "practitioner_id": practitioner_id, "now": now}
+    return conn.execute(_ACTIVE_NAMING, params).scalar()
+
+
+def named_for_restricted_exists(
+    patient_id: ColumnElement[Any], practitioner_id: ColumnElement[Any], now: ColumnElement[Any]
+) -> Exists:
+    """SQL ``EXISTS`` of :func:`is_named_for_restricted`, its arguments SQL expressions."""
+    return exists().where(_naming_holds(patient_id, practitioner_id, now))
 
 
 def is_named_for_restricted(

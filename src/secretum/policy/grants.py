@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import DateTime, Exists, String, bindparam, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.elements import ColumnElement
 
 from secretum.policy.tables import break_glass_grants, break_glass_reviews, from_db, utc
 
@@ -77,24 +79,36 @@ def insert_grant(
     )
 
 
+def active_grant_exists(
+    practitioner_id: ColumnElement[Any], patient_id: ColumnElement[Any], now: ColumnElement[Any]
+) -> Exists:
+    """SQL ``EXISTS`` of :func:`has_active_grant`, its arguments SQL expressions (to compose)."""
+    g = break_glass_grants.c
+    return exists().where(
+        g.practitioner_id == practitioner_id,
+        g.patient_id == patient_id,
+        g.granted_at <= now,
+        g.expires_at > now,
+        or_(g.closed_at.is_(None), g.closed_at > now),
+    )
+
+
+#: Built once from bind parameters: SQLAlchemy reuses its compiled form.
+_HAS_ACTIVE_GRANT = select(
+    active_grant_exists(
+        bindparam("practitioner_id", type_=String()),
+        bindparam("patient_id", type_=String()),
+        bindparam("now", type_=DateTime(timezone=True)),
+    )
+)
+
+
 def has_active_grant(
     conn: Connection, practitioner_id: str, patient_id: str, now: datetime
 ) -> bool:
     """Whether ``practitioner_id`` holds an active grant on ``patient_id`` at ``now``."""
-    g = break_glass_grants.c
-    now = utc(now)
-    row = conn.execute(
-        select(g.grant_id)
-        .where(
-            g.practitioner_id == practitioner_id,
-            g.patient_id == patient_id,
-            g.granted_at <= now,
-            g.expires_at > now,
-            or_(g.closed_at.is_(None), g.closed_at > now),
-        )
-        .limit(1)
-    ).first()
-    return row is not None
+    params = {"practitioner_id": practitioner_id, "patient_id": patient_id, "now": utc(now)}
+    return bool(conn.execute(_HAS_ACTIVE_GRANT, params).scalar())
 
 
 _JOINED = break_glass_grants.outerjoin(

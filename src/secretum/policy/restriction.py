@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import DateTime, Select, String, bindparam, func, insert, select, true
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from secretum.policy.tables import from_db, processing_restrictions, utc
 
@@ -48,15 +50,33 @@ def set_restriction(
     return seq
 
 
-def is_restricted(conn: Connection, patient_id: str, now: datetime) -> bool:
-    """Whether the processing of ``patient_id``'s data is restricted at ``now``."""
+def _state_at(patient_id: ColumnElement[Any], now: ColumnElement[Any]) -> Select[bool]:
+    """SELECT of the state at ``now``: the last change set at or before it (no row: never)."""
     r = processing_restrictions.c
-    state = conn.execute(
+    return (
         select(r.restricted)
-        .where(r.patient_id == patient_id, r.set_at <= utc(now))
+        .where(r.patient_id == patient_id, r.set_at <= now)
         .order_by(r.seq.desc())
         .limit(1)
-    ).scalar()
+    )
+
+
+def restricted_condition(
+    patient_id: ColumnElement[Any], now: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """SQL condition of :func:`is_restricted`, its arguments SQL expressions (to compose)."""
+    return _state_at(patient_id, now).scalar_subquery().is_(true())
+
+
+#: Built once from bind parameters: SQLAlchemy reuses its compiled form.
+_STATE_AT = _state_at(
+    bindparam("patient_id", type_=String()), bindparam("now", type_=DateTime(timezone=True))
+)
+
+
+def is_restricted(conn: Connection, patient_id: str, now: datetime) -> bool:
+    """Whether the processing of ``patient_id``'s data is restricted at ``now``."""
+    state = conn.execute(_STATE_AT, {"patient_id": patient_id, "now": utc(now)}).scalar()
     return bool(state)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
@@ -32,7 +32,7 @@ from secretum.records.fhir import (
     VersionConflict,
     sensitivity_of,
 )
-from secretum.records.store import RecordStore
+from secretum.records.store import Record, RecordNotFound, RecordStore
 from secretum.records.tables import (
     encrypted_files,
     fhir_identifiers,
@@ -84,6 +84,38 @@ def _row(r: RowMapping) -> IndexRow:
     )
 
 
+@dataclass(frozen=True)
+class SealedHit:
+    """An index row and one version of its resource as stored: sealed, not yet opened."""
+
+    row: IndexRow
+    #: the ``sealed_records`` row (columns by name); None if there is no such version
+    sealed: Mapping[str, Any] | None
+
+
+# Built once (the read path runs them on every request): SQLAlchemy reuses the compiled form.
+_FIND = select(fhir_resources).where(fhir_resources.c.resource_id == bindparam("resource_id"))
+_SEALED_COLUMNS = ("version", "patient_id", "record_type", "key_id", "sealed", "created_at")
+#: The index row and, in the same query, the sealed version asked for (default: the current).
+_FIND_SEALED = (
+    select(
+        fhir_resources,
+        *(sealed_records.c[name].label(f"sealed_{name}") for name in _SEALED_COLUMNS),
+    )
+    .select_from(
+        fhir_resources.outerjoin(
+            sealed_records,
+            and_(
+                sealed_records.c.record_id == fhir_resources.c.resource_id,
+                sealed_records.c.version
+                == func.coalesce(bindparam("version", type_=Integer()), fhir_resources.c.version),
+            ),
+        )
+    )
+    .where(fhir_resources.c.resource_id == bindparam("resource_id"))
+)
+
+
 class FhirRepository:
     """Reads and writes FHIR resources in the caller's transaction."""
 
@@ -94,11 +126,27 @@ class FhirRepository:
     # -- index ----------------------------------------------------------------------------------
 
     def find(self, conn: Connection, resource_id: str) -> IndexRow | None:
-        r = conn.execute(
-            select(fhir_resources).where(fhir_resources.c.resource_id == resource_id)
-        ).mappings()
-        found = r.first()
+        found = conn.execute(_FIND, {"resource_id": resource_id}).mappings().first()
         return None if found is None else _row(found)
+
+    def find_sealed(
+        self, conn: Connection, resource_id: str, version: int | None = None
+    ) -> SealedHit | None:
+        """The index row of ``resource_id`` and its version ``version`` (default: the current
+        one) still sealed, in one query: the caller decides on the row before anything is
+        opened (:meth:`open_hit`)."""
+        found = (
+            conn.execute(_FIND_SEALED, {"resource_id": resource_id, "version": version})
+            .mappings()
+            .first()
+        )
+        if found is None:
+            return None
+        sealed = None
+        if found["sealed_version"] is not None:
+            sealed = {name: found[f"sealed_{name}"] for name in _SEALED_COLUMNS}
+            sealed["record_id"] = resource_id
+        return SealedHit(_row(found), sealed)
 
     def scoped(
         self,
@@ -200,11 +248,18 @@ class FhirRepository:
 
     def load(self, conn: Connection, row: IndexRow, version: int | None = None) -> FhirRecord:
         """Open one version (default: the current one) of an indexed resource."""
-        record = self.records.get(conn, row.resource_id, version)
+        return self._opened(row, self.records.get(conn, row.resource_id, version))
+
+    def open_hit(self, hit: SealedHit) -> FhirRecord:
+        """Open the version found by :meth:`find_sealed` (RecordNotFound if there was none)."""
+        if hit.sealed is None:
+            raise RecordNotFound(hit.row.resource_id)
+        return self._opened(hit.row, self.records.open_row(hit.sealed))
+
+    def _opened(self, row: IndexRow, record: Record) -> FhirRecord:
         if record.patient_id != row.owner_id or record.record_type != row.resource_type:
             raise LookupError("index and sealed record disagree")
-        resource = json.loads(record.payload)
-        return self._record(row, record.version, resource)
+        return self._record(row, record.version, json.loads(record.payload))
 
     def history(self, conn: Connection, row: IndexRow) -> list[FhirRecord]:
         """Every version, newest first."""

@@ -236,10 +236,7 @@ class RecordService:
         resource_id: str,
         types: frozenset[str] = READABLE_TYPES,
     ) -> IndexRow:
-        if resource_type not in types:
-            raise NotSupported("this resource type is not supported by this interaction")
-        check_id(resource_id)
-        attempt.target(resource_type, resource_id)
+        _asked(attempt, resource_type, resource_id, types)
         row = self.repo.find(conn, resource_id)
         if row is None or row.resource_type != resource_type:
             raise ResourceNotFound(f"no {resource_type} with this id")
@@ -265,12 +262,17 @@ class RecordService:
         def work(conn: Connection) -> FhirRecord:
             if resource_type == "AuditEvent":
                 return self._read_audit_event(conn, attempt, resource_id)
-            row = self._existing(conn, attempt, resource_type, resource_id)
+            _asked(attempt, resource_type, resource_id, READABLE_TYPES)
+            # the index row and the sealed version in one query; opened only once allowed
+            hit = self.repo.find_sealed(conn, resource_id, version)
+            if hit is None or hit.row.resource_type != resource_type:
+                raise ResourceNotFound(f"no {resource_type} with this id")
+            row = hit.row
             resource_ = Resource(resource_type, row.patient_id, resource_id, row.sensitivity)
             self.door.authorize(conn, attempt, Action.READ, resource_)
             if version is not None and not 1 <= version <= row.version:
                 raise ResourceNotFound(f"no such version of this {resource_type}")
-            return self.repo.load(conn, row, version)
+            return self.repo.open_hit(hit)
 
         return self.door.run(attempt, work)
 
@@ -380,6 +382,15 @@ class RecordService:
             return list(self.repo.load_all(conn, rows))
 
         return self.door.run(attempt, work)
+
+
+def _asked(attempt: Attempt, resource_type: str, resource_id: str, types: frozenset[str]) -> None:
+    """Check what a request names (type served by the interaction, well-formed id) and name it
+    in the attempt's audit entry."""
+    if resource_type not in types:
+        raise NotSupported("this resource type is not supported by this interaction")
+    check_id(resource_id)
+    attempt.target(resource_type, resource_id)
 
 
 def sensitivity_for(

@@ -8,11 +8,12 @@ SQLAlchemy connection of their transaction, so the audit entry commits with the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, insert, select
+from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select
 
 from secretum.crypto.context import RecordContext
 from secretum.crypto.errors import IntegrityError
@@ -36,6 +37,12 @@ class Record:
 
 class RecordNotFound(LookupError):
     pass
+
+
+# The reads, built once (every record read runs one): SQLAlchemy reuses their compiled form.
+_OF_RECORD = select(sealed_records).where(sealed_records.c.record_id == bindparam("record_id"))
+_LATEST = _OF_RECORD.order_by(sealed_records.c.version.desc()).limit(1)
+_VERSION = _OF_RECORD.where(sealed_records.c.version == bindparam("version"))
 
 
 class RecordStore:
@@ -88,15 +95,14 @@ class RecordStore:
 
     def get(self, conn: Connection, record_id: str, version: int | None = None) -> Record:
         """The latest (or given) version, decrypted; IntegrityError if it was tampered with."""
-        query = select(sealed_records).where(sealed_records.c.record_id == record_id)
         if version is None:
-            query = query.order_by(sealed_records.c.version.desc()).limit(1)
+            row = conn.execute(_LATEST, {"record_id": record_id}).mappings().first()
         else:
-            query = query.where(sealed_records.c.version == version)
-        row = conn.execute(query).mappings().first()
+            params = {"record_id": record_id, "version": version}
+            row = conn.execute(_VERSION, params).mappings().first()
         if row is None:
             raise RecordNotFound(record_id)
-        return self._open(row)
+        return self.open_row(row)
 
     def history(self, conn: Connection, record_id: str) -> list[Record]:
         rows = conn.execute(
@@ -104,7 +110,7 @@ class RecordStore:
             .where(sealed_records.c.record_id == record_id)
             .order_by(sealed_records.c.version)
         ).mappings()
-        return [self._open(row) for row in rows]
+        return [self.open_row(row) for row in rows]
 
     def ids_of_patient(self, conn: Connection, patient_id: str) -> list[str]:
         return list(
@@ -116,7 +122,9 @@ class RecordStore:
             ).scalars()
         )
 
-    def _open(self, r: RowMapping) -> Record:
+    def open_row(self, r: RowMapping | Mapping[str, Any]) -> Record:
+        """Decrypt one row of ``sealed_records`` (its columns by name), fetched by :meth:`get`
+        or by a caller's own query; IntegrityError if it was tampered with."""
         sealed: bytes = r["sealed"]
         if key_id_of(sealed) != r["key_id"]:
             raise IntegrityError("record key id does not match its ciphertext")

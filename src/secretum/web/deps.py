@@ -17,10 +17,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response
 
@@ -53,6 +53,23 @@ def services(request: Request) -> Services:
 
 def now(request: Request) -> datetime:
     return platform(request).clock()
+
+
+# The same three as route dependencies. They are coroutines although they never wait: FastAPI
+# runs a plain ``def`` dependency in the thread pool, one hop (a thread hand-over, the GIL
+# passed back and forth) per dependency and per request.
+
+
+async def platform_dep(request: Request) -> Platform:
+    return platform(request)
+
+
+async def services_dep(request: Request) -> Services:
+    return services(request)
+
+
+async def now_dep(request: Request) -> datetime:
+    return now(request)
 
 
 def client_address(request: Request) -> str | None:
@@ -129,10 +146,10 @@ SignedIn = Annotated[Caller, Depends(require_caller)]
 MaybeSignedIn = Annotated[Caller | None, Depends(optional_caller)]
 
 
-def role(*roles: Role) -> Callable[[Caller], Caller]:
+def role(*roles: Role) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
     """A dependency: the caller must hold one of ``roles`` (403 otherwise)."""
 
-    def check(caller: SignedIn) -> Caller:
+    async def check(caller: SignedIn) -> Caller:
         if caller.actor.role not in roles:
             raise HTTPException(status_code=403, detail="not for this role")
         return caller

@@ -28,9 +28,9 @@ from secretum.web.templating import language, render
 router = APIRouter(prefix="/dpo", route_class=pages.CarePageRoute, include_in_schema=False)
 
 DpoCaller = Annotated[Caller, Depends(deps.role(Role.DPO))]
-Svc = Annotated[Services, Depends(deps.services)]
-Plat = Annotated[Platform, Depends(deps.platform)]
-Now = Annotated[datetime, Depends(deps.now)]
+Svc = Annotated[Services, Depends(deps.services_dep)]
+Plat = Annotated[Platform, Depends(deps.platform_dep)]
+Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 REVIEWS = "/dpo/break-glass"
 

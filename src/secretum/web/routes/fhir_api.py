@@ -56,8 +56,8 @@ FHIR_JSON = "application/fhir+json"
 PURPOSE_HEADER = "x-purpose-of-use"
 JSON_TYPES = ("application/fhir+json", "application/json")
 
-Svc = Annotated[Services, Depends(deps.services)]
-Now = Annotated[datetime, Depends(deps.now)]
+Svc = Annotated[Services, Depends(deps.services_dep)]
+Now = Annotated[datetime, Depends(deps.now_dep)]
 
 
 def fhir_json(
@@ -112,9 +112,11 @@ class FhirRoute(APIRoute):
 
 
 router = APIRouter(prefix="/fhir", route_class=FhirRoute)
+#: Matched before the pages (see :mod:`secretum.web.routes`): every path here is under /fhir/.
+ROUTER_FIRST = True
 
 
-def purpose(request: Request, caller: SignedIn) -> Purpose:
+async def purpose(request: Request, caller: SignedIn) -> Purpose:
     """The purpose of use: the header, else the caller's role's default."""
     value = request.headers.get(PURPOSE_HEADER, "").strip().lower()
     if value:

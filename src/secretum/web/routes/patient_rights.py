@@ -31,9 +31,9 @@ from secretum.web.templating import language, render
 router = APIRouter(prefix="/me", route_class=pages.CarePageRoute, include_in_schema=False)
 
 PatientCaller = Annotated[Caller, Depends(deps.role(Role.PATIENT))]
-Svc = Annotated[Services, Depends(deps.services)]
-Plat = Annotated[Platform, Depends(deps.platform)]
-Now = Annotated[datetime, Depends(deps.now)]
+Svc = Annotated[Services, Depends(deps.services_dep)]
+Plat = Annotated[Platform, Depends(deps.platform_dep)]
+Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 
 SELF = Purpose.PATIENT_REQUEST

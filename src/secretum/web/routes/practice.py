@@ -37,9 +37,9 @@ from secretum.web.templating import language, render
 
 router = APIRouter(prefix="/practice", route_class=pages.CarePageRoute, include_in_schema=False)
 
-Svc = Annotated[Services, Depends(deps.services)]
-Plat = Annotated[Platform, Depends(deps.platform)]
-Now = Annotated[datetime, Depends(deps.now)]
+Svc = Annotated[Services, Depends(deps.services_dep)]
+Plat = Annotated[Platform, Depends(deps.platform_dep)]
+Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 RECORD = "/practice/patients/{patient_id}"
 
@@ -77,7 +77,9 @@ CONSENT_PURPOSES = (
 GENDERS = ("female", "male", "other", "unknown")
 
 
-def _practitioner(caller: Annotated[Caller, Depends(deps.role(Role.PRACTITIONER))]) -> Caller:
+async def _practitioner(
+    caller: Annotated[Caller, Depends(deps.role(Role.PRACTITIONER))],
+) -> Caller:
     return caller
 
 

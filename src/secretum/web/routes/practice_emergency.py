@@ -27,9 +27,9 @@ from secretum.web.templating import language, render
 
 router = APIRouter(prefix="/practice", route_class=pages.CarePageRoute, include_in_schema=False)
 
-Svc = Annotated[Services, Depends(deps.services)]
-Plat = Annotated[Platform, Depends(deps.platform)]
-Now = Annotated[datetime, Depends(deps.now)]
+Svc = Annotated[Services, Depends(deps.services_dep)]
+Plat = Annotated[Platform, Depends(deps.platform_dep)]
+Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 PAGE = "/practice/break-glass"
 DONE = frozenset({"declared", "stopped", "closed"})
