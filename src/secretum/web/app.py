@@ -20,6 +20,7 @@ Routers come from ``web/routes/``; services (use cases) are reached by routes th
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -81,10 +82,29 @@ async def _run_periodically(period: float, duty: Callable[[], object]) -> None:
             _log.exception("duty.failed", duty=getattr(duty, "__name__", "duty"))
 
 
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Take what exists once the app starts (modules, the platform, the app: objects that live
+    as long as the process) out of the cyclic garbage collector's reach, once per process.
+
+    A full collection otherwise traverses all of it: a pause of tens of milliseconds every few
+    hundred requests, the whole latency tail of a fast read. Frozen objects are still freed by
+    reference counting; only cycles among them would stay (``gc.freeze``).
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 def _lifespan(duties: Sequence[Duty]) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(_run_periodically(p, d)) for p, d in duties]
+        freeze_startup_heap()
         try:
             yield
         finally:
@@ -112,7 +132,8 @@ def create_app(
     ``settings`` and ``services`` are stored on ``app.state`` for dependencies to read;
     ``extra_routers`` are included in order; ``debug`` turns on tracebacks in 500 pages and
     the docs/OpenAPI endpoints — never in production. ``duties`` run periodically while the
-    app is up, and once more at shutdown (the audit log's checkpoints and witness file).
+    app is up, and once more at shutdown (the audit log's checkpoints and witness file). At
+    start-up, the heap built so far is frozen (:func:`freeze_startup_heap`).
     """
     kwargs: dict[str, Any] = {}
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
