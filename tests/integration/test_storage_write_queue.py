@@ -1,6 +1,6 @@
 """The in-process FIFO queue in front of SQLite's write lock (secretum.storage.locks).
 
-The engine here is wired as :mod:`secretum.storage.locks` describes for ``make_engine``: the
+The engine here is the one :func:`secretum.storage.db.make_engine` makes for a SQLite file: the
 ``QueuedConnection`` factory, and the listener that BEGINs wrapped by ``queued_begin``.
 """
 
@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from secretum.storage import db
-from secretum.storage.locks import QueuedConnection, WriteQueue, queue_for, queued_begin
+from secretum.storage.locks import QueuedConnection, WriteQueue, queue_for
 
 
 def _wait_until(condition: object, seconds: float = 5.0) -> None:
@@ -79,12 +79,7 @@ def test_a_thread_never_waits_for_its_own_turn() -> None:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     path = tmp_path / "queued.db"
-    eng = create_engine(
-        f"sqlite:///{path}",
-        connect_args={"check_same_thread": False, "timeout": 30, "factory": QueuedConnection},
-    )
-    event.listen(eng, "connect", db._sqlite_pragmas)
-    event.listen(eng, "begin", queued_begin(db._sqlite_begin))
+    eng = db.make_engine(f"sqlite:///{path}")
     with eng.begin() as conn:
         conn.execute(text("CREATE TABLE t (n INTEGER)"))
     yield eng

@@ -17,6 +17,8 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
+from secretum.storage.locks import QueuedConnection, queued_begin
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -88,10 +90,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         if path in ("", ":memory:"):
             kwargs.setdefault("poolclass", StaticPool)
-        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        # The threads of this process take turns for the write lock in arrival order (see
+        # storage.locks): SQLite's busy handler sleeps in steps of up to 100 ms otherwise.
+        kwargs.setdefault(
+            "connect_args", {"check_same_thread": False, "timeout": 30, "factory": QueuedConnection}
+        )
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "begin", queued_begin(_sqlite_begin))
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
