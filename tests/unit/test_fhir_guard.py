@@ -20,7 +20,6 @@ from secretum.policy.model import (
     Sensitivity,
 )
 from secretum.records.guard import (
-    AllowAllGuard,
     Attempt,
     PolicyGuard,
     Rule,
@@ -54,12 +53,6 @@ def test_table_guard_first_match_and_default_deny() -> None:
     assert not refused and refused.reason == "deny.default"
     assert len(guard.calls) == 4 and guard.calls[-1].action is Action.UPDATE
     assert not TableGuard().check(conn, DOCTOR, Action.READ, OBS, tc, NOW)
-
-
-def test_allow_all_guard_records_calls() -> None:
-    guard = AllowAllGuard()
-    assert guard.check(conn, DOCTOR, Action.READ, OBS, Purpose.TELECONSULTATION, NOW)
-    assert guard.calls[0].resource == OBS
 
 
 def test_policy_guard_loads_facts_then_decides(monkeypatch: pytest.MonkeyPatch) -> None:

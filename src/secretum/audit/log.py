@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from secretum.audit import store
 from secretum.audit.checkpoint import Checkpoint, WitnessFile
 from secretum.audit.fhir import to_audit_event
+from secretum.audit.group import GroupCommit
 from secretum.audit.merkle import (
     CompactRange,
     consistency_proof,
@@ -141,6 +142,7 @@ class AuditLog:
         # reserved ahead: on SQLite the caller's BEGIN IMMEDIATE already holds the write lock
         # when append reads it, so the last append of this process tells the truth.
         self._next_seq: int | None = None
+        self._group = GroupCommit(engine, self.append_many)
 
     @property
     def public_key(self) -> Ed25519PublicKey | None:
@@ -187,6 +189,16 @@ class AuditLog:
             # holds it, if any (PostgreSQL), or fills a rolled-back gap.
             seq = max(seq + 1, last + 1) if tried.follows else last + 1
         return self._append_locked(conn, connection, (event,)).start
+
+    def append_committed(self, event: AuditEvent) -> int:
+        """Append ``event`` in a transaction of its own, committed (durable) when this returns;
+        return its ``seq``. Concurrent callers share transactions (group commit, see
+        :mod:`secretum.audit.group`): for actions that wrote nothing else, such as reads."""
+        return self._group.append(event)
+
+    @property
+    def group_commit(self) -> GroupCommit:
+        return self._group
 
     def append_many(self, conn: Connection | Session, events: Iterable[AuditEvent]) -> range:
         """Append several events in the caller's transaction (one batch insert); their seqs.

@@ -246,4 +246,4 @@ class DocumentService:
             reader = self.records.files.open(conn, resource_id, row.file_version)
             return DocumentContent(resource_id, row.file_version, content_type, reader.size, reader)
 
-        return self.records.door.run(attempt, work)
+        return self.records.door.read(attempt, work)

@@ -2,13 +2,17 @@
 
 :class:`Guard` is the narrow port to the policy: ``check(conn, actor, action, resource, purpose,
 now) -> Decision``. :class:`PolicyGuard` is the real adapter (``secretum.policy.facts.load_facts``
-then the pure ``secretum.policy.decide``, imported lazily); :class:`AllowAllGuard` and the
-table-driven :class:`TableGuard` are the fakes for tests. Every guard denies by default.
+then the pure ``secretum.policy.decide``, imported lazily); the table-driven :class:`TableGuard`
+is the fake for tests (``TableGuard([allow()])`` says yes to everything). Every guard denies by
+default.
 
 :class:`Door` runs one use case: one transaction in which the use case asks the guard (once)
 and does its work, and exactly one audit entry (DICOM event id, FHIR restful subtype, C/R/U/E,
 ids, v3 PurposeOfUse, outcome) written in that same transaction. A refused or failed attempt
 rolls everything back and is audited in a transaction of its own, with a failure outcome.
+Use cases that only read go through :meth:`Door.read`: their work runs in a read transaction
+(no write lock: reads run side by side), and their audit entry is committed right after it,
+with those of concurrent reads (group commit), before the result is returned.
 """
 
 from __future__ import annotations
@@ -83,25 +87,6 @@ class Call:
     action: Action
     resource: Resource
     purpose: Purpose
-
-
-class AllowAllGuard:
-    """Says yes to everything (tests only); remembers what it was asked."""
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-
-    def check(
-        self,
-        conn: Connection,
-        actor: Actor,
-        action: Action,
-        resource: Resource,
-        purpose: Purpose,
-        now: datetime,
-    ) -> Decision:
-        self.calls.append(Call(actor, action, resource, purpose))
-        return Decision(True, "allow.test")
 
 
 @dataclass(frozen=True)
@@ -224,23 +209,44 @@ class Door:
         """
         try:
             with self.engine.begin() as conn:
-                try:
-                    result = work(conn)
-                except KeyShreddedError as exc:
-                    if isinstance(exc, RecordErased):
-                        raise
-                    raise RecordErased("the patient's data was erased") from exc
-                if attempt.decision is None:
-                    raise RuntimeError("a use case must ask the guard")
+                result = self._work(attempt, work, conn)
                 self.audit.append(conn, attempt.event(Outcome.SUCCESS))
         except Exception as exc:
-            outcome = (
-                Outcome.MINOR_FAILURE if isinstance(exc, FhirError) else Outcome.SERIOUS_FAILURE
-            )
-            with self.engine.begin() as conn:
-                self.audit.append(conn, attempt.event(outcome))
+            self._audit_failure(attempt, exc)
             raise
         return result
+
+    def read(self, attempt: Attempt, work: Callable[[Connection], T]) -> T:
+        """As :meth:`run`, for a ``work`` that only reads: it runs in a read transaction (on
+        SQLite a deferred one, which takes no write lock); the audit entry is then committed
+        (:meth:`AuditLog.append_committed`, shared with concurrent reads) before the result is
+        returned. If that commit fails, the result is not returned."""
+        try:
+            reading = self.engine.connect().execution_options(sqlite_begin="DEFERRED")
+            with reading as conn, conn.begin():
+                result = self._work(attempt, work, conn)
+            self.audit.append_committed(attempt.event(Outcome.SUCCESS))
+        except Exception as exc:
+            self._audit_failure(attempt, exc)
+            raise
+        return result
+
+    @staticmethod
+    def _work(attempt: Attempt, work: Callable[[Connection], T], conn: Connection) -> T:
+        try:
+            result = work(conn)
+        except KeyShreddedError as exc:
+            if isinstance(exc, RecordErased):
+                raise
+            raise RecordErased("the patient's data was erased") from exc
+        if attempt.decision is None:
+            raise RuntimeError("a use case must ask the guard")
+        return result
+
+    def _audit_failure(self, attempt: Attempt, exc: Exception) -> None:
+        """Audit a refused (MINOR_FAILURE) or failed (SERIOUS_FAILURE) attempt, durably."""
+        outcome = Outcome.MINOR_FAILURE if isinstance(exc, FhirError) else Outcome.SERIOUS_FAILURE
+        self.audit.append_committed(attempt.event(outcome))
 
     def authorize(
         self, conn: Connection, attempt: Attempt, action: Action, resource: Resource

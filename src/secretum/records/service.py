@@ -274,7 +274,7 @@ class RecordService:
                 raise ResourceNotFound(f"no such version of this {resource_type}")
             return self.repo.open_hit(hit)
 
-        return self.door.run(attempt, work)
+        return self.door.read(attempt, work)
 
     def _read_audit_event(self, conn: Connection, attempt: Attempt, resource_id: str) -> FhirRecord:
         seq = audit_seq(resource_id)
@@ -304,7 +304,7 @@ class RecordService:
             self.door.authorize(conn, attempt, Action.READ, resource_)
             return self.repo.history(conn, row)
 
-        return self.door.run(attempt, work)
+        return self.door.read(attempt, work)
 
     def search(
         self,
@@ -341,7 +341,7 @@ class RecordService:
             rows = self.repo.scoped(conn, pid, visible, resource_type)
             return list(self.repo.load_all(conn, rows))
 
-        return self.door.run(attempt, work)
+        return self.door.read(attempt, work)
 
     def find_patients(
         self,
@@ -381,7 +381,7 @@ class RecordService:
                 ]
             return list(self.repo.load_all(conn, rows))
 
-        return self.door.run(attempt, work)
+        return self.door.read(attempt, work)
 
 
 def _asked(attempt: Attempt, resource_type: str, resource_id: str, types: frozenset[str]) -> None:

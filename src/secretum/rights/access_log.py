@@ -110,4 +110,4 @@ def access_history(
         attempt.target("Patient", pid, pid)
         return read_access_entries(conn, pid, limit=limit, before=before)
 
-    return records.door.run(attempt, work)
+    return records.door.read(attempt, work)

@@ -150,4 +150,4 @@ def export_record(
         result = bundle(resources, "searchset", base_url=base_url, now=now)
         return RecordExport(pid, now, result, files, records)
 
-    return records.door.run(attempt, work)
+    return records.door.read(attempt, work)
