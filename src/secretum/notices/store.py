@@ -48,9 +48,7 @@ class Notice:
     read_at: datetime | None
 
 
-def notify(
-    conn: Connection, user_id: str, kind: NoticeKind, now: datetime, **params: str
-) -> str:
+def notify(conn: Connection, user_id: str, kind: NoticeKind, now: datetime, **params: str) -> str:
     """Create a notice for ``user_id``; ``params`` are ids and codes, never health data."""
     notice_id = secrets.token_hex(16)
     conn.execute(

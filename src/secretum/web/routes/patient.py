@@ -10,9 +10,9 @@ the policy and writes the audit entry — and renders; refusals become pages
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
@@ -243,21 +243,28 @@ def my_care_team(
     )
 
 
+def _my_choice(
+    caller: Caller, plat: Platform, now: datetime, act: Callable[..., Any], **what: str
+) -> Any:
+    """One of my care-team choices (``svc.choices.<act>``), in a transaction of its own."""
+    with plat.engine.begin() as conn:
+        return act(
+            conn,
+            caller.actor,
+            patient_id=caller.user_id,
+            now=now,
+            source_address=pages.address(caller),
+            **what,
+        )
+
+
 @router.post("/care-team/invite", **pages.back_to("/me/care-team"))
 def invite_practitioner(
     caller: PatientCaller, svc: Svc, plat: Plat, now: Now, practitioner_id: FormStr = ""
 ) -> RedirectResponse:
     """I invite a practitioner into my care team (basis INVITATION)."""
     chosen = _practitioner(plat, practitioner_id)
-    with plat.engine.begin() as conn:
-        svc.choices.invite(
-            conn,
-            caller.actor,
-            patient_id=caller.user_id,
-            practitioner_id=chosen,
-            now=now,
-            source_address=pages.address(caller),
-        )
+    _my_choice(caller, plat, now, svc.choices.invite, practitioner_id=chosen)
     return pages.done("/me/care-team", "invited")
 
 
@@ -266,16 +273,8 @@ def end_relationship(
     caller: PatientCaller, svc: Svc, plat: Plat, now: Now, relationship_id: FormStr = ""
 ) -> RedirectResponse:
     """I end one of my care relationships (effective at once)."""
-    with plat.engine.begin() as conn:
-        ended = svc.choices.end_relationship(
-            conn,
-            caller.actor,
-            patient_id=caller.user_id,
-            relationship_id=relationship_id,
-            now=now,
-            source_address=pages.address(caller),
-        )
-    if not ended:
+    act = svc.choices.end_relationship
+    if not _my_choice(caller, plat, now, act, relationship_id=relationship_id):
         raise pages.PageError(404, "error.not_found")
     return pages.done("/me/care-team", "ended")
 
@@ -286,15 +285,7 @@ def name_for_restricted(
 ) -> RedirectResponse:
     """I name a practitioner for my restricted data (mental health, HIV...)."""
     chosen = _practitioner(plat, practitioner_id)
-    with plat.engine.begin() as conn:
-        svc.choices.name_for_restricted(
-            conn,
-            caller.actor,
-            patient_id=caller.user_id,
-            practitioner_id=chosen,
-            now=now,
-            source_address=pages.address(caller),
-        )
+    _my_choice(caller, plat, now, svc.choices.name_for_restricted, practitioner_id=chosen)
     return pages.done("/me/care-team", "named")
 
 
@@ -303,15 +294,8 @@ def unname(
     caller: PatientCaller, svc: Svc, plat: Plat, now: Now, practitioner_id: FormStr = ""
 ) -> RedirectResponse:
     """I revoke a naming for restricted data (effective at once)."""
-    with plat.engine.begin() as conn:
-        revoked = svc.choices.revoke_named(
-            conn,
-            caller.actor,
-            patient_id=caller.user_id,
-            practitioner_id=practitioner_id,
-            now=now,
-            source_address=pages.address(caller),
-        )
+    act = svc.choices.revoke_named
+    revoked = _my_choice(caller, plat, now, act, practitioner_id=practitioner_id)
     return pages.done("/me/care-team", "unnamed" if revoked else "nothing")
 
 
