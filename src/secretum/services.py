@@ -19,6 +19,7 @@ from secretum.consent.service import ConsentService
 from secretum.identity.model import IdentitySettings
 from secretum.identity.ratelimit import DbRateLimiter, RateLimiter
 from secretum.identity.service import IdentityService
+from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
 from secretum.policy import care
@@ -88,6 +89,13 @@ def build_services(platform: Platform) -> Services:
         ),
     )
     records = RecordService.from_platform(platform, PolicyGuard())
+    shred_key = platform_shredder(platform)
+
+    def shred(patient_id: str, *, actor_id: str, actor_role: str) -> None:
+        """Erasure: the patient's key shredded, then their account closed for good."""
+        shred_key(patient_id, actor_id=actor_id, actor_role=actor_role)
+        identity.close_erased(patient_id, now=platform.clock(), who=Who(actor_id, actor_role))
+
     return Services(
         identity=identity,
         consent=ConsentService(platform.audit),
@@ -101,7 +109,7 @@ def build_services(platform: Platform) -> Services:
             records,
             care_team_of=care_team_ids,
             flags=PolicyRestrictionFlags(),
-            shred=platform_shredder(platform),
+            shred=shred,
             retention_years=s.retention_years,
         ),
     )

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from html import unescape
 from pathlib import Path
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import text
 
+from identity_authenticator import PASSWORD
 from secretum.crypto.errors import KeyShreddedError
+from secretum.identity.errors import AccountErased
+from secretum.policy.model import Actor, Purpose, Role
+from secretum.records.fhir import RecordErased
 from web_world import PDF, SECRETS, WebWorld, clinic
 
 
@@ -71,17 +77,29 @@ def test_erasure_is_scheduled_then_nothing_can_be_decrypted(world: WebWorld) -> 
     assert "programmé" in unescape(world.client("own", html=True).get("/me/rights").text)
     # the retention period ends; the periodic job shreds the patient's key
     world.clock.advance(days=365 * 21)
-    world.sign_in("own")  # (after the shredding, their account's sealed data is gone too)
     run = world.services.rights.run_due_erasures(world.clock.now)
     assert run.shredded == [pid]
-    world.sign_in("gp")
-    assert world.client("own", html=True).get("/me/record").status_code == 410
-    gone = world.client("own").get(f"/fhir/Observation/{world.ids['obs:own']}")
-    assert gone.status_code == 410 and gone.json()["issue"][0]["code"] == "deleted"
+    # the patient's account is closed with their data: session ended, sign-in refused (410)
     assert (
-        world.client("own", html=True).get(f"/me/documents/{world.ids['doc:own']}").status_code
-        == 410
+        world.services.identity.resolve(world.users["own"].session_id, now=world.clock.now) is None
     )
+    with pytest.raises(AccountErased):
+        world.services.identity.sign_in_password(
+            world.users["own"].email, PASSWORD, now=world.clock.now
+        )
+    # what the record service answers the patient now: erased (FHIR 410 "deleted")
+    patient = Actor(pid, Role.PATIENT)
+    for read in (
+        lambda: world.services.records.read(
+            patient, Purpose.PATIENT_REQUEST, world.clock.now, "Observation", world.ids["obs:own"]
+        ),
+        lambda: world.services.documents.open_document(
+            patient, Purpose.PATIENT_REQUEST, world.clock.now, world.ids["doc:own"]
+        ),
+    ):
+        with pytest.raises(RecordErased):
+            read()
+    world.sign_in("gp")
     # straight to the stores: the key is gone, the ciphertexts stay unreadable
     records, files = world.platform.records, world.platform.files
     with pytest.raises(KeyShreddedError):
@@ -95,8 +113,6 @@ def test_erasure_is_scheduled_then_nothing_can_be_decrypted(world: WebWorld) -> 
         with pytest.raises(KeyShreddedError):
             files.open(conn, world.ids["doc:own"], 1).read()
     assert records is not None
-    page = unescape(world.client("own", html=True).get("/me/rights").text)
-    assert "a été effacé" in page
     # other patients are untouched
     other = world.client("gp").get(f"/fhir/Observation/{world.ids['obs:other']}")
     assert other.status_code == 200
@@ -108,7 +124,35 @@ def test_erasure_past_retention_is_done_at_once(tmp_path: Path) -> None:
     outcome = world.client("own", html=True).post("/me/rights/erasure", data={"confirm": "yes"})
     assert outcome.status_code == 200
     assert "plus personne ne peut le lire" in unescape(outcome.text)
-    assert world.client("own").get(f"/fhir/Patient/{world.users['own'].user_id}").status_code == 410
+    # the account is closed for good: its session ended, sign-in says why, admins cannot reopen
+    ended = world.services.identity.resolve(world.users["own"].session_id, now=world.clock.now)
+    assert ended is None
+    anonymous = world.client(html=True)
+    form = anonymous.get("/sign-in")
+    token = re.search(r'name="csrf_token" value="([^"]*)"', form.text)
+    assert token is not None
+    email = world.users["own"].email
+    refused = anonymous.post(
+        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
+    )
+    assert refused.status_code == 410
+    assert "effacées à la demande du patient" in unescape(refused.text)
+    world.step_up("admin")
+    admin = world.client("admin", html=True)
+    assert "effacé" in unescape(admin.get("/admin/users").text)
+    reopen = admin.post(
+        f"/admin/users/{world.users['own'].user_id}/status", data={"status": "active"}
+    )
+    assert reopen.status_code == 400
+    with world.platform.engine.connect() as conn:
+        closed = conn.execute(
+            text(
+                "SELECT actor_role, action FROM audit_entries"
+                " WHERE resource_type = 'Account' AND resource_id = :pid"
+            ),
+            {"pid": world.users["own"].user_id},
+        ).all()
+    assert ("patient", "U") in [tuple(r) for r in closed]  # closed by the patient's erasure
 
 
 def test_restriction_on_and_off(world: WebWorld) -> None:

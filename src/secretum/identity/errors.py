@@ -104,6 +104,14 @@ class AccountInactive(AuthError):
     counts_as_failure = False
 
 
+class AccountErased(AuthError):
+    """The patient's data were erased at their request (their key shredded): the account is
+    closed for good, its personal data can no longer be read."""
+
+    code = "account-erased"
+    counts_as_failure = False
+
+
 class MfaUnavailable(AuthError):
     """The account had second factors and none is usable now (blocked, removed, codes used
     up): an administrator must reset its MFA (:meth:`reset_mfa`)."""

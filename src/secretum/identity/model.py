@@ -25,6 +25,8 @@ class AccountStatus(StrEnum):
     ACTIVE = "active"
     LOCKED = "locked"  # locked by an administrator (not the temporary brute-force lock)
     DISABLED = "disabled"
+    #: a patient whose data were erased (key shredded): closed for good, nothing to read
+    ERASED = "erased"
 
 
 class CredentialKind(StrEnum):

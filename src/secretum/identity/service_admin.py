@@ -43,12 +43,16 @@ class AdminOps(AccountOps):
                 raise Forbidden("administrators do not change their own status")
             if status is AccountStatus.INVITED:
                 raise InvalidInput("status", "an account becomes invited only by an invitation")
+            if status is AccountStatus.ERASED:
+                raise InvalidInput("status", "an account is erased only by the patient's erasure")
             with self._write() as conn:
                 row = self.accounts.by_id(conn, user_id)
                 if row is None:
                     raise NotFound("no such account")
                 if row.account.status is AccountStatus.INVITED and status is AccountStatus.ACTIVE:
                     raise InvalidInput("status", "the invitee activates the account")
+                if row.account.status is AccountStatus.ERASED:
+                    raise InvalidInput("status", "an erased account stays closed")
                 self.accounts.update(conn, user_id, now, status=status)
                 self._audit(
                     conn,
@@ -62,6 +66,19 @@ class AdminOps(AccountOps):
             self.limiter.reset(row.limit_key)
         else:
             self.sessions.revoke_user(user_id)
+
+    def close_erased(self, user_id: str, *, now: datetime, who: Who) -> bool:
+        """Close the account of a patient whose data were just erased (key shredded, by
+        ``who``): status ERASED for good, every session ended, audited. False when there is
+        no such account (a patient record without an account)."""
+        now = utc(now)
+        with self._write() as conn:
+            if self.accounts.by_id(conn, user_id) is None:
+                return False
+            self.accounts.update(conn, user_id, now, status=AccountStatus.ERASED)
+            self._audit(conn, now, ATTRS_CHANGED, who, resource=("Account", user_id))
+        self.sessions.revoke_user(user_id)
+        return True
 
     def reset_mfa(
         self, session_id: str, user_id: str, *, now: datetime, address: str | None = None

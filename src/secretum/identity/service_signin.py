@@ -19,6 +19,7 @@ from webauthn.helpers.structs import UserVerificationRequirement
 from secretum.identity import webauthn as wa
 from secretum.identity.accounts import AccountRow
 from secretum.identity.errors import (
+    AccountErased,
     AccountInactive,
     AuthError,
     ChallengeExpired,
@@ -79,6 +80,11 @@ class SecondFactorRequired:
         return f"SecondFactorRequired(methods={self.methods})"
 
 
+def inactive(status: AccountStatus) -> AccountInactive | AccountErased:
+    """Why an account that is not active cannot sign in."""
+    return AccountErased() if status is AccountStatus.ERASED else AccountInactive()
+
+
 class SignInOps(WebAuthnSteps):
     # -- password ---------------------------------------------------------------------------
 
@@ -102,7 +108,8 @@ class SignInOps(WebAuthnSteps):
             raise self._refuse(InvalidCredentials(), now, account=row, keys=keys, address=address)
         assert row is not None and row.password_hash is not None
         if row.account.status is not AccountStatus.ACTIVE:
-            raise self._refuse(AccountInactive(), now, account=row, keys=keys, address=address)
+            refusal = inactive(row.account.status)
+            raise self._refuse(refusal, now, account=row, keys=keys, address=address)
         rehash = self.hasher.hash(password) if self.hasher.needs_rehash(row.password_hash) else None
         with self._read() as conn:
             methods = self._methods(conn, row.user_id)
@@ -288,7 +295,7 @@ class SignInOps(WebAuthnSteps):
                 raise WebAuthnRefused("the user handle does not match the credential")
             cred, assertion = self._assert(parsed, challenge, row, require_uv=True)
             if row.account.status is not AccountStatus.ACTIVE:
-                raise AccountInactive()
+                raise inactive(row.account.status)
             return self._finish(
                 row, now, address, device_id, strong=True, credential=(cred, assertion)
             )

@@ -207,6 +207,7 @@ _STATUS = {
     "throttled": 429,
     "locked": 429,
     "account-inactive": 403,
+    "account-erased": 410,
     "mfa-unavailable": 403,
     "session-expired": 401,
     "mfa-enrolment-required": 403,
