@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL (the ``engine`` fixture).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -252,3 +253,44 @@ def test_sqlite_reads_run_beside_a_writer(engine: Engine, tmp_path: Path) -> Non
     reader.join(T)
     assert done.is_set()
     assert count(engine) == 2
+
+
+def test_a_coroutine_waits_for_its_commit_without_blocking_the_loop(
+    engine: Engine, tmp_path: Path
+) -> None:
+    log = make_log(engine, tmp_path)
+    gate = Gate(log)
+    group = GroupCommit(engine, gate)
+    ticks: list[int] = []
+
+    async def main() -> int:
+        pending = asyncio.ensure_future(group.append_async(event(0)))
+        while not gate.entered.is_set():  # the writer holds the transaction open...
+            await asyncio.sleep(0.001)
+        for i in range(5):  # ... and the loop runs on meanwhile
+            ticks.append(i)
+            await asyncio.sleep(0)
+        assert not pending.done()
+        gate.open()
+        return await pending
+
+    assert asyncio.run(main()) == 0
+    assert ticks == [0, 1, 2, 3, 4]
+    assert count(engine) == 1
+
+
+def test_read_door_on_the_event_loop_audits_before_returning(
+    engine: Engine, tmp_path: Path
+) -> None:
+    allowed = Door(engine, make_log(engine, tmp_path), TableGuard([allow()]))
+    refused = Door(engine, allowed.audit, TableGuard([deny()]))
+    seen: list[str] = []
+    work = _reads(allowed, seen)
+    assert asyncio.run(allowed.read_async(work.attempt, work)) == "data"  # type: ignore[attr-defined]
+    denied = _reads(refused, seen)
+    with pytest.raises(AccessDenied):
+        asyncio.run(refused.read_async(denied.attempt, denied))  # type: ignore[attr-defined]
+    assert seen == ["data"]
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT outcome FROM audit_entries ORDER BY seq")).all()
+    assert [r.outcome for r in rows] == [0, 4]

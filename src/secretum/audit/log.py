@@ -196,6 +196,10 @@ class AuditLog:
         :mod:`secretum.audit.group`): for actions that wrote nothing else, such as reads."""
         return self._group.append(event)
 
+    async def append_committed_async(self, event: AuditEvent) -> int:
+        """:meth:`append_committed` for a coroutine: the event loop runs on meanwhile."""
+        return await self._group.append_async(event)
+
     @property
     def group_commit(self) -> GroupCommit:
         return self._group

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from secretum.identity.model import NewSession, Session, utc
 from secretum.identity.tables import sessions
 from secretum.policy.model import Role
+from secretum.storage.db import reader
 
 IDLE_TIMEOUT = timedelta(minutes=15)
 ABSOLUTE_TIMEOUT = timedelta(hours=12)
@@ -290,16 +291,8 @@ class DbSessionStore(_Base):
         self.engine = engine
         self.timeouts = timeouts or Timeouts()
         self._rng = rng
-        # Lookups (one SELECT) need no transaction: on PostgreSQL, autocommit spares the
-        # BEGIN and ROLLBACK round trips of every request; SQLite reads in a deferred
-        # transaction, beside writers.
-        self._lookups = engine.execution_options(
-            **(
-                {"isolation_level": "AUTOCOMMIT"}
-                if engine.dialect.name == "postgresql"
-                else {"sqlite_begin": "DEFERRED"}
-            )
-        )
+        # Lookups (one SELECT) need no transaction of their own (see storage.db.reader).
+        self._lookups = reader(engine)
 
     def create(self, grant: SessionGrant, now: datetime) -> NewSession:
         session_id, session = self._new(grant, now)

@@ -10,7 +10,7 @@ default.
 and does its work, and exactly one audit entry (DICOM event id, FHIR restful subtype, C/R/U/E,
 ids, v3 PurposeOfUse, outcome) written in that same transaction. A refused or failed attempt
 rolls everything back and is audited in a transaction of its own, with a failure outcome.
-Use cases that only read go through :meth:`Door.read`: their work runs in a read transaction
+Use cases that only read go through :meth:`Door.read`: their work runs on a reading connection
 (no write lock: reads run side by side), and their audit entry is committed right after it,
 with those of concurrent reads (group commit), before the result is returned.
 """
@@ -38,6 +38,7 @@ from secretum.policy.model import (
     Sensitivity,
 )
 from secretum.records.fhir import AccessDenied, FhirError, RecordErased, StepUpRequired
+from secretum.storage.db import reader
 
 T = TypeVar("T")
 DEFAULT_DENY = Decision(False, "deny.default")
@@ -198,6 +199,7 @@ class Door:
 
     def __init__(self, engine: Engine, audit: AuditLog, guard: Guard) -> None:
         self.engine = engine
+        self.reads = reader(engine)
         self.audit = audit
         self.guard = guard
 
@@ -212,24 +214,38 @@ class Door:
                 result = self._work(attempt, work, conn)
                 self.audit.append(conn, attempt.event(Outcome.SUCCESS))
         except Exception as exc:
-            self._audit_failure(attempt, exc)
+            self.audit.append_committed(_failure(attempt, exc))
             raise
         return result
 
     def read(self, attempt: Attempt, work: Callable[[Connection], T]) -> T:
-        """As :meth:`run`, for a ``work`` that only reads: it runs in a read transaction (on
-        SQLite a deferred one, which takes no write lock); the audit entry is then committed
+        """As :meth:`run`, for a ``work`` that only reads: it runs on a reading connection
+        (:func:`~secretum.storage.db.reader`: no write lock); the audit entry is then committed
         (:meth:`AuditLog.append_committed`, shared with concurrent reads) before the result is
         returned. If that commit fails, the result is not returned."""
         try:
-            reading = self.engine.connect().execution_options(sqlite_begin="DEFERRED")
-            with reading as conn, conn.begin():
-                result = self._work(attempt, work, conn)
+            result = self._read_only(attempt, work)
             self.audit.append_committed(attempt.event(Outcome.SUCCESS))
         except Exception as exc:
-            self._audit_failure(attempt, exc)
+            self.audit.append_committed(_failure(attempt, exc))
             raise
         return result
+
+    async def read_async(self, attempt: Attempt, work: Callable[[Connection], T]) -> T:
+        """:meth:`read` for a coroutine on the event loop: the work (reads only, which never
+        wait for a lock) runs here; the audit commit is awaited, so the loop serves other
+        requests meanwhile instead of a thread waiting for it."""
+        try:
+            result = self._read_only(attempt, work)
+            await self.audit.append_committed_async(attempt.event(Outcome.SUCCESS))
+        except Exception as exc:
+            await self.audit.append_committed_async(_failure(attempt, exc))
+            raise
+        return result
+
+    def _read_only(self, attempt: Attempt, work: Callable[[Connection], T]) -> T:
+        with self.reads.connect() as conn, conn.begin():
+            return self._work(attempt, work, conn)
 
     @staticmethod
     def _work(attempt: Attempt, work: Callable[[Connection], T], conn: Connection) -> T:
@@ -242,11 +258,6 @@ class Door:
         if attempt.decision is None:
             raise RuntimeError("a use case must ask the guard")
         return result
-
-    def _audit_failure(self, attempt: Attempt, exc: Exception) -> None:
-        """Audit a refused (MINOR_FAILURE) or failed (SERIOUS_FAILURE) attempt, durably."""
-        outcome = Outcome.MINOR_FAILURE if isinstance(exc, FhirError) else Outcome.SERIOUS_FAILURE
-        self.audit.append_committed(attempt.event(outcome))
 
     def authorize(
         self, conn: Connection, attempt: Attempt, action: Action, resource: Resource
@@ -275,6 +286,12 @@ class Door:
             conn, attempt.actor, action, resource, attempt.purpose, attempt.now
         )
         return decision.allowed and not decision.requires
+
+
+def _failure(attempt: Attempt, exc: Exception) -> AuditEvent:
+    """The audit entry of a refused (MINOR_FAILURE) or failed (SERIOUS_FAILURE) attempt."""
+    outcome = Outcome.MINOR_FAILURE if isinstance(exc, FhirError) else Outcome.SERIOUS_FAILURE
+    return attempt.event(outcome)
 
 
 def sensitivity_max(values: Iterable[Sensitivity]) -> Sensitivity:

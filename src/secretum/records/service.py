@@ -256,6 +256,39 @@ class RecordService:
         source_address: str | None = None,
     ) -> FhirRecord:
         """FHIR read (or vread with ``version``)."""
+        asked = self._read_one(
+            actor, purpose, now, resource_type, resource_id, version, source_address
+        )
+        return self.door.read(*asked)
+
+    async def read_async(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        resource_type: str,
+        resource_id: str,
+        *,
+        version: int | None = None,
+        source_address: str | None = None,
+    ) -> FhirRecord:
+        """:meth:`read` on the event loop (see :meth:`Door.read_async`)."""
+        asked = self._read_one(
+            actor, purpose, now, resource_type, resource_id, version, source_address
+        )
+        return await self.door.read_async(*asked)
+
+    def _read_one(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        resource_type: str,
+        resource_id: str,
+        version: int | None,
+        source_address: str | None,
+    ) -> tuple[Attempt, Callable[[Connection], FhirRecord]]:
+        """The attempt and the work of a read (or vread)."""
         subtype = "read" if version is None else "vread"
         attempt = self._attempt(actor, purpose, now, subtype, EventAction.READ, source_address)
 
@@ -274,7 +307,7 @@ class RecordService:
                 raise ResourceNotFound(f"no such version of this {resource_type}")
             return self.repo.open_hit(hit)
 
-        return self.door.read(attempt, work)
+        return attempt, work
 
     def _read_audit_event(self, conn: Connection, attempt: Attempt, resource_id: str) -> FhirRecord:
         seq = audit_seq(resource_id)

@@ -248,7 +248,7 @@ def search(
 
 
 @router.get("/{resource_type}/{resource_id}")
-def read(
+async def read(
     resource_type: str,
     resource_id: str,
     request: Request,
@@ -257,8 +257,10 @@ def read(
     svc: Svc,
     now: Now,
 ) -> Response:
-    """FHIR read: the current version."""
-    record = svc.records.read(
+    """FHIR read: the current version. The busiest route: it runs on the event loop (its
+    reads never wait for a lock) and awaits the commit of its audit entry, shared with the
+    reads of other requests (see :meth:`Door.read_async`), instead of holding a thread."""
+    record = await svc.records.read_async(
         caller.actor, why, now, resource_type, resource_id, source_address=address(caller)
     )
     return record_response(request, record)
