@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     break_glass_minutes: int = 60
     max_upload_mib: int = 50
 
+    #: Mail relay for invitations and registration links: ``smtps://user:pass@host:465`` or
+    #: ``smtp://user:pass@host:587`` (STARTTLS required; TLS 1.3 only). Default: no relay, the
+    #: messages are written to ``<data_dir>/outbox`` as ``.eml`` files.
+    smtp_url: SecretStr | None = None
+    mail_from: str = "Secretum <no-reply@localhost>"
+
     audit_checkpoint_every: int = 1000
     audit_checkpoint_seconds: float = 60.0
 
@@ -90,6 +96,10 @@ class Settings(BaseSettings):
     @property
     def pki_dir(self) -> Path:
         return self.data_dir / "pki"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
 
     @property
     def witness_path(self) -> Path:

@@ -22,6 +22,7 @@ from secretum.identity.service import IdentityService
 from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
+from secretum.mail import Mailer, build_mailer
 from secretum.policy import care
 from secretum.policy.breakglass import BreakGlassService
 from secretum.records.documents import DocumentService, FileLimits
@@ -43,6 +44,7 @@ class Services:
     records: RecordService
     documents: DocumentService
     rights: RightsService
+    mailer: Mailer
 
 
 def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
@@ -112,4 +114,5 @@ def build_services(platform: Platform) -> Services:
             shred=shred,
             retention_years=s.retention_years,
         ),
+        mailer=build_mailer(s),
     )

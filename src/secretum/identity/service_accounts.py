@@ -78,6 +78,8 @@ class Invitation:
     user_id: str | None
     token: str | None
     expires_at: datetime
+    #: where to send the link (the address given, or the invited account's)
+    email: str | None = None
 
     def __repr__(self) -> str:
         return f"Invitation(user_id={self.user_id}, expires_at={self.expires_at.isoformat()})"
@@ -255,7 +257,7 @@ class AccountOps(ServiceBase):
                     resource=("Account", user_id),
                     address=address,
                 )
-        return Invitation(user_id, token, expires_at)
+        return Invitation(user_id, token, expires_at, personal.email)
 
     def reinvite(
         self, session_id: str, user_id: str, *, now: datetime, address: str | None = None
@@ -270,6 +272,7 @@ class AccountOps(ServiceBase):
                 row = self.accounts.by_id(conn, user_id)
                 if row is None or row.account.status is not AccountStatus.INVITED:
                     raise NotFound("no invited account with this id")
+                email = self.accounts.open_personal(row).email
                 self.accounts.add_token(
                     conn,
                     token,
@@ -287,7 +290,7 @@ class AccountOps(ServiceBase):
                     resource=("Account", user_id),
                     address=address,
                 )
-        return Invitation(user_id, token, expires_at)
+        return Invitation(user_id, token, expires_at, email)
 
     def register_patient(
         self, *, email: str, display_name: str, now: datetime, address: str | None = None
@@ -312,7 +315,7 @@ class AccountOps(ServiceBase):
                         outcome=Outcome.MINOR_FAILURE,
                         address=address,
                     )
-                    return Invitation(None, None, expires_at)
+                    return Invitation(None, None, expires_at, personal.email)
                 self._create(conn, user_id, Role.PATIENT, AccountStatus.INVITED, personal, now)
                 self.accounts.add_token(
                     conn, token, kind=REGISTRATION, now=now, expires_at=expires_at, user_id=user_id
@@ -325,7 +328,7 @@ class AccountOps(ServiceBase):
                     resource=("Account", user_id),
                     address=address,
                 )
-        return Invitation(user_id, token, expires_at)
+        return Invitation(user_id, token, expires_at, personal.email)
 
     def accept_invitation(
         self, token: str, *, password: str, now: datetime, address: str | None = None

@@ -37,6 +37,7 @@ from secretum.web.authflow import (
 )
 from secretum.web.deps import now, platform
 from secretum.web.i18n import translate
+from secretum.web.onboarding_mail import invitation_link, send_invitation
 from secretum.web.templating import language
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -143,13 +144,17 @@ def _invitations_page(request: Request, caller: Admin, **ctx: Any) -> Response:
 
 
 def _link_page(request: Request, invitation: Invitation, role: str) -> Response:
-    base = platform(request).settings.base_url
+    """The invitation is mailed; the page also shows the link, to hand over if mail fails."""
+    assert invitation.token is not None and invitation.email is not None
+    mailed = send_invitation(request, invitation.email, invitation)
     return page(
         request,
         "admin_invitation_link.html",
-        link=f"{base}/invite/{invitation.token}",
+        link=invitation_link(request, invitation.token),
         expires_at=invitation.expires_at,
         role=role,
+        mailed=mailed,
+        email=invitation.email,
     )
 
 

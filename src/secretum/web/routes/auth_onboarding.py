@@ -10,10 +10,9 @@ Routes (public; POSTs check the pre-sign-in double-submit CSRF cookie):
 
 Self-registration answers with the same page whatever happens (new address, known address,
 malformed address that still looks like one), and logs nothing: the form must not tell which
-addresses have accounts. The confirmation link goes by e-mail; Secretum does not send e-mail
-yet, so until a mail port exists a registration cannot be completed and practices invite
-their patients instead (``/admin/invitations``). Showing the link on screen would let anyone
-create accounts for addresses they do not own, so it is never shown.
+addresses have accounts. The confirmation link goes by e-mail (:mod:`secretum.mail`), to the
+address only: showing it on screen would let anyone create accounts for addresses they do not
+own. An address that already has an account is told so by e-mail, not on the page.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from secretum.web import admin_settings
 from secretum.web.authflow import Problem, identity, problem, public_page
 from secretum.web.deps import AnonymousCSRF, client_address, now, platform
 from secretum.web.i18n import translate
+from secretum.web.onboarding_mail import send_registration
 from secretum.web.templating import language
 
 router = APIRouter(tags=["onboarding"])
@@ -139,7 +139,7 @@ async def register(request: Request, display_name: Text = "", email: Text = "") 
     or a field that is not an e-mail address / a name is said so."""
     admin_settings.current(platform(request))
     try:
-        identity(request).register_patient(
+        asked = identity(request).register_patient(
             email=email,
             display_name=display_name,
             now=now(request),
@@ -153,6 +153,9 @@ async def register(request: Request, display_name: Text = "", email: Text = "") 
         form = {"display_name": display_name, "email": email}
         return public_page(request, "auth_register.html", status_code=400, problem=found, form=form)
     except IdentityError:  # e.g. a concurrent registration of the same address: same answer
-        pass
-    # The confirmation link would be e-mailed here (no mail port yet): nothing is shown.
+        return _done(request, "register.done.title", "register.done.text")
+    # The confirmation link (or, for an address with an account, a word saying so) goes by
+    # e-mail only: nothing on this page depends on the address.
+    assert asked.email is not None
+    send_registration(request, asked.email, asked)
     return _done(request, "register.done.title", "register.done.text")

@@ -1,0 +1,92 @@
+"""The messages Secretum sends, in French then English, and nothing about health.
+
+They name neither a role (being invited as a *patient* of a clinic is already health data)
+nor a practitioner: only the platform's address, the one-time link and until when it works.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from secretum.mail import Message
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%d/%m/%Y %H:%M UTC")
+
+
+def invitation(to: str, link: str, expires_at: datetime, platform_url: str) -> Message:
+    """An administrator invited ``to``: choose a password through ``link``."""
+    until = _when(expires_at)
+    text = f"""Bonjour,
+
+Un compte Secretum vous attend sur {platform_url}.
+Pour le créer, ouvrez ce lien et choisissez votre mot de passe :
+
+{link}
+
+Ce lien ne sert qu'une fois et expire le {until}. Si vous n'attendiez pas ce message,
+ignorez-le : aucun compte ne sera activé.
+
+---
+
+Hello,
+
+A Secretum account is waiting for you at {platform_url}.
+To create it, open this link and choose your password:
+
+{link}
+
+This link works once and expires on {until}. If you did not expect this message, ignore it:
+no account will be activated.
+"""
+    return Message(to, "Votre compte Secretum / Your Secretum account", text)
+
+
+def registration(to: str, link: str, expires_at: datetime, platform_url: str) -> Message:
+    """Someone asked for an account with the address ``to``: confirm it through ``link``."""
+    until = _when(expires_at)
+    text = f"""Bonjour,
+
+Une demande de compte Secretum a été faite avec cette adresse sur {platform_url}.
+Pour la confirmer, ouvrez ce lien et choisissez votre mot de passe :
+
+{link}
+
+Ce lien ne sert qu'une fois et expire le {until}. Si vous n'êtes pas à l'origine de cette
+demande, ignorez ce message : aucun compte ne sera activé.
+
+---
+
+Hello,
+
+An account was requested with this address at {platform_url}.
+To confirm it, open this link and choose your password:
+
+{link}
+
+This link works once and expires on {until}. If you did not ask for it, ignore this message:
+no account will be activated.
+"""
+    return Message(to, "Confirmez votre compte Secretum / Confirm your Secretum account", text)
+
+
+def already_registered(to: str, platform_url: str) -> Message:
+    """Someone asked for an account with ``to``, which has one: say so to that address only
+    (the registration page answers the same in every case)."""
+    text = f"""Bonjour,
+
+Une demande de compte Secretum a été faite avec cette adresse sur {platform_url},
+qui a déjà un compte. Connectez-vous sur {platform_url}/sign-in ; si vous avez perdu
+l'accès, adressez-vous à votre établissement. Si vous n'êtes pas à l'origine de cette
+demande, ignorez ce message.
+
+---
+
+Hello,
+
+An account was requested with this address at {platform_url}, which already has one.
+Sign in at {platform_url}/sign-in; if you lost access, ask your practice. If you did not
+ask for it, ignore this message.
+"""
+    return Message(to, "Votre compte Secretum / Your Secretum account", text)
