@@ -188,7 +188,6 @@ def build_platform(data_dir: Path, clock: Clock, **settings: Any) -> Platform:
     """A platform like :func:`secretum.bootstrap.open_platform` builds, with a FakeKMS, cheap
     Argon2 and ``clock``."""
     config = Settings(data_dir=data_dir, **settings)
-    config.witness_path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.db_url)
     vault = make_engine(config.key_vault_url)
     create_main_schema(engine)

@@ -448,3 +448,14 @@ def test_sqlite_begin_failure_is_a_sqlalchemy_error(tmp_path: Path, first: str) 
             conn.rollback()
     finally:
         engine.dispose()
+
+
+def test_the_witness_file_is_created_with_its_folder(engine: Engine, tmp_path: Path) -> None:
+    """A fresh data directory has no audit folder: the first checkpoint creates it (0700)."""
+    witness = tmp_path / "fresh" / "audit" / "witness.log"
+    log = AuditLog(engine, KEY, witness, checkpoint_every=2, checkpoint_seconds=3600)
+    for i in range(2):
+        log.append_committed(event(i))
+    assert log.flush_witness() == 2
+    assert witness.parent.stat().st_mode & 0o777 == 0o700
+    assert [c.tree_size for c in WitnessFile(witness).read().checkpoints] == [2]

@@ -161,6 +161,8 @@ class WitnessFile:
         path) neither interleave nor duplicate lines.
         """
         created = not self.path.exists()
+        if created:  # its folder too, owner-only (a fresh data directory has none)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
