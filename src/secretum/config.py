@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     extra_origins: list[str] = Field(default_factory=list)
     #: Redis URL: sessions and brute-force counters shared by several instances.
     redis_url: str | None = None
+    #: Prefix of every Redis key (several platforms may share one Redis).
+    redis_prefix: str = "secretum:"
     session_idle_minutes: int = 15
     session_absolute_hours: int = 12
     allow_patient_self_registration: bool = False

@@ -65,7 +65,11 @@ def _session_and_limits(platform: Platform) -> tuple[SessionStore, RateLimiter]:
         from secretum.identity.redis_adapters import RedisRateLimiter, RedisSessionStore
 
         client = redis.Redis.from_url(s.redis_url)
-        return RedisSessionStore(client, timeouts=timeouts), RedisRateLimiter(client)
+        prefix = s.redis_prefix
+        return (
+            RedisSessionStore(client, prefix, timeouts=timeouts),
+            RedisRateLimiter(client, prefix),
+        )
     return DbSessionStore(platform.engine, timeouts), DbRateLimiter(platform.engine)
 
 
