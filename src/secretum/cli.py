@@ -86,8 +86,13 @@ def serve(
             "<data_dir>/dev-passphrase (0600). Never in production."
         ),
     ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Seed the fictitious demo clinic first (once; with --dev)."),
+    ] = False,
 ) -> None:
-    """Serve the platform over HTTPS, TLS 1.3 only."""
+    """Serve the platform over HTTPS, TLS 1.3 only. Until an administrator exists, prints the
+    one-time link that creates the first one."""
     from secretum.web.app import create_app
     from secretum.web.server import serve as serve_https
 
@@ -103,12 +108,25 @@ def serve(
         platform = open_platform(settings, dev=dev)
     except PlatformError as exc:
         raise _fail(str(exc)) from None
+    if demo:
+        if not dev:
+            raise _fail("--demo goes with --dev: a demo clinic has no place on a real platform")
+        _seed_demo(platform)
     identity = platform.server_identity()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     console.print(
         f"Secretum {__version__} on [bold]https://{host}:{settings.port}/[/bold]"
         f" (TLS 1.3 only; CA certificate: {identity.cafile})"
     )
+    from secretum.web.routes.auth import setup_link
+
+    link = setup_link(platform)
+    if link is not None:
+        console.print(
+            "No administrator yet. Create the first one with this one-time link "
+            f"(valid 24 hours; a new one is printed at each start):\n[bold]{link}[/bold]",
+            soft_wrap=True,
+        )
     serve_https(
         create_app(settings, services=platform, duties=platform.duties()),
         host=settings.host,

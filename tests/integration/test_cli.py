@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -79,8 +82,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@dataclass
+class DevServer:
+    url: str
+    data: Path
+    output: list[str]  # what the process printed so far (a thread reads it)
+
+    def printed(self, pattern: str, seconds: float = 20) -> re.Match[str]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = re.search(pattern, "".join(self.output))
+            if found:
+                return found
+            time.sleep(0.1)
+        pytest.fail(f"not printed: {pattern}\n{''.join(self.output)}")
+
+
+def _start(tmp_path: Path, *flags: str) -> Iterator[DevServer]:
     port = _free_port()
     data = tmp_path / "devdata"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETUM_")}
@@ -88,19 +106,24 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         SECRETUM_DATA_DIR=str(data),
         SECRETUM_PORT=str(port),
         SECRETUM_CONFIG=str(tmp_path / "none.toml"),
+        COLUMNS="200",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "secretum.cli", "serve", "--dev"],
+        [sys.executable, "-m", "secretum.cli", "serve", "--dev", *flags],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    output: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     url = f"https://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, "".join(output)
             if (data / "pki" / "ca.pem").exists():
                 try:
                     ctx = ssl.create_default_context(cafile=str(data / "pki" / "ca.pem"))
@@ -111,10 +134,33 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             time.sleep(0.2)
         else:
             pytest.fail("the server did not start")
-        yield url, data
+        yield DevServer(url, data, output)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    for server in _start(tmp_path):
+        yield server.url, server.data
+
+
+def test_first_start_prints_the_one_time_admin_setup_link(tmp_path: Path) -> None:
+    for server in _start(tmp_path):
+        link = server.printed(r"(https://\S+/setup/[A-Za-z0-9_\-]+)").group(1)
+        ctx = ssl.create_default_context(cafile=str(server.data / "pki" / "ca.pem"))
+        path = link.split("/", 3)[3]
+        form = httpx.get(f"{server.url}/{path}", verify=ctx)
+        assert form.status_code == 200 and 'name="password"' in form.text
+        assert "/setup/" not in (server.data / "secretum.db").read_bytes().decode("latin-1")
+
+
+def test_demo_flag_seeds_the_clinic_and_needs_no_setup_link(tmp_path: Path) -> None:
+    for server in _start(tmp_path, "--demo"):
+        server.printed(r"admin\s+\S+@")  # the demo accounts
+        server.printed(r"on https://")
+        assert "/setup/" not in "".join(server.output)
 
 
 def test_make_run_flow_serves_tls13_with_dev_passphrase(dev_server: tuple[str, Path]) -> None:
