@@ -87,3 +87,16 @@ def test_zxcvbn_feedback_is_listed() -> None:
 def test_overlong_password_is_refused() -> None:
     with pytest.raises(WeakPassword):
         PasswordHasher(FAST_ARGON2).hash("x" * (MAX_LENGTH + 1))
+
+
+@pytest.mark.parametrize(
+    "password", ["capucine1987", "bonjour2023!", "Marseille13!", "jetaime12345"]
+)
+def test_common_french_passwords_are_refused(password: str) -> None:
+    """zxcvbn alone knows English only: these passed it before the French word list."""
+    with pytest.raises(WeakPassword):
+        check_strength(password)
+
+
+def test_a_french_passphrase_is_accepted() -> None:
+    check_strength("violette tracteur marmonne lanternes")

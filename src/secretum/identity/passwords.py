@@ -18,16 +18,32 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from importlib import resources
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from zxcvbn import zxcvbn
+from zxcvbn.matching import add_frequency_lists
 
 from secretum.identity.errors import WeakPassword
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024  # bounds the hashing work an attacker can ask for
 MIN_SCORE = 3
+#: zxcvbn knows English only: French passwords, words and first names, most common first.
+WORDLISTS = ("fr_common",)
+
+
+def _load_wordlists() -> None:
+    lists = {}
+    for name in WORDLISTS:
+        text = resources.files("secretum.identity.wordlists").joinpath(f"{name}.txt")
+        words = text.read_text(encoding="utf-8").splitlines()
+        lists[name] = [w.strip().lower() for w in words if w.strip() and not w.startswith("#")]
+    add_frequency_lists(lists)
+
+
+_load_wordlists()
 _ZXCVBN_PREFIX = 100  # zxcvbn is super-linear: judge the first 100 characters
 
 

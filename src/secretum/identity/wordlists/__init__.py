@@ -1,0 +1,1 @@
+"""Word lists that zxcvbn lacks (see secretum.identity.passwords)."""
