@@ -39,14 +39,13 @@ from secretum.policy.model import Role
 from secretum.web import i18n
 from secretum.web.deps import (
     CSRF_COOKIE,
-    SESSION_COOKIE,
-    UNSAFE,
     Caller,
     NotSignedIn,
     _form_token,
     _same,
     anonymous_csrf_token,
     client_address,
+    live_session,
     now,
     services,
     set_device_cookie,
@@ -81,18 +80,8 @@ class Holder:
 
 async def optional_holder(request: Request) -> Holder | None:
     """The live session named by the cookie (CSRF checked on unsafe methods), or None."""
-    session_id = request.cookies.get(SESSION_COOKIE)
-    if not session_id:
-        return None
-    session = identity(request).resolve(session_id, now=now(request))
-    if session is None:
-        return None
-    request.state.session = session
-    if not session.enrolment_only:
-        request.state.actor = session.to_actor()
-    if request.method in UNSAFE and not _same(await _form_token(request), session.csrf_token):
-        raise HTTPException(status_code=403, detail="CSRF token missing or invalid")
-    return Holder(session_id, session, client_address(request))
+    found = await live_session(request)
+    return None if found is None else Holder(*found, client_address(request))
 
 
 async def require_holder(holder: Annotated[Holder | None, Depends(optional_holder)]) -> Holder:

@@ -116,23 +116,34 @@ def _same(a: str, b: str) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
 
-async def optional_caller(request: Request) -> Caller | None:
-    """The caller if the session cookie names a live session (and CSRF holds), else None."""
+async def live_session(request: Request) -> tuple[str, Session] | None:
+    """The live session the cookie names, its CSRF token checked on unsafe methods; None when
+    there is none. The one place where a request's session is resolved (an enrolment-only
+    session too: :mod:`secretum.web.authflow` lets the MFA set-up pages have it)."""
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         return None
-    svc = services(request)
-    session = svc.identity.resolve(session_id, now=now(request))
+    session = services(request).identity.resolve(session_id, now=now(request))
     if session is None:
         return None
     request.state.session = session
+    if not session.enrolment_only:
+        request.state.actor = session.to_actor()
+    if request.method in UNSAFE and not _same(await _form_token(request), session.csrf_token):
+        raise HTTPException(status_code=403, detail="CSRF token missing or invalid")
+    return session_id, session
+
+
+async def optional_caller(request: Request) -> Caller | None:
+    """The caller if the session cookie names a live session (and CSRF holds), else None."""
+    found = await live_session(request)
+    if found is None:
+        return None
+    session_id, session = found
     if session.enrolment_only:  # MFA must be set up before anything else
         if wants_html(request):
             raise HTTPException(status_code=303, headers={"Location": "/account/mfa"})
         raise HTTPException(status_code=403, detail="second factor enrolment required")
-    request.state.actor = session.to_actor()
-    if request.method in UNSAFE and not _same(await _form_token(request), session.csrf_token):
-        raise HTTPException(status_code=403, detail="CSRF token missing or invalid")
     return Caller(session_id, session, request.state.actor, client_address(request))
 
 
