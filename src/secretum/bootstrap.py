@@ -97,12 +97,26 @@ class Platform:
         return build_services(self)
 
     def duties(self) -> list[tuple[float, Callable[[], object]]]:
-        """Periodic work of a serving process: audit checkpoints and the witness file."""
+        """Periodic work of a serving process, as ``(period in seconds, duty)``: audit
+        checkpoints and the witness file; break-the-glass grants closed (and audited) when they
+        expire; scheduled erasures shredded when their retention ends. Several instances may
+        run them side by side: each is idempotent."""
 
         def audit_tick() -> object:
             return self.audit.tick(self.clock())
 
-        return [(min(5.0, self.settings.audit_checkpoint_seconds), audit_tick)]
+        def close_expired_break_glass() -> object:
+            with self.engine.begin() as conn:
+                return self.services.break_glass.close_expired(conn, self.clock())
+
+        def run_due_erasures() -> object:
+            return self.services.rights.run_due_erasures(self.clock())
+
+        return [
+            (min(5.0, self.settings.audit_checkpoint_seconds), audit_tick),
+            (30.0, close_expired_break_glass),
+            (600.0, run_due_erasures),
+        ]
 
     def close(self) -> None:
         self.kms.close()

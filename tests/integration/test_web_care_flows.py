@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from secretum.audit.store import audit_entries
 from secretum.consent.store import active_consents
-from secretum.policy.breakglass import EMERGENCY_OVERRIDE_STARTED
+from secretum.policy.breakglass import EMERGENCY_OVERRIDE_STARTED, EMERGENCY_OVERRIDE_STOPPED
 from secretum.policy.model import Purpose
 from web_world import WebWorld, clinic
 
@@ -152,6 +152,12 @@ def test_break_glass_grants_expires_notifies_is_audited_and_reviewed(world: WebW
         f"/fhir/Observation/{obs}", headers={"X-Purpose-Of-Use": "emergency"}
     )
     assert after.status_code == 403 and "deny.no-break-glass" in after.text
+    # the server's periodic duty closes the grant and audits its end, once
+    duties = {duty.__name__: duty for _period, duty in world.platform.duties()}
+    assert duties["close_expired_break_glass"]() == 1
+    assert duties["close_expired_break_glass"]() == 0
+    stopped = audit(world, patient_id=pid, subtype=EMERGENCY_OVERRIDE_STOPPED)
+    assert len(stopped) == 1 and stopped[0]["actor_role"] == "system"
 
 
 def _grants(world: WebWorld, pid: str) -> list[str]:
