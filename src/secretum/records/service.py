@@ -131,6 +131,7 @@ class RecordService:
         def work(conn: Connection) -> FhirRecord:
             kind = resource_type_of(parse_json(resource), WRITABLE_TYPES)
             body = validate(resource)
+            _no_inline_file(body)
             rid = self._fresh_id(conn, resource_id or (patient_id if kind == "Patient" else None))
             attempt.target(kind, rid)
             body["id"] = rid
@@ -166,6 +167,7 @@ class RecordService:
         def work(conn: Connection) -> FhirRecord:
             row = self._existing(conn, attempt, resource_type, resource_id, WRITABLE_TYPES)
             body = validate(resource, resource_type)
+            _no_inline_file(body)
             if body.get("id") != resource_id:
                 raise UnprocessableResource("the resource id must match the id of the request")
             pid = self._patient_of(conn, body, patient_id)
@@ -415,6 +417,20 @@ class RecordService:
             return list(self.repo.load_all(conn, rows))
 
         return self.door.read(attempt, work)
+
+
+def _no_inline_file(body: Mapping[str, Any]) -> None:
+    """A DocumentReference's file comes through the upload (type allow-list, signature check,
+    size limit, streaming encryption: :class:`~secretum.records.documents.DocumentService`),
+    never inline as base64 ``attachment.data``, which would skip all of them."""
+    if body.get("resourceType") != "DocumentReference":
+        return
+    for entry in body.get("content") or ():
+        attachment = entry.get("attachment") if isinstance(entry, Mapping) else None
+        if isinstance(attachment, Mapping) and attachment.get("data") is not None:
+            raise UnprocessableResource(
+                "a DocumentReference's file is uploaded as a file, not inline (attachment.data)"
+            )
 
 
 def _asked(attempt: Attempt, resource_type: str, resource_id: str, types: frozenset[str]) -> None:
