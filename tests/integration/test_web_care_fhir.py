@@ -104,6 +104,24 @@ def test_invalid_fhir_is_refused_without_echo_and_changes_nothing(world: WebWorl
     )
     assert outcome(bad_purpose, 400)["code"] == "value"
     assert outcome(gp.get("/fhir/Observation"), 400)["code"] == "required"
+    # a file smuggled inline past the upload's type and size checks
+    inline = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": f"Patient/{pid}"},
+        "content": [
+            {"attachment": {"contentType": "application/x-msdownload", "data": "TVqQAAMA"}}
+        ],
+    }
+    assert outcome(gp.post("/fhir/DocumentReference", json=inline), 422)["code"] == (
+        "business-rule"
+    )
+    doc = world.ids["doc:own"]
+    current = gp.get(f"/fhir/DocumentReference/{doc}")
+    smuggled = current.json()
+    smuggled["content"][0]["attachment"]["data"] = "TVqQAAMA"
+    version = {"If-Match": current.headers["etag"]}
+    assert outcome(gp.put(f"/fhir/DocumentReference/{doc}", json=smuggled, headers=version), 422)
     assert state(world) == before
 
 
@@ -132,3 +150,33 @@ def test_authentication_csrf_and_the_policy(world: WebWorld) -> None:
     world.clock.advance(minutes=6)
     world.step_up("own")
     assert world.client("own").get(f"/fhir/Patient/{pid}/$everything").status_code == 200
+
+
+def test_the_staff_directory_and_the_audit_entries(world: WebWorld) -> None:
+    """FHIR Practitioner: administrators keep it (fresh second factor), everyone signed in reads
+    it. FHIR AuditEvent: the DPO reads and searches the entries; practitioners do not."""
+    practitioner = {
+        "resourceType": "Practitioner",
+        "name": [{"family": "Généraliste", "given": ["Gaston"], "prefix": ["Dr"]}],
+        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "10000000009"}],
+    }
+    world.step_up("admin")
+    created = world.client("admin").post("/fhir/Practitioner", json=practitioner)
+    assert created.status_code == 201, created.text
+    url = f"/fhir/Practitioner/{created.json()['id']}"
+    for who in ("gp", "own", "dpo", "admin"):
+        read = world.client(who).get(url)
+        assert read.status_code == 200 and read.json()["name"][0]["family"] == "Généraliste"
+    assert outcome(world.client("gp").post("/fhir/Practitioner", json=practitioner), 403)
+    assert outcome(
+        world.client("own").put(url, json=created.json(), headers={"If-Match": 'W/"1"'}), 403
+    )
+    pid = world.users["own"].user_id
+    entries = world.client("dpo").get("/fhir/AuditEvent", params={"patient": pid})
+    assert entries.status_code == 200, entries.text
+    found = [e["resource"] for e in entries.json()["entry"]]
+    assert found and all(e["resourceType"] == "AuditEvent" for e in found)
+    one = world.client("dpo").get(f"/fhir/AuditEvent/{found[0]['id']}")
+    assert one.status_code == 200
+    assert outcome(world.client("gp").get("/fhir/AuditEvent", params={"patient": pid}), 403)
+    assert outcome(world.client("dpo").get(f"/fhir/Observation/{world.ids['obs:own']}"), 403)

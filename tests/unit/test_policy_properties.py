@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 
 from secretum.policy.decide import decide, is_health_data
 from secretum.policy.model import Action, Actor, Facts, Purpose, Resource, Role, Sensitivity
-from secretum.policy.rules import OPERATIONAL_KINDS, RULES, Condition, Rule
+from secretum.policy.rules import (
+    DIRECTORY_KINDS,
+    OPERATIONAL_KINDS,
+    READ_ACTIONS,
+    RULES,
+    Condition,
+    Rule,
+)
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 USERS = ("p1", "p2", "d1", "a1", "o1")
@@ -60,13 +67,16 @@ def own(actor: Actor, resource: Resource) -> bool:
 def test_default_deny_with_empty_facts(
     actor: Actor, action: Action, resource: Resource, purpose: Purpose
 ) -> None:
-    """Knowing nothing, only a patient's own record is open: besides it, an administrator or
+    """Knowing nothing, only a patient's own record and the staff directory are open: besides
+    them, an administrator or
     DPO may run the platform (no health data), and a practitioner may *declare* an emergency
     (which opens nothing by itself: the grant is a fact of the next request)."""
     decision = decide(actor, action, resource, purpose, NOW, Facts())
     if not decision.allowed:
         return
-    if own(actor, resource):
+    if resource.kind in DIRECTORY_KINDS and action in READ_ACTIONS:
+        pass  # the staff directory: read by all (it holds no health data)
+    elif own(actor, resource):
         assert purpose is Purpose.PATIENT_REQUEST
     elif actor.role in (Role.ADMIN, Role.DPO):
         assert not is_health_data(resource) and purpose is Purpose.OPERATIONS
@@ -85,7 +95,10 @@ def test_admins_and_dpos_never_touch_health_data(
     if is_health_data(resource):
         assert not decision.allowed
     if decision.allowed:
-        assert purpose is Purpose.OPERATIONS and not decision.break_glass
+        assert not decision.break_glass
+        assert purpose is Purpose.OPERATIONS or (
+            resource.kind in DIRECTORY_KINDS and action in READ_ACTIONS
+        )
 
 
 @settings(max_examples=1000)
@@ -96,6 +109,9 @@ def test_practitioners_need_consent_and_care_team_or_break_glass(
     actor = Actor(actor.user_id, Role.PRACTITIONER, actor.strong_auth_at)
     decision = decide(actor, action, resource, purpose, NOW, facts)
     if not decision.allowed:
+        return
+    if resource.kind in DIRECTORY_KINDS:  # the staff directory: practitioners only read it
+        assert action in READ_ACTIONS and not decision.break_glass
         return
     if action is Action.BREAK_GLASS:  # the declaration itself: no data, a fresh step-up
         assert purpose is Purpose.EMERGENCY and actor.strong_auth_at is not None

@@ -46,6 +46,7 @@ ACCOUNT = Resource("Account", resource_id="u9")
 KEY = Resource("Key", resource_id="kek")
 AUDIT = Resource("AuditEvent")
 GRANT = Resource("BreakGlassGrant", patient_id="p1", resource_id="g1")
+PRACTITIONER_RES = Resource("Practitioner", resource_id="d1")
 
 TC = Purpose.TELECONSULTATION
 PR = Purpose.PATIENT_REQUEST
@@ -154,6 +155,27 @@ CASES = [
     ("dpo exports", DPO, EXP, PATIENT_RES, PR, NONE, NEVER),
     ("dpo manages keys", DPO, MK, KEY, OPS, NONE, DEFAULT),
     ("dpo audit on health kind", DPO, RA, OBS, OPS, NONE, NEVER),
+    ("dpo reads audit entries", DPO, S, ACCESS_LOG, OPS, NONE, "allow.dpo-audit-entries"),
+    ("dpo reads one audit entry", DPO, R, AUDIT, OPS, NONE, "allow.dpo-audit-entries"),
+    ("dpo reads an account", DPO, R, ACCOUNT, OPS, NONE, DEFAULT),
+    ("dpo writes audit entries", DPO, C, AUDIT, OPS, NONE, DEFAULT),
+    ("doctor reads audit entries", DOC, S, ACCESS_LOG, TC, CARE, "deny.not-health-data"),
+    # the staff directory (FHIR Practitioner): read by all, kept by administrators
+    ("patient reads the directory", PATIENT, R, PRACTITIONER_RES, PR, NONE, "allow.directory-read"),
+    ("doctor searches the directory", DOC, S, PRACTITIONER_RES, TC, NONE, "allow.directory-read"),
+    ("dpo reads the directory", DPO, R, PRACTITIONER_RES, OPS, NONE, "allow.directory-read"),
+    (
+        "admin adds to the directory",
+        ADMIN_UP,
+        C,
+        PRACTITIONER_RES,
+        OPS,
+        NONE,
+        "allow.directory-admin",
+    ),
+    ("admin, stale, edits directory", ADMIN, U, PRACTITIONER_RES, OPS, NONE, STEP_UP),
+    ("doctor edits the directory", DOC_UP, U, PRACTITIONER_RES, TC, NONE, "deny.not-health-data"),
+    ("patient adds to the directory", PATIENT_UP, C, PRACTITIONER_RES, PR, NONE, DEFAULT),
 ]
 
 

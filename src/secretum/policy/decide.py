@@ -36,9 +36,11 @@ from secretum.policy.model import (
 from secretum.policy.rules import (
     DEFAULT_DENY,
     DENY_REASONS,
+    DIRECTORY_KINDS,
     GUARDS,
     OPERATIONAL_KINDS,
     RULES,
+    SELECTORS,
     STEP_UP,
     STEP_UP_MAX_AGE,
     Condition,
@@ -94,6 +96,8 @@ _CHECKS: dict[Condition, Callable[[Request], bool]] = {
     Condition.HEALTH_DATA: lambda r: is_health_data(r.resource),
     Condition.OPERATIONAL_DATA: lambda r: not is_health_data(r.resource),
     Condition.NO_PATIENT: lambda r: r.resource.patient_id is None,
+    Condition.DIRECTORY: lambda r: r.resource.kind in DIRECTORY_KINDS,
+    Condition.AUDIT_ENTRY: lambda r: r.resource.kind == "AuditEvent",
     Condition.CONSENT: lambda r: r.purpose in r.facts.consents,
     Condition.CARE_TEAM: lambda r: r.facts.in_care_team,
     Condition.NAMED_IF_RESTRICTED: lambda r: (
@@ -149,6 +153,8 @@ def decide(
     step_up_only = False
     for rule in rules:
         missing = [c for c in rule.conditions if not check(c, request)]
+        if any(c in SELECTORS for c in missing):
+            continue  # a rule about another kind of resource: no reason to give from it
         if not missing:
             return Decision(True, rule.reason, break_glass=rule.break_glass)
         if missing == [Condition.STEP_UP]:
@@ -157,7 +163,8 @@ def decide(
             first_missing = missing[0]
     if step_up_only:
         return Decision(False, DENY_REASONS[Condition.STEP_UP], requires=(STEP_UP,))
-    assert first_missing is not None
+    if first_missing is None:
+        return Decision(False, DEFAULT_DENY)
     return Decision(False, DENY_REASONS[first_missing])
 
 

@@ -30,9 +30,11 @@ STEP_UP_MAX_AGE = timedelta(minutes=5)
 #: The ``Decision.requires`` value asking the caller for a fresh step-up.
 STEP_UP = "step-up"
 
-#: Resource kinds that never hold health data (ids and codes only). Every other kind, known or
-#: not, is treated as health data: an unknown kind fails safe.
-OPERATIONAL_KINDS = frozenset({"Account", "AuditEvent", "Key", "BreakGlassGrant"})
+#: The staff directory (FHIR Practitioner: name, qualification, RPPS): public to the signed-in.
+DIRECTORY_KINDS = frozenset({"Practitioner"})
+#: Resource kinds that never hold health data (ids and codes, the staff directory). Every other
+#: kind, known or not, is treated as health data: an unknown kind fails safe.
+OPERATIONAL_KINDS = frozenset({"Account", "AuditEvent", "Key", "BreakGlassGrant"}) | DIRECTORY_KINDS
 
 #: Purposes of care for which a practitioner may act with the patient's consent.
 CARE_PURPOSES = frozenset(
@@ -77,6 +79,10 @@ class Condition(StrEnum):
     OPERATIONAL_DATA = "operational-data"
     #: the resource names no patient
     NO_PATIENT = "no-patient"
+    #: the resource is an entry of the staff directory (:data:`DIRECTORY_KINDS`)
+    DIRECTORY = "directory"
+    #: the resource is an entry of the audit log (FHIR AuditEvent: ids and codes only)
+    AUDIT_ENTRY = "audit-entry"
     #: the patient has an active consent for the request's purpose
     CONSENT = "consent"
     #: the actor is in the patient's care team now
@@ -104,9 +110,15 @@ DENY_REASONS: dict[Condition, str] = {
     Condition.BREAK_GLASS: "deny.no-break-glass",
     Condition.STEP_UP: "deny.step-up-required",
     Condition.RESTRICTED_PROCESSING: "deny.not-restricted",
+    Condition.DIRECTORY: "deny.not-directory",
+    Condition.AUDIT_ENTRY: "deny.not-audit-entry",
 }
 
 DEFAULT_DENY = "deny.default"
+
+#: Conditions that say which resources a rule is about (rather than what the request lacks):
+#: a rule whose selector fails does not apply, and gives no reason to a refusal.
+SELECTORS = frozenset({Condition.DIRECTORY, Condition.AUDIT_ENTRY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +237,30 @@ RULES: tuple[Rule, ...] = (
         _OPERATIONS,
         (Condition.OPERATIONAL_DATA, Condition.STEP_UP),
     ),
+    # The staff directory: everyone signed in reads it (who is my doctor?); administrators
+    # keep it, with a fresh second factor.
+    Rule("allow.directory-read", ALL_ROLES, READ_ACTIONS, ALL_PURPOSES, (Condition.DIRECTORY,)),
+    Rule(
+        "allow.directory-admin",
+        frozenset({Role.ADMIN}),
+        frozenset({Action.CREATE, Action.UPDATE}),
+        _OPERATIONS,
+        (Condition.DIRECTORY, Condition.STEP_UP),
+    ),
     Rule(
         "allow.dpo",
         frozenset({Role.DPO}),
         frozenset({Action.READ_AUDIT, Action.REVIEW_BREAK_GLASS}),
         _OPERATIONS,
         (Condition.OPERATIONAL_DATA,),
+    ),
+    # ... and the audit entries themselves, as FHIR AuditEvents (read, search by patient): what
+    # was opened under a break-the-glass grant, who opened a record.
+    Rule(
+        "allow.dpo-audit-entries",
+        frozenset({Role.DPO}),
+        READ_ACTIONS,
+        _OPERATIONS,
+        (Condition.AUDIT_ENTRY,),
     ),
 )
