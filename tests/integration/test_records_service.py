@@ -284,10 +284,48 @@ def test_practitioner_and_consent_resources(world: World) -> None:
         "patient": {"reference": "Patient/pat-1"},
         "policyRule": {"coding": [{"code": "OPTIN"}]},
     }
-    saved = world.records.create(PATIENT, SELF, NOW, consent)
-    assert saved.patient_id == "pat-1"
-    back = world.records.read(PATIENT, SELF, NOW, "Consent", saved.resource_id)
-    assert back.resource["policyRule"]["coding"][0]["code"] == "OPTIN"
+    with pytest.raises(NotSupported):  # a consent is given through its use case, with evidence
+        world.records.create(PATIENT, SELF, NOW, consent)
+    assert world.count("sealed_records") == 2  # the patient and the practitioner only
+
+
+def test_consents_are_read_only_fhir_from_the_consent_records(world: World) -> None:
+    from secretum.consent.service import ConsentService
+    from secretum.consent.store import ConsentMethod
+    from secretum.policy.model import Purpose
+
+    world.new_patient()
+    consents = ConsentService(world.records.door.audit)
+    text = consents.texts.current(Purpose.TELECONSULTATION, "fr").sha256
+    with world.engine.begin() as conn:
+        given = consents.grant(
+            conn,
+            PATIENT,
+            patient_id="pat-1",
+            purpose=Purpose.TELECONSULTATION,
+            text_sha256=text,
+            method=ConsentMethod.WEB_CHECKBOX,
+            now=NOW,
+        )
+    found = world.records.search(PATIENT, SELF, NOW, "pat-1", "Consent")
+    assert [c.resource_id for c in found] == [given.consent_id]
+    one = world.records.read(PATIENT, SELF, NOW, "Consent", given.consent_id)
+    assert one.resource["status"] == "active" and one.version == 1
+    with world.engine.begin() as conn:
+        consents.withdraw(
+            conn,
+            PATIENT,
+            patient_id="pat-1",
+            purpose=Purpose.TELECONSULTATION,
+            method=ConsentMethod.WEB_CHECKBOX,
+            now=NOW + timedelta(hours=1),
+        )
+    after = world.records.read(PATIENT, SELF, NOW, "Consent", given.consent_id)
+    assert after.resource["status"] == "inactive" and after.version == 2
+    with pytest.raises(ResourceNotFound):
+        world.records.read(PATIENT, SELF, NOW, "Consent", "f" * 32)
+    with pytest.raises(NotSupported):
+        world.records.update(PATIENT, SELF, NOW, "Consent", given.consent_id, one.resource)
 
 
 def test_audit_events_are_read_only_fhir(world: World) -> None:

@@ -98,6 +98,7 @@ def test_invalid_fhir_is_refused_without_echo_and_changes_nothing(world: WebWorl
     too_big = gp.post("/fhir/Observation", content=huge, headers={"content-type": FHIR})
     assert outcome(too_big, 413)["code"] == "too-costly"
     assert outcome(gp.post("/fhir/AuditEvent", json={"resourceType": "AuditEvent"}), 405)
+    assert outcome(gp.post("/fhir/Consent", json={"resourceType": "Consent"}), 405)
     assert outcome(gp.get(f"/fhir/Observation/{ECHO}!"), 400)
     bad_purpose = gp.get(
         "/fhir/Observation", params={"patient": pid}, headers={"X-Purpose-Of-Use": ECHO}

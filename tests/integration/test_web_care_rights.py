@@ -51,7 +51,16 @@ def test_export_after_step_up_is_a_valid_bundle_with_the_files(world: WebWorld) 
     bundle = json.loads(archive.read("bundle.json"))
     Bundle.model_validate(bundle)  # raises if not valid FHIR R4B
     kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
-    assert {"Patient", "Observation", "DocumentReference", "AuditEvent"} <= kinds
+    assert {"Patient", "Observation", "DocumentReference", "Consent", "AuditEvent"} <= kinds
+    consents = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Consent"
+    ]
+    with world.platform.engine.connect() as conn:
+        given = conn.execute(
+            text("SELECT count(*) FROM consents WHERE patient_id = :p"),
+            {"p": world.users["own"].user_id},
+        ).scalar_one()
+    assert len(consents) == given > 0  # the consents given, as the consent records hold them
     assert SECRETS["own"][2] in json.dumps(bundle, ensure_ascii=False)
     assert not any(
         SECRETS["other"][2] in json.dumps(e, ensure_ascii=False) for e in bundle["entry"]

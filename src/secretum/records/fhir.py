@@ -31,12 +31,12 @@ if TYPE_CHECKING:
 
 FHIR_PACKAGE = "fhir.resources.R4B"
 FHIR_VERSION = "4.3.0"
-#: Types a client may create and update (Consent belongs to the consent context: accepted as is).
-WRITABLE_TYPES = frozenset(
-    {"Patient", "Practitioner", "Observation", "DocumentReference", "Consent"}
-)
-#: Types a client may read and search; AuditEvent comes from the audit log, read-only.
-READABLE_TYPES = WRITABLE_TYPES | {"AuditEvent", "Task"}
+#: Types a client may create and update.
+WRITABLE_TYPES = frozenset({"Patient", "Practitioner", "Observation", "DocumentReference"})
+#: Types a client may read and search. Read-only: AuditEvent (the audit log), Consent (the
+#: consent context's records: a consent is given or withdrawn by its use case, with evidence),
+#: Task (the rectification requests of the rights services).
+READABLE_TYPES = WRITABLE_TYPES | {"AuditEvent", "Consent", "Task"}
 #: Element holding the patient reference, per type (Patient is its own patient; Practitioner
 #: holds no patient data). Task is the rectification request (written by the rights services).
 PATIENT_ELEMENT = {

@@ -374,3 +374,38 @@ def audit_seq(resource_id: str) -> int | None:
     if resource_id == digits or not digits.isdigit() or len(digits) > 18:
         return None
     return int(digits)
+
+
+# -- Consent: read-only, from the consent context's records ----------------------------------------
+
+
+def consent_records(
+    conn: Connection, *, patient_id: str | None = None, consent_id: str | None = None
+) -> list[FhirRecord]:
+    """The consents (withdrawn ones too) of one patient, or the one ``consent_id``, as FHIR
+    Consent records (version 2 once withdrawn)."""
+    from secretum.consent import store as consents
+    from secretum.consent.fhir import to_fhir_consent
+
+    if consent_id is not None:
+        one = consents.get(conn, consent_id)
+        found = [] if one is None else [one]
+    else:
+        found = consents.history(conn, patient_id) if patient_id is not None else []
+    records = []
+    for consent in found:
+        last = consent.withdrawn or consent.granted
+        version = 1 if consent.withdrawn is None else 2
+        resource = to_fhir_consent(consent)
+        records.append(
+            FhirRecord(
+                "Consent",
+                consent.consent_id,
+                version,
+                consent.patient_id,
+                Sensitivity.NORMAL,
+                aware(last.at),
+                resource,
+            )
+        )
+    return records

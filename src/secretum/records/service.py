@@ -46,7 +46,13 @@ from secretum.records.fhir import (
 )
 from secretum.records.files import FileStore
 from secretum.records.guard import Attempt, Door, Guard
-from secretum.records.search import FhirRepository, IndexRow, audit_records, audit_seq
+from secretum.records.search import (
+    FhirRepository,
+    IndexRow,
+    audit_records,
+    audit_seq,
+    consent_records,
+)
 from secretum.records.store import RecordStore
 
 if TYPE_CHECKING:
@@ -297,6 +303,8 @@ class RecordService:
         def work(conn: Connection) -> FhirRecord:
             if resource_type == "AuditEvent":
                 return self._read_audit_event(conn, attempt, resource_id)
+            if resource_type == "Consent":
+                return self._read_consent(conn, attempt, resource_id)
             _asked(attempt, resource_type, resource_id, READABLE_TYPES)
             # the index row and the sealed version in one query; opened only once allowed
             hit = self.repo.find_sealed(conn, resource_id, version)
@@ -310,6 +318,15 @@ class RecordService:
             return self.repo.open_hit(hit)
 
         return attempt, work
+
+    def _read_consent(self, conn: Connection, attempt: Attempt, resource_id: str) -> FhirRecord:
+        check_id(resource_id, "Consent")
+        found = consent_records(conn, consent_id=resource_id)
+        if not found:
+            raise ResourceNotFound("no Consent with this id")
+        self.door.authorize(conn, attempt, Action.READ, Resource("Consent", found[0].patient_id))
+        attempt.target("Consent", resource_id)
+        return found[0]
 
     def _read_audit_event(self, conn: Connection, attempt: Attempt, resource_id: str) -> FhirRecord:
         seq = audit_seq(resource_id)
@@ -367,6 +384,8 @@ class RecordService:
             attempt.target("Patient", pid, pid)
             if resource_type == "AuditEvent":
                 return audit_records(conn, patient_id=pid)
+            if resource_type == "Consent":
+                return consent_records(conn, patient_id=pid)
             visible = {Sensitivity.NORMAL}
             restricted = Resource(kind, pid, sensitivity=Sensitivity.RESTRICTED)
             if Sensitivity.RESTRICTED in self.repo.sensitivities(

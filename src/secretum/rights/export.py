@@ -26,7 +26,7 @@ from secretum.policy.model import Action, Actor, Purpose, Resource
 from secretum.records.documents import CONTENT_TYPES
 from secretum.records.fhir import bundle, check_id
 from secretum.records.guard import Attempt, sensitivity_max
-from secretum.records.search import audit_records
+from secretum.records.search import audit_records, consent_records
 from secretum.records.service import RecordService
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ def export_record(
                 ext = CONTENT_TYPES.get(attachment.get("contentType", ""), "bin")
                 files.append(ExportFile(row.resource_id, row.file_version, ext, attachment["size"]))
         _export_attachments(resources, files)
+        resources += [r.resource for r in consent_records(conn, patient_id=pid)]
         resources += [r.resource for r in audit_records(conn, patient_id=pid)]
         result = bundle(resources, "searchset", base_url=base_url, now=now)
         return RecordExport(pid, now, result, files, records)
