@@ -272,3 +272,19 @@ def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(world: Web
     )
     assert accepted.status_code == 303
     assert counts(world)[0] == before[0] + 1
+
+
+def test_the_access_log_keeps_the_name_of_a_practitioner_who_left(world: WebWorld) -> None:
+    """A practitioner's account disabled since: the patient still sees who opened the record."""
+    assert world.client("gp").get(f"/fhir/Observation/{world.ids['obs:own']}").status_code == 200
+    world.step_up("admin")
+    admin = world.client("admin", html=True)
+    disabled = admin.post(
+        f"/admin/users/{world.users['gp'].user_id}/status", data={"status": "disabled"}
+    )
+    assert disabled.status_code == 303
+    page = unescape(world.client("own", html=True).get("/me/access-log").text)
+    assert "Dr Gaston Généraliste" in page
+    assert "Personne inconnue" not in page
+    invite = unescape(world.client("own", html=True).get("/me/care-team").text)
+    assert world.users["gp"].user_id not in invite  # but no longer offered to invite

@@ -53,16 +53,25 @@ def _read(platform: Platform) -> Connection:
     return platform.engine.connect().execution_options(sqlite_begin="DEFERRED")
 
 
-def staff(platform: Platform, ids: Iterable[str] | None = None) -> dict[str, StaffMember]:
-    """Active staff accounts by user id (only ``ids`` if given). Patients are never listed."""
+def staff(
+    platform: Platform, ids: Iterable[str] | None = None, *, active_only: bool = False
+) -> dict[str, StaffMember]:
+    """Staff accounts by user id (only ``ids`` if given), to name who did what: a practitioner
+    locked or disabled since keeps their name in a patient's access log. ``active_only`` for
+    choices (whom to invite). Patients are never listed."""
     wanted = None if ids is None else set(ids)
     accounts = platform.services.identity.accounts
+    statuses = (
+        {AccountStatus.ACTIVE}
+        if active_only
+        else {AccountStatus.ACTIVE, AccountStatus.LOCKED, AccountStatus.DISABLED}
+    )
     with _read(platform) as conn:
         rows = [
             r
             for r in accounts.list(conn)
             if r.role in STAFF_ROLES
-            and r.account.status is AccountStatus.ACTIVE
+            and r.account.status in statuses
             and (wanted is None or r.user_id in wanted)
         ]
     found = {}
@@ -83,7 +92,7 @@ def is_patient(platform: Platform, user_id: str) -> bool:
 
 def practitioners(platform: Platform) -> list[StaffMember]:
     """Active practitioners, by name (the choices of a patient's invitation form)."""
-    found = [m for m in staff(platform).values() if m.role is Role.PRACTITIONER]
+    found = [m for m in staff(platform, active_only=True).values() if m.role is Role.PRACTITIONER]
     return sorted(found, key=lambda m: (m.display_name.casefold(), m.user_id))
 
 
