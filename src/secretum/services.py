@@ -25,6 +25,7 @@ from secretum.identity.webauthn import WebAuthnConfig
 from secretum.mail import Mailer, build_mailer
 from secretum.policy import care
 from secretum.policy.breakglass import BreakGlassService
+from secretum.policy.referrals import CareTeamService
 from secretum.records.documents import DocumentService, FileLimits
 from secretum.records.guard import PolicyGuard
 from secretum.records.service import RecordService
@@ -40,6 +41,7 @@ class Services:
     identity: IdentityService
     consent: ConsentService
     choices: PatientChoices
+    care_team: CareTeamService
     break_glass: BreakGlassService
     records: RecordService
     documents: DocumentService
@@ -106,6 +108,7 @@ def build_services(platform: Platform) -> Services:
         identity=identity,
         consent=ConsentService(platform.audit),
         choices=PatientChoices(platform.audit),
+        care_team=CareTeamService(platform.audit),
         break_glass=BreakGlassService(
             platform.keyring, platform.audit, duration=timedelta(minutes=s.break_glass_minutes)
         ),

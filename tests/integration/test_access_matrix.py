@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.routing import APIRoute
@@ -38,6 +39,7 @@ from web_world import PDF, WebWorld, clinic
 PREFIXES = ("/me", "/practice", "/dpo", "/fhir", "/admin", "/account")
 ROLES = {"patient": "own", "practitioner": "gp", "admin": "admin", "dpo": "dpo", "anonymous": None}
 SCENARIOS = ("own", "other", "nocare", "noconsent")
+PARIS = ZoneInfo("Europe/Paris")
 NEW_PASSWORD = "orchid tandem wallpaper sings at dawn"
 ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "access_matrix.txt"
 Spec = str | dict[str, str]
@@ -85,6 +87,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/me/consents/withdraw"): PATIENT,
     ("GET", "/me/care-team"): PATIENT,
     ("POST", "/me/care-team/invite"): PATIENT,
+    ("POST", "/me/care-team/appointment"): PATIENT,
     ("POST", "/me/care-team/end"): Row(patient=OWN_ONLY, scoped=True),
     ("POST", "/me/care-team/name"): PATIENT,
     ("POST", "/me/care-team/unname"): PATIENT,
@@ -101,6 +104,8 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/practice/patients/{patient_id}/observations"): HEALTH_WRITE,
     ("POST", "/practice/patients/{patient_id}/documents"): HEALTH_WRITE,
     ("GET", "/practice/documents/{document_id}"): HEALTH_WRITE,
+    # a referral is care: the care team and a consent for the purpose
+    ("POST", "/practice/patients/{patient_id}/referrals"): HEALTH_WRITE,
     # a paper consent needs the care team (and a step-up), not a consent
     ("POST", "/practice/patients/{patient_id}/consents"): Row(practitioner=CARE_TEAM, scoped=True),
     ("GET", "/practice/break-glass"): PRACTITIONER,
@@ -298,6 +303,12 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/me/care-team/invite"): lambda w, u, t, p: {
         "data": {"practitioner_id": w.users["gp"].user_id}
     },
+    ("POST", "/me/care-team/appointment"): lambda w, u, t, p: {
+        "data": {
+            "practitioner_id": w.users["gp"].user_id,
+            "at": (w.clock.now + timedelta(days=3)).astimezone(PARIS).strftime("%Y-%m-%dT%H:%M"),
+        }
+    },
     ("POST", "/me/care-team/end"): lambda w, u, t, p: {
         "data": {"relationship_id": _team_rel(w, t)}
     },
@@ -319,6 +330,9 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/practice/patients/{patient_id}/documents"): lambda w, u, t, p: {
         "data": {"title": "matrix document"},
         "files": {"file": ("m.pdf", io.BytesIO(PDF), "application/pdf")},
+    },
+    ("POST", "/practice/patients/{patient_id}/referrals"): lambda w, u, t, p: {
+        "data": {"practitioner_id": w.users["radio"].user_id}
     },
     ("POST", "/practice/patients/{patient_id}/consents"): lambda w, u, t, p: {
         "data": {"purpose": "teleradiology", "change": "grant"}

@@ -190,3 +190,51 @@ def test_grant_can_be_stopped_early(world: WebWorld) -> None:
     stopped = gp.post(f"/practice/break-glass/{grant_id}/stop")
     assert stopped.status_code == 303 and stopped.headers["location"].endswith("done=stopped")
     assert gp.get(f"/practice/patients/{pid}?purpose=emergency").status_code == 403
+
+
+def test_appointment_and_referral_open_the_care_team(world: WebWorld) -> None:
+    """The patient books an appointment; the care team refers the patient to a colleague."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    tc = {"X-Purpose-Of-Use": "teleconsultation"}
+    gp, radio = world.client("gp"), world.client("radio")
+    # nocare (consents given, the gp not in the care team) books an appointment with the gp
+    nocare_obs = f"/fhir/Observation/{world.ids['obs:nocare']}"
+    assert gp.get(nocare_obs, headers=tc).status_code == 403
+    at = (world.clock.now + timedelta(days=2)).astimezone(ZoneInfo("Europe/Paris"))
+    booked = world.client("nocare", html=True).post(
+        "/me/care-team/appointment",
+        data={"practitioner_id": world.users["gp"].user_id, "at": at.strftime("%Y-%m-%dT%H:%M")},
+    )
+    assert booked.status_code == 303 and booked.headers["location"].endswith("done=booked")
+    assert gp.get(nocare_obs, headers=tc).status_code == 200
+    assert "Rendez-vous" in unescape(world.client("nocare", html=True).get("/me/care-team").text)
+    past = world.client("nocare", html=True).post(
+        "/me/care-team/appointment",
+        data={"practitioner_id": world.users["radio"].user_id, "at": "2001-01-01T09:00"},
+    )
+    assert past.status_code == 400
+    # other (the gp in the care team, consent to teleconsultation): the radiologist is not ...
+    pid = world.users["other"].user_id
+    other_obs = f"/fhir/Observation/{world.ids['obs:other']}"
+    assert radio.get(other_obs, headers=tc).status_code == 403
+    outsider = world.client("radio", html=True).post(
+        f"/practice/patients/{pid}/referrals", data={"practitioner_id": world.users["gp"].user_id}
+    )
+    assert outsider.status_code == 403  # ... and cannot refer the patient to anyone
+    referred = world.client("gp", html=True).post(
+        f"/practice/patients/{pid}/referrals",
+        data={"practitioner_id": world.users["radio"].user_id},
+    )
+    assert referred.status_code == 303 and "done=referred" in referred.headers["location"]
+    assert radio.get(other_obs, headers=tc).status_code == 200
+    told = unescape(world.client("other", html=True).get("/me/record").text)
+    assert "vous a adressé(e) à Dr Rachel Radiologue" in told
+    assert "Adressage" in unescape(world.client("other", html=True).get("/me/care-team").text)
+    # without the patient's consent, no referral (noconsent: the gp in the team, no consent)
+    refused = world.client("gp", html=True).post(
+        f"/practice/patients/{world.users['noconsent'].user_id}/referrals",
+        data={"practitioner_id": world.users["radio"].user_id},
+    )
+    assert refused.status_code == 403

@@ -23,6 +23,7 @@ class NoticeKind(StrEnum):
     ERASURE_SCHEDULED = "erasure-scheduled"
     ERASURE_DONE = "erasure-done"
     RECTIFICATION_REQUESTED = "rectification-requested"
+    REFERRED = "referred"
 
 
 notices = Table(

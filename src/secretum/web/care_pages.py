@@ -99,6 +99,8 @@ DONE_CODES = frozenset(
         "granted",
         "withdrawn",
         "invited",
+        "booked",
+        "referred",
         "ended",
         "named",
         "unnamed",
@@ -314,6 +316,17 @@ def text_blocks(body: str) -> list[Block]:
 
 
 # -- a record, as the pages show it --------------------------------------------------------------
+
+
+def local_time(text: str) -> datetime:
+    """A ``datetime-local`` form value (``2026-12-01T09:30``, the clinic's zone), or a 400."""
+    try:
+        parsed = datetime.fromisoformat(text) if 16 <= len(text) <= 19 else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is not None:
+        raise PageError(400, "error.appointment")
+    return parsed.replace(tzinfo=ZONE)
 
 
 def parse_time(text: object) -> datetime | None:

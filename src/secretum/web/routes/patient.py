@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from secretum.bootstrap import Platform
 from secretum.consent.store import ConsentMethod
+from secretum.notices.store import Notice
 from secretum.policy.model import CONSENTED_PURPOSES, Purpose, Role
 from secretum.records.documents import DocumentContent
 from secretum.services import Services
@@ -49,6 +50,11 @@ PURPOSES = (
 # -- my record ----------------------------------------------------------------------------------
 
 
+def _people(notices: list[Notice]) -> set[str]:
+    """The staff a notice names (who acted; to whom a referral goes)."""
+    return {n.params[k] for n in notices for k in ("actor_id", "practitioner_id") if k in n.params}
+
+
 @router.get("/record", response_class=HTMLResponse)
 def my_record(
     caller: PatientCaller, request: Request, svc: Svc, plat: Plat, now: Now
@@ -58,7 +64,7 @@ def my_record(
         caller.actor, SELF, now, caller.user_id, source_address=pages.address(caller)
     )
     notices = reads.notices(plat, caller.user_id)
-    names = reads.staff(plat, {n.params.get("actor_id", "") for n in notices})
+    names = reads.staff(plat, _people(notices))
     return render(
         request,
         "patient_record.html",
@@ -244,7 +250,7 @@ def my_care_team(
 
 
 def _my_choice(
-    caller: Caller, plat: Platform, now: datetime, act: Callable[..., Any], **what: str
+    caller: Caller, plat: Platform, now: datetime, act: Callable[..., Any], **what: object
 ) -> Any:
     """One of my care-team choices (``svc.choices.<act>``), in a transaction of its own."""
     with plat.engine.begin() as conn:
@@ -266,6 +272,27 @@ def invite_practitioner(
     chosen = _practitioner(plat, practitioner_id)
     _my_choice(caller, plat, now, svc.choices.invite, practitioner_id=chosen)
     return pages.done("/me/care-team", "invited")
+
+
+@router.post("/care-team/appointment", **pages.back_to("/me/care-team"))
+def book_appointment(
+    caller: PatientCaller,
+    svc: Svc,
+    plat: Plat,
+    now: Now,
+    practitioner_id: FormStr = "",
+    at: FormStr = "",
+) -> RedirectResponse:
+    """I book a consultation: the practitioner joins my care team until its follow-up ends."""
+    chosen = _practitioner(plat, practitioner_id)
+    when = pages.local_time(at)
+    try:
+        _my_choice(
+            caller, plat, now, svc.care_team.book_appointment, practitioner_id=chosen, at=when
+        )
+    except ValueError:
+        raise pages.PageError(400, "error.appointment") from None
+    return pages.done("/me/care-team", "booked")
 
 
 @router.post("/care-team/end", **pages.back_to("/me/care-team"))
@@ -317,7 +344,7 @@ def access_log(
         caller.actor, SELF, now, caller.user_id, before=before, source_address=pages.address(caller)
     )
     notices = [n for n in reads.notices(plat, caller.user_id) if n.kind == "break-glass-access"]
-    ids = {e.actor_id for e in page.entries} | {n.params.get("actor_id", "") for n in notices}
+    ids = {e.actor_id for e in page.entries} | _people(notices)
     return render(
         request,
         "patient_access_log.html",

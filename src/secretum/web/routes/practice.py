@@ -180,6 +180,7 @@ def patient_record(
         content_types=sorted(CONTENT_TYPES),
         max_mib=svc.documents.limits.max_bytes // (1024 * 1024),
         practitioners=reads.practitioners(plat),
+        me=caller.user_id,
         genders=GENDERS,
         grant=grants[0] if grants else None,
         in_team=in_team,
@@ -341,6 +342,34 @@ def document(
         source_address=pages.address(caller),
     )
     return download(content)
+
+
+@router.post("/patients/{patient_id}/referrals", **pages.back_to(RECORD))
+def refer(
+    patient_id: str,
+    caller: PractitionerCaller,
+    svc: Svc,
+    plat: Plat,
+    now: Now,
+    practitioner_id: FormStr = "",
+    purpose: FormStr = "",
+) -> RedirectResponse:
+    """Refer the patient to a colleague (who joins the care team); the patient is told."""
+    chosen = purpose_of(purpose, caller.actor)
+    colleagues = {p.user_id for p in reads.practitioners(plat)} - {caller.user_id}
+    if practitioner_id not in colleagues:
+        raise pages.PageError(400, "error.practitioner")
+    with plat.engine.begin() as conn:
+        svc.care_team.refer(
+            conn,
+            caller.actor,
+            patient_id=patient_id,
+            practitioner_id=practitioner_id,
+            purpose=chosen,
+            now=now,
+            source_address=pages.address(caller),
+        )
+    return to_record(patient_id, chosen, "referred")
 
 
 @router.post("/patients/{patient_id}/consents", **pages.back_to(RECORD))
