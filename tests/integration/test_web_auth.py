@@ -147,6 +147,20 @@ def test_session_id_changes_at_sign_in_and_enrolment(web: Web) -> None:
     assert session_cookie(web.client) not in (None, enrolment, strong)
 
 
+def test_session_cookie_is_host_only_secure_httponly_strict(web: Web) -> None:
+    setup_admin(web)
+    signed = sign_in(web.new_client(), ADMIN_EMAIL)
+    [cookie] = [c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE)]
+    attributes = {a.strip().split("=")[0].lower(): a.strip() for a in cookie.split(";")[1:]}
+    assert SESSION_COOKIE.startswith("__Host-")  # no Domain, Path=/, Secure: the browser enforces
+    assert {"secure", "httponly", "samesite", "path"} <= set(attributes)
+    assert attributes["samesite"].lower() == "samesite=strict"
+    assert attributes["path"] == "Path=/" and "domain" not in attributes
+    assert "max-age" not in attributes and "expires" not in attributes  # a browser session
+    session_id = cookie.split(";")[0].split("=", 1)[1]
+    assert len(session_id) >= 43  # 256 random bits, URL-safe
+
+
 def test_csrf_token_is_required(web: Web) -> None:
     admin_with_totp(web)
     page = web.client.get("/account/security")
