@@ -25,6 +25,7 @@ SUITES = {
     "files": "bench.bench_files",
     "audit": "bench.bench_audit",
     "secure_read": "bench.bench_secure_read",
+    "passwords": "bench.bench_passwords",
 }
 RESULTS = Path(__file__).with_name("results.json")
 
