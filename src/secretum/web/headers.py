@@ -8,9 +8,8 @@ through it too; user middleware added with ``add_middleware`` would sit inside a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: No inline script, no plug-ins, no framing, forms only to ourselves.
@@ -50,6 +49,12 @@ class SecurityHeadersMiddleware:
         self.app = app
         self.headers = dict(headers)
         self.defaults = dict(defaults)
+        # Encoded once: every response gets them by one pass over its raw header list.
+        self._set = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self._set_names = frozenset(name for name, _ in self._set)
+        self._default = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in defaults.items()
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,12 +63,15 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    headers[name] = value
-                for name, value in self.defaults.items():
-                    if name not in headers:
-                        headers[name] = value
+                message["headers"] = self._with_headers(message.get("headers") or [])
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _with_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The response's headers, ours overriding theirs, defaults where they set none."""
+        kept = [(name, value) for name, value in raw if name.lower() not in self._set_names]
+        present = {name.lower() for name, _ in kept}
+        kept.extend(self._set)
+        kept.extend(item for item in self._default if item[0] not in present)
+        return kept
