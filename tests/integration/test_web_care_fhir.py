@@ -181,3 +181,34 @@ def test_the_staff_directory_and_the_audit_entries(world: WebWorld) -> None:
     assert one.status_code == 200
     assert outcome(world.client("gp").get("/fhir/AuditEvent", params={"patient": pid}), 403)
     assert outcome(world.client("dpo").get(f"/fhir/Observation/{world.ids['obs:own']}"), 403)
+
+
+def test_patient_lookup_by_ins_goes_through_the_blind_index(world: WebWorld) -> None:
+    gp = world.client("gp")
+    pid = world.users["own"].user_id
+    current = gp.get(f"/fhir/Patient/{pid}")
+    patient = current.json()
+    ins = "184127510812345"
+    patient["identifier"] = [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": ins}]
+    saved = gp.put(
+        f"/fhir/Patient/{pid}", json=patient, headers={"If-Match": current.headers["etag"]}
+    )
+    assert saved.status_code == 200, saved.text
+    found = gp.get("/fhir/Patient", params={"identifier": f"urn:oid:1.2.250.1.213.1.4.8|{ins}"})
+    assert found.status_code == 200
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [pid]
+    with world.platform.engine.connect() as conn:  # stored as a keyed hash, never in clear
+        assert ins.encode() not in b"".join(
+            bytes(v) if isinstance(v, bytes) else str(v).encode()
+            for row in conn.exec_driver_sql("SELECT * FROM fhir_identifiers")
+            for v in row
+        )
+    # a patient one may not see and a patient who does not exist look alike
+    unknown = gp.get("/fhir/Patient", params={"identifier": "urn:oid:1.2.250.1.213.1.4.8|2"})
+    assert unknown.status_code == 403
+    dpo = world.client("dpo").get(
+        "/fhir/Patient", params={"identifier": f"urn:oid:1.2.250.1.213.1.4.8|{ins}"}
+    )
+    assert dpo.status_code == 403
+    bad = gp.get("/fhir/Patient", params={"identifier": f"urn:other|{ins}"})
+    assert outcome(bad, 400)["code"] == "value" and ins not in bad.text

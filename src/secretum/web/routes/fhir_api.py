@@ -46,6 +46,7 @@ from secretum.records.fhir import (
     operation_outcome,
     parse_json,
 )
+from secretum.records.search import IDENTIFIER_KINDS
 from secretum.services import Services
 from secretum.web import care_pages as pages
 from secretum.web import deps
@@ -225,6 +226,15 @@ async def create(
     return record_response(request, record, 201)
 
 
+def _lookup(identifier: str) -> tuple[str, str]:
+    """``system|value`` of an indexed identifier system: its blind-index kind and the value."""
+    system, sep, value = identifier.partition("|")
+    kind = IDENTIFIER_KINDS.get(system)
+    if not sep or kind is None or not value:
+        raise InvalidResource("identifier=<system>|<value>, system an INS OID", code="value")
+    return kind, value
+
+
 @router.get("/{resource_type}")
 def search(
     resource_type: str,
@@ -234,9 +244,21 @@ def search(
     svc: Svc,
     now: Now,
     patient: str = "",
+    identifier: str = "",
+    email: str = "",
 ) -> Response:
-    """FHIR search by patient: ``?patient=<id>`` (or ``Patient/<id>``); for Patient, ``_id``."""
+    """FHIR search by patient: ``?patient=<id>`` (or ``Patient/<id>``); for Patient, ``_id``,
+    or a lookup through the blind index: ``?identifier=<INS system>|<INS>``, ``?email=``
+    (neither value is stored in clear, nor logged: the request log has no query strings)."""
     target = (patient or request.query_params.get("_id", "")).removeprefix("Patient/")
+    if resource_type == "Patient" and not target and (identifier or email):
+        kind, value = ("email", email) if email else _lookup(identifier)
+        found = svc.records.find_patients(
+            caller.actor, why, now, kind, value, source_address=address(caller)
+        )
+        return fhir_json(
+            bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=now)
+        )
     if not target:
         raise InvalidResource("search by patient: ?patient=<id>", code="required")
     found = svc.records.search(
