@@ -14,12 +14,13 @@ from test_policy_care import DOC, OBS, PATIENT, T0, TC, consent_tc, may
 
 from secretum.audit.log import AuditLog
 from secretum.audit.store import audit_entries, read_entries
+from secretum.consent.choices import APPOINTMENT_FOLLOW_UP, PatientChoices
 from secretum.notices.store import NoticeKind, list_notices
 from secretum.policy import care
 from secretum.policy.care import CareBasis
 from secretum.policy.decide import AccessDenied
 from secretum.policy.model import Actor, Purpose, Role
-from secretum.policy.referrals import APPOINTMENT_FOLLOW_UP, CareTeamService
+from secretum.policy.referrals import CareTeamService
 from secretum.policy.tables import care_relationships
 
 RADIOLOGIST = Actor("r1", Role.PRACTITIONER)
@@ -94,7 +95,7 @@ def test_refused_referrals_change_nothing(
 
 
 def test_a_patient_books_an_appointment(engine: Engine, audit: AuditLog) -> None:
-    team = CareTeamService(audit)
+    team = PatientChoices(audit)
     at = T0 + timedelta(days=3)
     with engine.begin() as conn:
         consent_tc(conn, audit)
@@ -119,7 +120,7 @@ def test_refused_appointments_change_nothing(
 ) -> None:
     before = _counts(engine)
     with pytest.raises((AccessDenied, ValueError)), engine.begin() as conn:
-        CareTeamService(audit).book_appointment(
+        PatientChoices(audit).book_appointment(
             conn, actor, patient_id="p1", practitioner_id="d1",
             at=T0 + timedelta(days=days), now=T0,
         )  # fmt: skip

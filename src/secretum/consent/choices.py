@@ -1,5 +1,6 @@
-"""The patient's other privacy choices: inviting a practitioner into their care team, naming
-practitioners for restricted data, restricting processing (GDPR art. 18).
+"""The patient's other privacy choices: inviting a practitioner into their care team (or booking
+an appointment, which does the same until the follow-up ends), naming practitioners for
+restricted data, restricting processing (GDPR art. 18).
 
 Only the patient makes these choices, on their own record: a practitioner cannot invite or name
 themselves. Each is decided by the policy, done with the primitives of
@@ -9,7 +10,7 @@ transaction (DICOM 110110 Patient Record, purpose PATRQT).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
@@ -21,6 +22,11 @@ from secretum.policy.facts import load_facts
 from secretum.policy.model import AUDIT_PURPOSE, Action, Actor, Decision, Purpose, Resource, Role
 from secretum.policy.restriction import set_restriction
 from secretum.policy.tables import utc
+
+#: An appointment keeps the practitioner in the care team this long after it.
+APPOINTMENT_FOLLOW_UP = timedelta(days=30)
+#: How far ahead an appointment may be booked.
+APPOINTMENT_HORIZON = timedelta(days=365)
 
 
 class PatientChoices:
@@ -50,6 +56,36 @@ class PatientChoices:
             basis=care.CareBasis.INVITATION,
             now=now,
             until=until,
+        )
+        self._audit(conn, actor, patient_id, "CareTeam", relationship_id, now, source_address)
+        return relationship_id
+
+    def book_appointment(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        patient_id: str,
+        practitioner_id: str,
+        at: datetime,
+        now: datetime,
+        source_address: str | None = None,
+    ) -> str:
+        """The patient books a consultation with ``practitioner_id`` at ``at``: the practitioner
+        is in the care team from now until :data:`APPOINTMENT_FOLLOW_UP` after it (the
+        consultation and its follow-up), unless the patient ends it earlier; the relationship
+        id. Raises AccessDenied, ValueError (not in the future, or beyond a year)."""
+        now, at = utc(now), utc(at)
+        if not now < at <= now + APPOINTMENT_HORIZON:
+            raise ValueError("an appointment is in the future, within a year")
+        self._own(conn, actor, patient_id, Action.MANAGE_CONSENT, now)
+        relationship_id = care.start(
+            conn,
+            patient_id=patient_id,
+            practitioner_id=practitioner_id,
+            basis=care.CareBasis.APPOINTMENT,
+            now=now,
+            until=at + APPOINTMENT_FOLLOW_UP,
         )
         self._audit(conn, actor, patient_id, "CareTeam", relationship_id, now, source_address)
         return relationship_id

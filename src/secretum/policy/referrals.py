@@ -1,22 +1,21 @@
-"""Care relationships that care itself opens: a referral, an appointment.
+"""Referrals: the care team brings a colleague in.
 
-* **Referral** — a practitioner of the patient's care team, acting for a purpose the patient
-  consented to, refers the patient to a colleague (a radiologist for an X-ray, a specialist):
-  the colleague joins the care team (basis REFERRAL, the referrer as source), for a limited time
-  if given. The patient is told, on their pages, who referred them to whom.
-* **Appointment** — the patient books a consultation with a practitioner: the practitioner is
-  in the care team from now until :data:`APPOINTMENT_FOLLOW_UP` after the appointment (the
-  consultation and its follow-up: results, a report), unless the patient ends it earlier.
+A practitioner of the patient's care team, acting for a purpose the patient consented to,
+refers the patient to a colleague (a radiologist for an X-ray, a specialist): the colleague
+joins the care team (basis REFERRAL, the referrer as source), for a limited time if given. The
+patient is told, on their pages, who referred them to whom, and may end it like any other
+relationship. (Appointments, which the patient books, are among the patient's own choices:
+:meth:`secretum.consent.choices.PatientChoices.book_appointment`.)
 
-Each is decided by the policy (one decision), done with :func:`secretum.policy.care.start` and
-audited in the same transaction (DICOM 110110 Patient Record, C on the CareTeam). Whether the
-other party is a practitioner of the platform is for the caller to check (the identity context
-knows the accounts).
+Decided by the policy (one decision), done with :func:`secretum.policy.care.start` and audited
+in the same transaction (DICOM 110110 Patient Record, C on the CareTeam). Whether the colleague
+is a practitioner of the platform is for the caller to check (the identity context knows the
+accounts).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
@@ -29,14 +28,9 @@ from secretum.policy.facts import load_facts
 from secretum.policy.model import AUDIT_PURPOSE, Action, Actor, Decision, Purpose, Resource, Role
 from secretum.policy.tables import utc
 
-#: An appointment keeps the practitioner in the care team this long after it.
-APPOINTMENT_FOLLOW_UP = timedelta(days=30)
-#: How far ahead an appointment may be booked.
-APPOINTMENT_HORIZON = timedelta(days=365)
-
 
 class CareTeamService:
-    """Referrals and appointments: care relationships opened by care, decided and audited."""
+    """Referrals: care relationships the care team opens, decided and audited."""
 
     def __init__(self, audit: AuditLog) -> None:
         self.audit = audit
@@ -81,39 +75,6 @@ class CareTeamService:
             actor_id=actor.user_id,
             practitioner_id=practitioner_id,
         )
-        self._audit(conn, actor, patient_id, relationship_id, purpose, now, source_address)
-        return relationship_id
-
-    def book_appointment(
-        self,
-        conn: Connection,
-        actor: Actor,
-        *,
-        patient_id: str,
-        practitioner_id: str,
-        at: datetime,
-        now: datetime,
-        source_address: str | None = None,
-    ) -> str:
-        """The patient books a consultation with ``practitioner_id`` at ``at``; the id of the
-        care relationship it opens. Raises AccessDenied, ValueError."""
-        now, at = utc(now), utc(at)
-        if not now < at <= now + APPOINTMENT_HORIZON:
-            raise ValueError("an appointment is in the future, within a year")
-        if actor.role is not Role.PATIENT or actor.user_id != patient_id:
-            raise AccessDenied(Decision(False, "deny.not-own-record"))
-        resource = Resource("Patient", patient_id=patient_id, resource_id=patient_id)
-        facts = load_facts(conn, actor, patient_id, now)
-        require(actor, Action.MANAGE_CONSENT, resource, Purpose.PATIENT_REQUEST, now, facts)
-        relationship_id = care.start(
-            conn,
-            patient_id=patient_id,
-            practitioner_id=practitioner_id,
-            basis=care.CareBasis.APPOINTMENT,
-            now=now,
-            until=at + APPOINTMENT_FOLLOW_UP,
-        )
-        purpose = Purpose.PATIENT_REQUEST
         self._audit(conn, actor, patient_id, relationship_id, purpose, now, source_address)
         return relationship_id
 

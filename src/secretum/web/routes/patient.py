@@ -287,9 +287,7 @@ def book_appointment(
     chosen = _practitioner(plat, practitioner_id)
     when = pages.local_time(at)
     try:
-        _my_choice(
-            caller, plat, now, svc.care_team.book_appointment, practitioner_id=chosen, at=when
-        )
+        _my_choice(caller, plat, now, svc.choices.book_appointment, practitioner_id=chosen, at=when)
     except ValueError:
         raise pages.PageError(400, "error.appointment") from None
     return pages.done("/me/care-team", "booked")
