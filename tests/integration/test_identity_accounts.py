@@ -285,3 +285,21 @@ def test_each_call_writes_one_audit_entry_with_ids_only(rig: IdentityRig) -> Non
     svc.sign_out(signed.session_id, now=T0)
     rows = audit_rows(rig.engine)
     assert len(rows) == 5 and rows[-1]["subtype"] == "110123"
+
+
+def test_administrators_read_staff_profiles_but_never_a_patients(rig: IdentityRig) -> None:
+    svc = rig.service
+    admin = bootstrap_admin(svc, T0)
+    doctor = _invite_doctor(rig, admin.session_id)
+    patient = svc.invite(
+        admin.session_id,
+        email="patient@example.org",
+        role=Role.PATIENT,
+        display_name="Paula Patient",
+        now=T0,
+    )
+    assert doctor.user_id and patient.user_id
+    staff = svc.get_profile(admin.session_id, now=T0, user_id=doctor.user_id)
+    assert staff.personal.email == DOC_EMAIL
+    with pytest.raises(Forbidden):
+        svc.get_profile(admin.session_id, now=T0, user_id=patient.user_id)

@@ -91,6 +91,7 @@ def test_pending_invitation_gets_a_new_link(web: Web) -> None:
     )
     second = invitation_path(renewed)
     assert second != first
+    assert "envoyé par e-mail à l'adresse du compte" in text_of(renewed)  # not shown again
     assert accept(web.new_client(), first).status_code == 410
     assert accept(web.new_client(), second).status_code == 200
 

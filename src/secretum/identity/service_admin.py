@@ -114,15 +114,20 @@ class AdminOps(AccountOps):
             return [row.account for row in self.accounts.list(conn, role)]
 
     def get_profile(self, session_id: str, *, now: datetime, user_id: str | None = None) -> Profile:
-        """The session user's own profile, or (administrators) another account's."""
+        """The session user's own profile, or (administrators) a staff account's. A patient's
+        name and address are not for administrators: that someone is a patient here is
+        already health data (Forbidden)."""
         now = utc(now)
         session = self._session(session_id, now)
-        if user_id is not None and user_id != session.user_id:
+        other = user_id is not None and user_id != session.user_id
+        if other:
             self._admin(session_id, now)
         with self._read() as conn:
             row = self.accounts.by_id(conn, user_id or session.user_id)
         if row is None:
             raise NotFound("no such account")
+        if other and row.role is Role.PATIENT:
+            raise Forbidden("administrators do not read patients' personal data")
         return Profile(row.account, self.accounts.open_personal(row))
 
     def change_password(

@@ -144,9 +144,12 @@ def _invitations_page(request: Request, caller: Admin, **ctx: Any) -> Response:
 
 
 def _link_page(request: Request, invitation: Invitation, role: str) -> Response:
-    """The invitation is mailed; the page also shows the link, to hand over if mail fails."""
+    """The invitation is mailed; the page also shows the link, to hand over if mail fails.
+    The address is shown only as the administrator just typed it (``role`` given): a renewal
+    may be a self-registered patient's, which is not for administrators to read."""
     assert invitation.token is not None and invitation.email is not None
     mailed = send_invitation(request, invitation.email, invitation)
+    shown = invitation.email if role else None
     return page(
         request,
         "admin_invitation_link.html",
@@ -154,7 +157,7 @@ def _link_page(request: Request, invitation: Invitation, role: str) -> Response:
         expires_at=invitation.expires_at,
         role=role,
         mailed=mailed,
-        email=invitation.email,
+        email=shown,
     )
 
 
