@@ -21,7 +21,7 @@ from test_records_fixtures import (  # noqa: F401 (world_fixture is a fixture)
 
 from secretum.crypto.errors import KeyShreddedError
 from secretum.notices.store import NoticeKind, list_notices
-from secretum.policy.model import Action
+from secretum.policy.model import Action, Actor, Role
 from secretum.records.fhir import AccessDenied, RecordErased
 from secretum.rights.erasure import add_years
 
@@ -128,3 +128,12 @@ def test_add_years_handles_leap_day() -> None:
 
     assert add_years(datetime(2024, 2, 29, tzinfo=UTC), 20) == datetime(2044, 2, 29, tzinfo=UTC)
     assert add_years(datetime(2024, 2, 29, tzinfo=UTC), 1) == datetime(2025, 2, 28, tzinfo=UTC)
+
+
+def test_a_patient_with_no_medical_record_is_erased_at_once(world: World) -> None:
+    """Nothing to retain: no 20-year wait, nothing restricted, the erasure is done now."""
+    nobody = Actor("pat-2", Role.PATIENT)
+    outcome = world.rights.request_erasure(nobody, SELF, NOW, "pat-2")
+    assert outcome.shredded and outcome.due_at == NOW
+    assert not world.flags.is_restricted(None, "pat-2", NOW)  # type: ignore[arg-type]
+    assert world.rights.run_due_erasures(NOW + timedelta(days=1)).shredded == []  # done once

@@ -86,9 +86,10 @@ class Erasures:
         self.retention_years = retention_years
 
     def due_date(self, conn: Connection, patient_id: str, now: datetime) -> datetime:
-        """End of the retention period: last record activity + ``retention_years``."""
-        last = self.records.repo.last_activity(conn, patient_id) or now
-        return add_years(last, self.retention_years)
+        """End of the retention period: last record activity + ``retention_years``; ``now``
+        when the patient has no medical record (nothing to retain: erased at once)."""
+        last = self.records.repo.last_activity(conn, patient_id)
+        return now if last is None else add_years(last, self.retention_years)
 
     def request_erasure(
         self,
