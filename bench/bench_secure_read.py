@@ -10,8 +10,10 @@
   audit, no cryptography.
 
 Both run in their own process under uvicorn (h11, HTTP/1.1 keep-alive, plain HTTP on loopback:
-no TLS for either), one after the other with the same load: ``wrk`` (Debian package) with 1, 10
-and 50 connections for a few seconds each. Figures: requests/s of both and their ratio (target
+no TLS for either), both started before measuring; ``wrk`` (Debian package) loads one at a time
+with 1, 10 and 50 connections for a few seconds, plain and secure in turn at each step (and
+each step twice, the median kept, unless ``--quick``), so that a machine whose speed drifts
+(a shared VM) weighs on both sides alike. Figures: requests/s of both and their ratio (target
 >= 0.6), p99 latency of the secure read at 50 clients (target < 50 ms). The database is SQLite
 (the embedded default; WAL, synchronous=FULL: every audited read waits for an fsync) unless
 ``SECRETUM_BENCH_DB=postgresql`` (a fresh schema on 127.0.0.1:5432).
@@ -28,6 +30,7 @@ import re
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -283,17 +286,28 @@ def run(quick: bool = False) -> list[Figure]:
         raise RuntimeError("wrk is needed: apt-get install wrk")
     seconds = 3 if quick else 6
     passphrase = secrets.token_urlsafe(24)
+    repeats = 1 if quick else 2
     results: dict[tuple[str, int], tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, _database() as database_url:
         data_dir = Path(tmp) / "data"
         session_id, resource_id = prepare(data_dir, passphrase, database_url)
         path = f"/fhir/Observation/{resource_id}"
-        for kind, cookie in (("plain", None), ("secure", session_id)):
-            with server(kind, data_dir, passphrase, database_url) as base:
-                wrk(base + path, 10, 1, cookie)  # warm-up
-                for clients in CLIENTS:
-                    results[(kind, clients)] = wrk(base + path, clients, seconds, cookie)
-                    rate, p99 = results[(kind, clients)]
+        with (
+            server("plain", data_dir, passphrase, database_url) as plain,
+            server("secure", data_dir, passphrase, database_url) as secure,
+        ):
+            sides = {"plain": (plain + path, None), "secure": (secure + path, session_id)}
+            for url, cookie in sides.values():
+                wrk(url, 10, 1, cookie)  # warm-up
+            for clients in CLIENTS:
+                runs: dict[str, list[tuple[float, float]]] = {kind: [] for kind in sides}
+                for _ in range(repeats):
+                    for kind, (url, cookie) in sides.items():
+                        runs[kind].append(wrk(url, clients, seconds, cookie))
+                for kind, measured in runs.items():
+                    rate = statistics.median(r for r, _ in measured)
+                    p99 = statistics.median(p for _, p in measured)
+                    results[(kind, clients)] = rate, p99
                     print(
                         f"  {kind:<6} {clients:>2} clients: {rate:8.1f} req/s, p99 {p99:7.1f} ms",
                         file=sys.stderr,
