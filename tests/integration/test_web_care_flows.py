@@ -4,6 +4,7 @@ appears in the DPO's review list and expires one hour later."""
 
 from __future__ import annotations
 
+import re
 from html import unescape
 from pathlib import Path
 
@@ -134,6 +135,13 @@ def test_break_glass_grants_expires_notifies_is_audited_and_reviewed(world: WebW
     queue = dpo.get("/dpo/break-glass").text
     [grant_id] = _grants(world, pid)
     assert "Dr Gaston Généraliste" in queue and pid in queue
+    # with what was opened under the grant: the record page and the FHIR read (ids and codes)
+    opened = re.search(r"Ce qui a été ouvert sous cet accès d&#39;urgence \((\d+)\)", queue)
+    assert opened and int(opened.group(1)) >= 2, queue
+    assert f"Observation <code>{obs[:8]}</code>" in queue
+    assert "marqueur-bg-5e1" not in queue  # the reason stays sealed until opened
+    viewed = audit(world, actor_id=world.users["dpo"].user_id, event_type="110101")
+    assert len(viewed) == 1 and viewed[0]["action"] == "R"  # the review list is audited
     reason = dpo.post(f"/dpo/break-glass/{grant_id}/reason")
     assert reason.status_code == 200 and "marqueur-bg-5e1" in reason.text
     reason_reads = audit(world, patient_id=pid, actor_id=world.users["dpo"].user_id, action="R")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -55,6 +56,23 @@ def _parse_recorded(text: str) -> datetime:
     return datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=UTC)
 
 
+def _entry(r: Any) -> AccessEntry:
+    return AccessEntry(
+        seq=r["seq"],
+        recorded=_parse_recorded(r["recorded"]),
+        actor_id=r["actor_id"],
+        actor_role=r["actor_role"],
+        event_type=r["event_type"],
+        subtype=r["subtype"],
+        action=r["action"],
+        resource_type=r["resource_type"],
+        resource_id=r["resource_id"],
+        purpose=r["purpose"],
+        outcome=r["outcome"],
+        break_glass=r["purpose"] in BREAK_GLASS_PURPOSES,
+    )
+
+
 def read_access_entries(
     conn: Connection, patient_id: str, *, limit: int, before: int | None = None
 ) -> AccessPage:
@@ -64,25 +82,42 @@ def read_access_entries(
     if before is not None:
         query = query.where(t.seq < before)
     rows = conn.execute(query.order_by(t.seq.desc()).limit(limit + 1)).mappings().all()
-    entries = [
-        AccessEntry(
-            seq=r["seq"],
-            recorded=_parse_recorded(r["recorded"]),
-            actor_id=r["actor_id"],
-            actor_role=r["actor_role"],
-            event_type=r["event_type"],
-            subtype=r["subtype"],
-            action=r["action"],
-            resource_type=r["resource_type"],
-            resource_id=r["resource_id"],
-            purpose=r["purpose"],
-            outcome=r["outcome"],
-            break_glass=r["purpose"] in BREAK_GLASS_PURPOSES,
-        )
-        for r in rows[:limit]
-    ]
+    entries = [_entry(r) for r in rows[:limit]]
     more = len(rows) > limit
     return AccessPage(entries, entries[-1].seq if more and entries else None)
+
+
+def entries_under_grant(
+    conn: Connection,
+    patient_id: str,
+    actor_id: str,
+    since: datetime,
+    until: datetime,
+    *,
+    limit: int = MAX_PAGE,
+) -> list[AccessEntry]:
+    """What ``actor_id`` did with the patient's data under a break-the-glass grant (entries
+    with the emergency purpose between ``since`` and ``until``), newest first."""
+    t = audit_entries.c
+    query = (
+        select(audit_entries)
+        .where(
+            t.patient_id == patient_id,
+            t.actor_id == actor_id,
+            t.purpose.in_(sorted(BREAK_GLASS_PURPOSES)),
+        )
+        .order_by(t.seq.desc())
+    )
+    found = []
+    for r in conn.execute(query).mappings():
+        recorded = _parse_recorded(r["recorded"])
+        if recorded < since:
+            break  # (newest first: the rest is older still)
+        if recorded <= until:
+            found.append(_entry(r))
+            if len(found) == limit:
+                break
+    return found
 
 
 def access_history(

@@ -9,7 +9,8 @@ records they touch).
 
 Two reads are actions of their own and go through the policy and the audit like every use case:
 :func:`audit_status` (the DPO reads the audit log's state, DCM 110101 Audit Log Used) and
-:func:`break_glass_queue` (the DPO's review list: decided, not audited, ids only).
+:func:`break_glass_queue` (the DPO's review list, with what was opened under each grant: ids
+and codes only; decided and audited the same way).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from secretum.policy.grants import Grant, get_grant, pending_reviews
 from secretum.policy.model import AUDIT_PURPOSE, Action, Actor, Facts, Purpose, Resource, Role
 from secretum.policy.restriction import is_restricted
 from secretum.policy.tables import break_glass_grants, care_relationships
+from secretum.rights.access_log import AccessEntry, entries_under_grant
 
 if TYPE_CHECKING:
     from secretum.bootstrap import Platform
@@ -171,13 +173,40 @@ def restricted(platform: Platform, patient_id: str, now: datetime) -> bool:
 # -- the DPO ----------------------------------------------------------------------------------
 
 
-def break_glass_queue(platform: Platform, actor: Actor, now: datetime) -> list[Grant]:
-    """Grants no DPO has reviewed yet (ids and times; the reason stays sealed). Decided:
-    ``REVIEW_BREAK_GLASS`` on operational data (AccessDenied otherwise)."""
+def break_glass_queue(
+    platform: Platform, actor: Actor, now: datetime, *, source_address: str | None = None
+) -> list[tuple[Grant, list[AccessEntry]]]:
+    """Grants no DPO has reviewed yet (ids and times; the reason stays sealed), each with what
+    its holder opened under it (audit entries: ids and codes). Decided: ``REVIEW_BREAK_GLASS``
+    on operational data (AccessDenied otherwise); audited as DCM 110101 Audit Log Used, R."""
     resource = Resource("BreakGlassGrant")
     require(actor, Action.REVIEW_BREAK_GLASS, resource, Purpose.OPERATIONS, now, Facts())
+    platform.audit.append_committed(
+        AuditEvent(
+            recorded=now,
+            event_type=EventType.AUDIT_LOG_USED,
+            action=EventAction.READ,
+            actor_id=actor.user_id,
+            actor_role=str(actor.role),
+            subtype="search",
+            purpose=AUDIT_PURPOSE[Purpose.OPERATIONS],
+            source_address=source_address,
+        )
+    )
     with _read(platform) as conn:
-        return pending_reviews(conn)
+        return [
+            (
+                grant,
+                entries_under_grant(
+                    conn,
+                    grant.patient_id,
+                    grant.practitioner_id,
+                    grant.granted_at,
+                    grant.closed_at or grant.expires_at,
+                ),
+            )
+            for grant in pending_reviews(conn)
+        ]
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ def reviews_page(
     reason: tuple[str, str] | None = None,
     done: str = "",
 ) -> HTMLResponse:
-    grants = reads.break_glass_queue(plat, caller.actor, now)
+    queue = reads.break_glass_queue(plat, caller.actor, now, source_address=pages.address(caller))
+    grants = [grant for grant, _ in queue]
     messages = []
     if done == "reviewed":
         messages.append(("success", translate(language(request), "done.reviewed")))
@@ -69,6 +70,7 @@ def reviews_page(
         request,
         "dpo_break_glass.html",
         grants=grants,
+        accesses={grant.grant_id: entries for grant, entries in queue},
         names=reads.staff(plat, {g.practitioner_id for g in grants}),
         outcomes=[str(o) for o in ReviewOutcome],
         reason=reason,
