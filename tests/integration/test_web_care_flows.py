@@ -236,6 +236,11 @@ def test_appointment_and_referral_open_the_care_team(world: WebWorld) -> None:
         data={"practitioner_id": world.users["radio"].user_id},
     )
     assert referred.status_code == 303 and "done=referred" in referred.headers["location"]
+    for bad in ("not-a-practitioner", world.users["gp"].user_id, world.users["own"].user_id):
+        nonsense = world.client("gp", html=True).post(
+            f"/practice/patients/{pid}/referrals", data={"practitioner_id": bad}
+        )
+        assert nonsense.status_code == 400  # unknown, oneself, a patient
     assert radio.get(other_obs, headers=tc).status_code == 200
     told = unescape(world.client("other", html=True).get("/me/record").text)
     assert "vous a adressé(e) à Dr Rachel Radiologue" in told
