@@ -242,6 +242,8 @@ def test_appointment_and_referral_open_the_care_team(world: WebWorld) -> None:
         )
         assert nonsense.status_code == 400  # unknown, oneself, a patient
     assert radio.get(other_obs, headers=tc).status_code == 200
+    mine = unescape(world.client("radio", html=True).get("/practice/patients").text)
+    assert "Adressage — adressé par Dr Gaston Généraliste" in mine  # the colleague sees why
     told = unescape(world.client("other", html=True).get("/me/record").text)
     assert "vous a adressé(e) à Dr Rachel Radiologue" in told
     assert "Adressage" in unescape(world.client("other", html=True).get("/me/care-team").text)

@@ -125,7 +125,8 @@ def my_patients(
     purpose = default_purpose(caller.actor)
     rows: list[dict[str, Any]] = []
     for patient_id in reads.patients_of(plat, caller.user_id, now):
-        row: dict[str, Any] = {"id": patient_id, "patient": None, "reason": None}
+        via = reads.care_relationships_of(plat, patient_id, caller.user_id, now)
+        row: dict[str, Any] = {"id": patient_id, "patient": None, "reason": None, "via": via}
         try:
             record = svc.records.read(
                 caller.actor,
@@ -143,6 +144,7 @@ def my_patients(
         request,
         "practice_patients.html",
         rows=rows,
+        names=reads.staff(plat, {r.source_id for row in rows for r in row["via"] if r.source_id}),
         purpose=str(purpose),
         grants=reads.grants_held(plat, caller.user_id, now),
         **pages.ctx(request),
