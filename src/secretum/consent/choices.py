@@ -47,18 +47,10 @@ class PatientChoices:
         source_address: str | None = None,
     ) -> str:
         """The patient invites ``practitioner_id`` into their care team; the relationship id."""
-        now = utc(now)
-        self._own(conn, actor, patient_id, Action.MANAGE_CONSENT, now)
-        relationship_id = care.start(
-            conn,
-            patient_id=patient_id,
-            practitioner_id=practitioner_id,
-            basis=care.CareBasis.INVITATION,
-            now=now,
-            until=until,
+        basis = care.CareBasis.INVITATION
+        return self._join(
+            conn, actor, patient_id, practitioner_id, basis, utc(now), until, source_address
         )
-        self._audit(conn, actor, patient_id, "CareTeam", relationship_id, now, source_address)
-        return relationship_id
 
     def book_appointment(
         self,
@@ -78,14 +70,32 @@ class PatientChoices:
         now, at = utc(now), utc(at)
         if not now < at <= now + APPOINTMENT_HORIZON:
             raise ValueError("an appointment is in the future, within a year")
+        basis, until = care.CareBasis.APPOINTMENT, at + APPOINTMENT_FOLLOW_UP
+        return self._join(
+            conn, actor, patient_id, practitioner_id, basis, now, until, source_address
+        )
+
+    def _join(
+        self,
+        conn: Connection,
+        actor: Actor,
+        patient_id: str,
+        practitioner_id: str,
+        basis: care.CareBasis,
+        now: datetime,
+        until: datetime | None,
+        source_address: str | None,
+    ) -> str:
+        """The patient's own decision that ``practitioner_id`` joins the care team: decided,
+        opened, audited; the relationship id."""
         self._own(conn, actor, patient_id, Action.MANAGE_CONSENT, now)
         relationship_id = care.start(
             conn,
             patient_id=patient_id,
             practitioner_id=practitioner_id,
-            basis=care.CareBasis.APPOINTMENT,
+            basis=basis,
             now=now,
-            until=at + APPOINTMENT_FOLLOW_UP,
+            until=until,
         )
         self._audit(conn, actor, patient_id, "CareTeam", relationship_id, now, source_address)
         return relationship_id
