@@ -279,6 +279,72 @@ def test_a_coroutine_waits_for_its_commit_without_blocking_the_loop(
     assert count(engine) == 1
 
 
+
+def test_coroutines_of_one_loop_turn_share_one_transaction(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The reads an event loop served in one turn reach the writer together: one commit, not
+    one per read (the writer would otherwise take the first alone while the loop serves on)."""
+    log = make_log(engine, tmp_path)
+    group = GroupCommit(engine, log.append_many)
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(group.append_async(event(i)) for i in range(20))))
+
+    assert sorted(asyncio.run(main())) == list(range(20))
+    assert (group.batches, group.events) == (1, 20)
+    assert count(engine) == 20
+    assert verified(log)
+
+
+def test_a_failed_batch_of_coroutines_fails_only_the_one_that_broke_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    log = make_log(engine, tmp_path)
+    gate = Gate(log, poisoned="obs-2")
+    gate.open()
+    group = GroupCommit(engine, gate)
+
+    async def main() -> list[int | BaseException]:
+        calls = (group.append_async(event(i)) for i in range(4))
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    results = asyncio.run(main())
+    assert isinstance(results[2], RuntimeError)
+    assert sorted(r for r in results if isinstance(r, int)) == [0, 1, 2]
+    assert gate.sizes == [4, 1, 1, 1, 1]  # the shared batch, then one by one
+    assert count(engine) == 3
+    assert verified(log)
+
+
+def test_threads_and_coroutines_share_the_writer_and_a_cancelled_coroutine_harms_none(
+    engine: Engine, tmp_path: Path
+) -> None:
+    log = make_log(engine, tmp_path)
+    gate = Gate(log)
+    group = GroupCommit(engine, gate)
+    threaded: dict[int, int] = {}
+    leader = _threads(lambda i: threaded.__setitem__(i, group.append(event(i))), 1)
+    assert gate.entered.wait(T)  # the writer holds its first transaction open
+
+    async def main() -> list[int]:
+        doomed = asyncio.ensure_future(group.append_async(event(1)))
+        kept = [asyncio.ensure_future(group.append_async(event(i))) for i in (2, 3)]
+        await asyncio.sleep(0)  # the turn ends: the three are handed over
+        while group.waiting < 3:
+            await asyncio.sleep(0.001)
+        doomed.cancel()  # its caller goes away before the commit
+        gate.open()
+        return list(await asyncio.gather(*kept))
+
+    assert sorted(asyncio.run(main())) == [2, 3]
+    for thread in leader:
+        thread.join(T)
+    assert threaded == {0: 0}
+    assert gate.sizes == [1, 3]  # the cancelled event was still committed, with the others
+    assert count(engine) == 4
+    assert verified(log)
+
 def test_read_door_on_the_event_loop_audits_before_returning(
     engine: Engine, tmp_path: Path
 ) -> None:

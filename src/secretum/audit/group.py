@@ -12,6 +12,13 @@ and answers each caller with its ``seq``; what arrived during that commit goes i
 one. With one caller at a time this is one transaction per event, as before; under load, one
 per batch. The writer thread starts with the first event and ends after a second idle.
 
+Coroutines are handed over a loop turn at a time: the events of every request the event loop
+served in one turn reach the writer together (at the start of the next turn), and the writer
+answers all of one loop's callers in a batch with one wake-up of that loop. Handed over one by
+one, the writer would take the first event of a busy loop alone, commit it while the loop
+serves the next request, take that one alone, and so on: a transaction (and a thread switch)
+per read, measured at 1.4 events a batch with 50 concurrent readers.
+
 The promise to each caller is unchanged: when ``append`` returns, its entry is committed (on
 SQLite with ``synchronous=FULL``, on disk); when it raises, the entry is not. If a batch fails,
 its events are retried one transaction each, so one bad event fails only its own caller.
@@ -20,6 +27,7 @@ its events are retried one transaction each, so one bad event fails only its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -37,7 +45,12 @@ MAX_BATCH = 256
 #: Seconds the writer thread waits for work before it ends (the next event starts another).
 IDLE_SECONDS = 1.0
 
-_Item = tuple[AuditEvent, "Future[int]"]
+#: Who waits for an event's seq: a thread (a concurrent future) or a coroutine (an asyncio
+#: future, only ever settled on its own loop).
+_Waiter = Future[int] | asyncio.Future[int]
+_Item = tuple[AuditEvent, _Waiter]
+#: What the writer tells each waiter: the seq, or why there is none.
+_Result = int | BaseException
 
 
 class GroupCommit:
@@ -59,6 +72,8 @@ class GroupCommit:
         self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._mutex = threading.Lock()
         self._writer: threading.Thread | None = None
+        #: Per event loop, the events its coroutines appended during the current turn.
+        self._turns: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
         #: Transactions committed and events in them, since start (for tests and metrics).
         self.batches = 0
         self.events = 0
@@ -68,20 +83,37 @@ class GroupCommit:
         return self.submit(event).result()
 
     async def append_async(self, event: AuditEvent) -> int:
-        """:meth:`append` for a coroutine: the event loop runs on while the writer commits."""
-        return await asyncio.wrap_future(self.submit(event))
+        """:meth:`append` for a coroutine: the event loop runs on while the writer commits.
+
+        The event waits for the end of the loop's turn, then goes to the writer with the
+        others of that turn (module doc)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = []
+            loop.call_soon(self._end_of_turn, loop)
+        turn.append((event, done))
+        return await done
 
     def submit(self, event: AuditEvent) -> Future[int]:
         """Hand ``event`` to the writer; the future holds its ``seq`` once committed."""
         done: Future[int] = Future()
+        self._hand_over([(event, done)])
+        return done
+
+    def _end_of_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._hand_over(self._turns.pop(loop))
+
+    def _hand_over(self, items: list[_Item]) -> None:
         with self._mutex:
-            self._inbox.put((event, done))
+            for item in items:
+                self._inbox.put(item)
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._write, name="audit-group-commit", daemon=True
                 )
                 self._writer.start()
-        return done
 
     @property
     def waiting(self) -> int:
@@ -107,21 +139,21 @@ class GroupCommit:
             self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
+        results: list[_Result]
         try:
-            seqs = self._transaction([event for event, _ in batch])
+            results = list(self._transaction([event for event, _ in batch]))
         except BaseException as exc:
             if len(batch) == 1 or not isinstance(exc, Exception):
-                for _, done in batch:
-                    done.set_exception(exc)
-                return
-            for event, done in batch:  # one at a time: a bad event fails only its own caller
-                try:
-                    done.set_result(self._transaction([event])[0])
-                except BaseException as one:
-                    done.set_exception(one)
-            return
-        for (_, done), seq in zip(batch, seqs, strict=True):
-            done.set_result(seq)
+                results = [exc] * len(batch)
+            else:  # one at a time: a bad event fails only its own caller
+                results = [self._alone(event) for event, _ in batch]
+        _answer([waiter for _, waiter in batch], results)
+
+    def _alone(self, event: AuditEvent) -> _Result:
+        try:
+            return self._transaction([event])[0]
+        except BaseException as exc:
+            return exc
 
     def _transaction(self, events: list[AuditEvent]) -> range:
         with self._engine.begin() as conn:
@@ -129,3 +161,28 @@ class GroupCommit:
         self.batches += 1
         self.events += len(events)
         return seqs
+
+
+def _answer(waiters: list[_Waiter], results: list[_Result]) -> None:
+    """Settle each waiter: threads' futures here, coroutines' on their loop, one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], _Result]]] = {}
+    for waiter, result in zip(waiters, results, strict=True):
+        if isinstance(waiter, asyncio.Future):
+            by_loop.setdefault(waiter.get_loop(), []).append((waiter, result))
+        elif isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: no one waits there any more
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[int], _Result]]) -> None:
+    for done, result in settled:
+        if done.done():  # cancelled: its caller has gone
+            continue
+        if isinstance(result, BaseException):
+            done.set_exception(result)
+        else:
+            done.set_result(result)
