@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Annotated, Any
@@ -50,15 +51,12 @@ from secretum.records.search import IDENTIFIER_KINDS
 from secretum.services import Services
 from secretum.web import care_pages as pages
 from secretum.web import deps
-from secretum.web.deps import NotSignedIn, SignedIn
+from secretum.web.deps import NotSignedIn
 from secretum.web.routes.patient import download
 
 FHIR_JSON = "application/fhir+json"
 PURPOSE_HEADER = "x-purpose-of-use"
 JSON_TYPES = ("application/fhir+json", "application/json")
-
-Svc = Annotated[Services, Depends(deps.services_dep)]
-Now = Annotated[datetime, Depends(deps.now_dep)]
 
 
 def fhir_json(
@@ -117,7 +115,13 @@ router = APIRouter(prefix="/fhir", route_class=FhirRoute)
 ROUTER_FIRST = True
 
 
-async def purpose(request: Request, caller: SignedIn) -> Purpose:
+DEFAULT_PURPOSE = {
+    Role.PATIENT: Purpose.PATIENT_REQUEST,
+    Role.PRACTITIONER: Purpose.TELECONSULTATION,
+}
+
+
+def purpose(request: Request, caller: deps.Caller) -> Purpose:
     """The purpose of use: the header, else the caller's role's default."""
     value = request.headers.get(PURPOSE_HEADER, "").strip().lower()
     if value:
@@ -125,11 +129,38 @@ async def purpose(request: Request, caller: SignedIn) -> Purpose:
             return Purpose(value)
         except ValueError:
             raise InvalidResource("unknown X-Purpose-Of-Use", code="value") from None
-    defaults = {Role.PATIENT: Purpose.PATIENT_REQUEST, Role.PRACTITIONER: Purpose.TELECONSULTATION}
-    return defaults.get(caller.actor.role, Purpose.OPERATIONS)
+    return DEFAULT_PURPOSE.get(caller.actor.role, Purpose.OPERATIONS)
 
 
-Why = Annotated[Purpose, Depends(purpose)]
+@dataclass(frozen=True)
+class FhirCall:
+    """Who calls (signed in), why (the purpose of use), the services, and the time."""
+
+    caller: deps.Caller
+    why: Purpose
+    svc: Services
+    now: datetime
+
+    @property
+    def actor(self) -> Actor:
+        return self.caller.actor
+
+    @property
+    def address(self) -> str | None:
+        return pages.address(self.caller)
+
+
+async def fhir_call(request: Request) -> FhirCall:
+    """The one dependency of every FHIR route: the session first (401 without one), then the
+    purpose. One dependency rather than four: FastAPI's resolution of each costs more than
+    what it does, on the busiest routes."""
+    caller = await deps.optional_caller(request)
+    if caller is None:
+        raise NotSignedIn
+    return FhirCall(caller, purpose(request, caller), deps.services(request), deps.now(request))
+
+
+Call = Annotated[FhirCall, Depends(fhir_call)]
 
 
 def base_url(request: Request) -> str:
@@ -161,10 +192,6 @@ async def json_body(request: Request) -> dict[str, Any]:
     return parse_json(await request.body())
 
 
-def address(caller: deps.Caller) -> str | None:
-    return pages.address(caller)
-
-
 def version_of(value: str, what: str = "version") -> int:
     text = value.strip().removeprefix("W/").strip('"')
     if not text.isdigit() or len(text) > 9 or int(text) < 1:
@@ -176,28 +203,33 @@ def version_of(value: str, what: str = "version") -> int:
 
 
 @router.get("/Patient/{patient_id}/$everything")
-def everything(
-    patient_id: str, request: Request, caller: SignedIn, why: Why, svc: Svc, now: Now
-) -> Response:
+def everything(patient_id: str, request: Request, call: Call) -> Response:
     """The patient's whole record as a Bundle: the patient's export (GDPR, after a step-up),
     or for a practitioner every resource the policy lets them see."""
-    actor: Actor = caller.actor
+    actor: Actor = call.actor
     if actor.role is Role.PATIENT:
-        export = svc.rights.export(
-            actor, why, now, patient_id, base_url=base_url(request), source_address=address(caller)
+        export = call.svc.rights.export(
+            actor,
+            call.why,
+            call.now,
+            patient_id,
+            base_url=base_url(request),
+            source_address=call.address,
         )
         return fhir_json(export.bundle)
-    found = svc.records.search(actor, why, now, patient_id, source_address=address(caller))
+    found = call.svc.records.search(
+        actor, call.why, call.now, patient_id, source_address=call.address
+    )
     return fhir_json(
-        bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=now)
+        bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=call.now)
     )
 
 
 @router.get("/DocumentReference/{document_id}/$content")
-def content(document_id: str, caller: SignedIn, why: Why, svc: Svc, now: Now) -> StreamingResponse:
+def content(document_id: str, call: Call) -> StreamingResponse:
     """The file of a DocumentReference (audited as a read)."""
-    opened = svc.documents.open_document(
-        caller.actor, why, now, document_id, source_address=address(caller)
+    opened = call.svc.documents.open_document(
+        call.actor, call.why, call.now, document_id, source_address=call.address
     )
     return download(opened)
 
@@ -206,22 +238,20 @@ def content(document_id: str, caller: SignedIn, why: Why, svc: Svc, now: Now) ->
 
 
 @router.post("/{resource_type}")
-async def create(
-    resource_type: str, request: Request, caller: SignedIn, why: Why, svc: Svc, now: Now
-) -> Response:
+async def create(resource_type: str, request: Request, call: Call) -> Response:
     """FHIR create: 201 with Location and ETag."""
     body = await json_body(request)
     if body.get("resourceType") != resource_type:
         raise InvalidResource(f"resourceType must be {resource_type}")
     chosen_id = body.get("id") if resource_type == "Patient" else None
     record = await run_in_threadpool(
-        svc.records.create,
-        caller.actor,
-        why,
-        now,
+        call.svc.records.create,
+        call.actor,
+        call.why,
+        call.now,
         body,
         resource_id=chosen_id if isinstance(chosen_id, str) else None,
-        source_address=address(caller),
+        source_address=call.address,
     )
     return record_response(request, record, 201)
 
@@ -239,10 +269,7 @@ def _lookup(identifier: str) -> tuple[str, str]:
 def search(
     resource_type: str,
     request: Request,
-    caller: SignedIn,
-    why: Why,
-    svc: Svc,
-    now: Now,
+    call: Call,
     patient: str = "",
     identifier: str = "",
     email: str = "",
@@ -253,19 +280,21 @@ def search(
     target = (patient or request.query_params.get("_id", "")).removeprefix("Patient/")
     if resource_type == "Patient" and not target and (identifier or email):
         kind, value = ("email", email) if email else _lookup(identifier)
-        found = svc.records.find_patients(
-            caller.actor, why, now, kind, value, source_address=address(caller)
+        found = call.svc.records.find_patients(
+            call.actor, call.why, call.now, kind, value, source_address=call.address
         )
         return fhir_json(
-            bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=now)
+            bundle(
+                [r.resource for r in found], "searchset", base_url=base_url(request), now=call.now
+            )
         )
     if not target:
         raise InvalidResource("search by patient: ?patient=<id>", code="required")
-    found = svc.records.search(
-        caller.actor, why, now, target, resource_type, source_address=address(caller)
+    found = call.svc.records.search(
+        call.actor, call.why, call.now, target, resource_type, source_address=call.address
     )
     return fhir_json(
-        bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=now)
+        bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=call.now)
     )
 
 
@@ -274,16 +303,13 @@ async def read(
     resource_type: str,
     resource_id: str,
     request: Request,
-    caller: SignedIn,
-    why: Why,
-    svc: Svc,
-    now: Now,
+    call: Call,
 ) -> Response:
     """FHIR read: the current version. The busiest route: it runs on the event loop (its
     reads never wait for a lock) and awaits the commit of its audit entry, shared with the
     reads of other requests (see :meth:`Door.read_async`), instead of holding a thread."""
-    record = await svc.records.read_async(
-        caller.actor, why, now, resource_type, resource_id, source_address=address(caller)
+    record = await call.svc.records.read_async(
+        call.actor, call.why, call.now, resource_type, resource_id, source_address=call.address
     )
     return record_response(request, record)
 
@@ -293,16 +319,13 @@ def history(
     resource_type: str,
     resource_id: str,
     request: Request,
-    caller: SignedIn,
-    why: Why,
-    svc: Svc,
-    now: Now,
+    call: Call,
 ) -> Response:
     """FHIR history of one resource: a Bundle of every version, newest first."""
-    versions = svc.records.history(
-        caller.actor, why, now, resource_type, resource_id, source_address=address(caller)
+    versions = call.svc.records.history(
+        call.actor, call.why, call.now, resource_type, resource_id, source_address=call.address
     )
-    return fhir_json(bundle([r.resource for r in versions], "history", now=now))
+    return fhir_json(bundle([r.resource for r in versions], "history", now=call.now))
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
@@ -311,20 +334,17 @@ def vread(
     resource_id: str,
     version_id: str,
     request: Request,
-    caller: SignedIn,
-    why: Why,
-    svc: Svc,
-    now: Now,
+    call: Call,
 ) -> Response:
     """FHIR vread: one version."""
-    record = svc.records.read(
-        caller.actor,
-        why,
-        now,
+    record = call.svc.records.read(
+        call.actor,
+        call.why,
+        call.now,
         resource_type,
         resource_id,
         version=version_of(version_id),
-        source_address=address(caller),
+        source_address=call.address,
     )
     return record_response(request, record)
 
@@ -334,10 +354,7 @@ async def update(
     resource_type: str,
     resource_id: str,
     request: Request,
-    caller: SignedIn,
-    why: Why,
-    svc: Svc,
-    now: Now,
+    call: Call,
 ) -> Response:
     """FHIR update: a new version, if ``If-Match`` names the current one (412 otherwise, 428
     without it)."""
@@ -347,14 +364,14 @@ async def update(
     expected = version_of(if_match, "If-Match")
     body = await json_body(request)
     record = await run_in_threadpool(
-        svc.records.update,
-        caller.actor,
-        why,
-        now,
+        call.svc.records.update,
+        call.actor,
+        call.why,
+        call.now,
         resource_type,
         resource_id,
         body,
         if_match=expected,
-        source_address=address(caller),
+        source_address=call.address,
     )
     return record_response(request, record)
