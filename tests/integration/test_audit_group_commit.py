@@ -279,10 +279,7 @@ def test_a_coroutine_waits_for_its_commit_without_blocking_the_loop(
     assert count(engine) == 1
 
 
-
-def test_coroutines_of_one_loop_turn_share_one_transaction(
-    engine: Engine, tmp_path: Path
-) -> None:
+def test_coroutines_of_one_loop_turn_share_one_transaction(engine: Engine, tmp_path: Path) -> None:
     """The reads an event loop served in one turn reach the writer together: one commit, not
     one per read (the writer would otherwise take the first alone while the loop serves on)."""
     log = make_log(engine, tmp_path)
@@ -344,6 +341,7 @@ def test_threads_and_coroutines_share_the_writer_and_a_cancelled_coroutine_harms
     assert gate.sizes == [1, 3]  # the cancelled event was still committed, with the others
     assert count(engine) == 4
     assert verified(log)
+
 
 def test_read_door_on_the_event_loop_audits_before_returning(
     engine: Engine, tmp_path: Path
