@@ -24,8 +24,10 @@ run: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## make bench: benchmarks; a table on screen and bench/results.json
+## make bench: benchmarks; a table on screen and bench/results.json. The real peers they load
+## (wrk for the HTTP benchmarks, SoftHSM2) are installed first, not found missing minutes later.
 bench: install
+	tools/ensure-packages wrk:wrk softhsm2-util:softhsm2
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint: install

@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from shutil import which
 
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +28,10 @@ SUITES = {
     "secure_read": "bench.bench_secure_read",
     "passwords": "bench.bench_passwords",
 }
+#: Programs a suite drives as real peers; checked for every chosen suite before any runs, so a
+#: missing one stops the run at once rather than after minutes of other suites.
+#: (``make bench`` installs them first: tools/ensure-packages.)
+NEEDS = {"secure_read": ("wrk",)}
 RESULTS = Path(__file__).with_name("results.json")
 
 
@@ -53,8 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SUITES), help="comma-separated suites")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 150)
+    chosen = args.only.split(",")
+    unknown = [name for name in chosen if name not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite {', '.join(unknown)}; the suites are {', '.join(SUITES)}")
+    missing = sorted({cmd for name in chosen for cmd in NEEDS.get(name, ()) if not which(cmd)})
+    if missing:
+        parser.error(f"missing programs: {', '.join(missing)} (`make bench` installs them)")
     figures: list[tuple[str, Figure]] = []
-    for name in args.only.split(","):
+    for name in chosen:
         console.print(f"[bold]running {name}…[/bold]")
         started = time.perf_counter()
         module = importlib.import_module(SUITES[name])
