@@ -114,9 +114,14 @@ def serve(
         _seed_demo(platform)
     identity = platform.server_identity()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    # The address to open is the public URL, not the listening address: passkeys (WebAuthn)
+    # are bound to that name, and a browser at https://127.0.0.1 is refused ("invalid domain").
     console.print(
-        f"Secretum {__version__} on [bold]https://{host}:{settings.port}/[/bold]"
-        f" (TLS 1.3 only; CA certificate: {identity.cafile})"
+        f"Secretum {__version__}: open [bold]{settings.base_url}/[/bold]"
+        f" (listening on {host}:{settings.port}, TLS 1.3 only; passkeys work at this address)\n"
+        f"Certificates come from the internal CA {identity.cafile}: trust it once in your"
+        " browser (README, 'Trusting the development CA')",
+        soft_wrap=True,
     )
     from secretum.web.routes.auth import setup_link
 

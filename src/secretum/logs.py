@@ -19,7 +19,8 @@ warnings, uncaught exceptions in threads — ends in one root handler whose
 3. Messages from stdlib loggers (uvicorn, libraries) keep their %-template; their arguments are
    rendered only when they are numbers, any other argument becomes ``[redacted]`` (a library
    logging ``"lookup %s", patient_name`` must not leak it). Warnings (``py.warnings``) are
-   rendered and scrubbed. A non-string message object is shown as ``<TypeName>``.
+   rendered and scrubbed, and so are the few server templates of :data:`SERVER_TEMPLATES`,
+   whose arguments are the server's own configuration (the listening address). A non-string message object is shown as ``<TypeName>``.
 
 The uvicorn access log is switched off: :mod:`secretum.web.requestlog` writes our own request
 line (method, route template, status, duration, request id — never the path, query string,
@@ -177,6 +178,15 @@ def safe_exception_info(_logger: WrappedLogger, _method: str, event_dict: EventD
     return event_dict
 
 
+#: Templates of stdlib loggers whose string arguments are the server's configuration, never a
+#: request's data: ``(logger, template)``. Uvicorn's start-up line would otherwise read
+#: ``[redacted]://[redacted]:8443`` and tell the operator nothing.
+SERVER_TEMPLATES = frozenset(
+    ("uvicorn.error", f"Uvicorn running on {address} (Press CTRL+C to quit)")
+    for address in ("%s://%s:%d", "%s://[%s]:%d")
+)
+
+
 def render_foreign_args(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Pre-chain processor for stdlib records: keep the template, render numeric args only."""
     record: logging.LogRecord | None = event_dict.get("_record")
@@ -188,7 +198,9 @@ def render_foreign_args(_logger: WrappedLogger, _method: str, event_dict: EventD
     event_dict["event"] = msg
     if not args:
         return event_dict
-    warning = record is not None and record.name == "py.warnings"
+    warning = record is not None and (
+        record.name == "py.warnings" or (record.name, msg) in SERVER_TEMPLATES
+    )
     try:
         if isinstance(args, Mapping):
             event_dict["event"] = msg % {k: _safe_arg(v, warning) for k, v in args.items()}

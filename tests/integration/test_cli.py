@@ -159,7 +159,9 @@ def test_first_start_prints_the_one_time_admin_setup_link(tmp_path: Path) -> Non
 def test_demo_flag_seeds_the_clinic_and_needs_no_setup_link(tmp_path: Path) -> None:
     for server in _start(tmp_path, "--demo"):
         server.printed(r"admin\s+\S+@")  # the demo accounts
-        server.printed(r"on https://")
+        # The address printed is the one passkeys work at (localhost), not the bound address.
+        server.printed(r"open https://localhost:\d+/ ")
+        server.printed(r"Uvicorn running on https://127\.0\.0\.1:\d+")
         assert "/setup/" not in "".join(server.output)
 
 

@@ -288,6 +288,20 @@ def test_exception_messages_and_args_are_never_logged(captured: io.StringIO) -> 
     assert not any(p.search(text) for p in LEAKS)
 
 
+def test_the_listening_address_is_logged_in_clear(captured: io.StringIO) -> None:
+    uvicorn = logging.getLogger("uvicorn.error")
+    uvicorn.info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", "https", "127.0.0.1", 8443)
+    uvicorn.info("Uvicorn running on %s://[%s]:%d (Press CTRL+C to quit)", "https", "::1", 8443)
+    # The same arguments in any other template stay redacted.
+    uvicorn.info("running %s://%s:%d", "https", NAME, 8443)
+    events = [json.loads(line)["event"] for line in captured.getvalue().splitlines()]
+    assert events == [
+        "Uvicorn running on https://127.0.0.1:8443 (Press CTRL+C to quit)",
+        "Uvicorn running on https://[::1]:8443 (Press CTRL+C to quit)",
+        f"running {REDACTED}://{REDACTED}:8443",
+    ]
+
+
 def test_non_string_messages_are_not_rendered(captured: io.StringIO) -> None:
     logging.getLogger("t").error(ValueError(NAME))
     logging.getLogger("t").info({"name": NAME})
