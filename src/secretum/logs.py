@@ -20,7 +20,8 @@ warnings, uncaught exceptions in threads — ends in one root handler whose
    rendered only when they are numbers, any other argument becomes ``[redacted]`` (a library
    logging ``"lookup %s", patient_name`` must not leak it). Warnings (``py.warnings``) are
    rendered and scrubbed, and so are the few server templates of :data:`SERVER_TEMPLATES`,
-   whose arguments are the server's own configuration (the listening address). A non-string message object is shown as ``<TypeName>``.
+   whose arguments are the server's own configuration (the listening address). A non-string
+   message object is shown as ``<TypeName>``.
 
 The uvicorn access log is switched off: :mod:`secretum.web.requestlog` writes our own request
 line (method, route template, status, duration, request id — never the path, query string,

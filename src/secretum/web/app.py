@@ -8,6 +8,9 @@ Routers come from ``web/routes/``; services (use cases) are reached by routes th
 ``request.app.state.services``. What this module adds:
 
 * ``GET /healthz`` → ``{"status": "ok"}`` (nothing else: no version, no configuration);
+* refusals and unknown addresses as pages in the visitor's language for browsers (the JSON
+  ``{"detail": …}`` for API clients; the FHIR API answers with ``OperationOutcome`` itself);
+* ``/favicon.ico`` → the icon in ``static/``;
 * the security headers on every response (:mod:`secretum.web.headers`) and our request log
   (:mod:`secretum.web.requestlog`), both installed *outside* Starlette's error middleware so a
   500 gets them too;
@@ -29,8 +32,10 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from secretum.config import Settings
@@ -39,6 +44,7 @@ from secretum.web import routes
 from secretum.web.deps import NotSignedIn, wants_html
 from secretum.web.headers import SecurityHeadersMiddleware
 from secretum.web.requestlog import RequestLogMiddleware
+from secretum.web.templating import render
 
 _log = get_logger(__name__)
 
@@ -67,6 +73,12 @@ health_router = APIRouter()
 async def healthz() -> dict[str, str]:
     """Liveness probe: the process answers HTTP. Reveals nothing about the deployment."""
     return {"status": "ok"}
+
+
+@health_router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    """Browsers ask for it on every site, before reading any ``<link rel="icon">``."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 #: A periodic duty: run ``duty()`` every ``period`` seconds in a worker thread.
@@ -154,7 +166,30 @@ def create_app(
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_exception_handler(NotSignedIn, _not_signed_in)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     return app
+
+
+#: What a refusal's ``detail`` (set by the web dependencies) means, in the visitor's words.
+_DETAIL_KEYS = {
+    "CSRF token missing or invalid": "error.csrf",
+    "not for this role": "error.role",
+    "second factor enrolment required": "error.mfa_required",
+}
+_STATUS_KEYS = {404: "error.not_found", 405: "error.not_found"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A refusal as a page for browsers (title and reason in their language, a way home);
+    API clients and redirects (``HTTPException(303)``) get FastAPI's usual answer."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code < 400 or not wants_html(request):
+        return await http_exception_handler(request, exc)
+    status = 404 if exc.status_code == 405 else exc.status_code
+    key = _DETAIL_KEYS.get(str(exc.detail)) or _STATUS_KEYS.get(status, "error.generic")
+    response = render(request, "patient_error.html", status_code=status, status=status, message=key)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _not_signed_in(request: Request, _exc: Exception) -> Response:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from secretum.web import i18n
+from secretum.web.deps import anonymous_csrf_token
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -28,9 +29,18 @@ def language(request: Request) -> str:
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render ``template`` for ``request`` with the common context."""
+    """Render ``template`` for ``request`` with the common context.
+
+    Every page has forms (at least the language button), so a page shown before sign-in
+    always carries the pre-sign-in CSRF token: if the route did not set one
+    (``authflow.public_page``), it is set here, cookie included. Error pages shown to a
+    visitor (a refused registration, a 404) then keep a working language button.
+    """
     lang = language(request)
     session = getattr(request.state, "session", None)
+    cookies = Response()
+    if session is None and not getattr(request.state, "anonymous_csrf", ""):
+        anonymous_csrf_token(request, cookies)
     page = _env.get_template(template).render(
         request=request,
         lang=lang,
@@ -42,4 +52,6 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         static=lambda path: f"/static/{path}",
         **context,
     )
-    return HTMLResponse(page, status_code=status_code, headers={"Cache-Control": "no-store"})
+    response = HTMLResponse(page, status_code=status_code, headers={"Cache-Control": "no-store"})
+    response.raw_headers.extend(h for h in cookies.raw_headers if h[0] == b"set-cookie")
+    return response
