@@ -55,6 +55,9 @@ def test_weak_password_is_refused_with_feedback_in_both_languages(web: Web) -> N
 def test_unknown_setup_token_is_refused(web: Web) -> None:
     setup_link(web.platform)
     page = web.client.get("/setup/not-a-token")
+    # Said at once: no form to fill in for a link that cannot work.
+    assert page.status_code == 404 and "n'est pas valide" in text_of(page)
+    assert 'name="password"' not in page.text
     refused = web.client.post(
         "/setup/not-a-token",
         data={
@@ -85,6 +88,9 @@ def test_invitation_works_once(web: Web) -> None:
     assert done.status_code == 200 and "Compte activé" in text_of(done)
     twice = accept(web.new_client(), path)
     assert twice.status_code == 410 and "déjà été acceptée" in text_of(twice)
+    used = web.new_client().get(path)
+    assert used.status_code == 410 and "déjà été acceptée" in text_of(used)
+    assert 'name="password"' not in used.text
     signed = sign_in(invitee, "doc@example.org")
     assert signed.headers["location"] == "/account/mfa"  # practitioners must enrol MFA
 
@@ -92,7 +98,11 @@ def test_invitation_works_once(web: Web) -> None:
 def test_expired_invitation_is_refused(web: Web) -> None:
     admin_with_totp(web)
     path = invitation_path(invite(web, "patient", "pat@example.org"))
+    assert 'name="password"' in web.new_client().get(path).text
     web.clock.advance(days=7, seconds=1)
+    form = web.new_client().get(path)
+    assert form.status_code == 410 and "Cette invitation a expiré" in text_of(form)
+    assert 'name="password"' not in form.text
     expired = accept(web.new_client(), path)
     assert expired.status_code == 410
     assert "Cette invitation a expiré" in text_of(expired)

@@ -151,6 +151,24 @@ class AccountOps(ServiceBase):
                 )
         return user_id
 
+    def check_setup_link(self, token: str, *, now: datetime) -> None:
+        """Raise what :meth:`complete_setup` would for this link alone (SetupClosed,
+        TokenInvalid/TokenExpired/TokenUsed), so that a dead link is said so before anyone
+        fills in the form. Changes nothing."""
+        with self._read() as conn:
+            if self.accounts.admin_exists(conn):
+                raise SetupClosed("an administrator exists: sign in instead")
+            self._valid_token(conn, token, (SETUP_TOKEN,), utc(now))
+
+    def check_invitation_link(self, token: str, *, now: datetime) -> None:
+        """Raise what :meth:`accept_invitation` would for this link alone (TokenInvalid,
+        InvitationExpired, InvitationUsed). Changes nothing."""
+        with self._read() as conn:
+            found = self._valid_token(conn, token, (INVITATION, REGISTRATION), utc(now))
+            row = self.accounts.by_id(conn, found.user_id or "")
+        if row is None or row.account.status is not AccountStatus.INVITED:
+            raise InvitationUsed("this account is active already: sign in")
+
     def _valid_token(
         self, conn: Connection, token: str, kinds: tuple[str, ...], now: datetime
     ) -> TokenRow:

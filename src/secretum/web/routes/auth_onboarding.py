@@ -47,9 +47,27 @@ def _done(request: Request, title: str, text: str, link: str | None = None) -> R
 # -- first administrator ----------------------------------------------------------------------
 
 
+def _dead_link(request: Request, exc: IdentityError) -> Response:
+    """A link that cannot work (unknown, expired, used) is said so at once, not after the
+    visitor has chosen a password."""
+    found = problem(request, exc)
+    return public_page(
+        request,
+        "auth_message.html",
+        status_code=found.status,
+        title="auth.link.dead",
+        message=found.text,
+        link="/sign-in",
+    )
+
+
 @router.get("/setup/{token}")
 async def setup_form(request: Request, token: str) -> Response:
-    """The first-administrator form (anyone holding the link; checked on POST)."""
+    """The first-administrator form (anyone holding a live link; checked again on POST)."""
+    try:
+        identity(request).check_setup_link(token, now=now(request))
+    except IdentityError as exc:
+        return _dead_link(request, exc)
     return public_page(request, "auth_setup.html", token=token)
 
 
@@ -96,7 +114,11 @@ async def setup(
 
 @router.get("/invite/{token}")
 async def invitation_form(request: Request, token: str) -> Response:
-    """Choose a password (anyone holding the link; checked on POST)."""
+    """Choose a password (anyone holding a live link; checked again on POST)."""
+    try:
+        identity(request).check_invitation_link(token, now=now(request))
+    except IdentityError as exc:
+        return _dead_link(request, exc)
     return public_page(request, "auth_invite.html", token=token)
 
 
