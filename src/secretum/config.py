@@ -12,13 +12,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from secretum.localtime import DEFAULT_ZONE, zone
 
 
 def _default_data_dir() -> Path:
@@ -70,10 +72,22 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "Secretum <no-reply@localhost>"
 
+    #: The clinic's time zone (IANA name): every time a person reads is shown in it.
+    timezone: str = DEFAULT_ZONE
+
     audit_checkpoint_every: int = 1000
     audit_checkpoint_seconds: float = 60.0
 
     log_level: str = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zone(value)
+        except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/Paris)") from exc
+        return value
 
     @property
     def db_url(self) -> str:

@@ -81,7 +81,8 @@ def test_invitation_works_once(web: Web) -> None:
         rpps="10000000009",
     )
     assert link_page.status_code == 200, text_of(link_page)
-    assert "Valable jusqu'au 2030-03-08 09:00 UTC" in text_of(link_page)
+    assert "Valable jusqu'au 08/03/2030 10:00." in text_of(link_page)
+    assert "Les heures sont en heure de Paris." in text_of(link_page)
     path = invitation_path(link_page)
     invitee = web.new_client()
     done = accept(invitee, path)

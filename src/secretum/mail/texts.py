@@ -1,23 +1,24 @@
 """The messages Secretum sends, in French then English, and nothing about health.
 
 They name neither a role (being invited as a *patient* of a clinic is already health data)
-nor a practitioner: only the platform's address, the one-time link and until when it works.
+nor a practitioner: only the platform's address, the one-time link and until when it works
+(in the clinic's time zone, named beside the time: a message is read out of context).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
+from secretum.localtime import labelled
 from secretum.mail import Message
 
 
-def _when(moment: datetime) -> str:
-    return moment.strftime("%d/%m/%Y %H:%M UTC")
-
-
-def invitation(to: str, link: str, expires_at: datetime, platform_url: str) -> Message:
+def invitation(
+    to: str, link: str, expires_at: datetime, platform_url: str, tz: ZoneInfo
+) -> Message:
     """An administrator invited ``to``: choose a password through ``link``."""
-    until = _when(expires_at)
+    until, until_en = labelled(expires_at, "fr", tz), labelled(expires_at, "en", tz)
     text = f"""Bonjour,
 
 Un compte Secretum vous attend sur {platform_url}.
@@ -37,15 +38,17 @@ To create it, open this link and choose your password:
 
 {link}
 
-This link works once and expires on {until}. If you did not expect this message, ignore it:
+This link works once and expires on {until_en}. If you did not expect this message, ignore it:
 no account will be activated.
 """
     return Message(to, "Votre compte Secretum / Your Secretum account", text)
 
 
-def registration(to: str, link: str, expires_at: datetime, platform_url: str) -> Message:
+def registration(
+    to: str, link: str, expires_at: datetime, platform_url: str, tz: ZoneInfo
+) -> Message:
     """Someone asked for an account with the address ``to``: confirm it through ``link``."""
-    until = _when(expires_at)
+    until, until_en = labelled(expires_at, "fr", tz), labelled(expires_at, "en", tz)
     text = f"""Bonjour,
 
 Une demande de compte Secretum a été faite avec cette adresse sur {platform_url}.
@@ -65,7 +68,7 @@ To confirm it, open this link and choose your password:
 
 {link}
 
-This link works once and expires on {until}. If you did not ask for it, ignore this message:
+This link works once and expires on {until_en}. If you did not ask for it, ignore this message:
 no account will be activated.
 """
     return Message(to, "Confirmez votre compte Secretum / Confirm your Secretum account", text)

@@ -18,7 +18,6 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -35,6 +34,7 @@ from secretum.identity.model import Session
 from secretum.identity.service import IdentityService
 from secretum.identity.service_base import WebAuthnStart
 from secretum.identity.service_signin import SignedIn as SignInResult
+from secretum.localtime import labelled
 from secretum.policy.model import Role
 from secretum.web import i18n
 from secretum.web.deps import (
@@ -51,7 +51,7 @@ from secretum.web.deps import (
     set_device_cookie,
     set_session_cookie,
 )
-from secretum.web.templating import language, render
+from secretum.web.templating import clinic_zone, language, render
 
 PENDING_COOKIE = "__Host-secretum-pending"
 STEP_UP_PATH = "/account/step-up"
@@ -246,9 +246,8 @@ def problem(request: Request, exc: IdentityError) -> Problem:
     if isinstance(exc, Throttled):
         seconds = max(1, int((exc.retry_at - now(request)).total_seconds()) + 1)
         minutes = max(1, -(-seconds // 60))
-        text = i18n.translate(
-            lang, "auth.err." + code, minutes=minutes, time=exc.retry_at.strftime("%H:%M UTC")
-        )
+        until = labelled(exc.retry_at, lang, clinic_zone(request))
+        text = i18n.translate(lang, "auth.err." + code, minutes=minutes, time=until)
         return Problem(code, text, status, retry_after=seconds)
     text = i18n.translate(lang, "auth.err." + code)
     if isinstance(exc, WeakPassword):
@@ -314,11 +313,6 @@ STASH = CodeStash()
 # -- pages ------------------------------------------------------------------------------------
 
 
-def when(value: datetime | None) -> str:
-    """A time as pages show it (UTC, to the minute)."""
-    return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def page(
     request: Request,
     template: str,
@@ -327,8 +321,8 @@ def page(
     headers: dict[str, str] | None = None,
     **context: Any,
 ) -> Response:
-    """Render a page of these areas (with ``when`` for times, ``headers`` added)."""
-    response = render(request, template, status_code=status_code, when=when, **context)
+    """Render a page of these areas (``headers`` added)."""
+    response = render(request, template, status_code=status_code, **context)
     response.headers.update(headers or {})
     return response
 

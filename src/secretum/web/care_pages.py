@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 
 from secretum.consent.store import NoActiveConsent
 from secretum.consent.texts import UnknownText
+from secretum.localtime import DEFAULT_ZONE, local_text, zone
 from secretum.policy.breakglass import UnknownGrant
 from secretum.policy.decide import AccessDenied as PolicyDenied
 from secretum.records.fhir import (
@@ -38,11 +39,11 @@ from secretum.records.fhir import (
 )
 from secretum.web.deps import Caller
 from secretum.web.i18n import translate
-from secretum.web.templating import language, render
+from secretum.web.templating import clinic_zone, language, render
 
 STEP_UP_PAGE = "/account/step-up"
-#: People read times in the clinic's zone.
-ZONE = ZoneInfo("Europe/Paris")
+#: The zone of a FHIR time stored without an offset (the validator refuses new ones).
+ZONE = zone(DEFAULT_ZONE)
 
 
 class PageError(Exception):
@@ -230,21 +231,10 @@ class CarePageRoute(APIRoute):
         return page_handler
 
 
-def when(value: datetime | None, lang: str) -> str:
-    """A time as people read it, in the clinic's zone (empty for None)."""
-    if value is None:
-        return ""
-    if value.tzinfo is None:  # SQLite gives back naive UTC
-        value = value.replace(tzinfo=UTC)
-    local = value.astimezone(ZONE)
-    if lang == "fr":
-        return local.strftime("%d/%m/%Y %H:%M")
-    return local.strftime("%Y-%m-%d %H:%M")
-
-
 def formatter(request: Request) -> Callable[[datetime | None], str]:
-    lang = language(request)
-    return lambda value: when(value, lang)
+    """Times in the clinic's zone, in the page's language (empty for None)."""
+    lang, tz = language(request), clinic_zone(request)
+    return lambda value: local_text(value, lang, tz)
 
 
 def ctx(request: Request) -> dict[str, Any]:
@@ -273,7 +263,7 @@ def ctx(request: Request) -> dict[str, Any]:
         return text.replace(".", ",") if lang == "fr" and isinstance(value, float) else text
 
     return {
-        "fmt": lambda value: when(value, lang),
+        "fmt": formatter(request),
         "parse_time": parse_time,
         "person": person,
         "num": num,
@@ -318,15 +308,16 @@ def text_blocks(body: str) -> list[Block]:
 # -- a record, as the pages show it --------------------------------------------------------------
 
 
-def local_time(text: str) -> datetime:
-    """A ``datetime-local`` form value (``2026-12-01T09:30``, the clinic's zone), or a 400."""
+def local_time(text: str, tz: ZoneInfo) -> datetime:
+    """A ``datetime-local`` form value (``2026-12-01T09:30``, in ``tz``: the clinic's zone), or
+    a 400."""
     try:
         parsed = datetime.fromisoformat(text) if 16 <= len(text) <= 19 else None
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is not None:
         raise PageError(400, "error.appointment")
-    return parsed.replace(tzinfo=ZONE)
+    return parsed.replace(tzinfo=tz)
 
 
 def parse_time(text: object) -> datetime | None:

@@ -14,6 +14,7 @@ from secretum.identity.service_accounts import Invitation
 from secretum.logs import get_logger
 from secretum.mail import MailError, Message, texts
 from secretum.web.deps import platform
+from secretum.web.templating import clinic_zone
 
 _log = get_logger("secretum.web.mail")
 
@@ -37,7 +38,8 @@ def send_invitation(request: Request, to: str, invitation: Invitation) -> bool:
     assert invitation.token is not None
     base = platform(request).settings.base_url
     link = invitation_link(request, invitation.token)
-    return _send(request, texts.invitation(to, link, invitation.expires_at, base), "invitation")
+    message = texts.invitation(to, link, invitation.expires_at, base, clinic_zone(request))
+    return _send(request, message, "invitation")
 
 
 def send_registration(request: Request, to: str, invitation: Invitation) -> None:
@@ -47,4 +49,5 @@ def send_registration(request: Request, to: str, invitation: Invitation) -> None
         _send(request, texts.already_registered(to, base), "registration")
         return
     link = invitation_link(request, invitation.token)
-    _send(request, texts.registration(to, link, invitation.expires_at, base), "registration")
+    message = texts.registration(to, link, invitation.expires_at, base, clinic_zone(request))
+    _send(request, message, "registration")

@@ -1,18 +1,22 @@
 """Jinja2 pages: autoescaped, translated, with the CSRF token of the session.
 
 Templates get ``t(key, **params)`` (translation), ``lang``, ``csrf_token``, ``actor`` (or
-None) and ``static(path)``. Pages carry no inline script: behaviour lives in static modules.
+None), ``static(path)``, ``when(time)`` (a time in the clinic's zone, ``—`` for none) and
+``zone_label`` (that zone in words, said once in the footer). Pages carry no inline script:
+behaviour lives in static modules.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from secretum.localtime import DEFAULT_ZONE, local_text, zone, zone_label
 from secretum.web import i18n
 from secretum.web.deps import anonymous_csrf_token
 
@@ -28,6 +32,12 @@ def language(request: Request) -> str:
     return i18n.choose(request.cookies.get("lang"), request.headers.get("accept-language"))
 
 
+def clinic_zone(request: Request) -> ZoneInfo:
+    """The clinic's time zone (``Settings.timezone``)."""
+    settings = getattr(request.app.state, "settings", None)
+    return zone(settings.timezone if settings is not None else DEFAULT_ZONE)
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render ``template`` for ``request`` with the common context.
 
@@ -38,6 +48,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     """
     lang = language(request)
     session = getattr(request.state, "session", None)
+    tz = clinic_zone(request)
     cookies = Response()
     if session is None and not getattr(request.state, "anonymous_csrf", ""):
         anonymous_csrf_token(request, cookies)
@@ -50,7 +61,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         else getattr(request.state, "anonymous_csrf", ""),
         actor=getattr(request.state, "actor", None),
         static=lambda path: f"/static/{path}",
-        **context,
+        **{"when": lambda value: local_text(value, lang, tz, "—"), **context},
+        zone_label=zone_label(tz, lang),
     )
     response = HTMLResponse(page, status_code=status_code, headers={"Cache-Control": "no-store"})
     response.raw_headers.extend(h for h in cookies.raw_headers if h[0] == b"set-cookie")

@@ -27,7 +27,7 @@ from secretum.web import care_pages as pages
 from secretum.web import care_reads as reads
 from secretum.web import deps
 from secretum.web.deps import Caller
-from secretum.web.templating import language, render
+from secretum.web.templating import clinic_zone, language, render
 
 router = APIRouter(prefix="/me", route_class=pages.CarePageRoute, include_in_schema=False)
 
@@ -280,12 +280,13 @@ def book_appointment(
     svc: Svc,
     plat: Plat,
     now: Now,
+    request: Request,
     practitioner_id: FormStr = "",
     at: FormStr = "",
 ) -> RedirectResponse:
     """I book a consultation: the practitioner joins my care team until its follow-up ends."""
     chosen = _practitioner(plat, practitioner_id)
-    when = pages.local_time(at)
+    when = pages.local_time(at, clinic_zone(request))
     try:
         _my_choice(caller, plat, now, svc.choices.book_appointment, practitioner_id=chosen, at=when)
     except ValueError:
