@@ -38,6 +38,12 @@ def clinic_zone(request: Request) -> ZoneInfo:
     return zone(settings.timezone if settings is not None else DEFAULT_ZONE)
 
 
+def public_url(request: Request) -> str:
+    """The address people type (``Settings.base_url``): passkeys work there only."""
+    settings = getattr(request.app.state, "settings", None)
+    return settings.base_url if settings is not None else ""
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render ``template`` for ``request`` with the common context.
 
@@ -63,6 +69,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         static=lambda path: f"/static/{path}",
         **{"when": lambda value: local_text(value, lang, tz, "—"), **context},
         zone_label=zone_label(tz, lang),
+        public_url=public_url(request),
     )
     response = HTMLResponse(page, status_code=status_code, headers={"Cache-Control": "no-store"})
     response.raw_headers.extend(h for h in cookies.raw_headers if h[0] == b"set-cookie")

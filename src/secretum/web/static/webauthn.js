@@ -6,6 +6,8 @@
 //   data-name-input="#id"               (create) the input holding the credential's name
 //   data-form="#id"                     (get) a form whose fields are sent with the options
 //   data-status="#id"                   where to write progress and errors (aria-live)
+// The browser's own errors (a DOMException, in the browser's language, e.g. "This is an invalid
+// domain") are shown in the page's words: #webauthn-messages (base.html) holds them by name.
 // The server answers {"options": <PublicKeyCredential*OptionsJSON>, "ceremony": "<id>"} and,
 // after verification, {"next": "/url"} or {"error": "<message>"}.
 
@@ -69,8 +71,28 @@ async function post(url, body) {
     body: JSON.stringify(body),
   });
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(data.error || data.detail || `HTTP ${res.status}`);
+  // Our own refusals come translated ({"error": …}); anything else gets the generic message.
+  if (!res.ok) throw new ServerError(data.error || "");
   return data;
+}
+
+// DOMException name → data attribute of #webauthn-messages.
+const BROWSER_ERRORS = {
+  NotAllowedError: "notAllowed",
+  SecurityError: "security",
+  InvalidStateError: "invalidState",
+  NotSupportedError: "notSupported",
+  AbortError: "notAllowed",
+  ConstraintError: "notSupported",
+};
+
+class ServerError extends Error {}
+
+function explain(err) {
+  const messages = document.getElementById("webauthn-messages")?.dataset ?? {};
+  if (err instanceof ServerError) return err.message || messages.server || "Error";
+  const key = BROWSER_ERRORS[err && err.name];
+  return (key && messages[key]) || messages.other || (err && err.message) || String(err);
 }
 
 async function run(button) {
@@ -107,7 +129,7 @@ async function run(button) {
     if (result.next) window.location.assign(result.next);
     else say(result.message || "OK");
   } catch (err) {
-    say(err && err.message ? err.message : String(err), true);
+    say(explain(err), true);
   } finally {
     button.disabled = false;
   }
