@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from secretum.audit.log import AuditLog
 from secretum.config import Settings
 from secretum.crypto.blind_index import INDEX_KEY_SIZE, BlindIndex
+from secretum.crypto.errors import CryptoError
 from secretum.crypto.kms import KeyManagementService, create_kms, open_kms
 from secretum.keys.keyring import KeyRing, utc_now
 from secretum.pki import (
@@ -153,26 +154,53 @@ def is_initialised(settings: Settings) -> bool:
     return (settings.data_dir / "pki" / "ca.pem").exists()
 
 
+def check_keystore_passphrase(passphrase: str) -> None:
+    """Refuse a weak new keystore passphrase with a one-line :class:`PlatformError`.
+
+    The rule is the password rule of :mod:`secretum.identity.passwords`, stricter (see
+    :func:`~secretum.identity.passwords.check_passphrase`): 15 characters, zxcvbn score 4.
+    Checked where a passphrase is chosen (init, change), never when one opens the keystore.
+    """
+    from secretum.identity.errors import WeakPassword
+    from secretum.identity.passwords import check_passphrase
+
+    try:
+        check_passphrase(passphrase)
+    except WeakPassword as exc:
+        advice = " ".join(exc.feedback)
+        raise PlatformError(f"the keystore passphrase is too weak: {advice}") from None
+
+
 def _kms(settings: Settings, passphrase: str | None, *, create: bool) -> KeyManagementService:
-    if settings.kms == "pkcs11":
-        pin = settings.pkcs11_pin.get_secret_value() if settings.pkcs11_pin else None
-        if pin is None:
-            raise PlatformError("SECRETUM_PKCS11_PIN is required with SECRETUM_KMS=pkcs11")
-        params = dict(
-            module_path=settings.pkcs11_module, token_label=settings.pkcs11_token_label, pin=pin
-        )
-        return create_kms("pkcs11", **params) if create else open_kms("pkcs11", **params)
-    if not passphrase:
-        raise PlatformError("the keystore passphrase is needed: set SECRETUM_KEYSTORE_PASSPHRASE")
-    if create:
-        return create_kms("local", path=settings.keystore_path, passphrase=passphrase)
-    return open_kms("local", path=settings.keystore_path, passphrase=passphrase)
+    """The KMS; a wrong passphrase or PIN, a bad keystore or token is one PlatformError line."""
+    try:
+        if settings.kms == "pkcs11":
+            pin = settings.pkcs11_pin.get_secret_value() if settings.pkcs11_pin else None
+            if pin is None:
+                raise PlatformError("SECRETUM_PKCS11_PIN is required with SECRETUM_KMS=pkcs11")
+            params = dict(
+                module_path=settings.pkcs11_module,
+                token_label=settings.pkcs11_token_label,
+                pin=pin,
+            )
+            return create_kms("pkcs11", **params) if create else open_kms("pkcs11", **params)
+        if not passphrase:
+            raise PlatformError(
+                "the keystore passphrase is needed: set SECRETUM_KEYSTORE_PASSPHRASE"
+            )
+        if create:
+            return create_kms("local", path=settings.keystore_path, passphrase=passphrase)
+        return open_kms("local", path=settings.keystore_path, passphrase=passphrase)
+    except CryptoError as exc:  # messages of the KMS adapters hold no secret
+        raise PlatformError(f"{settings.kms} KMS: {exc}") from None
 
 
 def init_platform(settings: Settings, passphrase: str | None) -> Platform:
     """Create a new data directory: keystore, schemas, platform secrets, internal CA."""
     if is_initialised(settings):
         raise PlatformError(f"{settings.data_dir} is already initialised")
+    if settings.kms == "local" and passphrase:
+        check_keystore_passphrase(passphrase)  # before anything is written
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     kms = _kms(settings, passphrase, create=True)
     platform = _wire(settings, kms, create_schemas=True)

@@ -8,10 +8,11 @@ environment variables or the TOML file) and opens the platform through
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -29,7 +30,24 @@ from secretum.bootstrap import (
 )
 from secretum.config import Settings
 
-app = typer.Typer(
+console = Console()
+err = Console(stderr=True)
+
+
+class _Secretum(typer.Typer):
+    """The ``secretum`` command: a PlatformError (wrong passphrase or PIN, not initialised...)
+    that a command lets through ends as one ``error:`` line and exit code 1, never a
+    traceback, whichever command group raised it (``audit`` opens the platform itself)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except PlatformError as exc:
+            _error_line(str(exc))
+            raise SystemExit(1) from None
+
+
+app = _Secretum(
     name="secretum",
     help="Secretum: telemedicine that keeps the secret médical.",
     no_args_is_help=True,
@@ -44,12 +62,15 @@ pki_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(pki_app, name="pki")
-console = Console()
-err = Console(stderr=True)
+
+
+def _error_line(message: str) -> None:
+    """One line on stderr, never wrapped (soft_wrap), the message printed as it is."""
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    _error_line(message)
     return typer.Exit(code=1)
 
 
@@ -241,18 +262,54 @@ def keys_shred(
     patient_id: str,
     yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
 ) -> None:
-    """Crypto-shred a patient: destroy their data key, so none of their data opens again."""
+    """Crypto-shred a patient: destroy their data key, so none of their data opens again.
+
+    Only a patient's id is accepted: a staff account's id, or an unknown one, is refused.
+    """
     from secretum.crypto.errors import KeyNotFoundError
-    from secretum.keys.service import audited_shred
+    from secretum.keys.service import NotAPatient, audited_shred
 
     if not yes:
         raise _fail("shredding is permanent: add --yes to confirm")
     platform = _open()
     try:
         audited_shred(platform, patient_id, actor_id="cli", actor_role="admin")
-    except KeyNotFoundError as exc:
+    except (KeyNotFoundError, NotAPatient) as exc:
         raise _fail(str(exc)) from None
     console.print(f"[green]shredded[/green] the data key of {patient_id}")
+
+
+@keys_app.command("passphrase")
+def keys_passphrase() -> None:
+    """Change the keystore passphrase (local KMS): a new file key then seals every KEK.
+
+    The current passphrase comes as for every command (SECRETUM_KEYSTORE_PASSPHRASE, or the
+    development file, which is then updated); the new one is asked for, twice, and must be
+    strong. Restart running servers with the new one: they cannot follow the change.
+    """
+    from secretum.bootstrap import check_keystore_passphrase
+    from secretum.crypto.kms.local import LocalKeystoreKMS, atomic_write
+
+    settings = Settings()
+    platform = _open()
+    try:
+        kms = platform.kms
+        if not isinstance(kms, LocalKeystoreKMS):
+            raise _fail("only the local keystore has a passphrase (an HSM has its PIN)")
+        new = typer.prompt("New keystore passphrase", hide_input=True, confirmation_prompt=True)
+        try:
+            check_keystore_passphrase(new)
+        except PlatformError as exc:
+            raise _fail(str(exc)) from None
+        kms.change_passphrase(new)
+        dev_file = dev_passphrase_path(settings)
+        if settings.keystore_passphrase is None and dev_file.exists():
+            atomic_write(dev_file, new.encode() + b"\n")
+    finally:
+        platform.close()
+    console.print(
+        "[green]keystore passphrase changed[/green]: restart running servers with the new one"
+    )
 
 
 # -- pki --------------------------------------------------------------------------------------

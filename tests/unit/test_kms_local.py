@@ -230,8 +230,25 @@ def test_change_passphrase_and_raise_the_cost(
         LocalKeystoreKMS.open(path, PASS)
     assert LocalKeystoreKMS.open(path, "new passphrase").unwrap(wrapped, CTX) == KEY
     kms.create_version()
-    assert server.current_version() == 2  # still running on the file key it holds
-    assert server.unwrap(wrapped, CTX) == KEY
+    assert kms.current_version() == 2
+    # A process opened before the change holds the old file key and passphrase, no more than
+    # an old copy of the file gives: it cannot follow, and says to restart it.
+    with pytest.raises(KeystorePassphraseError, match="restart"):
+        server.current_version()
+    restarted = LocalKeystoreKMS.open(path, "new passphrase")
+    assert restarted.current_version() == 2 and restarted.unwrap(wrapped, CTX) == KEY
+
+
+def test_change_passphrase_draws_a_new_file_key(
+    make: Callable[..., LocalKeystoreKMS], path: Path
+) -> None:
+    rng = RecordingRng()
+    kms = make(rng=rng)
+    before = set(rng.key_draws())
+    kms.change_passphrase("another long passphrase", kdf=FAST_SCRYPT)
+    drawn = [d for d in rng.key_draws() if d not in before]
+    assert drawn and kms._file_key in drawn  # a fresh 32-byte draw, not the old file key
+    assert kms._file_key not in before
 
 
 def test_second_instance_sees_changes(make: Callable[..., LocalKeystoreKMS], path: Path) -> None:

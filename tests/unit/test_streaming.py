@@ -535,12 +535,13 @@ def test_decrypt_range_only_needs_the_covering_segments() -> None:
 
 
 def test_decrypt_range_checks_the_last_flag() -> None:
-    # Truncated at a segment boundary: the new last segment was not sealed as last.
+    # Truncated at a segment boundary: the new last segment was not sealed as last. Every
+    # range is refused, the intact first bytes too: the size they would come with is false.
     cut = BIG_CT[: 5 * SEG]
     last_byte = plaintext_size(len(cut), SEG) - 1
-    assert decrypt_range(KEY, io.BytesIO(cut), AD, 0, 8, segment_size=SEG) == BIG_PT[:8]
-    with pytest.raises(IntegrityError):
-        decrypt_range(KEY, io.BytesIO(cut), AD, last_byte, 1, segment_size=SEG)
+    for offset, length in ((0, 8), (last_byte, 1), (0, 0), (10_000, 5)):
+        with pytest.raises(IntegrityError):
+            decrypt_range(KEY, io.BytesIO(cut), AD, offset, length, segment_size=SEG)
 
 
 def test_decrypt_range_clips_like_slicing_and_validates() -> None:
@@ -587,11 +588,9 @@ def test_decrypting_reader_refuses_a_bad_file_at_open() -> None:
     for cut in (20, 21, 35):  # leaves a bare tag (not canonical), 15 bytes, 1 byte
         with pytest.raises(FormatError):
             DecryptingReader(KEY, io.BytesIO(BIG_CT[:-cut]), AD, segment_size=SEG)
-    for cut in (1, 36):  # plausible sizes: caught when the (new) last segment is read
-        reader = DecryptingReader(KEY, io.BytesIO(BIG_CT[:-cut]), AD, segment_size=SEG)
-        reader.seek(-1, io.SEEK_END)
+    for cut in (1, 36):  # plausible sizes: the (new) last segment is authenticated at open
         with pytest.raises(IntegrityError):
-            reader.read(1)
+            DecryptingReader(KEY, io.BytesIO(BIG_CT[:-cut]), AD, segment_size=SEG)
     with pytest.raises(FormatError):
         DecryptingReader(KEY, io.BytesIO(b"\x29" + BIG_CT[1:]), AD, segment_size=SEG)
 

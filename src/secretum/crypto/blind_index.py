@@ -50,3 +50,8 @@ class BlindIndex:
 
     def __repr__(self) -> str:
         return "BlindIndex(<key hidden>)"
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        """Refuse pickling (and copying), as :class:`~secretum.crypto.keys.DataKey` does: a
+        pickle would carry the index key out of the process (a cache, a queue, a log)."""
+        raise TypeError("blind-index keys are not picklable")

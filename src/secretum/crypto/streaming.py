@@ -16,6 +16,15 @@ Entry points:
   decrypting only the segments that cover the bytes asked for.
 * :func:`ciphertext_size` / :func:`plaintext_size`: size arithmetic.
 
+**The size is authenticated before anything is returned.** The plaintext size follows from the
+ciphertext's length, and the length alone proves nothing: a file cut at the right place, or
+extended, has a length that some plaintext would have. What proves it is the last segment,
+sealed with the last-segment flag at its index: it only authenticates where the genuine
+ciphertext ended. So every read, a byte range (even an empty one, or one past the end)
+included, first authenticates that segment, and every entry point takes the
+``expected_size`` that the caller stored, sealed, beside the ciphertext (Secretum keeps it
+in the file's metadata) and raises ``IntegrityError`` if the two differ.
+
 Associated data binds a ciphertext to where it belongs; for Secretum files it is
 ``secretum.crypto.context.FileContext(...).encode()``. Every authentication failure (tampered
 byte, wrong key or associated data, truncation, reordering, appended data) raises
@@ -188,6 +197,15 @@ def encrypt_stream(
         filled = 1 + fill(plain[1:want])
 
 
+def _check_size(expected_size: int | None, size: int) -> None:
+    """Raise ``IntegrityError`` unless the proven plaintext ``size`` is the expected one."""
+    if expected_size is not None and size != expected_size:
+        raise IntegrityError(
+            f"the ciphertext holds {size} plaintext bytes, its metadata says {expected_size}: "
+            "truncated, extended or swapped"
+        )
+
+
 def decrypt_stream(
     key: bytes,
     src: BinaryIO,
@@ -196,6 +214,7 @@ def decrypt_stream(
     *,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     progress: Callable[[int], None] | None = None,
+    expected_size: int | None = None,
 ) -> int:
     """Decrypt the ciphertext ``src`` yields into ``dst``; return the plaintext bytes written.
 
@@ -207,6 +226,10 @@ def decrypt_stream(
     plaintext of segments ``0 .. k-1`` has already been written to ``dst``. That prefix is
     genuine but incomplete: when this function raises, discard everything written to ``dst``.
     To decrypt into a file, use :func:`decrypt_to_path`, which never leaves a partial file.
+
+    ``expected_size``, if given, is the plaintext size stored with the ciphertext: a stream
+    that holds more raises before the extra bytes are written, one that holds fewer raises
+    at its end (the size itself is authenticated by the last segment's flag).
 
     ``progress``, if given, is called after each segment with the plaintext bytes written so
     far. ``dst.write`` receives views of a reused buffer (see :func:`encrypt_stream`).
@@ -232,11 +255,15 @@ def decrypt_stream(
         # open_into raises (and wipes ``opened``) unless the tag verifies with this position
         # and last flag: nothing of a segment is written before that.
         size = cipher.open_into(index, last, sealed[:filled], opened)
+        if expected_size is not None and written + size > expected_size:
+            opened[:size] = bytes(size)
+            _check_size(expected_size, written + size)
         _write_all(dst, opened[:size])
         written += size
         if progress is not None:
             progress(written)
         if last:
+            _check_size(expected_size, written)
             return written
         sealed[0] = peek[0]
         want, index = segment_size, index + 1
@@ -251,6 +278,7 @@ def decrypt_to_path(
     *,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     progress: Callable[[int], None] | None = None,
+    expected_size: int | None = None,
 ) -> int:
     """Decrypt ``src`` into the file at ``path``, all or nothing; return the plaintext size.
 
@@ -266,7 +294,13 @@ def decrypt_to_path(
     try:
         with os.fdopen(fd, "wb") as out:
             size = decrypt_stream(
-                key, src, out, associated_data, segment_size=segment_size, progress=progress
+                key,
+                src,
+                out,
+                associated_data,
+                segment_size=segment_size,
+                progress=progress,
+                expected_size=expected_size,
             )
             out.flush()
             os.fsync(out.fileno())
@@ -286,9 +320,15 @@ class DecryptingReader(io.RawIOBase):
     and run to its end (its size tells which segment is the last one). ``src`` is not closed
     by :meth:`close`. Not thread-safe.
 
+    The constructor authenticates the last segment, so :attr:`size` is proven before any
+    read (a truncated or extended file raises ``IntegrityError`` here, even if only zero
+    bytes are then read), and compares it with ``expected_size`` when given. This costs one
+    segment's decryption per reader (at most 1 MiB of AES-GCM, nothing more for a file of
+    one segment); the segment stays in the cache, ready for a read of the file's end.
+
     Each segment read is authenticated before any of its bytes is returned, but reading a
-    part of the file proves nothing about the segments not read: only reading all of it (or
-    :func:`decrypt_stream`) shows that the whole file is intact.
+    part of the file proves nothing about the middle segments not read: only reading all of
+    it (or :func:`decrypt_stream`) shows that the whole file is intact.
     """
 
     def __init__(
@@ -298,6 +338,7 @@ class DecryptingReader(io.RawIOBase):
         associated_data: bytes,
         *,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
+        expected_size: int | None = None,
     ) -> None:
         super().__init__()
         check_key(key)
@@ -317,6 +358,9 @@ class DecryptingReader(io.RawIOBase):
         self._cached_index = -1  # index of the segment in self._opened, -1 for none
         self._cached_size = 0
         self._pos = 0
+        # The size above comes from the file's length: prove it before anything is read.
+        self._load(self._last_index)
+        _check_size(expected_size, self._size)
 
     @property
     def size(self) -> int:
@@ -416,16 +460,21 @@ def decrypt_range(
     length: int,
     *,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
+    expected_size: int | None = None,
 ) -> bytes:
     """Return ``plaintext[offset : offset + length]``, decrypting only the covering segments.
 
     ``src`` must be seekable and hold exactly one ciphertext, from offset 0 to its end.
-    Like slicing, a range past the end is clipped (possibly to ``b""``). Raises
-    ``IntegrityError`` if a covering segment fails authentication, ``FormatError`` if the
-    header or the ciphertext size is invalid; segments outside the range are not checked.
+    Like slicing, a range past the end is clipped (possibly to ``b""``). The last segment is
+    authenticated first, whatever the range (see :class:`DecryptingReader`). Raises
+    ``IntegrityError`` if it or a covering segment fails authentication, or if the size
+    differs from ``expected_size``; ``FormatError`` if the header or the ciphertext size is
+    invalid. Middle segments outside the range are not checked.
     """
     if offset < 0 or length < 0:
         raise ValueError("offset and length must be >= 0")
-    with DecryptingReader(key, src, associated_data, segment_size=segment_size) as reader:
+    with DecryptingReader(
+        key, src, associated_data, segment_size=segment_size, expected_size=expected_size
+    ) as reader:
         reader.seek(offset)
         return reader.read(length)

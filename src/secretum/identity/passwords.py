@@ -12,6 +12,11 @@ Strength: at least :data:`MIN_LENGTH` characters and a zxcvbn score of at least
 :data:`MIN_SCORE` (3, "safely unguessable: moderate protection from offline slow-hash
 scenario"), judged with the user's own e-mail and name as known inputs; a refusal lists
 zxcvbn's warning and suggestions.
+
+The keystore passphrase (:func:`check_passphrase`) follows the same rule, stricter: at least
+:data:`PASSPHRASE_MIN_LENGTH` characters and zxcvbn's top score, 4 ("strong protection from
+offline slow-hash scenario"), because a copy of ``keystore.json`` is exactly that scenario
+and it guards every key of the platform.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from secretum.identity.errors import WeakPassword
 MIN_LENGTH = 12
 MAX_LENGTH = 1024  # bounds the hashing work an attacker can ask for
 MIN_SCORE = 3
+#: The keystore passphrase: every KEK behind it, open to offline guessing from a file copy.
+PASSPHRASE_MIN_LENGTH = 15
+PASSPHRASE_MIN_SCORE = 4
 #: zxcvbn knows English only: French passwords, words and first names, most common first.
 WORDLISTS = ("fr_common",)
 
@@ -107,15 +115,21 @@ def _check_length(password: str) -> None:
         raise WeakPassword((f"Use at most {MAX_LENGTH} characters.",))
 
 
-def check_strength(password: str, user_inputs: tuple[str, ...] = ()) -> None:
+def check_strength(
+    password: str,
+    user_inputs: tuple[str, ...] = (),
+    *,
+    min_length: int = MIN_LENGTH,
+    min_score: int = MIN_SCORE,
+) -> None:
     """Refuse a short or guessable password with :class:`WeakPassword` and zxcvbn's advice."""
     _check_length(password)
     feedback: list[str] = []
-    if len(password) < MIN_LENGTH:
-        feedback.append(f"Use at least {MIN_LENGTH} characters.")
+    if len(password) < min_length:
+        feedback.append(f"Use at least {min_length} characters.")
     inputs = [part for value in user_inputs for part in value.replace("@", " ").split() if part]
     result = zxcvbn(password[:_ZXCVBN_PREFIX], user_inputs=inputs)
-    if result["score"] < MIN_SCORE:
+    if result["score"] < min_score:
         advice = result["feedback"]
         if advice.get("warning"):
             feedback.append(str(advice["warning"]))
@@ -127,6 +141,11 @@ def check_strength(password: str, user_inputs: tuple[str, ...] = ()) -> None:
         )
     if feedback:
         raise WeakPassword(tuple(feedback))
+
+
+def check_passphrase(passphrase: str) -> None:
+    """Refuse a weak keystore passphrase (:class:`WeakPassword`, with zxcvbn's advice)."""
+    check_strength(passphrase, min_length=PASSPHRASE_MIN_LENGTH, min_score=PASSPHRASE_MIN_SCORE)
 
 
 def measure_cost(params: Argon2Params = DEFAULT_ARGON2, rounds: int = 5) -> float:

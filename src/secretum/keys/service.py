@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlalchemy import literal, or_, select, union_all
+
 from secretum.audit.model import AuditEvent, EventAction, EventType, Outcome
 from secretum.keys.rotation import Progress, RotationReport, retire, rotate
 
@@ -25,6 +27,45 @@ def _audit(platform: Platform, **fields: object) -> None:
         platform.audit.append(conn, AuditEvent(recorded=platform.clock(), **fields))  # type: ignore[arg-type]
 
 
+class NotAPatient(ValueError):
+    """The id given to shred is not a patient's (an account of staff, or unknown)."""
+
+
+def check_patient(platform: Platform, owner_id: str) -> None:
+    """Raise :class:`NotAPatient` unless ``owner_id`` is a patient of this platform.
+
+    Data keys are per owner, and staff accounts have one too (their sealed name and e-mail):
+    shredding one by mistake would destroy a practitioner's or an administrator's account.
+    A patient is an id with a patient account, or with health data in the records (a Patient
+    resource, a resource, record or file about them); an account of another role is refused
+    even if the records mention its id.
+    """
+    from secretum.identity.tables import accounts
+    from secretum.records.tables import encrypted_files, fhir_resources, sealed_records
+
+    with platform.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+        role = conn.execute(
+            select(accounts.c.role).where(accounts.c.user_id == owner_id)
+        ).scalar_one_or_none()
+        if role is not None and role != "patient":
+            raise NotAPatient(f"{owner_id} is the account of a {role}, not a patient: refused")
+        if role == "patient":
+            return
+        f = fhir_resources.c
+        evidence = union_all(
+            select(literal(1)).where(
+                or_(
+                    f.patient_id == owner_id,
+                    (f.resource_type == "Patient") & (f.resource_id == owner_id),
+                )
+            ),
+            select(literal(1)).where(sealed_records.c.patient_id == owner_id),
+            select(literal(1)).where(encrypted_files.c.patient_id == owner_id),
+        )
+        if conn.execute(evidence.limit(1)).first() is None:
+            raise NotAPatient(f"no patient has the id {owner_id}: refused")
+
+
 def audited_shred(
     platform: Platform,
     patient_id: str,
@@ -33,7 +74,11 @@ def audited_shred(
     actor_role: str,
     source_address: str | None = None,
 ) -> None:
-    """Destroy the data key of ``patient_id``, audited (success or failure)."""
+    """Destroy the data key of ``patient_id``, audited (success or failure).
+
+    Refuses (:class:`NotAPatient`, audited as a minor failure, nothing shredded) an id that
+    is not a patient's: see :func:`check_patient`.
+    """
     common = dict(
         event_type=EventType.PATIENT_RECORD,
         action=EventAction.DELETE,
@@ -45,6 +90,11 @@ def audited_shred(
         patient_id=patient_id,
         source_address=source_address,
     )
+    try:
+        check_patient(platform, patient_id)
+    except NotAPatient:
+        _audit(platform, outcome=Outcome.MINOR_FAILURE, **common)
+        raise
     try:
         platform.keyring.shred(patient_id)
     except BaseException:

@@ -242,8 +242,12 @@ class DocumentService:
             if row.file_version is None:
                 raise ResourceNotFound("this DocumentReference has no stored file")
             record = self.records.repo.load(conn, row)
-            content_type = record.resource["content"][0]["attachment"]["contentType"]
-            reader = self.records.files.open(conn, resource_id, row.file_version)
+            attachment = record.resource["content"][0]["attachment"]
+            content_type = attachment["contentType"]
+            # attachment.size is sealed with the resource: the blob must hold exactly that.
+            reader = self.records.files.open(
+                conn, resource_id, row.file_version, expected_size=attachment["size"]
+            )
             return DocumentContent(resource_id, row.file_version, content_type, reader.size, reader)
 
         return self.records.door.read(attempt, work)

@@ -3,7 +3,9 @@
 A file is encrypted as it streams in with the patient's *file key* (derived from the data key)
 in Tink's AES-GCM-HKDF streaming format, its :class:`~secretum.crypto.context.FileContext` as
 associated data, and stored as an opaque blob; the main database keeps ids, type, version and
-size. Reading decrypts as it streams out, or just the segments of a byte range. Shredding the
+size. Reading decrypts as it streams out, or just the segments of a byte range, and always
+first proves that the blob holds exactly the recorded size (see :meth:`FileStore.open`).
+Shredding the
 patient's data key makes every file of theirs unreadable.
 """
 
@@ -17,6 +19,7 @@ from typing import BinaryIO
 from sqlalchemy import Connection, event, func, insert, select
 
 from secretum.crypto.context import FileContext
+from secretum.crypto.errors import IntegrityError
 from secretum.crypto.streaming import DecryptingReader, encrypt_stream, plaintext_size
 from secretum.keys.keyring import KeyRing, utc_now
 from secretum.records.tables import encrypted_files
@@ -105,8 +108,21 @@ class FileStore:
         event.listen(conn, "rollback", on_rollback, once=True)
         event.listen(conn, "commit", on_commit, once=True)
 
-    def open(self, conn: Connection, file_id: str, version: int | None = None) -> DecryptingReader:
+    def open(
+        self,
+        conn: Connection,
+        file_id: str,
+        version: int | None = None,
+        *,
+        expected_size: int | None = None,
+    ) -> DecryptingReader:
         """A seekable reader of the plaintext; each segment is authenticated before use.
+
+        Before it is returned, the reader authenticates the blob's last segment, which proves
+        the plaintext size, and that size must equal the one recorded for this version and,
+        if given, ``expected_size`` (the size a caller keeps in sealed metadata, such as a
+        DocumentReference's ``attachment.size``): a truncated, extended or swapped blob raises
+        ``IntegrityError`` here, even for a read of zero bytes.
 
         The caller closes it (it closes the blob too).
         """
@@ -118,11 +134,15 @@ class FileStore:
         row = conn.execute(query).mappings().first()
         if row is None:
             raise FileNotFound(file_id)
+        if expected_size is not None and expected_size != row["plaintext_size"]:
+            raise IntegrityError(
+                f"file {file_id} v{row['version']}: its recorded size differs from its metadata"
+            )
         key = self.keyring.data_key_for(row["patient_id"], row["key_id"])
         context = FileContext(row["file_type"], row["file_id"], row["patient_id"], row["version"])
         blob = self.blobs.open(row["blob_name"])
         try:
-            return _OwningReader(key.file_key, blob, context.encode())
+            return _OwningReader(key.file_key, blob, context.encode(), row["plaintext_size"])
         except BaseException:
             blob.close()
             raise
@@ -131,9 +151,9 @@ class FileStore:
 class _OwningReader(DecryptingReader):
     """A DecryptingReader that closes its blob when closed."""
 
-    def __init__(self, key: bytes, blob: BinaryIO, associated_data: bytes) -> None:
+    def __init__(self, key: bytes, blob: BinaryIO, associated_data: bytes, size: int) -> None:
         self._blob = blob
-        super().__init__(key, blob, associated_data)
+        super().__init__(key, blob, associated_data, expected_size=size)
 
     def close(self) -> None:
         try:

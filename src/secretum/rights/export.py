@@ -75,7 +75,9 @@ class RecordExport:
                 info.file_size = item.size  # lets zipfile choose ZIP64 for very large files
                 options = {"sqlite_begin": "DEFERRED"}
                 with self._records.engine.connect().execution_options(**options) as conn:
-                    src = self._records.files.open(conn, item.resource_id, item.file_version)
+                    src = self._records.files.open(
+                        conn, item.resource_id, item.file_version, expected_size=item.size
+                    )
                 with src, archive.open(info, "w") as dst:
                     while chunk := src.read(chunk_size):
                         dst.write(chunk)

@@ -4,7 +4,17 @@ The keystore is JSON. Its body (KEK versions, their creation times, ``min_decryp
 is sealed with AES-256-GCM under a random *file key*; the file key is sealed under a key
 derived from the passphrase (Argon2id, or scrypt where cryptography lacks Argon2id). The KDF
 name and parameters are stored in the file, so :meth:`LocalKeystoreKMS.change_passphrase` can
-raise them later without touching the body, and a server holding the file key keeps working.
+raise them later.
+
+A passphrase change draws a **new file key** and re-seals the body under it. Re-sealing the
+old file key would have left every old copy of the file a way in: its old passphrase gives the
+old file key, which would open every later version of the keystore, KEKs created after the
+change included. The price: a process that opened the keystore before the change can no
+longer follow it (it holds the old file key and the old passphrase, exactly what an old copy
+gives): its next call raises :class:`KeystorePassphraseError`, and it must be restarted with
+the new passphrase. (An old copy still opens the KEKs it holds itself: see the README on
+backups.) The strength of a new passphrase is the application's rule, checked where it is
+chosen (``secretum init``, ``secretum keys passphrase``), not here.
 
 Writes are atomic and durable (temp file in the same directory, fsync, ``os.replace``, fsync
 of the directory), the file is mode 0600, and mutations take an exclusive ``flock`` on
@@ -303,20 +313,23 @@ class LocalKeystoreKMS(MemoryKeyring):
     def change_passphrase(
         self, passphrase: bytes | str, *, kdf: Mapping[str, Any] | None = None
     ) -> None:
-        """Re-seal the file key under a new passphrase (and new KDF parameters, if given).
+        """Seal the keystore under a new passphrase (and new KDF parameters, if given).
 
-        Other processes holding the keystore open keep working; they need the new passphrase
-        only when they restart.
+        A new random file key is drawn: the body (every KEK) is re-sealed under it and it is
+        sealed under the new passphrase, so an old copy of the file and the old passphrase
+        open nothing written from now on. Other processes that opened the keystore before
+        cannot follow (see the module docstring): restart them with the new passphrase.
         """
         new = _passphrase_bytes(passphrase)
         with self._lock, self._mutating():
-            saved = (self._passphrase, self._kdf, self._sealed_file_key)
+            saved = (self._passphrase, self._kdf, self._sealed_file_key, self._file_key)
             try:
                 params = kdf or {k: v for k, v in self._kdf.items() if k != "salt"}
+                self._file_key = self._rng(32)
                 self._set_passphrase(new, params)
                 self._commit(self._keks, self._min)
             except BaseException:
-                self._passphrase, self._kdf, self._sealed_file_key = saved
+                self._passphrase, self._kdf, self._sealed_file_key, self._file_key = saved
                 raise
 
     def _set_passphrase(self, passphrase: bytes, kdf: Mapping[str, Any]) -> None:
@@ -337,7 +350,7 @@ class LocalKeystoreKMS(MemoryKeyring):
         if raw == self._seen:
             return
         doc = _parse_header(raw)
-        try:  # the file key survives passphrase changes: try the one we hold first
+        try:  # the file key survives every rewrite but a passphrase change: try ours first
             if not self._file_key:
                 raise IntegrityError("no file key yet")
             keks, min_decrypt = _decrypt_body(doc, self._file_key)
@@ -346,6 +359,11 @@ class LocalKeystoreKMS(MemoryKeyring):
                 wrapping_key = _derive(doc["kdf"], self._passphrase)
                 file_key = _open(wrapping_key, doc.get("file_key"), _kdf_aad(doc["kdf"]))
             except InvalidTag:
+                if self._file_key:  # we opened it before: someone changed the passphrase
+                    raise KeystorePassphraseError(
+                        "the keystore passphrase was changed since this process opened it: "
+                        "restart it with the new passphrase"
+                    ) from None
                 raise KeystorePassphraseError(
                     "cannot open the keystore: wrong passphrase, or its header was altered"
                 ) from None
