@@ -4,9 +4,9 @@ Figures, all measured in this run (best of 3):
 
 * encrypt / decrypt throughput of ``encrypt_stream`` / ``decrypt_stream`` (in-memory source,
   null sink) against raw ``AESGCM.encrypt`` / ``AESGCM.decrypt`` applied to the same 1 MiB
-  segments with the same nonces: target ratio >= 0.75;
-* the same throughputs against Tink's own Python streaming AEAD on the same data and key:
-  target ratio >= 10;
+  segments with the same nonces: target ratio >= 0.8 both ways;
+* the same throughputs against Tink's own Python streaming AEAD on the same data and key,
+  reported (no longer a target: Tink's Python wrapper is no peer worth beating);
 * random 64 KiB range reads (a fresh :func:`decrypt_range` per request, as an HTTP range
   request does) in a file of 64 full 1 MiB segments, against raw ``AESGCM.decrypt`` of the
   one segment that covers each range. A range read also authenticates the file's last
@@ -220,8 +220,8 @@ def _throughput(size: int, runs: int = 3) -> list[Figure]:
                 unit="MiB/s",
                 baseline_name=f"raw AESGCM.{op} on the same 1 MiB buffers",
                 baseline_value=raw,
-                target="ratio >= 0.75",
-                passed=ours >= 0.75 * raw,
+                target="ratio >= 0.8",
+                passed=ours >= 0.8 * raw,
             )
         )
         figures.append(
@@ -231,8 +231,8 @@ def _throughput(size: int, runs: int = 3) -> list[Figure]:
                 unit="MiB/s",
                 baseline_name=f"Tink Python streaming AEAD {op}",
                 baseline_value=tnk,
-                target="ratio >= 10",
-                passed=ours >= 10 * tnk,
+                target="reported",
+                passed=None,
             )
         )
     return figures
