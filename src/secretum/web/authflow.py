@@ -213,6 +213,7 @@ _STATUS = {
     "invalid-input": 400,
     "email-unavailable": 409,
     "not-found": 404,
+    "no-second-factor": 409,
 }
 
 
