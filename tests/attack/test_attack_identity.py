@@ -12,15 +12,22 @@ database and Redis brute-force counters.
 
 from __future__ import annotations
 
+import io
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
+from email import message_from_bytes
+from html import unescape
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from identity_authenticator import (
     ADMIN_EMAIL,
@@ -32,6 +39,16 @@ from identity_authenticator import (
     invite_user,
     make_identity,
 )
+from secretum.audit.log import AuditLog
+from secretum.consent import store as consent_store
+from secretum.consent.service import (
+    ConsentService,
+    PaperForm,
+    PaperFormDate,
+    PaperFormPredatesWithdrawal,
+    PaperFormRequired,
+)
+from secretum.consent.store import ConsentMethod
 from secretum.identity.devices import DeviceCookies
 from secretum.identity.errors import (
     InvalidCode,
@@ -45,7 +62,9 @@ from secretum.identity.ratelimit import DbRateLimiter, RateLimiter
 from secretum.identity.redis_adapters import RedisRateLimiter
 from secretum.identity.service_signin import SecondFactorRequired, SignedIn
 from secretum.notices.store import NoticeKind, list_notices
-from secretum.policy.model import Role
+from secretum.policy import care
+from secretum.policy.model import Actor, Purpose, Role
+from web_world import PDF, SECRETS, WebWorld, clinic
 
 T0 = at("2030-03-01T09:00:00")
 PATIENT = "patient@example.org"
@@ -319,3 +338,138 @@ def test_no_made_up_device_cookie_is_trusted(cookie: str, where: int) -> None:
     parts = [cookie, genuine, cookie + genuine, genuine + "~" + cookie]
     assert devices.trusted_key(parts[where], "acct:" + "22" * 32, now) is None
     assert devices.trusted_key(genuine, "acct:" + "11" * 32, now) is not None
+
+
+# -- a paper consent cannot silently override the patient's withdrawal ------------------------
+
+TR = Purpose.TELERADIOLOGY
+STEPPED_UP = Actor("d1", Role.PRACTITIONER, strong_auth_at=T0)
+
+
+@pytest.fixture
+def consents(engine: Engine, tmp_path: Path) -> ConsentService:
+    service = ConsentService(AuditLog(engine, Ed25519PrivateKey.generate(), tmp_path / "w.log"))
+    with engine.begin() as conn:
+        care.start(conn, patient_id="p1", practitioner_id="d1", basis=care.CareBasis.APPOINTMENT,
+                   now=T0 - timedelta(days=30))  # fmt: skip
+    return service
+
+
+def _online(service: ConsentService, conn: Connection, change: str, at: datetime) -> None:
+    patient = Actor("p1", Role.PATIENT)
+    common: dict[str, Any] = {
+        "patient_id": "p1", "purpose": TR, "method": ConsentMethod.WEB_CHECKBOX, "now": at,
+    }  # fmt: skip
+    if change == "grant":
+        text = service.texts.current(TR, "fr").sha256
+        service.grant(conn, patient, text_sha256=text, **common)
+    else:
+        service.withdraw(conn, patient, **common)
+
+
+def _paper(service: ConsentService, conn: Connection, at: datetime, **kw: Any) -> Any:
+    text = service.texts.current(TR, "fr").sha256
+    return service.grant(
+        conn, replace(STEPPED_UP, strong_auth_at=at), patient_id="p1", purpose=TR,
+        text_sha256=text, method=ConsentMethod.PAPER_SCANNED, now=at, **kw,
+    )  # fmt: skip
+
+
+def test_a_paper_consent_needs_its_form(engine: Engine, consents: ConsentService) -> None:
+    """Before the fix, a practitioner recorded a "paper" consent with no form at all."""
+    with engine.begin() as conn, pytest.raises(PaperFormRequired):
+        _paper(consents, conn, T0)
+    with engine.connect() as conn:
+        assert consent_store.history(conn, "p1") == []
+
+
+def test_a_form_signed_before_the_withdrawal_is_refused(
+    engine: Engine, consents: ConsentService
+) -> None:
+    """The patient withdrew online at 10:00; seconds later a practitioner records a paper
+    consent. A form dated that day or before never overrides the withdrawal."""
+    withdrawn_at = T0 + timedelta(hours=1)
+    with engine.begin() as conn:
+        _online(consents, conn, "grant", T0 - timedelta(days=10))
+        _online(consents, conn, "withdraw", withdrawn_at)
+    seconds_later = withdrawn_at + timedelta(seconds=20)
+    for signed in (withdrawn_at.date(), withdrawn_at.date() - timedelta(days=3)):
+        with engine.begin() as conn, pytest.raises(PaperFormPredatesWithdrawal):
+            _paper(consents, conn, seconds_later, paper_form=PaperForm(signed))
+    with engine.begin() as conn, pytest.raises(PaperFormDate):  # and never from the future
+        _paper(consents, conn, seconds_later, paper_form=PaperForm(T0.date() + timedelta(days=1)))
+    with engine.connect() as conn:
+        assert consent_store.active_consents(conn, "p1", seconds_later, purpose=TR) == []
+    next_day = withdrawn_at + timedelta(days=1)
+    with engine.begin() as conn:  # a form signed after the withdrawal is a new decision
+        record = _paper(consents, conn, next_day, paper_form=PaperForm(next_day.date()))
+        assert consents.paper_form(conn, record.consent_id) == (next_day.date(), None)
+        consents.attach_paper_form(
+            conn, replace(STEPPED_UP, strong_auth_at=next_day), consent_id=record.consent_id,
+            document_id="doc-1", now=next_day,
+        )  # fmt: skip
+        with pytest.raises(ValueError, match="stored already"):  # named once, never replaced
+            consents.attach_paper_form(
+                conn, replace(STEPPED_UP, strong_auth_at=next_day),
+                consent_id=record.consent_id, document_id="doc-2", now=next_day,
+            )  # fmt: skip
+        assert consents.paper_form(conn, record.consent_id) == (next_day.date(), "doc-1")
+        kinds = [n.kind for n in list_notices(conn, "p1")]
+    assert kinds == [NoticeKind.CONSENT_CHANGED]  # the patient is told
+
+
+def _paper_post(world: WebWorld, pid: str, **fields: Any) -> Any:
+    world.step_up("gp")
+    files = fields.pop("files", {"form_file": ("form.pdf", io.BytesIO(PDF), "application/pdf")})
+    data = {"purpose": "teleradiology", "change": "grant", **fields}
+    return world.client("gp", html=True).post(
+        f"/practice/patients/{pid}/consents", data=data, files=files
+    )
+
+
+def test_paper_consent_through_the_pages(tmp_path: Path) -> None:
+    """The practitioner's form: the scan and its date are required; a form dated on the day of
+    the online withdrawal is refused; a later one is stored encrypted as the consent's
+    evidence, and the patient gets a notice and an e-mail that names no health data."""
+    world = clinic(tmp_path)
+    pid = world.users["own"].user_id
+    patient = world.client("own", html=True)
+    done = patient.post("/me/consents/withdraw", data={"purpose": "teleradiology"})
+    assert done.status_code == 303
+    today = world.clock.now.date().isoformat()
+    assert _paper_post(world, pid, signed_on=today, files={}).status_code == 400
+    assert _paper_post(world, pid, signed_on="").status_code == 400
+    text_file = {"form_file": ("form.txt", io.BytesIO(b"I agree"), "text/plain")}
+    assert _paper_post(world, pid, signed_on=today, files=text_file).status_code == 415
+    fake_pdf = {"form_file": ("form.pdf", io.BytesIO(b"not a pdf at all"), "application/pdf")}
+    assert _paper_post(world, pid, signed_on=today, files=fake_pdf).status_code == 415
+    world.clock.advance(seconds=30)
+    refused = _paper_post(world, pid, signed_on=today)
+    assert refused.status_code == 409 and "le retrait prévaut" in unescape(refused.text)
+    services = world.services
+    with world.platform.engine.connect() as conn:
+        assert consent_store.active_consents(conn, pid, world.clock.now, purpose=TR) == []
+    outbox = world.platform.settings.outbox_dir
+    assert not list(outbox.glob("*.eml"))
+    world.clock.advance(days=1)
+    world.sign_in("gp")  # yesterday's session is gone
+    granted = _paper_post(world, pid, signed_on=world.clock.now.date().isoformat())
+    assert granted.status_code == 303, granted.text
+    with world.platform.engine.connect() as conn:
+        [consent] = consent_store.active_consents(conn, pid, world.clock.now, purpose=TR)
+        form = services.consent.paper_form(conn, consent.consent_id)
+        kinds = [n.kind for n in list_notices(conn, pid)]
+    assert form is not None and form[0] == world.clock.now.date() and form[1]
+    with services.documents.open_document(
+        world.users["gp"].actor, TR, world.clock.now, form[1]
+    ) as content:
+        assert content.content_type == "application/pdf" and content.reader.read() == PDF
+    blobs = [p.read_bytes() for p in world.platform.settings.blob_dir.rglob("*") if p.is_file()]
+    assert blobs and not any(b"fictitious test document" in b for b in blobs)  # encrypted
+    assert NoticeKind.CONSENT_CHANGED in kinds
+    [mail] = [message_from_bytes(p.read_bytes()) for p in outbox.glob("*.eml")]
+    assert mail["To"] == world.users["own"].email
+    body = mail.get_payload(decode=True).decode("utf-8").lower()  # type: ignore[union-attr]
+    assert "consentement" in body and "consent was recorded" in body
+    for secret in ("radiolog", "gaston", "généraliste", *SECRETS["own"]):
+        assert secret.lower() not in body
