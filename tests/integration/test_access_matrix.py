@@ -335,7 +335,8 @@ BODIES: dict[tuple[str, str], Body] = {
         "data": {"practitioner_id": w.users["radio"].user_id}
     },
     ("POST", "/practice/patients/{patient_id}/consents"): lambda w, u, t, p: {
-        "data": {"purpose": "teleradiology", "change": "grant"}
+        "data": {"purpose": "teleradiology", "change": "grant", "signed_on": "2026-03-02"},
+        "files": {"form_file": ("form.pdf", io.BytesIO(PDF), "application/pdf")},
     },
     ("POST", "/practice/break-glass"): lambda w, u, t, p: {
         "data": {"patient_id": p, "reason": "matrix emergency"}

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from secretum.audit.log import AuditLog
 from secretum.audit.store import read_entries
 from secretum.consent import store
-from secretum.consent.service import ConsentService
+from secretum.consent.service import ConsentService, PaperForm
 from secretum.consent.store import ConsentMethod, NoActiveConsent
 from secretum.consent.tables import consent_withdrawals, consents
 from secretum.consent.texts import UnknownText, default_texts
@@ -198,6 +198,7 @@ def test_paper_consent_by_a_practitioner_needs_care_team_and_step_up_and_notifie
     paper = dict(
         patient_id="p1", purpose=Purpose.TELERADIOLOGY, text_sha256=text,
         method=ConsentMethod.PAPER_SCANNED, now=T0, evidence_id="scan-1",
+        paper_form=PaperForm(T0.date()),
     )  # fmt: skip
     with engine.begin() as conn:
         with pytest.raises(AccessDenied) as denied:

@@ -20,6 +20,7 @@ from test_web_auth_rig import (
     web,
 )
 
+from secretum.web.authflow import TRUST_COOKIE
 from secretum.web.deps import CSRF_COOKIE, SESSION_COOKIE
 from secretum.web.routes.auth import setup_link
 
@@ -113,6 +114,34 @@ def test_lock_out_after_repeated_failures_says_when_to_retry(web: Web) -> None:
     assert 800 <= int(locked.headers["retry-after"]) <= 901
     web.clock.advance(minutes=16)
     assert sign_in(web.client, ADMIN_EMAIL, PASSWORD).status_code == 303
+
+
+def test_an_attacker_locks_only_untrusted_browsers_out(web: Web) -> None:
+    """OWASP device cookies: ten wrong passwords from the attacker's browser no longer lock
+    the administrator's own browser, which completed a sign-in before."""
+    totp = admin_with_totp(web)
+    _sign_out(web)
+    sign_in(web.client, ADMIN_EMAIL)
+    done = _second_factor(web, _next_code(web, totp))
+    [cookie] = [c for c in done.headers.get_list("set-cookie") if c.startswith(TRUST_COOKIE)]
+    attributes = {a.strip().split("=")[0].lower(): a.strip() for a in cookie.split(";")[1:]}
+    assert TRUST_COOKIE.startswith("__Host-") and "domain" not in attributes
+    assert {"secure", "httponly", "samesite", "path", "max-age"} <= set(attributes)
+    assert attributes["samesite"].lower() == "samesite=strict"
+    assert int(attributes["max-age"].split("=")[1]) >= 180 * 24 * 3600
+    _sign_out(web)
+    attacker = web.new_client()  # same address as the user, even: only the cookie differs
+    for _ in range(10):
+        web.clock.advance(minutes=6)
+        sign_in(attacker, ADMIN_EMAIL, "not the password at all")
+    assert sign_in(attacker, ADMIN_EMAIL, PASSWORD).status_code == 429
+    forged = web.new_client()
+    forged.cookies.set(TRUST_COOKIE, "v1.1900000000.AAAAAAAAAAAAAAAAAAAAAA.AAAA")
+    assert sign_in(forged, ADMIN_EMAIL, PASSWORD).status_code == 429
+    step = sign_in(web.client, ADMIN_EMAIL)
+    assert step.status_code == 303 and "second-factor" in step.headers["location"]
+    assert _second_factor(web, _next_code(web, totp)).status_code == 303
+    assert sign_in(attacker, ADMIN_EMAIL, PASSWORD).status_code == 429
 
 
 def test_unknown_email_and_wrong_password_answer_alike(web: Web) -> None:

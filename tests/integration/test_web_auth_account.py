@@ -10,8 +10,11 @@ from test_web_auth_rig import (
     ADMIN_EMAIL,
     PASSWORD,
     Web,
+    accept,
     admin_with_totp,
     csrf_of,
+    invitation_path,
+    invite,
     sign_in,
     text_of,
     web,
@@ -89,6 +92,22 @@ def test_new_recovery_codes_and_totp_removal_need_a_fresh_factor(web: Web) -> No
     refused = web.client.post("/account/totp/remove", data={"csrf_token": csrf_of(page)})
     assert refused.status_code == 400  # an administrator keeps one second factor
     assert "avant de supprimer le dernier" in text_of(refused)
+
+
+def test_recovery_codes_are_refused_without_a_real_second_factor(web: Web) -> None:
+    """A patient without a second factor cannot make recovery codes their only factor."""
+    admin_with_totp(web)
+    path = invitation_path(invite(web, "patient", "pat@example.org"))
+    patient = web.new_client()
+    accept(patient, path)
+    assert sign_in(patient, "pat@example.org").status_code == 303
+    page = patient.get("/account/security")
+    assert "/account/recovery-codes" not in page.text  # no button to press
+    assert "accompagnent un second facteur" in text_of(page)
+    refused = patient.post("/account/recovery-codes", data={"csrf_token": csrf_of(page)})
+    assert refused.status_code == 409
+    assert "ajoutez d'abord une clé de sécurité" in text_of(refused)
+    assert 'class="codes"' not in refused.text
 
 
 def test_sign_in_from_a_new_device_is_noticed(web: Web) -> None:

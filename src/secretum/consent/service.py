@@ -12,20 +12,29 @@ withdrawal is
 
 Withdrawal is effective on the very next request: the facts are read from the database on
 every request (:func:`secretum.policy.facts.load_facts`), never cached.
+
+A consent recorded on paper by a practitioner needs the form: the date the patient signed it
+(:class:`PaperForm`, kept in :mod:`secretum.consent.paper`) and its scan, stored as an
+encrypted document of the patient and named by :meth:`ConsentService.attach_paper_form`. A form
+must not silently override the patient's own later decision: one dated in the future, or on
+or before the day of the patient's latest withdrawal of the same consent, is refused
+(:class:`PaperFormPredatesWithdrawal`); the patient can consent again online, or sign a new
+form. Forms carry a day, not a time, so on the withdrawal's own day the withdrawal stands.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from secretum.audit.log import AuditLog
 from secretum.audit.model import AuditEvent, EventAction, EventType
-from secretum.consent import store
+from secretum.consent import paper, store
 from secretum.consent.fhir import to_fhir_consent
 from secretum.consent.store import ConsentMethod, ConsentRecord, Evidence, NoActiveConsent
 from secretum.consent.texts import ConsentTexts, default_texts
@@ -51,6 +60,26 @@ METHOD_ROLES: dict[ConsentMethod, Role] = {
 }
 
 
+class PaperFormRequired(ValueError):
+    """A consent on paper is recorded with its signed form (date and scan), or not at all."""
+
+
+class PaperFormDate(ValueError):
+    """The form's signing date is impossible (in the future)."""
+
+
+class PaperFormPredatesWithdrawal(ValueError):
+    """The form was signed on or before the day the patient withdrew this consent: recording
+    it would silently override the patient's later decision."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaperForm:
+    """The paper form behind a consent recorded by a practitioner: the date written on it."""
+
+    signed_on: date
+
+
 class ConsentService:
     """Grants and withdrawals of patients' consents, in the caller's transaction."""
 
@@ -73,12 +102,18 @@ class ConsentService:
         grantee_id: str | None = None,
         source_address: str | None = None,
         evidence_id: str | None = None,
+        paper_form: PaperForm | None = None,
     ) -> ConsentRecord:
         """Record the patient's opt-in to ``purpose`` under the text ``text_sha256``.
 
         Granting again what is already active under the same text changes nothing and returns
         the existing consent. Raises :class:`~secretum.policy.decide.AccessDenied`,
         :class:`~secretum.consent.texts.UnknownText` or :class:`ValueError`.
+
+        On paper (:attr:`ConsentMethod.PAPER_SCANNED`) ``paper_form`` is required
+        (:class:`PaperFormRequired`) and its date checked against the patient's latest
+        withdrawal (:class:`PaperFormPredatesWithdrawal`, :class:`PaperFormDate`); its scan is
+        then named with :meth:`attach_paper_form` (or here, as ``evidence_id``).
         """
         now = utc(now)
         purpose = Purpose(purpose)
@@ -93,6 +128,10 @@ class ConsentService:
         if text.purpose is not purpose:
             raise ValueError("this consent text is for another purpose")
         self._authorize(conn, actor, patient_id, method, now)
+        if method is ConsentMethod.PAPER_SCANNED:
+            if paper_form is None:
+                raise PaperFormRequired("a consent on paper needs its signed form")
+            self._check_form_date(conn, patient_id, purpose, grantee_id, paper_form, now)
         for existing in store.active_consents(
             conn, patient_id, now, purpose=purpose, grantee_id=grantee_id
         ):
@@ -115,6 +154,8 @@ class ConsentService:
             language=text.language,
             evidence=evidence,
         )
+        if method is ConsentMethod.PAPER_SCANNED and paper_form is not None:
+            paper.record_form(conn, consent_id, paper_form.signed_on, now, evidence_id)
         self.audit.append(conn, event)
         self._notify(conn, actor, patient_id, now, [consent_id], purpose, "granted")
         record = store.get(conn, consent_id)
@@ -163,6 +204,60 @@ class ConsentService:
         )
         withdrawn = [store.get(conn, c.consent_id) for c in active]
         return [w for w in withdrawn if w is not None]
+
+    def attach_paper_form(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        consent_id: str,
+        document_id: str,
+        now: datetime,
+        source_address: str | None = None,
+    ) -> None:
+        """Name the stored scan of a paper consent's form (once, by a practitioner allowed to
+        manage the patient's consents). Audited as an update of the consent."""
+        now = utc(now)
+        record = store.get(conn, consent_id)
+        if record is None or record.granted.method is not ConsentMethod.PAPER_SCANNED:
+            raise LookupError("no such paper consent")
+        self._authorize(conn, actor, record.patient_id, ConsentMethod.PAPER_SCANNED, now)
+        event = self._event(
+            actor, record.patient_id, consent_id, now, EventAction.UPDATE, source_address
+        )
+        if not paper.attach_document(conn, consent_id, document_id):
+            raise ValueError("this consent's form is stored already")
+        self.audit.append(conn, event)
+
+    def paper_form(self, conn: Connection, consent_id: str) -> tuple[date, str | None] | None:
+        """``(signed_on, document id of the scan)`` of a consent recorded on paper, or None."""
+        return paper.form_of(conn, consent_id)
+
+    @staticmethod
+    def _check_form_date(
+        conn: Connection,
+        patient_id: str,
+        purpose: Purpose,
+        grantee_id: str | None,
+        form: PaperForm,
+        now: datetime,
+    ) -> None:
+        """Refuse a form dated in the future, or on or before the day (UTC) of the patient's
+        latest withdrawal of this consent (same purpose, same practitioner for SHARING)."""
+        if form.signed_on > now.astimezone(UTC).date():
+            raise PaperFormDate("the form is dated in the future")
+        withdrawals = [
+            c.withdrawn.at
+            for c in store.history(conn, patient_id)
+            if c.purpose is purpose
+            and c.grantee_id == grantee_id
+            and c.withdrawn is not None
+            and c.withdrawn.at <= now
+        ]
+        if withdrawals and form.signed_on <= max(withdrawals).astimezone(UTC).date():
+            raise PaperFormPredatesWithdrawal(
+                "the form was signed before the patient's latest withdrawal"
+            )
 
     # -- reading ------------------------------------------------------------------------------
 

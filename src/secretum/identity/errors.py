@@ -192,6 +192,14 @@ class WeakPassword(IdentityError):
         super().__init__("password refused: " + " ".join(feedback))
 
 
+class NoSecondFactor(IdentityError):
+    """Recovery codes were asked for by an account with no real second factor (security key,
+    passkey or authenticator app): they would become its only factor, and a lost set would
+    lock the user out. Enrol a real factor first."""
+
+    code = "no-second-factor"
+
+
 class InvalidInput(IdentityError):
     """A field is malformed (e-mail, RPPS number, specialty, role, name); ``field`` says which."""
 

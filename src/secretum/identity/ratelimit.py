@@ -6,7 +6,10 @@ blind index of the e-mail, so unknown e-mails are limited exactly like known one
 ``addr:`` (the client address). Default rule per account: from the 5th failure in a row, each
 next attempt waits 1 s, 2 s, 4 s ... (doubling, at most 5 min) after the last failure; the 10th
 failure locks the key for 15 minutes (and starts a fresh count). Failures are forgotten after
-an hour without any. Addresses (shared by NAT, proxies) get 4x the thresholds.
+an hour without any. Addresses (shared by NAT, proxies) get 4x the thresholds. ``acct:`` and
+``addr:`` count only *untrusted* attempts: a browser holding a valid device cookie of the
+account is counted under its own ``dev:`` key instead (:mod:`secretum.identity.devices`), and
+step-ups of a signed-in user under ``stepup:<user id>``.
 
 Adapters: :class:`MemoryRateLimiter` (one process; the fake), :class:`DbRateLimiter` (several
 processes on one database) and :class:`~secretum.identity.redis_adapters.RedisRateLimiter`
@@ -45,7 +48,12 @@ class RateLimitPolicy:
 
 ACCOUNT_POLICY = RateLimitPolicy()
 ADDRESS_POLICY = RateLimitPolicy(delay_after=20, lock_after=40)
-DEFAULT_POLICIES: Mapping[str, RateLimitPolicy] = {"acct": ACCOUNT_POLICY, "addr": ADDRESS_POLICY}
+DEFAULT_POLICIES: Mapping[str, RateLimitPolicy] = {
+    "acct": ACCOUNT_POLICY,  # untrusted sign-ins of an account (no valid device cookie)
+    "addr": ADDRESS_POLICY,  # untrusted sign-ins from an address
+    "dev": ACCOUNT_POLICY,  # one trusted device of an account (see identity.devices)
+    "stepup": ACCOUNT_POLICY,  # step-ups of a signed-in user
+}
 
 
 @dataclass(frozen=True)

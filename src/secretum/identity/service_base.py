@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from secretum.audit.model import AuditEvent, EventAction, EventType, Outcome
 from secretum.crypto.blind_index import BlindIndex
 from secretum.identity.accounts import AccountRow, AccountStore
+from secretum.identity.devices import DEVICE_COOKIE_KEY, KEY_SIZE, DeviceCookies
 from secretum.identity.errors import (
     CredentialBlocked,
     IdentityError,
@@ -130,6 +131,8 @@ class ServiceBase:
         self.webauthn = webauthn
         self.hasher = PasswordHasher(self.settings.argon2)
         self._rng = rng
+        self._keyring = keyring
+        self._devices: DeviceCookies | None = None
 
     # -- randomness -------------------------------------------------------------------------
 
@@ -219,10 +222,29 @@ class ServiceBase:
 
     # -- brute force ------------------------------------------------------------------------
 
+    @property
+    def devices(self) -> DeviceCookies:
+        """Signs and checks device cookies (key from the key ring, created on first use)."""
+        if self._devices is None:
+            key = self._keyring.secret(DEVICE_COOKIE_KEY, generate=lambda: self._rng(KEY_SIZE))
+            self._devices = DeviceCookies(key)
+        return self._devices
+
     @staticmethod
     def _keys(account_key: str | None, address: str | None) -> list[str]:
         keys = [] if account_key is None else [account_key]
         return keys + ([] if address is None else [f"addr:{address}"])
+
+    def _attempt_keys(
+        self, account_key: str, address: str | None, device_cookie: str | None, now: datetime
+    ) -> tuple[list[str], str | None]:
+        """The limiter keys of a sign-in attempt on ``account_key`` (see :mod:`.devices`):
+        ``([dev:...], dev:...)`` from a browser with a valid device cookie of this account
+        whose own key is not locked; else ``([acct:..., addr:...], None)`` (untrusted)."""
+        device_key = self.devices.trusted_key(device_cookie, account_key, now)
+        if device_key is not None and not self.limiter.check([device_key], now).locked:
+            return [device_key], device_key
+        return self._keys(account_key, address), None
 
     def _check_limits(
         self, keys: list[str], now: datetime, who: Who, address: str | None, ev: Ev = LOGIN

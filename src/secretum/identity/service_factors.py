@@ -24,6 +24,7 @@ from secretum.identity.errors import (
     ChallengeExpired,
     InvalidCode,
     InvalidInput,
+    NoSecondFactor,
     NotFound,
     WebAuthnRefused,
 )
@@ -233,7 +234,8 @@ class FactorOps(WebAuthnSteps):
 
     def _after_removal(self, conn: Connection, session: Session) -> None:
         """After a factor is removed: keep one where MFA is required; where it is not and none
-        is left, forget the rest (codes, blocked credentials) so the password alone works."""
+        is left, forget the rest (codes, blocked credentials) so the password alone works.
+        Recovery codes are thus never left as the only factor of an account."""
         if self._has_factor(conn, session.user_id):
             return
         if mfa_required(session.role, self.settings):
@@ -303,12 +305,22 @@ class FactorOps(WebAuthnSteps):
     def generate_recovery_codes(
         self, session_id: str, *, now: datetime, address: str | None = None
     ) -> list[str]:
-        """A new set of recovery codes (the old ones stop working); show them once."""
+        """A new set of recovery codes (the old ones stop working); show them once.
+
+        Refused (:class:`NoSecondFactor`) unless a real second factor (an unblocked WebAuthn
+        credential or a confirmed TOTP secret) is enrolled: recovery codes are a way back when
+        that factor is lost, never a factor of their own. Otherwise an account without MFA
+        could make codes its only factor, and :meth:`sign_in_password` would then demand one
+        of them at every sign-in (and refuse the account once they are used up or lost).
+        Removing the last real factor forgets the codes too (:meth:`_after_removal`).
+        """
         now = utc(now)
         session = self._session(session_id, now)
         with self._failures_audited(now, ATTRS_CHANGED, Who.of(session), address=address):
             session, row = self._fresh_session(session_id, now)
             with self._write() as conn:
+                if not self._has_factor(conn, row.user_id):
+                    raise NoSecondFactor("recovery codes need a real second factor first")
                 codes = self.factors.replace_recovery_codes(
                     conn, row.user_id, self._rng, now, self.settings.recovery_code_count
                 )

@@ -6,6 +6,12 @@ factor step, whose resource names the WebAuthn credential when one is used). A f
 locks an account or blocks a cloned credential is written as a ``SECURITY_ALERT`` instead.
 Failures never say whether the e-mail has an account: unknown e-mail and wrong password both
 cost one Argon2 verification and raise :class:`InvalidCredentials`.
+
+Brute force (:mod:`.devices`): every step takes the browser's ``device_cookie``. With a valid
+device cookie of the account, failures count against that device only; without one they count
+in the account's untrusted bucket and the address's, which lock only untrusted attempts. So
+an attacker's ten wrong passwords never lock out a browser that signed in before. A completed
+sign-in (second factor included where there is one) returns a renewed ``device_cookie``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from webauthn.helpers.structs import UserVerificationRequirement
 
 from secretum.identity import webauthn as wa
 from secretum.identity.accounts import AccountRow
+from secretum.identity.devices import NONCE_BYTES
 from secretum.identity.errors import (
     AccountErased,
     AccountInactive,
@@ -62,6 +69,8 @@ class SignedIn:
     session: Session
     device_id: str
     new_device: bool
+    #: the device cookie to set (``""``: leave it as it is; see :mod:`.devices`)
+    device_cookie: str = ""
 
     def __repr__(self) -> str:
         return f"SignedIn({self.session!r}, new_device={self.new_device})"
@@ -96,11 +105,13 @@ class SignInOps(WebAuthnSteps):
         now: datetime,
         address: str | None = None,
         device_id: str | None = None,
+        device_cookie: str | None = None,
     ) -> SignedIn | SecondFactorRequired:
         """First step of a sign-in. Raises InvalidCredentials, Throttled, Locked,
         AccountInactive."""
         now = utc(now)
-        keys = self._keys("acct:" + self.accounts.email_index(email).hex(), address)
+        account_key = "acct:" + self.accounts.email_index(email).hex()
+        keys, device_key = self._attempt_keys(account_key, address, device_cookie, now)
         self._check_limits(keys, now, Who.of(None), address)
         with self._read() as conn:
             row = self.accounts.by_email(conn, email)
@@ -119,7 +130,14 @@ class SignInOps(WebAuthnSteps):
         if not methods:
             enrol = mfa_required(row.role, self.settings)
             return self._finish(
-                row, now, address, device_id, strong=False, enrolment_only=enrol, rehash=rehash
+                row,
+                now,
+                address,
+                device_id,
+                strong=False,
+                enrolment_only=enrol,
+                rehash=rehash,
+                device=(device_cookie, device_key),
             )
         ticket = self._token()
         expires_at = now + self.settings.pending_sign_in_ttl
@@ -145,15 +163,19 @@ class SignInOps(WebAuthnSteps):
             methods.append("recovery-code")
         return tuple(methods)
 
-    def _pending(self, ticket: str, now: datetime, address: str | None) -> AccountRow:
+    def _pending(
+        self, ticket: str, now: datetime, address: str | None, device_cookie: str | None
+    ) -> tuple[AccountRow, list[str], str | None]:
+        """The account of a pending sign-in, its limiter keys and trusted device key."""
         with self._read() as conn:
             pending = self.factors.peek_ceremony(conn, ticket, SIGN_IN, now)
             row = None if pending is None else self.accounts.by_id(conn, pending.user_id or "")
         if row is None:
             self._audit_failure(now, LOGIN, Who.of(None), address=address)
             raise ChallengeExpired("the sign-in expired: enter your password again")
-        self._check_limits(self._keys(row.limit_key, address), now, Who.of(row), address)
-        return row
+        keys, device_key = self._attempt_keys(row.limit_key, address, device_cookie, now)
+        self._check_limits(keys, now, Who.of(row), address)
+        return row, keys, device_key
 
     def complete_sign_in_totp(
         self,
@@ -163,12 +185,12 @@ class SignInOps(WebAuthnSteps):
         now: datetime,
         address: str | None = None,
         device_id: str | None = None,
+        device_cookie: str | None = None,
     ) -> SignedIn:
         """Second step with an authenticator-app code. Raises InvalidCode, TotpReplayed,
         ChallengeExpired, Throttled, Locked."""
         now = utc(now)
-        row = self._pending(ticket, now, address)
-        keys = self._keys(row.limit_key, address)
+        row, keys, device_key = self._pending(ticket, now, address, device_cookie)
         try:
             with self._read() as conn:
                 state = self.factors.totp(conn, row.user_id)
@@ -177,7 +199,14 @@ class SignInOps(WebAuthnSteps):
             if step is None:
                 raise InvalidCode()
             return self._finish(
-                row, now, address, device_id, strong=True, ticket=ticket, totp_step=step
+                row,
+                now,
+                address,
+                device_id,
+                strong=True,
+                ticket=ticket,
+                totp_step=step,
+                device=(device_cookie, device_key),
             )
         except AuthError as exc:
             raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
@@ -190,14 +219,21 @@ class SignInOps(WebAuthnSteps):
         now: datetime,
         address: str | None = None,
         device_id: str | None = None,
+        device_cookie: str | None = None,
     ) -> SignedIn:
         """Second step with a single-use recovery code. Raises InvalidCode, ..."""
         now = utc(now)
-        row = self._pending(ticket, now, address)
-        keys = self._keys(row.limit_key, address)
+        row, keys, device_key = self._pending(ticket, now, address, device_cookie)
         try:
             return self._finish(
-                row, now, address, device_id, strong=True, ticket=ticket, recovery_code=code
+                row,
+                now,
+                address,
+                device_id,
+                strong=True,
+                ticket=ticket,
+                recovery_code=code,
+                device=(device_cookie, device_key),
             )
         except AuthError as exc:
             raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
@@ -222,11 +258,11 @@ class SignInOps(WebAuthnSteps):
         now: datetime,
         address: str | None = None,
         device_id: str | None = None,
+        device_cookie: str | None = None,
     ) -> SignedIn:
         """Second step with a WebAuthn assertion (security key or passkey)."""
         now = utc(now)
-        row = self._pending(ticket, now, address)
-        keys = self._keys(row.limit_key, address)
+        row, keys, device_key = self._pending(ticket, now, address, device_cookie)
         try:
             challenge = self._take_challenge(ceremony_id, WA_SECOND, now, row.user_id)
             cred, assertion = self._assert(
@@ -244,6 +280,7 @@ class SignInOps(WebAuthnSteps):
                 strong=True,
                 ticket=ticket,
                 credential=(cred, assertion),
+                device=(device_cookie, device_key),
             )
         except AuthError as exc:
             raise self._refuse(
@@ -271,13 +308,18 @@ class SignInOps(WebAuthnSteps):
         now: datetime,
         address: str | None = None,
         device_id: str | None = None,
+        device_cookie: str | None = None,
     ) -> SignedIn:
         """Passwordless sign-in. Raises ChallengeExpired, UnknownCredential, WebAuthnRefused,
-        UserVerificationRequired, CredentialBlocked, AccountInactive, Throttled, Locked."""
+        UserVerificationRequired, CredentialBlocked, AccountInactive, Throttled, Locked.
+
+        The address is checked once the account is known, so that a trusted device behind a
+        throttled address still signs in; an unknown credential is checked (and counted)
+        against the address alone."""
         now = utc(now)
         keys = self._keys(None, address)
-        self._check_limits(keys, now, Who.of(None), address)
         row: AccountRow | None = None
+        device_key: str | None = None
         try:
             challenge = self._take_challenge(ceremony_id, WA_PASSKEY, now, None)
             parsed = wa.parse_assertion(credential)
@@ -285,8 +327,9 @@ class SignInOps(WebAuthnSteps):
                 cred = self.factors.credential(conn, wa.credential_ref(parsed.raw_id))
                 row = None if cred is None else self.accounts.by_id(conn, cred.user_id)
             if cred is None or row is None:
+                self._check_limits(keys, now, Who.of(None), address)
                 raise UnknownCredential()
-            keys = self._keys(row.limit_key, address)
+            keys, device_key = self._attempt_keys(row.limit_key, address, device_cookie, now)
             self._check_limits(keys, now, Who.of(row), address)
             if cred.kind is not CredentialKind.PASSKEY:
                 raise WebAuthnRefused("this credential is a second factor, not a passkey")
@@ -297,7 +340,13 @@ class SignInOps(WebAuthnSteps):
             if row.account.status is not AccountStatus.ACTIVE:
                 raise inactive(row.account.status)
             return self._finish(
-                row, now, address, device_id, strong=True, credential=(cred, assertion)
+                row,
+                now,
+                address,
+                device_id,
+                strong=True,
+                credential=(cred, assertion),
+                device=(device_cookie, device_key),
             )
         except AuthError as exc:
             raise self._refuse(
@@ -325,7 +374,11 @@ class SignInOps(WebAuthnSteps):
         totp_step: int | None = None,
         recovery_code: str | None = None,
         credential: tuple[StoredCredential, wa.Assertion] | None = None,
+        device: tuple[str | None, str | None] = (None, None),
     ) -> SignedIn:
+        """Complete a sign-in. ``device`` is the browser's device cookie and, if it was
+        trusted for this account, its limiter key: that key is reset (a success from a trusted
+        device leaves the untrusted bucket as the attacker left it), else the account's."""
         device_id = device_id or self._token()
         device_ref = self.accounts.device_ref(device_id)
         resource = ("Account", row.user_id)
@@ -363,5 +416,10 @@ class SignInOps(WebAuthnSteps):
             self._audit(conn, now, LOGIN, Who.of(row), resource=resource, address=address)
         grant = self._grant(row, now if strong else None, device_ref, enrolment_only)
         created: NewSession = self.sessions.create(grant, now)
-        self.limiter.reset(row.limit_key)
-        return SignedIn(created.session_id, created.session, device_id, new_device)
+        cookie, device_key = device
+        self.limiter.reset(device_key or row.limit_key)
+        renewed = ""
+        if not enrolment_only:  # the password and every enrolled factor were proved
+            token = self.devices.issue(row.limit_key, now, self._rng(NONCE_BYTES))
+            renewed = self.devices.renewed(cookie, token, row.limit_key, now)
+        return SignedIn(created.session_id, created.session, device_id, new_device, renewed)

@@ -52,7 +52,7 @@ class StepUpOps(WebAuthnSteps):
         ``strong_auth_at`` = now (set the new id as the cookie)."""
         now = utc(now)
         session, row = self._step_up_session(session_id, now, address)
-        keys = self._keys(row.limit_key, address)
+        keys = self._step_up_keys(row)
         try:
             challenge = self._take_challenge(ceremony_id, WA_STEP_UP, now, row.user_id)
             cred, assertion = self._assert(credential, challenge, row, require_uv=True)
@@ -75,7 +75,7 @@ class StepUpOps(WebAuthnSteps):
         """A fresh TOTP code: the session is rotated with ``strong_auth_at`` = now."""
         now = utc(now)
         session, row = self._step_up_session(session_id, now, address)
-        keys = self._keys(row.limit_key, address)
+        keys = self._step_up_keys(row)
         try:
             with self._read() as conn:
                 state = self.factors.totp(conn, row.user_id)
@@ -95,7 +95,7 @@ class StepUpOps(WebAuthnSteps):
             row = self.accounts.by_id(conn, session.user_id)
         if row is None:
             raise StepUpRequired("the account is gone")
-        self._check_limits(self._keys(row.limit_key, address), now, Who.of(row), address)
+        self._check_limits(self._step_up_keys(row), now, Who.of(row), address)
         return session, row
 
     def _stepped_up(
@@ -124,5 +124,12 @@ class StepUpOps(WebAuthnSteps):
                 resource = ("Credential", cred.ref)
             self._audit(conn, now, LOGIN, Who.of(session), resource=resource, address=address)
         rotated = self._rotate(session_id, now, strong=True)
-        self.limiter.reset(row.limit_key)
+        self.limiter.reset(self._step_up_keys(row)[0])
         return rotated
+
+    @staticmethod
+    def _step_up_keys(row: AccountRow) -> list[str]:
+        """Step-up failures count in a bucket of their own (``stepup:<user id>``): the caller
+        holds a session, so neither the sign-in page's untrusted bucket (which anyone can
+        lock) nor the address may stop a signed-in user from proving their factor again."""
+        return [f"stepup:{row.user_id}"]

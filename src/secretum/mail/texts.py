@@ -93,3 +93,23 @@ Sign in at {platform_url}/sign-in; if you lost access, ask your practice. If you
 ask for it, ignore this message.
 """
     return Message(to, "Votre compte Secretum / Your Secretum account", text)
+
+
+def consent_recorded(to: str, platform_url: str) -> Message:
+    """A practitioner recorded a consent on the patient's behalf (a paper form): say only that
+    something changed in the account, never what, by whom, or for which care."""
+    text = f"""Bonjour,
+
+Un consentement a été enregistré pour vous sur {platform_url}, à partir d'un formulaire papier.
+Connectez-vous pour le consulter. Si vous n'avez pas signé ce formulaire, vous pouvez retirer
+ce consentement depuis votre compte.
+
+---
+
+Hello,
+
+A consent was recorded on your behalf at {platform_url}, from a paper form.
+Sign in to see it. If you did not sign this form, you can withdraw the consent from your
+account.
+"""
+    return Message(to, "Votre compte Secretum / Your Secretum account", text)

@@ -2,6 +2,7 @@
 
 # Each context adds its table module here (one line, kept sorted).
 import secretum.audit.store
+import secretum.consent.paper
 import secretum.consent.tables
 import secretum.identity.tables
 import secretum.keys.tables

@@ -4,6 +4,9 @@
   also accept an *enrolment-only* session (MFA required, nothing enrolled yet): the pages that
   enrol a second factor, sign out and the home redirect need it. CSRF is checked the same way.
 * the pending sign-in cookie (password proved, second factor awaited), short-lived;
+* the trusted-device cookie (:data:`TRUST_COOKIE`): the signed device tokens of the accounts
+  that completed a sign-in in this browser (:mod:`secretum.identity.devices`), so that an
+  attacker's failures elsewhere never lock this browser out;
 * :func:`problem` — an :class:`~secretum.identity.errors.IdentityError` as a translated message,
   its details (zxcvbn advice) and an HTTP status; never says whether an e-mail has an account;
 * :func:`safe_next` — only local paths are followed after sign-in (no open redirect);
@@ -54,6 +57,8 @@ from secretum.web.deps import (
 from secretum.web.templating import clinic_zone, language, render
 
 PENDING_COOKIE = "__Host-secretum-pending"
+TRUST_COOKIE = "__Host-secretum-trust"
+TRUST_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
 STEP_UP_PATH = "/account/step-up"
 
 
@@ -168,10 +173,25 @@ def read_pending(request: Request) -> tuple[str, tuple[str, ...]] | None:
     return ticket, tuple(m for m in methods.split(",") if m)
 
 
+def trust_cookie(request: Request) -> str | None:
+    """The trusted-device cookie the browser sent (the service checks it), if any."""
+    return request.cookies.get(TRUST_COOKIE)
+
+
 def land(response: Response, result: SignInResult) -> None:
-    """Set the cookies of a completed sign-in."""
+    """Set the cookies of a completed sign-in (and renew the trusted-device cookie)."""
     set_session_cookie(response, result.session_id)
     set_device_cookie(response, result.device_id)
+    if result.device_cookie:
+        response.set_cookie(
+            TRUST_COOKIE,
+            result.device_cookie,
+            secure=True,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            max_age=TRUST_MAX_AGE,
+        )
     clear_pending_cookie(response)
 
 
@@ -213,6 +233,7 @@ _STATUS = {
     "invalid-input": 400,
     "email-unavailable": 409,
     "not-found": 404,
+    "no-second-factor": 409,
 }
 
 

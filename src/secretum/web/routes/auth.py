@@ -39,6 +39,7 @@ from secretum.web.authflow import (
     redirect,
     safe_next,
     set_pending_cookie,
+    trust_cookie,
 )
 from secretum.web.deps import (
     DEVICE_COOKIE,
@@ -107,6 +108,7 @@ async def sign_in(
             now=now(request),
             address=client_address(request),
             device_id=request.cookies.get(DEVICE_COOKIE),
+            device_cookie=trust_cookie(request),
         )
     except IdentityError as exc:
         found = problem(request, exc)
@@ -178,6 +180,7 @@ async def second_factor(
         "now": now(request),
         "address": client_address(request),
         "device_id": request.cookies.get(DEVICE_COOKIE),
+        "device_cookie": trust_cookie(request),
     }
     code = "".join(code.split())
     try:
@@ -235,6 +238,7 @@ async def second_factor_verify(
             now=now(request),
             address=client_address(request),
             device_id=request.cookies.get(DEVICE_COOKIE),
+            device_cookie=trust_cookie(request),
         )
     except IdentityError as exc:
         return json_problem(request, exc)
@@ -272,6 +276,7 @@ async def passkey_verify(
             now=now(request),
             address=client_address(request),
             device_id=request.cookies.get(DEVICE_COOKIE),
+            device_cookie=trust_cookie(request),
         )
     except IdentityError as exc:
         return json_problem(request, exc)

@@ -10,28 +10,33 @@ or form field (default: teleradiology for radiologists, teleconsultation otherwi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, File, Form, Request
+from fastapi import UploadFile as FormFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from sqlalchemy.engine import Connection
 from starlette.datastructures import UploadFile
 
 from secretum.audit.model import ID_PATTERN
 from secretum.bootstrap import Platform
+from secretum.consent import store as consent_store
+from secretum.consent.service import PaperForm, PaperFormDate, PaperFormPredatesWithdrawal
 from secretum.consent.store import ConsentMethod
 from secretum.consent.texts import LANGUAGES
 from secretum.policy.model import Actor, Purpose, Role, Sensitivity
 from secretum.policy.rules import CARE_PURPOSES
-from secretum.records.documents import CONTENT_TYPES
+from secretum.records.documents import CONTENT_TYPES, CheckedUpload
 from secretum.records.fhir import instant
 from secretum.services import Services
 from secretum.web import care_pages as pages
 from secretum.web import care_reads as reads
 from secretum.web import deps
 from secretum.web.deps import Caller
+from secretum.web.notice_mail import send_consent_recorded
 from secretum.web.routes.patient import download
 from secretum.web.templating import language, render
 
@@ -374,6 +379,53 @@ def refer(
     return to_record(patient_id, chosen, "referred")
 
 
+#: What a scanned paper form may be (a subset of the document types: a scan is a PDF or an image).
+FORM_TYPES = ("application/pdf", "image/png", "image/jpeg")
+
+
+def _signed_on(value: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise pages.PageError(400, "error.paper_date") from None
+
+
+def _checked_scan(svc: Services, upload: UploadFile | None) -> UploadFile:
+    """The scanned form, read through the same checks as every document (type allowed and
+    matching the first bytes, size limit) before anything is recorded, then rewound."""
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise pages.PageError(400, "error.paper_form")
+    declared = (upload.content_type or "").split(";")[0].strip().lower()
+    if declared not in FORM_TYPES:
+        raise pages.PageError(415, "error.paper_type")
+    limits = svc.documents.limits
+    checked = CheckedUpload(upload.file, limits.content_type(declared), limits.max_bytes)
+    while checked.read(64 * 1024):
+        pass
+    upload.file.seek(0)
+    return upload
+
+
+def _form_purpose(
+    conn: Connection,
+    caller: Caller,
+    patient_id: str,
+    chosen: Purpose,
+    grantee: str | None,
+    now: datetime,
+) -> Purpose:
+    """The purpose the scan is stored under: storing a document needs the patient's consent to
+    it, which the grant gives, except for sharing with a colleague (then another care purpose
+    the patient consented to)."""
+    if chosen is not Purpose.SHARING or grantee == caller.user_id:
+        return chosen
+    held = {c.purpose for c in consent_store.active_consents(conn, patient_id, now)}
+    for purpose in (Purpose.TELECONSULTATION, Purpose.TELERADIOLOGY, Purpose.REMOTE_MONITORING):
+        if purpose in held:
+            return purpose
+    raise pages.PageError(400, "error.paper_no_care_consent")
+
+
 @router.post("/patients/{patient_id}/consents", **pages.back_to(RECORD))
 def paper_consent(
     patient_id: str,
@@ -387,9 +439,17 @@ def paper_consent(
     text_language: FormStr = "",
     grantee_id: FormStr = "",
     evidence_id: FormStr = "",
+    signed_on: FormStr = "",
+    form_file: Annotated[FormFile | None, File()] = None,
 ) -> RedirectResponse:
     """Record a consent (or its withdrawal) the patient signed on paper; needs a fresh second
-    factor, and the patient is notified."""
+    factor, and the patient is notified (a notice, and an e-mail without health data).
+
+    A grant needs the signed form: its date (refused if on or before the patient's latest
+    withdrawal, see :class:`~secretum.consent.service.ConsentService`) and its scan (PDF or
+    image, checked like every document), stored encrypted as a document of the patient and
+    named as the consent's evidence. The consent is recorded first (storing a document needs
+    it); if the scan then cannot be stored, the consent is withdrawn again at once."""
     try:
         chosen = Purpose(purpose)
     except ValueError:
@@ -408,16 +468,79 @@ def paper_consent(
         "now": now,
         "grantee_id": grantee,
         "source_address": pages.address(caller),
-        "evidence_id": evidence_id or None,
     }
+    if change == "withdraw":
+        try:
+            with plat.engine.begin() as conn:
+                svc.consent.withdraw(conn, caller.actor, evidence_id=evidence_id or None, **common)
+        except ValueError:
+            raise pages.PageError(400, "error.invalid") from None
+        return to_record(patient_id, default_purpose(caller.actor), "consent-withdraw")
+    form = PaperForm(_signed_on(signed_on))
+    scan = _checked_scan(svc, form_file)
     lang = text_language if text_language in LANGUAGES else language(request)
+    text = svc.consent.texts.current(chosen, lang)
     try:
         with plat.engine.begin() as conn:
-            if change == "grant":
-                text = svc.consent.texts.current(chosen, lang)
-                svc.consent.grant(conn, caller.actor, text_sha256=text.sha256, **common)
-            else:
-                svc.consent.withdraw(conn, caller.actor, **common)
+            store_under = _form_purpose(conn, caller, patient_id, chosen, grantee, now)
+            record = svc.consent.grant(
+                conn, caller.actor, text_sha256=text.sha256, paper_form=form, **common
+            )
+            pending = svc.consent.paper_form(conn, record.consent_id)
+    except PaperFormPredatesWithdrawal:
+        raise pages.PageError(409, "error.paper_predates_withdrawal") from None
+    except PaperFormDate:
+        raise pages.PageError(400, "error.paper_date") from None
     except ValueError:  # a form the consent rules refuse (e.g. sharing with the patient)
         raise pages.PageError(400, "error.invalid") from None
-    return to_record(patient_id, default_purpose(caller.actor), f"consent-{change}")
+    if pending is None or pending[1] is not None:  # granted already: nothing new recorded
+        return to_record(patient_id, default_purpose(caller.actor), "consent-unchanged")
+    _store_scan(svc, plat, caller, record.consent_id, store_under, scan, common)
+    send_consent_recorded(plat, patient_id)
+    return to_record(patient_id, default_purpose(caller.actor), "consent-grant")
+
+
+def _store_scan(
+    svc: Services,
+    plat: Platform,
+    caller: Caller,
+    consent_id: str,
+    purpose: Purpose,
+    scan: UploadFile,
+    common: dict[str, Any],
+) -> None:
+    """Store the scan as a document of the patient and name it as the consent's evidence; on
+    any failure, withdraw the consent just recorded (it must not stand without its form)."""
+    now, patient_id = common["now"], common["patient_id"]
+    resource = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "date": instant(now),
+        "description": "Consent form (paper) / Formulaire de consentement (papier)",
+        "content": [{"attachment": {}}],
+    }
+    try:
+        stored = svc.documents.create_document(
+            caller.actor,
+            purpose,
+            now,
+            resource,
+            scan.file,
+            (scan.content_type or "").split(";")[0].strip().lower(),
+            patient_id=patient_id,
+            source_address=pages.address(caller),
+        )
+        with plat.engine.begin() as conn:
+            svc.consent.attach_paper_form(
+                conn,
+                caller.actor,
+                consent_id=consent_id,
+                document_id=stored.resource_id,
+                now=now,
+                source_address=pages.address(caller),
+            )
+    except Exception:
+        with plat.engine.begin() as conn:
+            svc.consent.withdraw(conn, caller.actor, **common)
+        raise
