@@ -164,7 +164,10 @@ Call = Annotated[FhirCall, Depends(fhir_call)]
 
 
 def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
+    """The FHIR base of links: the configured public address (``public_url``), never the
+    request's ``Host`` header (the client's to write: a forged one would plant its address in
+    the links the client, and anyone it passes them to, follows)."""
+    return deps.platform(request).settings.base_url + "/fhir"
 
 
 def record_response(request: Request, record: FhirRecord, status: int = 200) -> Response:
