@@ -138,6 +138,7 @@ class RecordService:
             kind = resource_type_of(parse_json(resource), WRITABLE_TYPES)
             body = validate(resource)
             _no_inline_file(body)
+            _no_client_attachment(body)
             rid = self._fresh_id(conn, resource_id or (patient_id if kind == "Patient" else None))
             attempt.target(kind, rid)
             body["id"] = rid
@@ -187,6 +188,8 @@ class RecordService:
             if row.file_version is not None:
                 previous = self.repo.load(conn, row).resource
                 _keep_attachment(body, previous)
+            else:
+                _no_client_attachment(body)
             return self._write(conn, body, row, pid, sens, now, row.file_version)
 
         return self.door.run(attempt, work)
@@ -450,6 +453,20 @@ def _no_inline_file(body: Mapping[str, Any]) -> None:
             raise UnprocessableResource(
                 "a DocumentReference's file is uploaded as a file, not inline (attachment.data)"
             )
+
+
+def _no_client_attachment(body: dict[str, Any]) -> None:
+    """Drop what a client says of a DocumentReference's file (contentType, url, size, hash)
+    when the server holds none: those are the server's to set from the file it stores
+    (:class:`~secretum.records.documents.DocumentService`). Kept, a url naming another
+    document's file and a forged size or hash would be shown as this document's own."""
+    if body.get("resourceType") != "DocumentReference":
+        return
+    for entry in body.get("content") or ():
+        attachment = entry.get("attachment") if isinstance(entry, dict) else None
+        if isinstance(attachment, dict):
+            for name in SERVER_ATTACHMENT:
+                attachment.pop(name, None)
 
 
 def _asked(attempt: Attempt, resource_type: str, resource_id: str, types: frozenset[str]) -> None:
