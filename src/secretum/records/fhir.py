@@ -123,13 +123,6 @@ class VersionConflict(FhirError):
     code = "conflict"
 
 
-class DuplicateIdentifier(FhirError):
-    """Another patient already holds this identifier (INS)."""
-
-    status = 409
-    code = "duplicate"
-
-
 class FileTooLarge(FhirError):
     status = 413
     code = "too-costly"
