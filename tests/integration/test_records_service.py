@@ -24,7 +24,6 @@ from secretum.crypto.errors import IntegrityError
 from secretum.policy.model import Action, Decision, Role, Sensitivity
 from secretum.records.fhir import (
     AccessDenied,
-    DuplicateIdentifier,
     InvalidResource,
     NotSupported,
     ResourceNotFound,
@@ -254,13 +253,22 @@ def test_lookup_by_ins_and_email_through_the_blind_index(world: World) -> None:
     assert found.resource_id == "pat-1"
     assert world.records.find_patients(DOCTOR, TREAT, NOW, "email", "MARGUERITE@example.org")
     assert world.records.find_patients(DOCTOR, TREAT, NOW, "ins", "2 00 00 00 000 000 00") == []
-    with pytest.raises(DuplicateIdentifier):
-        world.new_patient("pat-2", email="x@example.org")
+    # a second holder of the INS is accepted, indexed, and raised as an identity alert
+    world.new_patient("pat-2", email="x@example.org")
+    alert = world.audit_rows()[-2]
+    assert (alert["event_type"], alert["resource_id"], alert["patient_id"]) == (
+        "110113",
+        "pat-2",
+        "pat-1",
+    )
+    both = world.records.find_patients(DOCTOR, TREAT, NOW, "ins", INS)
+    assert sorted(r.resource_id for r in both) == ["pat-1", "pat-2"]
     # a changed INS is re-indexed
     body = patient_json()
     del body["identifier"]
     world.records.update(PATIENT, SELF, NOW, "Patient", "pat-1", body)
-    assert world.records.find_patients(DOCTOR, TREAT, NOW, "ins", INS) == []
+    (left,) = world.records.find_patients(DOCTOR, TREAT, NOW, "ins", INS)
+    assert left.resource_id == "pat-2"
     world.guard.rules = [deny(patient_id="pat-1"), allow()]
     with pytest.raises(AccessDenied):
         world.records.find_patients(DOCTOR, TREAT, NOW, "email", SECRETS[2])

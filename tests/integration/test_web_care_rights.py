@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from identity_authenticator import PASSWORD
 from secretum.crypto.errors import KeyShreddedError
@@ -81,8 +82,10 @@ def test_erasure_is_scheduled_then_nothing_can_be_decrypted(world: WebWorld) -> 
     assert "20 ans" in text and "R1112-7" in text
     # within retention: processing is restricted, the care team is refused
     gp = world.client("gp")
-    denied = gp.get(f"/fhir/Observation/{world.ids['obs:own']}")
-    assert denied.status_code == 403 and "restricted-processing" in denied.text
+    with capture_logs() as logs:
+        denied = gp.get(f"/fhir/Observation/{world.ids['obs:own']}")
+    assert denied.status_code == 403 and "deny." not in denied.text
+    assert logs[0]["reason"] == "deny.restricted-processing"
     assert "programmé" in unescape(world.client("own", html=True).get("/me/rights").text)
     # the retention period ends; the periodic job shreds the patient's key
     world.clock.advance(days=365 * 21)

@@ -19,6 +19,7 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from structlog.testing import capture_logs
 from tests.conftest import _pg_schema_url
 
 from secretum.bootstrap import Platform, init_platform, open_platform
@@ -175,8 +176,10 @@ def test_consent_withdrawn_on_b_denies_the_next_read_on_a(cluster: Cluster) -> N
         "/me/consents/withdraw", data={"purpose": "teleconsultation"}, follow_redirects=False
     )
     assert withdrawn.status_code == 303
-    denied = cluster.client("a", "doctor").get(url)
-    assert denied.status_code == 403 and "consent" in denied.text
+    with capture_logs() as logs:
+        denied = cluster.client("a", "doctor").get(url)
+    assert denied.status_code == 403  # the fixed answer; the reason is logged
+    assert [e["reason"] for e in logs if e["event"] == "fhir.denied"] == ["deny.no-consent"]
 
 
 def test_sign_out_on_one_instance_ends_the_session_on_the_other(cluster: Cluster) -> None:

@@ -49,6 +49,12 @@ CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiali
 #: v3 Confidentiality codes that make a resource restricted (R restricted, V very restricted).
 RESTRICTED_CODES = frozenset({"R", "V"})
 MAX_RESOURCE_BYTES = 1024 * 1024
+#: How deep objects and arrays may nest in a resource. FHIR resources nest a dozen levels at
+#: most (contained resources, extensions of extensions, Questionnaire items); the JSON parser and
+#: the validation recurse once per level, so a body nested thousands deep would exhaust the
+#: stack (RecursionError, a 500) before any rule could refuse it: it is measured first, without
+#: recursion (:func:`check_depth`).
+MAX_DEPTH = 64
 #: Required bindings fhir.resources does not check (it checks code syntax, not value sets).
 _GENDER = frozenset({"male", "female", "other", "unknown"})
 REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
@@ -117,13 +123,6 @@ class VersionConflict(FhirError):
     code = "conflict"
 
 
-class DuplicateIdentifier(FhirError):
-    """Another patient already holds this identifier (INS)."""
-
-    status = 409
-    code = "duplicate"
-
-
 class FileTooLarge(FhirError):
     status = 413
     code = "too-costly"
@@ -168,16 +167,63 @@ def operation_outcome(code: str, diagnostics: str, severity: str = "error") -> d
 
 # -- parsing and validation ---------------------------------------------------------------------
 
+#: A JSON string (skipped whole: brackets inside it do not count) or one bracket.
+_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_OPENERS = frozenset(b"[{")
+_TOO_DEEP = f"the body nests objects and arrays deeper than {MAX_DEPTH} levels"
+
+
+def check_depth(data: bytes | str) -> None:
+    """Refuse JSON text nesting deeper than :data:`MAX_DEPTH` (InvalidResource), in one pass
+    that does not recurse: strings are skipped whole, brackets counted. Stops at the first
+    level too deep, so a megabyte of ``[`` costs 65 steps. Malformed text may be miscounted,
+    but only ever towards a refusal of what the JSON parser would refuse anyway."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    depth = 0
+    for match in _JSON_TOKENS.finditer(raw):
+        token = match.group()
+        if len(token) != 1:
+            continue  # a string
+        if token[0] in _OPENERS:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InvalidResource(_TOO_DEEP, code="structure")
+        else:
+            depth -= 1
+
+
+def check_object_depth(value: object) -> None:
+    """:func:`check_depth` for a decoded value (a mapping handed to the services directly),
+    walked with an explicit stack rather than recursion."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[object]
+        if isinstance(item, Mapping):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise InvalidResource(_TOO_DEEP, code="structure")
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, Mapping | list | tuple)
+        )
+
 
 def parse_json(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON object from bytes, text or a mapping; InvalidResource otherwise (no echo)."""
+    """A JSON object from bytes, text or a mapping; InvalidResource otherwise (no echo), also
+    when it nests deeper than :data:`MAX_DEPTH` (checked before anything recurses into it)."""
     if isinstance(data, Mapping):
+        check_object_depth(data)
         return dict(data)
     if len(data) > MAX_RESOURCE_BYTES:
         raise FileTooLarge(f"a resource is at most {MAX_RESOURCE_BYTES} bytes")
+    check_depth(data)
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidResource("the body is not valid JSON", code="structure") from None
     if not isinstance(value, dict):
         raise InvalidResource("the body is not a JSON object", code="structure")

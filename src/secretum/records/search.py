@@ -27,7 +27,6 @@ from secretum.audit.store import audit_entries
 from secretum.crypto.blind_index import BlindIndex
 from secretum.policy.model import Sensitivity
 from secretum.records.fhir import (
-    DuplicateIdentifier,
     FhirRecord,
     VersionConflict,
     sensitivity_of,
@@ -47,7 +46,8 @@ IDENTIFIER_KINDS = {
     "urn:oid:1.2.250.1.213.1.4.10": "ins",  # INS-NIR test
     "urn:oid:1.2.250.1.213.1.4.11": "ins",  # INS-NIA test
 }
-#: Kinds one patient at most may hold (an e-mail may be shared, e.g. by a family).
+#: Kinds one patient at most should hold (an e-mail may be shared, e.g. by a family): a second
+#: holder is a collision for identity vigilance (see :meth:`FhirRepository.index_identifiers`).
 UNIQUE_KINDS = frozenset({"ins"})
 
 
@@ -295,19 +295,34 @@ class FhirRepository:
 
     def index_identifiers(
         self, conn: Connection, patient_id: str, patient: Mapping[str, Any]
-    ) -> None:
-        """Replace the blind-index entries of ``patient_id`` with those of ``patient``."""
+    ) -> list[str]:
+        """Replace the blind-index entries of ``patient_id`` with those of ``patient``; return
+        the other patients already holding one of its INS (a collision, indexed all the same).
+
+        A collision is not refused: the refusal would tell the writer that this INS belongs to
+        a patient here, whoever they are (an oracle on the whole platform for anyone who may
+        edit one Patient). Nor is it dropped from the index: a later lookup of that INS would
+        then find only the other patient, and its refusal tell the same thing. Both patients
+        keep the INS; which record is right is for identity vigilance to settle (the record
+        service raises an audit alert), and a lookup answers each caller the holders they may
+        see."""
         t = fhir_identifiers.c
         conn.execute(delete(fhir_identifiers).where(t.patient_id == patient_id))
         values = self.identifiers_of(patient)
-        for kind, blind in sorted(values):
-            if kind in UNIQUE_KINDS and self._holders(conn, kind, blind):
-                raise DuplicateIdentifier(f"another patient holds this {kind.upper()}")
+        collisions = sorted(
+            {
+                holder
+                for kind, blind in values
+                if kind in UNIQUE_KINDS
+                for holder in self._holders(conn, kind, blind)
+            }
+        )
         if values:
             conn.execute(
                 insert(fhir_identifiers),
                 [{"kind": k, "blind_value": b, "patient_id": patient_id} for k, b in values],
             )
+        return collisions
 
     def patients_by_identifier(self, conn: Connection, kind: str, value: str) -> list[str]:
         return self._holders(conn, kind, self.blind_index(kind, value))

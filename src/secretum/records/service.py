@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection, Engine
 
 from secretum.audit.log import AuditLog
-from secretum.audit.model import EventAction, EventType
+from secretum.audit.model import AuditEvent, EventAction, EventType
 from secretum.crypto.blind_index import BlindIndex
 from secretum.policy.model import Action, Actor, Purpose, Resource, Sensitivity
 from secretum.records.fhir import (
@@ -138,13 +138,14 @@ class RecordService:
             kind = resource_type_of(parse_json(resource), WRITABLE_TYPES)
             body = validate(resource)
             _no_inline_file(body)
+            _no_client_attachment(body)
             rid = self._fresh_id(conn, resource_id or (patient_id if kind == "Patient" else None))
             attempt.target(kind, rid)
             body["id"] = rid
             pid = self._patient_of(conn, body, patient_id)
             sens = sensitivity_for(body, sensitivity, None)
             self.door.authorize(conn, attempt, Action.CREATE, Resource(kind, pid, rid, sens))
-            return self._write(conn, body, None, pid, sens, now)
+            return self._write(conn, body, None, pid, sens, now, attempt=attempt)
 
         return self.door.run(attempt, work)
 
@@ -187,7 +188,9 @@ class RecordService:
             if row.file_version is not None:
                 previous = self.repo.load(conn, row).resource
                 _keep_attachment(body, previous)
-            return self._write(conn, body, row, pid, sens, now, row.file_version)
+            else:
+                _no_client_attachment(body)
+            return self._write(conn, body, row, pid, sens, now, row.file_version, attempt=attempt)
 
         return self.door.run(attempt, work)
 
@@ -200,12 +203,16 @@ class RecordService:
         sensitivity: Sensitivity,
         now: datetime,
         file_version: int | None = None,
+        *,
+        attempt: Attempt | None = None,
     ) -> FhirRecord:
         if sensitivity is Sensitivity.RESTRICTED:
             label_restricted(body)
         stamp(body, body["id"], (previous.version if previous else 0) + 1, now)
         if body["resourceType"] == "Patient" and patient_id is not None:
-            self.repo.index_identifiers(conn, patient_id, body)
+            collisions = self.repo.index_identifiers(conn, patient_id, body)
+            if collisions and attempt is not None:
+                self._identity_alert(conn, attempt, patient_id, collisions)
         return self.repo.save(
             conn,
             body,
@@ -214,6 +221,31 @@ class RecordService:
             sensitivity=sensitivity,
             now=now,
             file_version=file_version,
+        )
+
+    def _identity_alert(
+        self, conn: Connection, attempt: Attempt, patient_id: str, holders: list[str]
+    ) -> None:
+        """An INS collision (see :meth:`FhirRepository.index_identifiers`): accepted without a
+        word to the writer, and told to identity vigilance instead: one DCM 110113 Security
+        Alert per other holder, in the write's transaction, naming the Patient just written as
+        the resource and the other holder as the patient (so it also reaches their access log).
+        """
+        self.door.audit.append_many(
+            conn,
+            (
+                AuditEvent(
+                    recorded=attempt.now,
+                    event_type=EventType.SECURITY_ALERT,
+                    action=EventAction.EXECUTE,
+                    actor_id=attempt.actor.user_id,
+                    actor_role=str(attempt.actor.role),
+                    resource_type="Patient",
+                    resource_id=patient_id,
+                    patient_id=holder,
+                )
+                for holder in holders
+            ),
         )
 
     def _fresh_id(self, conn: Connection, wanted: str | None) -> str:
@@ -408,9 +440,13 @@ class RecordService:
         source_address: str | None = None,
     ) -> list[FhirRecord]:
         """Patients whose identifier of ``kind`` (``ins`` or ``email``) is ``value``, by blind
-        index. The guard is asked about the one patient found; about a patient-less Patient
-        lookup when none or several are (then each one is filtered), so that "no such patient"
-        and "not yours" look alike to an actor the policy denies."""
+        index, that the actor may see. The guard is asked about the one patient found (its
+        audit entry names them, allowed or not); when none or several are, each one is asked
+        (a scoping question) and the answer is those allowed, authorized on the first of them,
+        or on a patient-less Patient lookup when there are none. So "no such patient" and "not
+        yours" end alike (AccessDenied, which the web layer sends as one fixed answer), and a
+        second holder of an INS (a collision) changes nothing for a caller who may not see
+        them."""
         attempt = self._attempt(actor, purpose, now, "search", EventAction.EXECUTE, source_address)
 
         def work(conn: Connection) -> list[FhirRecord]:
@@ -419,21 +455,18 @@ class RecordService:
             ids = self.repo.patients_by_identifier(conn, kind, value)
             found = [self.repo.find(conn, pid) for pid in ids]
             rows = [r for r in found if r is not None and r.resource_type == "Patient"]
+            asked = [Resource("Patient", r.patient_id, r.resource_id, r.sensitivity) for r in rows]
             if len(rows) == 1:
-                only = rows[0]
-                resource_ = Resource("Patient", only.patient_id, only.resource_id, only.sensitivity)
-                self.door.authorize(conn, attempt, Action.SEARCH, resource_)
-            else:
-                self.door.authorize(conn, attempt, Action.SEARCH, Resource("Patient"))
-                asked = [
-                    Resource("Patient", r.patient_id, r.resource_id, r.sensitivity) for r in rows
-                ]
-                rows = [
-                    r
-                    for r, res in zip(rows, asked, strict=True)
-                    if self.door.permits(conn, attempt, Action.SEARCH, res)
-                ]
-            return list(self.repo.load_all(conn, rows))
+                self.door.authorize(conn, attempt, Action.SEARCH, asked[0])
+                return list(self.repo.load_all(conn, rows))
+            visible = [
+                (r, res)
+                for r, res in zip(rows, asked, strict=True)
+                if self.door.permits(conn, attempt, Action.SEARCH, res)
+            ]
+            first = visible[0][1] if visible else Resource("Patient")
+            self.door.authorize(conn, attempt, Action.SEARCH, first)
+            return list(self.repo.load_all(conn, [r for r, _ in visible]))
 
         return self.door.read(attempt, work)
 
@@ -450,6 +483,20 @@ def _no_inline_file(body: Mapping[str, Any]) -> None:
             raise UnprocessableResource(
                 "a DocumentReference's file is uploaded as a file, not inline (attachment.data)"
             )
+
+
+def _no_client_attachment(body: dict[str, Any]) -> None:
+    """Drop what a client says of a DocumentReference's file (contentType, url, size, hash)
+    when the server holds none: those are the server's to set from the file it stores
+    (:class:`~secretum.records.documents.DocumentService`). Kept, a url naming another
+    document's file and a forged size or hash would be shown as this document's own."""
+    if body.get("resourceType") != "DocumentReference":
+        return
+    for entry in body.get("content") or ():
+        attachment = entry.get("attachment") if isinstance(entry, dict) else None
+        if isinstance(attachment, dict):
+            for name in SERVER_ATTACHMENT:
+                attachment.pop(name, None)
 
 
 def _asked(attempt: Attempt, resource_type: str, resource_id: str, types: frozenset[str]) -> None:

@@ -16,6 +16,17 @@ Every answer is ``application/fhir+json``; every error an OperationOutcome with 
 its :class:`~secretum.records.fhir.FhirError` (400, 403, 404, 405, 410, 412, 413, 415, 422),
 401 when not signed in or when the policy asks for a fresh second factor (step-up), and never
 an echo of the input.
+
+**A refusal says nothing about other people.** Every request the policy refuses gets the one
+same answer, :data:`FORBIDDEN` (403, byte for byte): the policy's reason (``deny.no-consent``,
+``deny.not-own-record``...) is not sent, since it differs between a patient who exists and one
+who does not (a lookup by e-mail or INS would then tell who is a patient here). The reason is
+logged (``fhir.denied``, with the request id) and the attempt audited as a failure naming the
+resource asked for. Reads of an id keep FHIR's 404 for an id that names nothing: an id is 128
+random bits the server handed out, so telling that it exists tells nothing about a person.
+
+Links (``Location``, a Bundle's ``fullUrl``) start with the configured public address
+(``public_url``), never with the request's ``Host`` header, which the client writes.
 """
 
 from __future__ import annotations
@@ -34,10 +45,12 @@ from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 
 from secretum.identity.errors import IdentityError
+from secretum.logs import get_logger
 from secretum.policy.decide import AccessDenied as PolicyDenied
 from secretum.policy.model import Actor, Purpose, Role
 from secretum.records.fhir import (
     MAX_RESOURCE_BYTES,
+    AccessDenied,
     FhirError,
     FhirRecord,
     FileTooLarge,
@@ -57,6 +70,7 @@ from secretum.web.routes.patient import download
 FHIR_JSON = "application/fhir+json"
 PURPOSE_HEADER = "x-purpose-of-use"
 JSON_TYPES = ("application/fhir+json", "application/json")
+_log = get_logger("secretum.web.fhir")
 
 
 def fhir_json(
@@ -70,18 +84,24 @@ def outcome(status: int, code: str, diagnostics: str) -> Response:
     return fhir_json(operation_outcome(code, diagnostics), status)
 
 
+#: The answer to every request the policy refuses (see the module docstring): one fixed body.
+FORBIDDEN = operation_outcome("forbidden", "access denied")
+
+
 def error_response(exc: BaseException) -> Response:
-    """The OperationOutcome of a refused request (fixed texts: the input is never echoed)."""
+    """The OperationOutcome of a refused request (fixed texts: the input is never echoed; a
+    policy refusal is :data:`FORBIDDEN`, its reason logged, not sent)."""
     if isinstance(exc, NotSignedIn | IdentityError):
         return outcome(401, "login", "sign-in required")
     if pages.needs_step_up(exc):
         return outcome(
             401, "login", "step-up required: prove a second factor again (/account/step-up)"
         )
+    if isinstance(exc, AccessDenied | PolicyDenied):
+        _log.info("fhir.denied", reason=exc.decision.reason)
+        return fhir_json(FORBIDDEN, 403)
     if isinstance(exc, FhirError):
         return fhir_json(exc.outcome, exc.status)
-    if isinstance(exc, PolicyDenied):
-        return outcome(403, "forbidden", f"access denied ({exc.decision.reason})")
     if isinstance(exc, HTTPException):
         code = "forbidden" if exc.status_code == 403 else "invalid"
         return outcome(exc.status_code, code, "request refused")
@@ -164,7 +184,10 @@ Call = Annotated[FhirCall, Depends(fhir_call)]
 
 
 def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
+    """The FHIR base of links: the configured public address (``public_url``), never the
+    request's ``Host`` header (the client's to write: a forged one would plant its address in
+    the links the client, and anyone it passes them to, follows)."""
+    return deps.platform(request).settings.base_url + "/fhir"
 
 
 def record_response(request: Request, record: FhirRecord, status: int = 200) -> Response:

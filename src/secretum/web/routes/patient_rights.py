@@ -111,7 +111,7 @@ def export(caller: PatientCaller, request: Request, svc: Svc, now: Now) -> Strea
             SELF,
             now,
             caller.user_id,
-            base_url=str(request.base_url).rstrip("/") + "/fhir",
+            base_url=deps.platform(request).settings.base_url + "/fhir",  # not the Host header
             source_address=pages.address(caller),
         )
     name = f"secretum-record-{now:%Y%m%d}.zip"
