@@ -49,6 +49,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.uid import (
     JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -90,6 +91,7 @@ class Reason(enum.StrEnum):
     MISSING_UID = "missing_uid"
     INVALID_UID = "invalid_uid"
     META_MISMATCH = "meta_mismatch"  # file meta UIDs disagree with the data set
+    MISSING_PIXEL_DATA = "missing_pixel_data"  # image attributes but no pixel data (cut?)
     CONFLICT = "conflict"  # SOP Instance UID already stored with other content
     PROCESSING_FAILURE = "processing_failure"
 
@@ -119,6 +121,7 @@ FAILURE_STATUSES: dict[Reason, FailureStatus] = {
     Reason.MISSING_UID: FailureStatus(0xA900, 0xA900),
     Reason.INVALID_UID: FailureStatus(0xA900, 0x0117),
     Reason.META_MISMATCH: FailureStatus(0xA900, 0xA900),
+    Reason.MISSING_PIXEL_DATA: FailureStatus(0xA900, 0xA900),
     Reason.CONFLICT: FailureStatus(0x0111, 0x0111),
     Reason.PROCESSING_FAILURE: FailureStatus(0x0110, 0x0110),
 }
@@ -157,6 +160,7 @@ SUPPORTED_TRANSFER_SYNTAXES: frozenset[str] = NATIVE_TRANSFER_SYNTAXES | frozens
     }
 )
 
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _MAX_DEPTH = 32  # nested sequences deeper than this are refused (real data: < 10)
 
@@ -422,6 +426,13 @@ def _check(data: bytes, ds: Dataset, transfer_syntax: str) -> ParsedInstance:
         )
     if not is_storage_sop_class(sop_class):
         raise InvalidInstance(Reason.UNSUPPORTED_SOP_CLASS, f"SOP class {sop_class}")
+    # A file cut exactly between two elements is structurally sound. Pixel Data is the last
+    # element of an image, so for image SOP classes such a cut shows as missing pixels. (For
+    # other objects, a cut on an element boundary can only be seen by the transport: the
+    # multipart boundary or the last-fragment flag of the DIMSE PDV, checked by the caller.)
+    is_image = "Image Storage" in UID(sop_class).name
+    if (is_image or "Rows" in ds) and not any(k in ds for k in _PIXEL_KEYWORDS):
+        raise InvalidInstance(Reason.MISSING_PIXEL_DATA, "image without pixel data")
     try:
         digest = content_digest(ds)
     except Exception as exc:
