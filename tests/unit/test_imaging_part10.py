@@ -3,9 +3,6 @@ the right DICOMweb/DIMSE status; nothing but InvalidInstance ever escapes parse_
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +12,7 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
 )
 
+import imaging_data as data
 from secretum.imaging.part10 import (
     FAILURE_STATUSES,
     InvalidInstance,
@@ -25,9 +23,6 @@ from secretum.imaging.part10 import (
     parse_instance,
     same_content,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import imaging_data as data
 
 MAX = 1_000_000
 
