@@ -25,6 +25,7 @@ from secretum.audit.log import AuditLog
 from secretum.config import Settings
 from secretum.crypto.blind_index import INDEX_KEY_SIZE, BlindIndex
 from secretum.crypto.kms import KeyManagementService, create_kms, open_kms
+from secretum.crypto.row_mac import ROW_MAC_KEY_SIZE, RowMac
 from secretum.keys.keyring import KeyRing, utc_now
 from secretum.pki import (
     CertificateAuthority,
@@ -38,6 +39,7 @@ from secretum.pki import (
 )
 from secretum.records.files import FileStore
 from secretum.records.store import RecordStore
+from secretum.storage import integrity
 from secretum.storage.blobs import FileSystemBlobStore
 from secretum.storage.db import make_engine
 from secretum.storage.schema import create_main_schema, create_vault_schema
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 AUDIT_SIGNING_KEY = "audit/signing-key"
 CA_KEY = "pki/ca-key"
 BLIND_INDEX_KEY = "crypto/blind-index-key"
+#: Authenticates the rows decisions rest on (secretum.storage.integrity); never in the main DB.
+ROW_MAC_KEY = "crypto/row-mac-key"
 DEV_PASSPHRASE_FILE = "dev-passphrase"  # noqa: S105 (a file name)
 
 
@@ -202,6 +206,11 @@ def _wire(settings: Settings, kms: KeyManagementService, *, create_schemas: bool
         create_main_schema(engine)
         create_vault_schema(vault)
     keyring = KeyRing(vault, kms)
+    # Unwrapped once per process and bound to the main engine (and its readers).
+    integrity.bind(
+        engine,
+        RowMac(keyring.secret(ROW_MAC_KEY, generate=lambda: os.urandom(ROW_MAC_KEY_SIZE))),
+    )
     signing_key = Ed25519PrivateKey.from_private_bytes(
         keyring.secret(AUDIT_SIGNING_KEY, generate=lambda: os.urandom(32))
     )

@@ -18,6 +18,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from secretum.policy.tables import from_db, processing_restrictions, utc
+from secretum.storage.integrity import RowSpec
+
+#: What the tag of a restriction change covers (see :mod:`secretum.storage.integrity`): a
+#: change forged, flipped or moved to another patient or number is refused by the decision.
+RESTRICTION_SPEC = RowSpec(
+    "processing_restrictions", ("patient_id", "seq"), ("restricted", "actor_id", "set_at")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +45,14 @@ def set_restriction(
     r = processing_restrictions.c
     last = conn.execute(select(func.max(r.seq)).where(r.patient_id == patient_id)).scalar()
     seq = (last or 0) + 1
-    conn.execute(
-        insert(processing_restrictions).values(
-            patient_id=patient_id,
-            seq=seq,
-            restricted=bool(on),
-            actor_id=actor_id or patient_id,
-            set_at=utc(now),
-        )
+    row = dict(
+        patient_id=patient_id,
+        seq=seq,
+        restricted=bool(on),
+        actor_id=actor_id or patient_id,
+        set_at=utc(now),
     )
+    conn.execute(insert(processing_restrictions).values(**RESTRICTION_SPEC.tagged(conn, row)))
     return seq
 
 
