@@ -44,6 +44,7 @@ from secretum.records.store import RecordStore
 from secretum.records.tables import fhir_resources, sealed_records
 from secretum.storage.blobs import FileSystemBlobStore
 from secretum.storage.integrity import RowTampered
+from secretum.storage.integrity_backfill import tag_untagged
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 PATIENT = Actor("pat-1", Role.PATIENT)
@@ -437,3 +438,26 @@ def test_a_password_hash_of_the_attackers_choosing_is_refused(world: World) -> N
     )
     with world.engine.connect() as conn, pytest.raises(RowTampered):
         store.by_email(conn, "root@example.org")
+
+
+# -- rows from before the tags -------------------------------------------------------------------
+
+
+def test_untagged_rows_are_refused_until_the_one_off_backfill(world: World) -> None:
+    world.consent()
+    world.in_care_team()
+    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
+    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)  # noqa: E731
+    assert read().resource_id == obs.resource_id
+    # as a database upgraded from before migration 0006 looks
+    world.write(
+        update(care_relationships).values(row_mac=None),
+        update(consents).values(row_mac=None),
+        update(fhir_resources).values(row_mac=None),
+    )
+    refused_as_tampering(world, read)
+    with world.engine.begin() as conn:
+        done = tag_untagged(conn)
+    assert done["care_relationships"] == 1 and done["consents"] == 1
+    assert done["fhir_resources"] == 2  # the Patient and the Observation
+    assert read().resource_id == obs.resource_id
