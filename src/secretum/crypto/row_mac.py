@@ -25,8 +25,9 @@ how each table limits that (versions and counters in the tag, the audit log as t
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
@@ -42,28 +43,44 @@ _LEN = struct.Struct(">I").pack
 _INT = struct.Struct(">q").pack
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _str(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return b"s" + _LEN(len(raw)) + raw
+
+
+def _bytes(value: bytes) -> bytes:
+    return b"b" + _LEN(len(value)) + value
+
+
+def _time(value: datetime) -> bytes:
+    # Microseconds since the epoch in UTC: the same instant encodes alike whatever the
+    # database gives back (SQLite returns naive UTC times, PostgreSQL aware ones).
+    epoch = _NAIVE_EPOCH if value.tzinfo is None else _EPOCH
+    return b"d" + _INT((value - epoch) // _MICROSECOND)
+
+
+#: One encoder per exact type (a subclass, e.g. an enum member, is not silently accepted).
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    type(None): lambda _value: b"n",
+    bool: lambda value: b"t" if value else b"f",
+    int: lambda value: b"i" + _INT(value),
+    str: _str,
+    bytes: _bytes,
+    datetime: _time,
+}
+
+
 def _item(value: Value) -> bytes:
     """One value, tagged with its type and (for variable sizes) length-prefixed."""
-    if value is None:
-        return b"n"
-    kind = type(value)
-    if kind is bool:
-        return b"t" if value else b"f"
-    if kind is int:
-        return b"i" + _INT(value)
-    if kind is str:
-        raw = value.encode("utf-8")  # type: ignore[union-attr]
-        return b"s" + _LEN(len(raw)) + raw
-    if kind is bytes:
-        return b"b" + _LEN(len(value)) + value  # type: ignore[arg-type, operator]
-    if isinstance(value, datetime):
-        # Microseconds since the epoch in UTC: the same instant encodes alike whatever the
-        # database gives back (SQLite returns naive UTC times, PostgreSQL aware ones).
-        when = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-        return b"d" + _INT(micros)
-    raise TypeError("row fields are str, bytes, int, bool, datetime or None")
+    encoder = _ENCODERS.get(type(value))
+    if encoder is None:
+        raise TypeError("row fields are str, bytes, int, bool, datetime or None")
+    return encoder(value)
 
 
 def encode_row(table: str, identity: Iterable[Value], fields: Iterable[tuple[str, Value]]) -> bytes:
