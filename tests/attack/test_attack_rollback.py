@@ -388,6 +388,8 @@ def test_lifting_a_restriction_of_processing_by_hand_is_caught(world: World, cha
         .values(**values)
     )
     refused_as_tampering(world, read)
+    with world.engine.connect() as conn, pytest.raises(RowTampered):
+        restriction.is_restricted(conn, "pat-1", NOW)  # what the rights flags read
 
 
 # -- accounts ----------------------------------------------------------------------------------

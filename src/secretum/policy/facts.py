@@ -37,7 +37,6 @@ from sqlalchemy import (
     String,
     bindparam,
     cast,
-    func,
     literal_column,
     null,
     select,
@@ -52,7 +51,7 @@ from secretum.consent.tables import consent_withdrawals, consents
 from secretum.policy.care import CARE_SPEC, NAMED_SPEC, in_care_team_condition, naming_holds
 from secretum.policy.grants import GRANT_SPEC, active_grant_condition
 from secretum.policy.model import Actor, Facts, Purpose, Role
-from secretum.policy.restriction import RESTRICTION_SPEC
+from secretum.policy.restriction import RESTRICTION_SPEC, in_force_and_later
 from secretum.policy.tables import (
     break_glass_grants,
     care_relationships,
@@ -180,15 +179,9 @@ _CONSENTS = _rows_of(
     },
 )
 _r = processing_restrictions.c
-#: The change in force at ``now`` and every later one (checked, so none can hide).
-_IN_FORCE = (
-    select(func.coalesce(func.max(_r.seq), 0))
-    .where(_r.patient_id == _PATIENT, _r.set_at <= _NOW)
-    .scalar_subquery()
-)
 _RESTRICTED = _rows_of(
     RESTRICTED,
-    select(_r.seq).where(_r.patient_id == _PATIENT, _r.seq >= _IN_FORCE),
+    select(_r.seq).where(in_force_and_later(_PATIENT, _NOW)),
     {
         **_columns(processing_restrictions, "patient_id", "actor_id", "seq", "restricted"),
         "set_at": _r.set_at,
