@@ -199,6 +199,13 @@ def open_platform(
     return _wire(settings, kms, create_schemas=True)
 
 
+def bind_row_mac(engine: Engine, keyring: KeyRing) -> None:
+    """Bind the row-MAC key (a named secret of the vault, made on first use) to the main
+    engine: unwrapped once per process, never stored in the main database."""
+    key = keyring.secret(ROW_MAC_KEY, generate=lambda: os.urandom(ROW_MAC_KEY_SIZE))
+    integrity.bind(engine, RowMac(key))
+
+
 def _wire(settings: Settings, kms: KeyManagementService, *, create_schemas: bool) -> Platform:
     engine = make_engine(settings.db_url)
     vault = make_engine(settings.key_vault_url)
@@ -206,11 +213,7 @@ def _wire(settings: Settings, kms: KeyManagementService, *, create_schemas: bool
         create_main_schema(engine)
         create_vault_schema(vault)
     keyring = KeyRing(vault, kms)
-    # Unwrapped once per process and bound to the main engine (and its readers).
-    integrity.bind(
-        engine,
-        RowMac(keyring.secret(ROW_MAC_KEY, generate=lambda: os.urandom(ROW_MAC_KEY_SIZE))),
-    )
+    bind_row_mac(engine, keyring)
     signing_key = Ed25519PrivateKey.from_private_bytes(
         keyring.secret(AUDIT_SIGNING_KEY, generate=lambda: os.urandom(32))
     )

@@ -5,7 +5,7 @@ namings, break-the-glass grants, consents, processing restrictions, accounts) ru
 functions on the caller's connection. Rather than thread a key through every call, the
 composition root binds the platform's :class:`~secretum.crypto.row_mac.RowMac` to its main
 engine once (:func:`bind`); a store finds it from any connection of that engine
-(:func:`row_mac`), readers included (they share the engine's pool). A connection of an engine
+(:func:`row_mac`), readers included (they share the engine's dialect). A connection of an engine
 with no key bound gets :class:`MissingRowKey`: nothing is written untagged, nothing is trusted
 unchecked.
 
@@ -24,7 +24,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import Pool
+from sqlalchemy.engine.interfaces import Dialect
 
 from secretum.crypto.errors import IntegrityError
 from secretum.crypto.row_mac import RowMac, Value
@@ -32,7 +32,10 @@ from secretum.crypto.row_mac import RowMac, Value
 #: The column every authenticated table carries.
 ROW_MAC_COLUMN = "row_mac"
 
-_KEYS: WeakKeyDictionary[Pool, RowMac] = WeakKeyDictionary()
+#: Keyed by the engine's dialect object: one per ``create_engine``, shared by the engines derived
+#: from it (``execution_options``: the readers), and kept across ``dispose()`` (which replaces
+#: the pool).
+_KEYS: WeakKeyDictionary[Dialect, RowMac] = WeakKeyDictionary()
 
 
 class MissingRowKey(RuntimeError):
@@ -51,13 +54,13 @@ class RowTampered(IntegrityError):
 
 
 def bind(engine: Engine, mac: RowMac) -> None:
-    """Bind ``mac`` to ``engine`` (and every engine sharing its pool: readers, options)."""
-    _KEYS[engine.pool] = mac
+    """Bind ``mac`` to ``engine`` (and every engine derived from it: readers, options)."""
+    _KEYS[engine.dialect] = mac
 
 
 def row_mac(conn: Connection) -> RowMac:
     """The row-MAC key of ``conn``'s database; MissingRowKey if none was bound."""
-    mac = _KEYS.get(conn.engine.pool)
+    mac = _KEYS.get(conn.dialect)
     if mac is None:
         raise MissingRowKey("no row-MAC key is bound to this database")
     return mac
