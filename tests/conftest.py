@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from secretum.crypto.row_mac import ROW_MAC_KEY_SIZE, RowMac
+from secretum.storage import integrity
 from secretum.storage.db import make_engine
 from secretum.storage.schema import create_main_schema, create_vault_schema
 
@@ -63,6 +65,8 @@ def engine(db_url: str) -> Iterator[Engine]:
     """The main database with its schema, on SQLite and on PostgreSQL."""
     eng = make_engine(db_url)
     create_main_schema(eng)
+    # The platform binds the key ring's row-MAC key (bootstrap); a bare engine gets a fresh one.
+    integrity.bind(eng, RowMac(os.urandom(ROW_MAC_KEY_SIZE)))
     yield eng
     eng.dispose()
 

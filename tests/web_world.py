@@ -34,7 +34,7 @@ from fastapi.testclient import TestClient
 
 from identity_authenticator import PASSWORD, enrol_totp
 from secretum.audit.log import AuditLog
-from secretum.bootstrap import Platform
+from secretum.bootstrap import Platform, bind_row_mac
 from secretum.config import Settings
 from secretum.consent.store import ConsentMethod
 from secretum.crypto.blind_index import BlindIndex
@@ -194,6 +194,7 @@ def build_platform(data_dir: Path, clock: Clock, **settings: Any) -> Platform:
     create_vault_schema(vault)
     kms = FakeKMS()
     keyring = KeyRing(vault, kms)
+    bind_row_mac(engine, keyring)
     signing = Ed25519PrivateKey.from_private_bytes(
         keyring.secret("audit/signing-key", generate=lambda: os.urandom(32))
     )

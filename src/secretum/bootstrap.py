@@ -26,6 +26,7 @@ from secretum.config import Settings
 from secretum.crypto.blind_index import INDEX_KEY_SIZE, BlindIndex
 from secretum.crypto.errors import CryptoError
 from secretum.crypto.kms import KeyManagementService, create_kms, open_kms
+from secretum.crypto.row_mac import ROW_MAC_KEY_SIZE, RowMac
 from secretum.keys.keyring import KeyRing, utc_now
 from secretum.pki import (
     CertificateAuthority,
@@ -39,6 +40,7 @@ from secretum.pki import (
 )
 from secretum.records.files import FileStore
 from secretum.records.store import RecordStore
+from secretum.storage import integrity
 from secretum.storage.blobs import FileSystemBlobStore
 from secretum.storage.db import make_engine
 from secretum.storage.schema import create_main_schema, create_vault_schema
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 AUDIT_SIGNING_KEY = "audit/signing-key"
 CA_KEY = "pki/ca-key"
 BLIND_INDEX_KEY = "crypto/blind-index-key"
+#: Authenticates the rows decisions rest on (secretum.storage.integrity); never in the main DB.
+ROW_MAC_KEY = "crypto/row-mac-key"
 DEV_PASSPHRASE_FILE = "dev-passphrase"  # noqa: S105 (a file name)
 
 
@@ -223,6 +227,13 @@ def open_platform(
     return _wire(settings, kms, create_schemas=True)
 
 
+def bind_row_mac(engine: Engine, keyring: KeyRing) -> None:
+    """Bind the row-MAC key (a named secret of the vault, made on first use) to the main
+    engine: unwrapped once per process, never stored in the main database."""
+    key = keyring.secret(ROW_MAC_KEY, generate=lambda: os.urandom(ROW_MAC_KEY_SIZE))
+    integrity.bind(engine, RowMac(key))
+
+
 def _wire(settings: Settings, kms: KeyManagementService, *, create_schemas: bool) -> Platform:
     engine = make_engine(settings.db_url)
     vault = make_engine(settings.key_vault_url)
@@ -230,6 +241,7 @@ def _wire(settings: Settings, kms: KeyManagementService, *, create_schemas: bool
         create_main_schema(engine)
         create_vault_schema(vault)
     keyring = KeyRing(vault, kms)
+    bind_row_mac(engine, keyring)
     signing_key = Ed25519PrivateKey.from_private_bytes(
         keyring.secret(AUDIT_SIGNING_KEY, generate=lambda: os.urandom(32))
     )

@@ -12,13 +12,34 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, Select, String, and_, bindparam, insert, or_, select
+from sqlalchemy import DateTime, Select, String, and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from secretum.consent.tables import consent_withdrawals, consents
 from secretum.policy.model import Purpose
 from secretum.policy.tables import from_db, utc
+from secretum.storage.integrity import RowSpec
+
+#: What the tag of a consent covers (see :mod:`secretum.storage.integrity`): who consents to
+#: what, for whom, to which text, since when, *and when it was withdrawn* (None while it holds).
+#: The withdrawal lives in a row of its own; deleting it (or moving its time) would bring the
+#: consent back, so the grant's row is re-tagged with the withdrawal time when it is withdrawn
+#: (:func:`insert_withdrawal`; the tag is the one column of ``consents`` ever updated) and
+#: the tag is checked against the withdrawal joined to it.
+CONSENT_SPEC = RowSpec(
+    "consents",
+    ("consent_id",),
+    (
+        "patient_id",
+        "purpose",
+        "grantee_id",
+        "text_sha256",
+        "text_version",
+        "granted_at",
+        "withdrawn_at",
+    ),
+)
 
 
 class ConsentMethod(StrEnum):
@@ -80,27 +101,48 @@ def insert_grant(
     evidence: Evidence,
 ) -> None:
     """Record a grant under the new id ``consent_id``."""
+    tagged = dict(
+        consent_id=consent_id,
+        patient_id=patient_id,
+        purpose=str(purpose),
+        grantee_id=grantee_id,
+        text_sha256=text_sha256,
+        text_version=text_version,
+        granted_at=utc(evidence.at),
+    )
     conn.execute(
         insert(consents).values(
-            consent_id=consent_id,
-            patient_id=patient_id,
-            purpose=str(purpose),
-            grantee_id=grantee_id,
-            text_sha256=text_sha256,
-            text_version=text_version,
             language=language,
             method=str(evidence.method),
             actor_id=evidence.actor_id,
             actor_role=evidence.actor_role,
             source_address=evidence.source_address,
             evidence_id=evidence.evidence_id,
-            granted_at=utc(evidence.at),
+            row_mac=CONSENT_SPEC.tag(conn, {**tagged, "withdrawn_at": None}),
+            **tagged,
         )
     )
 
 
 def insert_withdrawal(conn: Connection, consent_id: str, evidence: Evidence) -> None:
-    """Record the withdrawal of ``consent_id`` (once: a second one is an integrity error)."""
+    """Record the withdrawal of ``consent_id`` (once: a second one is an integrity error).
+
+    The grant's row is re-tagged with the withdrawal time, its tag checked first (RowTampered:
+    a tampered grant is never laundered by a new tag)."""
+    grant = (
+        conn.execute(select(consents).where(consents.c.consent_id == consent_id).with_for_update())
+        .mappings()
+        .first()
+    )
+    if grant is None:
+        raise NoActiveConsent("no such consent")
+    CONSENT_SPEC.check(conn, {**grant, "withdrawn_at": None})
+    withdrawn_at = utc(evidence.at)
+    conn.execute(
+        update(consents)
+        .where(consents.c.consent_id == consent_id)
+        .values(row_mac=CONSENT_SPEC.tag(conn, {**grant, "withdrawn_at": withdrawn_at}))
+    )
     conn.execute(
         insert(consent_withdrawals).values(
             consent_id=consent_id,
@@ -109,7 +151,7 @@ def insert_withdrawal(conn: Connection, consent_id: str, evidence: Evidence) -> 
             actor_role=evidence.actor_role,
             source_address=evidence.source_address,
             evidence_id=evidence.evidence_id,
-            withdrawn_at=utc(evidence.at),
+            withdrawn_at=withdrawn_at,
         )
     )
 
@@ -128,7 +170,9 @@ _COLUMNS = (
 )
 
 
-def _record(row: RowMapping) -> ConsentRecord:
+def _record(conn: Connection, row: RowMapping) -> ConsentRecord:
+    """A consent and its withdrawal, the grant's tag checked (RowTampered if it fails)."""
+    CONSENT_SPEC.check(conn, row)
     withdrawn = None
     if row["withdrawn_at"] is not None:
         withdrawn = Evidence(
@@ -168,7 +212,7 @@ def get(conn: Connection, consent_id: str) -> ConsentRecord | None:
         .mappings()
         .first()
     )
-    return None if row is None else _record(row)
+    return None if row is None else _record(conn, row)
 
 
 def history(conn: Connection, patient_id: str) -> list[ConsentRecord]:
@@ -179,7 +223,7 @@ def history(conn: Connection, patient_id: str) -> list[ConsentRecord]:
         .where(consents.c.patient_id == patient_id)
         .order_by(consents.c.granted_at, consents.c.consent_id)
     ).mappings()
-    return [_record(r) for r in rows]
+    return [_record(conn, r) for r in rows]
 
 
 def active_consents(
@@ -210,7 +254,7 @@ def active_consents(
         query = query.where(consents.c.purpose == str(purpose))
     if grantee_id is not None:
         query = query.where(consents.c.grantee_id == grantee_id)
-    return [_record(r) for r in conn.execute(query).mappings()]
+    return [_record(conn, r) for r in conn.execute(query).mappings()]
 
 
 def active_purposes_select(

@@ -8,7 +8,7 @@ itself is named by its SHA-256 (:mod:`secretum.consent.texts`).
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, LargeBinary, String, Table
 
 from secretum.storage.db import metadata
 
@@ -34,6 +34,9 @@ consents = Table(
     #: e.g. the DocumentReference id of the scanned paper form
     Column("evidence_id", String(64), nullable=True),
     Column("granted_at", DateTime(timezone=True), nullable=False),
+    #: tag of the row and of its withdrawal time (secretum.storage.integrity); the one column
+    #: ever updated: re-tagged when the consent is withdrawn
+    Column("row_mac", LargeBinary(32), nullable=True),
 )
 
 consent_withdrawals = Table(

@@ -25,6 +25,17 @@ from secretum.identity.model import Account, AccountStatus, PersonalData
 from secretum.identity.tables import accounts, devices, tokens
 from secretum.keys.keyring import KeyRing
 from secretum.policy.model import Role
+from secretum.storage.integrity import RowSpec
+
+#: What the tag of an account covers (see :mod:`secretum.storage.integrity`): its role (a
+#: patient turned into a practitioner or an admin), its status (a disabled account enabled
+#: again), its specialty, its e-mail index and user handle (the ways to find it) and its
+#: password hash (a hash of the attacker's choosing). Checked on every read of an account.
+ACCOUNT_SPEC = RowSpec(
+    "identity_accounts",
+    ("user_id",),
+    ("role", "status", "specialty", "email_index", "user_handle", "password_hash"),
+)
 
 
 def sha256(value: str | bytes) -> bytes:
@@ -106,26 +117,31 @@ class AccountStore:
         specialty: str | None = None,
         password_hash: str | None = None,
     ) -> Account:
+        tagged = dict(
+            user_id=user_id,
+            role=str(role),
+            status=str(status),
+            email_index=self.email_index(personal.email),
+            user_handle=user_handle,
+            specialty=specialty,
+            password_hash=password_hash,
+        )
         conn.execute(
             insert(accounts).values(
-                user_id=user_id,
-                role=str(role),
-                status=str(status),
-                email_index=self.email_index(personal.email),
-                user_handle=user_handle,
                 personal=self.seal_personal(user_id, personal),
-                specialty=specialty,
-                password_hash=password_hash,
                 created_at=now,
                 updated_at=now,
+                **ACCOUNT_SPEC.tagged(conn, tagged),
             )
         )
         return Account(user_id, role, status, specialty, now)
 
     @staticmethod
-    def _row(r: RowMapping | None) -> AccountRow | None:
+    def _row(conn: Connection, r: RowMapping | None) -> AccountRow | None:
+        """An account, its tag checked (RowTampered if it fails)."""
         if r is None:
             return None
+        ACCOUNT_SPEC.check(conn, r)
         account = Account(
             r["user_id"],
             Role(r["role"]),
@@ -139,7 +155,7 @@ class AccountStore:
         )
 
     def _one(self, conn: Connection, where: Any) -> AccountRow | None:
-        return self._row(conn.execute(select(accounts).where(where)).mappings().first())
+        return self._row(conn, conn.execute(select(accounts).where(where)).mappings().first())
 
     def by_id(self, conn: Connection, user_id: str) -> AccountRow | None:
         return self._one(conn, accounts.c.user_id == user_id)
@@ -154,17 +170,32 @@ class AccountStore:
         query = select(accounts).order_by(accounts.c.created_at, accounts.c.user_id)
         if role is not None:
             query = query.where(accounts.c.role == str(role))
-        return [row for r in conn.execute(query).mappings() if (row := self._row(r))]
+        return [row for r in conn.execute(query).mappings() if (row := self._row(conn, r))]
 
     def admin_exists(self, conn: Connection) -> bool:
         query = select(accounts.c.user_id).where(accounts.c.role == str(Role.ADMIN)).limit(1)
         return conn.execute(query).first() is not None
 
     def update(self, conn: Connection, user_id: str, now: datetime, **values: Any) -> bool:
-        """Set columns (``status``, ``password_hash``, ``last_sign_in_at``, ``personal``...)."""
+        """Set columns (``status``, ``password_hash``, ``last_sign_in_at``, ``personal``...).
+
+        A change to a column the tag covers re-tags the row, after checking its current tag
+        (RowTampered: a tampered account is never laundered by a new tag)."""
         values = {
             k: str(v) if isinstance(v, (AccountStatus, Role)) else v for k, v in values.items()
         }
+        if set(values) & set(ACCOUNT_SPEC.fields):
+            current = (
+                conn.execute(
+                    select(accounts).where(accounts.c.user_id == user_id).with_for_update()
+                )
+                .mappings()
+                .first()
+            )
+            if current is None:
+                return False
+            ACCOUNT_SPEC.check(conn, current)
+            values["row_mac"] = ACCOUNT_SPEC.tag(conn, {**current, **values})
         result = conn.execute(
             update(accounts).where(accounts.c.user_id == user_id).values(updated_at=now, **values)
         )

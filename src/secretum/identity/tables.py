@@ -73,6 +73,8 @@ accounts = Table(
     _time("created_at"),
     _time("updated_at"),
     _time("last_sign_in_at", nullable=True),
+    #: tag of the row (secretum.storage.integrity): missing or wrong means tampered
+    Column("row_mac", LargeBinary(32), nullable=True),
 )
 
 #: One-time tokens: first-admin set-up, invitations, self-registration confirmations.

@@ -35,6 +35,21 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from secretum.policy.tables import care_relationships, from_db, restricted_data_named, utc
+from secretum.storage.integrity import RowSpec
+
+#: What the tag of a care relationship covers (see :mod:`secretum.storage.integrity`): a row
+#: inserted, moved to another patient or practitioner, or reopened is refused by the decision.
+CARE_SPEC = RowSpec(
+    "care_relationships",
+    ("relationship_id",),
+    ("patient_id", "practitioner_id", "basis", "source_id", "started_at", "ends_at", "ended_at"),
+)
+#: What the tag of a naming for restricted data covers.
+NAMED_SPEC = RowSpec(
+    "restricted_data_named",
+    ("naming_id",),
+    ("patient_id", "practitioner_id", "named_at", "revoked_at"),
+)
 
 
 class CareBasis(StrEnum):
@@ -83,30 +98,34 @@ def start(
     if until is not None and utc(until) <= now:
         raise ValueError("a care relationship ends after it starts")
     relationship_id = secrets.token_hex(16)
-    conn.execute(
-        insert(care_relationships).values(
-            relationship_id=relationship_id,
-            patient_id=patient_id,
-            practitioner_id=practitioner_id,
-            basis=str(CareBasis(basis)),
-            source_id=source_id,
-            started_at=now,
-            ends_at=None if until is None else utc(until),
-        )
+    row = dict(
+        relationship_id=relationship_id,
+        patient_id=patient_id,
+        practitioner_id=practitioner_id,
+        basis=str(CareBasis(basis)),
+        source_id=source_id,
+        started_at=now,
+        ends_at=None if until is None else utc(until),
+        ended_at=None,
     )
+    conn.execute(insert(care_relationships).values(**CARE_SPEC.tagged(conn, row)))
     return relationship_id
 
 
 def end(conn: Connection, relationship_id: str, now: datetime, *, by: str | None = None) -> bool:
-    """End a relationship at ``now``; False if it was unknown or already ended."""
-    result = conn.execute(
-        update(care_relationships)
-        .where(
-            care_relationships.c.relationship_id == relationship_id,
-            care_relationships.c.ended_at.is_(None),
-        )
-        .values(ended_at=utc(now), ended_by=by)
-    )
+    """End a relationship at ``now``; False if it was unknown or already ended.
+
+    The row is re-tagged with its end; its tag is checked first (RowTampered), so that a
+    tampered row is never laundered by a new tag."""
+    c = care_relationships.c
+    open_ = and_(c.relationship_id == relationship_id, c.ended_at.is_(None))
+    row = conn.execute(select(care_relationships).where(open_).with_for_update()).mappings().first()
+    if row is None:
+        return False
+    CARE_SPEC.check(conn, row)
+    values = {"ended_at": utc(now), "ended_by": by}
+    tag = CARE_SPEC.tag(conn, {**row, **values})
+    result = conn.execute(update(care_relationships).where(open_).values(**values, row_mac=tag))
     return result.rowcount == 1
 
 
@@ -129,8 +148,15 @@ def in_care_team_exists(
     practitioner_id: ColumnElement[Any], patient_id: ColumnElement[Any], now: ColumnElement[Any]
 ) -> Exists:
     """SQL ``EXISTS`` of :func:`in_care_team`, its arguments SQL expressions (to compose)."""
+    return exists().where(in_care_team_condition(practitioner_id, patient_id, now))
+
+
+def in_care_team_condition(
+    practitioner_id: ColumnElement[Any], patient_id: ColumnElement[Any], now: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """The condition on a row of ``care_relationships`` that puts it in the care team."""
     c = care_relationships.c
-    return exists().where(
+    return and_(
         c.patient_id == patient_id, c.practitioner_id == practitioner_id, _active_relationship(now)
     )
 
@@ -194,33 +220,45 @@ def name_for_restricted(
     if existing is not None:
         return existing
     naming_id = secrets.token_hex(16)
-    conn.execute(
-        insert(restricted_data_named).values(
-            naming_id=naming_id,
-            patient_id=patient_id,
-            practitioner_id=practitioner_id,
-            named_at=now,
-        )
+    row = dict(
+        naming_id=naming_id,
+        patient_id=patient_id,
+        practitioner_id=practitioner_id,
+        named_at=now,
+        revoked_at=None,
     )
+    conn.execute(insert(restricted_data_named).values(**NAMED_SPEC.tagged(conn, row)))
     return naming_id
 
 
 def revoke_named(conn: Connection, patient_id: str, practitioner_id: str, now: datetime) -> bool:
-    """Revoke the naming at ``now``; False if the practitioner was not named."""
+    """Revoke the naming at ``now``; False if the practitioner was not named. Each row is
+    re-tagged with its revocation, its tag checked first (as :func:`end`)."""
     n = restricted_data_named.c
-    result = conn.execute(
-        update(restricted_data_named)
+    rows = conn.execute(
+        select(restricted_data_named)
         .where(
             n.patient_id == patient_id,
             n.practitioner_id == practitioner_id,
             n.revoked_at.is_(None),
         )
-        .values(revoked_at=utc(now))
-    )
-    return result.rowcount > 0
+        .with_for_update()
+    ).mappings()
+    done = 0
+    for row in rows.all():
+        NAMED_SPEC.check(conn, row)
+        revoked = {"revoked_at": utc(now)}
+        tag = NAMED_SPEC.tag(conn, {**row, **revoked})
+        result = conn.execute(
+            update(restricted_data_named)
+            .where(n.naming_id == row["naming_id"], n.revoked_at.is_(None))
+            .values(**revoked, row_mac=tag)
+        )
+        done += result.rowcount
+    return done > 0
 
 
-def _naming_holds(
+def naming_holds(
     patient_id: ColumnElement[Any], practitioner_id: ColumnElement[Any], now: ColumnElement[Any]
 ) -> ColumnElement[bool]:
     n = restricted_data_named.c
@@ -234,7 +272,7 @@ def _naming_holds(
 
 _ACTIVE_NAMING = (
     select(restricted_data_named.c.naming_id)
-    .where(_naming_holds(_PATIENT, _PRACTITIONER, _NOW))
+    .where(naming_holds(_PATIENT, _PRACTITIONER, _NOW))
     .limit(1)
 )
 
@@ -250,7 +288,7 @@ def named_for_restricted_exists(
     patient_id: ColumnElement[Any], practitioner_id: ColumnElement[Any], now: ColumnElement[Any]
 ) -> Exists:
     """SQL ``EXISTS`` of :func:`is_named_for_restricted`, its arguments SQL expressions."""
-    return exists().where(_naming_holds(patient_id, practitioner_id, now))
+    return exists().where(naming_holds(patient_id, practitioner_id, now))
 
 
 def is_named_for_restricted(

@@ -12,11 +12,31 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, Exists, String, bindparam, exists, insert, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    Exists,
+    String,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from secretum.policy.tables import break_glass_grants, break_glass_reviews, from_db, utc
+from secretum.storage.integrity import RowSpec
+
+#: What the tag of a grant covers (see :mod:`secretum.storage.integrity`): a grant inserted,
+#: extended, reopened or moved to another practitioner or patient is refused by the decision.
+GRANT_SPEC = RowSpec(
+    "break_glass_grants",
+    ("grant_id",),
+    ("patient_id", "practitioner_id", "key_id", "granted_at", "expires_at", "closed_at"),
+)
 
 
 class ReviewOutcome(StrEnum):
@@ -66,15 +86,18 @@ def insert_grant(
     granted_at: datetime,
     expires_at: datetime,
 ) -> None:
+    row = dict(
+        grant_id=grant_id,
+        patient_id=patient_id,
+        practitioner_id=practitioner_id,
+        key_id=key_id,
+        granted_at=utc(granted_at),
+        expires_at=utc(expires_at),
+        closed_at=None,
+    )
     conn.execute(
         insert(break_glass_grants).values(
-            grant_id=grant_id,
-            patient_id=patient_id,
-            practitioner_id=practitioner_id,
-            key_id=key_id,
-            reason_sealed=reason_sealed,
-            granted_at=utc(granted_at),
-            expires_at=utc(expires_at),
+            reason_sealed=reason_sealed, **GRANT_SPEC.tagged(conn, row)
         )
     )
 
@@ -83,8 +106,15 @@ def active_grant_exists(
     practitioner_id: ColumnElement[Any], patient_id: ColumnElement[Any], now: ColumnElement[Any]
 ) -> Exists:
     """SQL ``EXISTS`` of :func:`has_active_grant`, its arguments SQL expressions (to compose)."""
+    return exists().where(active_grant_condition(practitioner_id, patient_id, now))
+
+
+def active_grant_condition(
+    practitioner_id: ColumnElement[Any], patient_id: ColumnElement[Any], now: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """The condition on a row of ``break_glass_grants`` that makes it an active grant."""
     g = break_glass_grants.c
-    return exists().where(
+    return and_(
         g.practitioner_id == practitioner_id,
         g.patient_id == patient_id,
         g.granted_at <= now,
@@ -206,13 +236,19 @@ def insert_review(
 
 
 def close_grant(conn: Connection, grant_id: str, now: datetime, by: str) -> bool:
-    """Close an open grant at ``now`` (early stop, or after expiry); False if already closed."""
+    """Close an open grant at ``now`` (early stop, or after expiry); False if already closed.
+
+    The row is re-tagged with its closing, its tag checked first (RowTampered)."""
     g = break_glass_grants.c
-    result = conn.execute(
-        update(break_glass_grants)
-        .where(g.grant_id == grant_id, g.closed_at.is_(None))
-        .values(closed_at=utc(now), closed_by=by)
-    )
+    open_ = (g.grant_id == grant_id, g.closed_at.is_(None))
+    row = conn.execute(select(break_glass_grants).where(*open_).with_for_update()).mappings()
+    found = row.first()
+    if found is None:
+        return False
+    GRANT_SPEC.check(conn, found)
+    values = {"closed_at": utc(now), "closed_by": by}
+    tag = GRANT_SPEC.tag(conn, {**found, **values})
+    result = conn.execute(update(break_glass_grants).where(*open_).values(**values, row_mac=tag))
     return result.rowcount == 1
 
 

@@ -13,11 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Select, String, bindparam, func, insert, select, true
+from sqlalchemy import DateTime, String, and_, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from secretum.policy.tables import from_db, processing_restrictions, utc
+from secretum.storage.integrity import RowSpec
+
+#: What the tag of a restriction change covers (see :mod:`secretum.storage.integrity`): a
+#: change forged, flipped or moved to another patient or number is refused by the decision.
+RESTRICTION_SPEC = RowSpec(
+    "processing_restrictions", ("patient_id", "seq"), ("restricted", "actor_id", "set_at")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,46 +45,51 @@ def set_restriction(
     r = processing_restrictions.c
     last = conn.execute(select(func.max(r.seq)).where(r.patient_id == patient_id)).scalar()
     seq = (last or 0) + 1
-    conn.execute(
-        insert(processing_restrictions).values(
-            patient_id=patient_id,
-            seq=seq,
-            restricted=bool(on),
-            actor_id=actor_id or patient_id,
-            set_at=utc(now),
-        )
+    row = dict(
+        patient_id=patient_id,
+        seq=seq,
+        restricted=bool(on),
+        actor_id=actor_id or patient_id,
+        set_at=utc(now),
     )
+    conn.execute(insert(processing_restrictions).values(**RESTRICTION_SPEC.tagged(conn, row)))
     return seq
 
 
-def _state_at(patient_id: ColumnElement[Any], now: ColumnElement[Any]) -> Select[bool]:
-    """SELECT of the state at ``now``: the last change set at or before it (no row: never)."""
-    r = processing_restrictions.c
-    return (
-        select(r.restricted)
-        .where(r.patient_id == patient_id, r.set_at <= now)
-        .order_by(r.seq.desc())
-        .limit(1)
-    )
-
-
-def restricted_condition(
+def in_force_and_later(
     patient_id: ColumnElement[Any], now: ColumnElement[Any]
 ) -> ColumnElement[bool]:
-    """SQL condition of :func:`is_restricted`, its arguments SQL expressions (to compose)."""
-    return _state_at(patient_id, now).scalar_subquery().is_(true())
+    """The condition on rows of ``processing_restrictions``: the change in force at ``now``
+    and every later one. Their tags are checked (not only the one in force), so that a change
+    pushed into the future to bring an older one back is caught."""
+    r = processing_restrictions.c
+    in_force = (
+        select(func.coalesce(func.max(r.seq), 0))
+        .where(r.patient_id == patient_id, r.set_at <= now)
+        .scalar_subquery()
+    )
+    return and_(r.patient_id == patient_id, r.seq >= in_force)
 
 
-#: Built once from bind parameters: SQLAlchemy reuses its compiled form.
-_STATE_AT = _state_at(
-    bindparam("patient_id", type_=String()), bindparam("now", type_=DateTime(timezone=True))
+_IN_FORCE_AND_LATER = select(processing_restrictions).where(
+    in_force_and_later(
+        bindparam("patient_id", type_=String()), bindparam("now", type_=DateTime(timezone=True))
+    )
 )
 
 
 def is_restricted(conn: Connection, patient_id: str, now: datetime) -> bool:
-    """Whether the processing of ``patient_id``'s data is restricted at ``now``."""
-    state = conn.execute(_STATE_AT, {"patient_id": patient_id, "now": utc(now)}).scalar()
-    return bool(state)
+    """Whether the processing of ``patient_id``'s data is restricted at ``now`` (the rows it
+    rests on authenticated: RowTampered if one is not)."""
+    now = utc(now)
+    state: tuple[int, bool] | None = None
+    params = {"patient_id": patient_id, "now": now}
+    for row in conn.execute(_IN_FORCE_AND_LATER, params).mappings():
+        RESTRICTION_SPEC.check(conn, row)
+        set_at = from_db(row["set_at"])
+        if set_at is not None and set_at <= now and (state is None or row["seq"] > state[0]):
+            state = (row["seq"], bool(row["restricted"]))
+    return state is not None and state[1]
 
 
 def restriction_history(conn: Connection, patient_id: str) -> list[RestrictionChange]:

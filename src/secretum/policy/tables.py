@@ -56,6 +56,8 @@ care_relationships = Table(
     #: ended early by someone (``end``)
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("ended_by", String(64), nullable=True),
+    #: tag of the row (secretum.storage.integrity): missing or wrong means tampered
+    Column("row_mac", LargeBinary(32), nullable=True),
 )
 
 restricted_data_named = Table(
@@ -66,6 +68,8 @@ restricted_data_named = Table(
     Column("practitioner_id", String(64), nullable=False),
     Column("named_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    #: tag of the row (secretum.storage.integrity): missing or wrong means tampered
+    Column("row_mac", LargeBinary(32), nullable=True),
 )
 
 break_glass_grants = Table(
@@ -82,6 +86,8 @@ break_glass_grants = Table(
     #: stopped early, or closed by the periodic duty after expiry (audited 110138)
     Column("closed_at", DateTime(timezone=True), nullable=True),
     Column("closed_by", String(64), nullable=True),
+    #: tag of the row (secretum.storage.integrity): missing or wrong means tampered
+    Column("row_mac", LargeBinary(32), nullable=True),
 )
 
 break_glass_reviews = Table(
@@ -108,4 +114,6 @@ processing_restrictions = Table(
     Column("restricted", Boolean, nullable=False),
     Column("actor_id", String(64), nullable=False),
     Column("set_at", DateTime(timezone=True), nullable=False),
+    #: tag of the row (secretum.storage.integrity): missing or wrong means tampered
+    Column("row_mac", LargeBinary(32), nullable=True),
 )

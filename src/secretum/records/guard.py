@@ -10,6 +10,10 @@ default.
 and does its work, and exactly one audit entry (DICOM event id, FHIR restful subtype, C/R/U/E,
 ids, v3 PurposeOfUse, outcome) written in that same transaction. A refused or failed attempt
 rolls everything back and is audited in a transaction of its own, with a failure outcome.
+A row that fails its integrity check (:class:`~secretum.storage.integrity.RowTampered`: an
+index row rolled back or relabelled, a forged care relationship, consent or grant) refuses the
+request as :class:`Tampered` (403, reason ``deny.tampered``), audited as tampering: the attempt's
+entry with outcome 12 (major failure) and a Security Alert (DCM 110113) entry beside it.
 Use cases that only read go through :meth:`Door.read`: their work runs on a reading connection
 (no write lock: reads run side by side), and their audit entry is committed right after it,
 with those of concurrent reads (group commit), before the result is returned.
@@ -25,7 +29,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from secretum.audit.log import AuditLog
-from secretum.audit.model import ID_PATTERN, AuditEvent, Outcome
+from secretum.audit.model import ID_PATTERN, AuditEvent, EventAction, EventType, Outcome
 from secretum.crypto.errors import KeyShreddedError
 from secretum.policy.model import (
     AUDIT_PURPOSE,
@@ -39,11 +43,20 @@ from secretum.policy.model import (
 )
 from secretum.records.fhir import AccessDenied, FhirError, RecordErased, StepUpRequired
 from secretum.storage.db import reader
+from secretum.storage.integrity import RowTampered
 
 T = TypeVar("T")
 DEFAULT_DENY = Decision(False, "deny.default")
 #: v3 PurposeOfUse code of an access that rides on a break-the-glass grant.
 BREAK_GLASS_PURPOSE = "ETREAT"
+TAMPERED = Decision(False, "deny.tampered")
+
+
+class Tampered(AccessDenied):
+    """A row the request rests on failed its integrity check: refused, audited as tampering."""
+
+    def __init__(self) -> None:
+        super().__init__(TAMPERED)
 
 
 class Guard(Protocol):
@@ -214,7 +227,8 @@ class Door:
                 result = self._work(attempt, work, conn)
                 self.audit.append(conn, attempt.event(Outcome.SUCCESS))
         except Exception as exc:
-            self.audit.append_committed(_failure(attempt, exc))
+            for event in _failure_events(attempt, exc):
+                self.audit.append_committed(event)
             raise
         return result
 
@@ -227,7 +241,8 @@ class Door:
             result = self._read_only(attempt, work)
             self.audit.append_committed(attempt.event(Outcome.SUCCESS))
         except Exception as exc:
-            self.audit.append_committed(_failure(attempt, exc))
+            for event in _failure_events(attempt, exc):
+                self.audit.append_committed(event)
             raise
         return result
 
@@ -239,7 +254,8 @@ class Door:
             result = self._read_only(attempt, work)
             await self.audit.append_committed_async(attempt.event(Outcome.SUCCESS))
         except Exception as exc:
-            await self.audit.append_committed_async(_failure(attempt, exc))
+            for event in _failure_events(attempt, exc):
+                await self.audit.append_committed_async(event)
             raise
         return result
 
@@ -251,6 +267,10 @@ class Door:
     def _work(attempt: Attempt, work: Callable[[Connection], T], conn: Connection) -> T:
         try:
             result = work(conn)
+        except RowTampered as exc:
+            if attempt.decision is None:
+                attempt.decision = TAMPERED
+            raise Tampered() from exc
         except KeyShreddedError as exc:
             if isinstance(exc, RecordErased):
                 raise
@@ -289,9 +309,34 @@ class Door:
 
 
 def _failure(attempt: Attempt, exc: Exception) -> AuditEvent:
-    """The audit entry of a refused (MINOR_FAILURE) or failed (SERIOUS_FAILURE) attempt."""
+    """The audit entry of a refused (MINOR_FAILURE) or failed (SERIOUS_FAILURE) attempt, or
+    of one that met tampered data (MAJOR_FAILURE)."""
+    if isinstance(exc, Tampered):
+        return attempt.event(Outcome.MAJOR_FAILURE)
     outcome = Outcome.MINOR_FAILURE if isinstance(exc, FhirError) else Outcome.SERIOUS_FAILURE
     return attempt.event(outcome)
+
+
+def _failure_events(attempt: Attempt, exc: Exception) -> list[AuditEvent]:
+    """The attempt's failure entry; for tampering, a Security Alert entry beside it (same
+    actor, resource and patient: ids and codes only, never which value was changed)."""
+    entry = _failure(attempt, exc)
+    if not isinstance(exc, Tampered):
+        return [entry]
+    alert = AuditEvent(
+        recorded=entry.recorded,
+        event_type=EventType.SECURITY_ALERT,
+        action=EventAction.EXECUTE,
+        actor_id=entry.actor_id,
+        actor_role=entry.actor_role,
+        outcome=Outcome.MAJOR_FAILURE,
+        resource_type=entry.resource_type,
+        resource_id=entry.resource_id,
+        patient_id=entry.patient_id,
+        purpose=entry.purpose,
+        source_address=entry.source_address,
+    )
+    return [entry, alert]
 
 
 def sensitivity_max(values: Iterable[Sensitivity]) -> Sensitivity:

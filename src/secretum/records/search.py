@@ -38,6 +38,7 @@ from secretum.records.tables import (
     fhir_resources,
     sealed_records,
 )
+from secretum.storage.integrity import RowSpec
 
 #: Identifier systems indexed for lookup, and their blind-index kind (French INS, ANS OIDs).
 IDENTIFIER_KINDS = {
@@ -72,7 +73,22 @@ class IndexRow:
         return self.patient_id or self.resource_id
 
 
-def _row(r: RowMapping) -> IndexRow:
+#: What the tag of an index row covers: the resource's id, type, patient, *current version*,
+#: sensitivity label and file version. A label lowered, a patient changed, or the version
+#: rolled back (the latest sealed version deleted and the index reset to the one before) leaves
+#: a row whose tag fails: the database does not hold the key to make a new one. What a tag
+#: cannot catch is a whole old row written back with its old tag (a replay by someone who kept
+#: a copy): see the README's security model.
+INDEX_SPEC = RowSpec(
+    "fhir_resources",
+    ("resource_id",),
+    ("resource_type", "patient_id", "version", "sensitivity", "file_version"),
+)
+
+
+def _row(conn: Connection, r: RowMapping) -> IndexRow:
+    """An index row, its tag checked (RowTampered if it fails)."""
+    INDEX_SPEC.check(conn, r)
     return IndexRow(
         r["resource_id"],
         r["resource_type"],
@@ -127,7 +143,7 @@ class FhirRepository:
 
     def find(self, conn: Connection, resource_id: str) -> IndexRow | None:
         found = conn.execute(_FIND, {"resource_id": resource_id}).mappings().first()
-        return None if found is None else _row(found)
+        return None if found is None else _row(conn, found)
 
     def find_sealed(
         self, conn: Connection, resource_id: str, version: int | None = None
@@ -146,7 +162,7 @@ class FhirRepository:
         if found["sealed_version"] is not None:
             sealed = {name: found[f"sealed_{name}"] for name in _SEALED_COLUMNS}
             sealed["record_id"] = resource_id
-        return SealedHit(_row(found), sealed)
+        return SealedHit(_row(conn, found), sealed)
 
     def scoped(
         self,
@@ -163,7 +179,7 @@ class FhirRepository:
         if resource_type is not None:
             query = query.where(t.resource_type == resource_type)
         rows = conn.execute(query.order_by(t.resource_type, t.created_at, t.resource_id))
-        return [_row(r) for r in rows.mappings()]
+        return [_row(conn, r) for r in rows.mappings()]
 
     def sensitivities(
         self, conn: Connection, patient_id: str, resource_type: str | None = None
@@ -226,16 +242,10 @@ class FhirRepository:
             last_updated=now,
             file_version=file_version,
         )
+        identity = dict(resource_id=resource_id, resource_type=kind, patient_id=patient_id)
+        values["row_mac"] = INDEX_SPEC.tag(conn, {**identity, **values})
         if previous is None:
-            conn.execute(
-                insert(fhir_resources).values(
-                    resource_id=resource_id,
-                    resource_type=kind,
-                    patient_id=patient_id,
-                    created_at=now,
-                    **values,
-                )
-            )
+            conn.execute(insert(fhir_resources).values(created_at=now, **identity, **values))
         else:
             done = conn.execute(
                 update(fhir_resources)

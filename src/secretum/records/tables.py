@@ -53,6 +53,8 @@ fhir_resources = Table(
     Column("file_version", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_updated", DateTime(timezone=True), nullable=False),
+    #: tag of the row (secretum.storage.integrity): missing or wrong means tampered
+    Column("row_mac", LargeBinary(32), nullable=True),
     Index("ix_fhir_resources_patient_type", "patient_id", "resource_type"),
 )
 
