@@ -21,7 +21,9 @@ What the call code does with it
 4. **Frames**: the sender encrypts every encoded frame with :class:`SFrameContext` (counter per
    KID, starting at 0); the receiver decrypts, refuses replays, drops anything that does not
    authenticate. Keys of the previous epoch stay for decryption a few seconds (frames in
-   flight), then are removed.
+   flight), then are removed. In the browser, ``static/sframe-worker.js`` does this in the
+   Encoded Transform worker, one context per peer (its audio and video share the sender's
+   counter and one replay window, 1024 counters wide to span the skew between the streams).
 5. **Safety code**: :func:`safety_code` ``(transcript)`` gives 6 digits, shown on both sides;
    if they differ, someone substituted a public key: warn and stop the call.
    **The signaling must commit before it reveals** (each party first sends SHA-256 of its

@@ -12,21 +12,33 @@
 //   {type: "useKid", peer, kid}                      start sending under epoch kid
 //   {type: "removeKey", peer, kid}                   end of an old epoch's grace period
 //   {type: "stats", id}                              -> {type: "stats", id, peers: {...}}
+//   {type: "capture", peer, count, id}               -> {type: "captured", id, frames: [...]}:
+//       copies of the next `count` frames received from peer, as they arrived (SFrame
+//       ciphertexts), for tests and diagnostics (the Python reference decrypts them).
 // Every command is answered {type: "done", id} or {type: "error", id, error} when it has an id.
 // Until a sending key is in use, outgoing frames are dropped: no frame leaves unencrypted.
 
 import { SFrameContext, createReceiverTransform, createSenderTransform } from "./sframe.js";
 
+// One replay window per peer covers its audio AND video: they share the sender's counter but
+// arrive through two streams with their own delays, so the window must span the skew between
+// them (1024 counters: about 12 s of audio at 50 frames/s plus video at 30 frames/s).
+// Chromium sometimes hands the same received video frame over several times at the start of a
+// stream (seen in tests/browser/test_sframe_browser.py, byte-identical): the copies are dropped
+// as replays, counted in stats.receive.reasons.ReplayError.
+const REPLAY_WINDOW = 1024;
 const peers = new Map();
 
 function peerState(peer) {
   let state = peers.get(peer);
   if (!state) {
     state = {
-      context: new SFrameContext(),
+      context: new SFrameContext({ replayWindow: REPLAY_WINDOW }),
       kid: null,
-      send: { encrypted: 0, dropped: 0, lastError: "" },
-      receive: { decrypted: 0, dropped: 0, lastError: "" },
+      send: { encrypted: 0, dropped: 0, lastError: "", reasons: {} },
+      receive: { decrypted: 0, dropped: 0, lastError: "", reasons: {} },
+      captures: [],
+      senders: [],
     };
     peers.set(peer, state);
   }
@@ -40,15 +52,24 @@ async function handle(message) {
       return state.context.addEncryptionKey(message.kid, message.baseKey);
     case "addDecryptionKey":
       return state.context.addDecryptionKey(message.kid, message.baseKey);
-    case "useKid":
+    case "useKid": {
+      const first = state.kid === null;
       state.kid = BigInt(message.kid);
+      // Frames were dropped until now, the first key frame with them: ask the video encoder
+      // for a new one so that the receiver can start decoding at once (audio rejects: ignored).
+      if (first) for (const t of state.senders) t.generateKeyFrame?.().catch(() => {});
       return undefined;
+    }
     case "removeKey":
       state.context.removeKey(message.kid);
       return undefined;
+    case "capture":
+      return new Promise((resolve) => {
+        state.captures.push({ remaining: Number(message.count), frames: [], resolve });
+      });
     case "stats": {
       const out = {};
-      for (const [peer, s] of peers) out[peer] = { kid: s.kid === null ? null : Number(s.kid), send: { ...s.send }, receive: { ...s.receive } };
+      for (const [peer, s] of peers) out[peer] = { kid: s.kid === null ? null : Number(s.kid), send: { ...s.send, reasons: { ...s.send.reasons } }, receive: { ...s.receive, reasons: { ...s.receive.reasons } } };
       return out;
     }
     default:
@@ -61,7 +82,9 @@ self.onmessage = async (event) => {
   try {
     const result = await handle(message);
     if (message.id !== undefined) {
-      self.postMessage(message.type === "stats" ? { type: "stats", id: message.id, peers: result } : { type: "done", id: message.id });
+      if (message.type === "stats") self.postMessage({ type: "stats", id: message.id, peers: result });
+      else if (message.type === "capture") self.postMessage({ type: "captured", id: message.id, frames: result });
+      else self.postMessage({ type: "done", id: message.id });
     }
   } catch (e) {
     if (message.id !== undefined) self.postMessage({ type: "error", id: message.id, error: e.name });
@@ -71,8 +94,26 @@ self.onmessage = async (event) => {
 self.onrtctransform = (event) => {
   const { side, peer } = event.transformer.options;
   const state = peerState(String(peer));
-  const stream = side === "send"
-    ? createSenderTransform(state.context, () => state.kid ?? -1n, state.send) // -1: dropped
-    : createReceiverTransform(state.context, state.receive);
-  event.transformer.readable.pipeThrough(stream).pipeTo(event.transformer.writable);
+  if (side === "send") {
+    state.senders.push(event.transformer);
+    const stream = createSenderTransform(state.context, () => state.kid ?? -1n, state.send); // -1: dropped
+    event.transformer.readable.pipeThrough(stream).pipeTo(event.transformer.writable);
+    return;
+  }
+  const tap = new TransformStream({
+    transform(frame, controller) {
+      for (const capture of state.captures) {
+        if (capture.remaining > 0) {
+          capture.frames.push(frame.data.slice(0));
+          if (--capture.remaining === 0) capture.resolve(capture.frames);
+        }
+      }
+      state.captures = state.captures.filter((c) => c.remaining > 0);
+      controller.enqueue(frame);
+    },
+  });
+  event.transformer.readable
+    .pipeThrough(tap)
+    .pipeThrough(createReceiverTransform(state.context, state.receive))
+    .pipeTo(event.transformer.writable);
 };

@@ -365,9 +365,9 @@ export class SFrameContext {
  * TransformStream for the sending side: each RTCEncodedVideoFrame / RTCEncodedAudioFrame's
  * data is replaced by its SFrame ciphertext under currentKid(). A frame that cannot be
  * encrypted (no key yet, counter exhausted) is dropped and counted: nothing leaves in clear.
- * stats: {encrypted, dropped, lastError}.
+ * stats: {encrypted, dropped, lastError, reasons: {error name: count}}.
  */
-export function createSenderTransform(context, currentKid, stats = { encrypted: 0, dropped: 0, lastError: "" }) {
+export function createSenderTransform(context, currentKid, stats = { encrypted: 0, dropped: 0, lastError: "", reasons: {} }) {
   const stream = new TransformStream({
     async transform(frame, controller) {
       try {
@@ -378,6 +378,7 @@ export function createSenderTransform(context, currentKid, stats = { encrypted: 
       } catch (e) {
         stats.dropped++;
         stats.lastError = e.name;
+        stats.reasons[e.name] = (stats.reasons[e.name] ?? 0) + 1;
       }
     },
   });
@@ -388,9 +389,11 @@ export function createSenderTransform(context, currentKid, stats = { encrypted: 
 /**
  * TransformStream for the receiving side: frames are decrypted; any frame that fails (bad
  * header, unknown KID, replay, did not authenticate) is dropped and counted.
- * stats: {decrypted, dropped, lastError}.
+ * stats: {decrypted, dropped, lastError, reasons: {error name: count}}. Chromium's RTP stack
+ * sometimes hands the same received frame over twice (seen at the start of a stream): the
+ * second copy is dropped as a ReplayError, which is harmless (reasons.ReplayError counts it).
  */
-export function createReceiverTransform(context, stats = { decrypted: 0, dropped: 0, lastError: "" }) {
+export function createReceiverTransform(context, stats = { decrypted: 0, dropped: 0, lastError: "", reasons: {} }) {
   const stream = new TransformStream({
     async transform(frame, controller) {
       try {
@@ -401,6 +404,7 @@ export function createReceiverTransform(context, stats = { decrypted: 0, dropped
       } catch (e) {
         stats.dropped++;
         stats.lastError = e.name;
+        stats.reasons[e.name] = (stats.reasons[e.name] ?? 0) + 1;
       }
     },
   });
