@@ -19,9 +19,15 @@ one, the writer would take the first event of a busy loop alone, commit it while
 serves the next request, take that one alone, and so on: a transaction (and a thread switch)
 per read, measured at 1.4 events a batch with 50 concurrent readers.
 
-The promise to each caller is unchanged: when ``append`` returns, its entry is committed (on
-SQLite with ``synchronous=FULL``, on disk); when it raises, the entry is not. If a batch fails,
-its events are retried one transaction each, so one bad event fails only its own caller.
+The promise to each caller: when ``append`` returns, its entry is committed (on SQLite with
+``synchronous=FULL``, on disk) *and* a signed tree head covering it is on disk in the witness
+file. The writer thread does that between the commit and answering the batch's waiters (the
+``commit`` hook of :mod:`secretum.audit.log`, inside ``engine.begin()``): one Ed25519 signature
+and one witness line per batch. When ``append`` raises, the entry is not committed, except with
+:class:`~secretum.audit.checkpoint.WitnessError` (committed, not witnessed: the caller must not
+say "done"). If a batch fails to commit, its events are retried one transaction each, so one bad
+event fails only its own caller; a batch whose witness line failed is not retried (it
+committed).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from concurrent.futures import Future
 
 from sqlalchemy.engine import Connection, Engine
 
+from secretum.audit.checkpoint import WitnessError
 from secretum.audit.model import AuditEvent
 
 #: Appends ``events`` in the given transaction; returns their seqs (``AuditLog.append_many``).
@@ -143,7 +150,8 @@ class GroupCommit:
         try:
             results = list(self._transaction([event for event, _ in batch]))
         except BaseException as exc:
-            if len(batch) == 1 or not isinstance(exc, Exception):
+            # WitnessError: the batch committed, only its witness line failed: no retry.
+            if len(batch) == 1 or not isinstance(exc, Exception) or isinstance(exc, WitnessError):
                 results = [exc] * len(batch)
             else:  # one at a time: a bad event fails only its own caller
                 results = [self._alone(event) for event, _ in batch]
