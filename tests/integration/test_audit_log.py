@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from secretum.audit import AuditEvent, AuditLog, EventAction, EventType
-from secretum.audit.checkpoint import WitnessFile
+from secretum.audit.checkpoint import WitnessError, WitnessFile
 from secretum.audit.merkle import root_from_leaf_hashes
 from secretum.audit.store import audit_checkpoints, audit_entries, audit_head
 from secretum.storage.db import make_engine
@@ -470,3 +470,43 @@ def test_the_witness_file_is_created_with_its_folder(engine: Engine, tmp_path: P
     assert log.flush_witness() == 2
     assert witness.parent.stat().st_mode & 0o777 == 0o700
     assert [c.tree_size for c in WitnessFile(witness).read().checkpoints] == [1, 2]
+
+
+def test_a_savepoint_rolled_back_is_not_witnessed(engine: Engine, tmp_path: Path) -> None:
+    """The head of a transaction whose savepoint (with an entry in it) rolled back covers what
+    committed, read back from the database: not the leaf hashes it noted."""
+    log = make_log(engine, tmp_path, checkpoint_every=1000)
+    with engine.begin() as conn:
+        log.append(conn, event(0))
+        savepoint = conn.begin_nested()
+        log.append(conn, event(1))
+        savepoint.rollback()
+    assert count(engine) == 1 and witnessed(tmp_path) == [1]
+    with engine.begin() as conn:
+        assert log.append(conn, event(2)) == 1
+    assert witnessed(tmp_path) == [1, 2]
+    report = log.verify(KEY.public_key())
+    assert report.ok and report.witnessed_size == 2, report.findings
+
+
+def test_a_failed_witness_write_fails_the_caller_but_is_not_retried(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The entries committed, their head could not be written: the caller gets WitnessError
+    (never "done"), and the group commit does not append the batch a second time."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    log = AuditLog(engine, KEY, blocker / "witness.log", checkpoint_every=1000)
+    with pytest.raises(WitnessError), engine.begin() as conn:
+        log.append(conn, event(0))
+    assert count(engine) == 1
+    futures = [log.group_commit.submit(event(i)) for i in range(1, 4)]
+    for future in futures:
+        with pytest.raises(WitnessError):
+            future.result()
+    assert count(engine) == 4  # committed once each, not retried one by one
+    blocker.unlink()  # the disk is back: the next transaction's head covers them all
+    with engine.begin() as conn:
+        log.append(conn, event(4))
+    report = log.verify(KEY.public_key(), witness_path=blocker / "witness.log")
+    assert report.ok and report.witnessed_size == 5, report.findings

@@ -172,9 +172,10 @@ class WitnessFile:
         except FileNotFoundError:
             return 0
 
-    def append_head(self, head: Checkpoint) -> None:
-        """Append one signed tree head, durably (on disk when this returns), whatever the sizes
-        already there (module doc: heads may arrive out of order between processes)."""
+    def append_head(self, head: Checkpoint, *, sync: bool = True) -> None:
+        """Append one signed tree head, whatever the sizes already there (module doc: heads may
+        arrive out of order between processes); on disk when this returns, unless ``sync`` is
+        False (then :meth:`sync` must follow before anyone is told)."""
         line = (head.to_line() + "\n").encode("ascii")
         created = not self.path.exists()
         if created:
@@ -186,14 +187,27 @@ class WitnessFile:
                 end = os.fstat(fd).st_size
                 if end and os.pread(fd, 1, end - 1) != b"\n":  # a torn line from a crash
                     line = b"\n" + line
-                os.write(fd, line)  # O_APPEND: one write, one whole line at the end
+                if os.write(fd, line) != len(line):  # O_APPEND: one write, at the end
+                    raise OSError("short write to the witness file")
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-            os.fdatasync(fd)  # after the unlock: the flushes of several processes overlap
+            if sync:
+                os.fdatasync(fd)  # after the unlock: the flushes of several processes overlap
         finally:
             os.close(fd)
             if created:
                 _fsync_dir(self.path.parent)
+
+    def sync(self) -> None:
+        """Flush the file to disk (``fdatasync``: its data and size), whoever wrote it.
+
+        Concurrent callers share the flushes: one that finds nothing left to write returns at
+        once; the file system commits several waiting ones together."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def append(self, checkpoints: Iterable[Checkpoint]) -> int:
         """Append the checkpoints larger than the last line, durably; return the new last size.

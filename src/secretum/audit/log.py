@@ -40,8 +40,10 @@ from what the database holds once committed. Rolled-back transactions witness no
 The root of a head comes from a compact range of the committed log kept in memory
 (``_tree``): extended with the transaction's own leaf hashes, after the leaves other processes
 appended since (read back, committed, on the same driver connection). A lock orders the heads of
-this process; a head already on disk that covers a transaction's entries spares it a line.
-Processes sharing the witness may write their heads out of size order: verify accepts that.
+this process; a head another thread already wrote that covers a transaction's entries spares it
+a line. The flush (``fdatasync``) runs after the lock, so concurrent transactions share
+flushes: each waits until the file is on disk, whoever wrote the line covering it. Processes
+sharing the witness may write their heads out of size order: verify accepts that.
 
 ``verify`` then checks the database against every witnessed head (see
 :mod:`secretum.audit.verify`): deleting, rewriting (hashes recomputed or not) or reordering any
@@ -401,13 +403,17 @@ class AuditLog:
             else:
                 if cp is not None:  # an earlier checkpoint of the transaction: it goes too
                     heads.append(cp)
-                elif pending.exact and self._covered >= pending.end and not heads:
-                    return  # a head on disk already covers these entries
-                tree = self._committed_tree(dbapi, dialect, pending)
-                heads.append(Checkpoint.sign(self._key, tree.size, tree.root(), pending.ms))
+                if heads or not pending.exact or self._covered < pending.end:
+                    tree = self._committed_tree(dbapi, dialect, pending)
+                    heads.append(Checkpoint.sign(self._key, tree.size, tree.root(), pending.ms))
+                # else: a head written by another thread of this process covers the entries
             for head in heads:
-                self.witness.append_head(head)
-            self._covered = max(self._covered, heads[-1].tree_size)
+                self.witness.append_head(head, sync=False)
+            if heads:
+                self._covered = max(self._covered, heads[-1].tree_size)
+        # Outside the lock, so that the threads of this process share flushes: the one that
+        # covered these entries may still be flushing; this returns once they are on disk.
+        self.witness.sync()
 
     def _committed_tree(self, dbapi: Any, dialect: str, pending: _Pending) -> CompactRange:
         """The committed tree up to ``pending``'s end (at least): the remembered one plus the
