@@ -510,3 +510,21 @@ def test_a_failed_witness_write_fails_the_caller_but_is_not_retried(
         log.append(conn, event(4))
     report = log.verify(KEY.public_key(), witness_path=blocker / "witness.log")
     assert report.ok and report.witnessed_size == 5, report.findings
+
+
+def test_a_failed_witness_flush_fails_the_group_commit_callers(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit's syncer flushes the heads its batches wrote: if that fails, the
+    callers get WitnessError (their entries committed once, not retried), never a seq."""
+    log = make_log(engine, tmp_path, checkpoint_every=1000)
+
+    def broken(self: WitnessFile) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(WitnessFile, "sync", broken)
+    futures = [log.group_commit.submit(event(i)) for i in range(3)]
+    for future in futures:
+        with pytest.raises(WitnessError):
+            future.result()
+    assert count(engine) == 3

@@ -24,7 +24,8 @@ break-the-glass) and recompute their hashes. So every transaction that appends e
 has committed and *before its caller gets control back*, appends a signed tree head (a
 :class:`~secretum.audit.checkpoint.Checkpoint`: size, root, time, Ed25519 signature) covering its
 entries to the witness file and flushes it to disk: one signature and one witness line per
-transaction (a whole group-commit batch, see :mod:`secretum.audit.group`), never per entry. When
+transaction (a whole group-commit batch, whose flush its syncer thread does before answering,
+see :mod:`secretum.audit.group`), never per entry. When
 the transaction signed a checkpoint at its end, that checkpoint is its head (no second
 signature), so every checkpoint of the database reaches the witness too, CLI ones included.
 
@@ -83,6 +84,9 @@ from secretum.audit.merkle import (
 from secretum.audit.model import AuditEvent
 from secretum.audit.store import HeadState
 from secretum.audit.verify import CheckpointPolicy, VerifyReport, verify_log
+
+#: Execution option of the group commit's connections: its syncer flushes the witness file.
+_DEFER_FLUSH = "secretum_audit_defer_witness_flush"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -187,14 +191,20 @@ class AuditLog:
         # reserved ahead: on SQLite the caller's BEGIN IMMEDIATE already holds the write lock
         # when append reads it, so the last append of this process tells the truth.
         self._next_seq: int | None = None
-        self._group = GroupCommit(engine, self.append_many)
+        witnessing = self.witness is not None and signing_key is not None
+        # The group commit's transactions leave the witness flush to its syncer thread.
+        self._group = GroupCommit(
+            engine.execution_options(**{_DEFER_FLUSH: True}) if witnessing else engine,
+            self.append_many,
+            durable=self._flush_witness_file if witnessing else None,
+        )
         # Witnessing (module doc): per open transaction, what it appended; the committed tree
         # as this process knows it; the largest size it has on disk in the witness.
         self._pending: dict[Transaction, _Pending] = {}
         self._tree: CompactRange | None = None
         self._covered = 0
         self._witness_lock = threading.Lock()
-        if self.witness is not None and signing_key is not None:
+        if witnessing:
             sa_event.listen(engine, "commit", self._on_commit)
             sa_event.listen(engine, "rollback", self._on_rollback)
             sa_event.listen(engine, "rollback_savepoint", self._on_savepoint_rollback)
@@ -382,16 +392,20 @@ class AuditLog:
         except conn.dialect.loaded_dbapi.Error as exc:
             base = conn.dialect.loaded_dbapi.Error
             raise DBAPIError.instance("COMMIT", (), exc, base, dialect=conn.dialect) from exc
+        flush = not conn.get_execution_options().get(_DEFER_FLUSH, False)
         try:
-            self._witness_committed(dbapi, conn.dialect.name, pending)
+            self._witness_committed(dbapi, conn.dialect.name, pending, flush=flush)
         except Exception as exc:
             raise WitnessError(
                 f"audit entries from {pending.start} committed, but their tree head could not "
                 f"be written to the witness file: {exc.__class__.__name__}"
             ) from exc
 
-    def _witness_committed(self, dbapi: Any, dialect: str, pending: _Pending) -> None:
-        """Append a signed head covering ``pending``'s (committed) entries to the witness."""
+    def _witness_committed(
+        self, dbapi: Any, dialect: str, pending: _Pending, *, flush: bool = True
+    ) -> None:
+        """Append a signed head covering ``pending``'s (committed) entries to the witness, and
+        flush it unless told not to (the group commit's syncer does, before answering)."""
         assert self.witness is not None and self._key is not None
         with self._witness_lock:
             heads = list(pending.extra) if pending.exact else []
@@ -413,14 +427,23 @@ class AuditLog:
                 self._covered = max(self._covered, heads[-1].tree_size)
         # Outside the lock, so that the threads of this process share flushes: the one that
         # covered these entries may still be flushing; this returns once they are on disk.
+        if flush:
+            self.witness.sync()
+
+    def _flush_witness_file(self) -> None:
+        """The group commit's syncer: the heads its batches wrote, on disk."""
+        assert self.witness is not None
         self.witness.sync()
 
     def _committed_tree(self, dbapi: Any, dialect: str, pending: _Pending) -> CompactRange:
         """The committed tree up to ``pending``'s end (at least): the remembered one plus the
-        leaves appended since by others, plus ``pending``'s; else rebuilt from the head row.
-        The leaves read back are committed: ``pending``'s entries needed them committed."""
+        leaves appended since by others, plus ``pending``'s; else (nothing remembered, or
+        others appended more than a checkpoint's worth since) rebuilt from the head row, sealed
+        fewer than ``checkpoint_every`` entries before the end. The leaves read back are
+        committed: ``pending``'s entries needed them committed."""
         tree = self._tree
-        if pending.exact and tree is not None and tree.size <= pending.start:
+        near = tree is not None and pending.start - tree.size <= self.checkpoint_every
+        if pending.exact and tree is not None and tree.size <= pending.start and near:
             tree = tree.copy()  # (kept only once the head is built)
             if tree.size < pending.start:
                 tree.extend(store.committed_leaves(dbapi, dialect, tree.size, pending.start))
