@@ -17,8 +17,9 @@ What is checked, in order:
    increasing order, so the first size whose root differs, after the last one that matched,
    brackets the first rewritten entry: with one head per transaction, the first entry of the
    first transaction whose head no longer matches (the exact entry for a one-entry
-   transaction). This is the bisection of RFC 9162 consistency checking, done in one pass: the
-   tree at a smaller witnessed size is a prefix of the tree at every larger one.
+   transaction). A binary search over the witnessed sizes would find the same bracket (the
+   tree at a smaller size is a prefix of the tree at every larger one, so once a root differs,
+   every larger one does); the streaming pass gets it without a second read of the rows.
 4. The end of the log against the head row and every signed size (truncation: the largest
    witnessed size above the number of rows names the first missing entry), and the entries
    after the last seal against the checkpoint policy, when given (:class:`CheckpointPolicy`):
@@ -358,11 +359,13 @@ class _Scan:
             self.last_good = n
             return
         which = (
-            f"entry {n - 1}" if n - 1 == self.last_good else f"entries {self.last_good}..{n - 1}"
+            f"entry {n - 1} does"
+            if n - 1 == self.last_good
+            else f"entries {self.last_good}..{n - 1} do"
         )
         msg = (
-            f"{which} (after size {self.last_good}, which matched) do not hash to the root "
-            f"signed at size {n}: rewritten, replaced or reordered with recomputed hashes"
+            f"{which} not hash to the root signed at size {n} (the one at size "
+            f"{self.last_good} matches): rewritten, replaced or reordered with recomputed hashes"
         )
         self.mismatch = Finding(Kind.CHECKPOINT_MISMATCH, self.last_good, msg, n)
 
