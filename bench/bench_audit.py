@@ -12,6 +12,9 @@
   with the appends in short rounds (all see the same disk; the median round counts): as many
   one-row transactions through the bare driver (the disk's floor), and through SQLAlchemy on a
   pooled and on the held connection (the platform's floors before any audit work).
+  Each audited transaction also writes a signed tree head to the witness file and flushes it
+  before it returns (a second durable write, on another file): the witness head alone (Ed25519
+  signature, one line appended under ``flock``, ``fdatasync``) is measured beside, as context.
 * verify: entries bulk-loaded through ``AuditLog.append_many`` (10,000 per transaction), then
   ``AuditLog.verify`` timed end to end (witness, signatures, every row, every checkpoint).
   Baseline: streaming the same rows without hashing.
@@ -39,6 +42,7 @@ from sqlalchemy.engine import Engine
 
 from bench.common import Figure
 from secretum.audit import AuditEvent, AuditLog, EventAction, EventType
+from secretum.audit.checkpoint import Checkpoint, WitnessFile
 from secretum.audit.verify import _batches, _snapshot
 from secretum.storage.db import make_engine
 from secretum.storage.schema import create_main_schema
@@ -111,6 +115,7 @@ class AppendRates(NamedTuple):
     sqlalchemy_pooled: float  # one-row transaction, pooled connection, no audit
     sqlalchemy: float  # one-row transaction on the held connection, no audit
     bare: float  # one-row transaction through the bare driver
+    witness: float  # a signed tree head appended and flushed to a witness file, alone
 
 
 def _appends(engine: Engine, workdir: Path, n: int) -> AppendRates:
@@ -123,6 +128,7 @@ def _appends(engine: Engine, workdir: Path, n: int) -> AppendRates:
     insert = f"INSERT INTO bench_floor VALUES ({mark}, {mark})"
     begin = "BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else None
     ids, seqs = iter(range(10**9)), iter(range(10**9))
+    key, heads = Ed25519PrivateKey.generate(), WitnessFile(workdir / "heads-alone.log")
 
     def pooled(_: int) -> None:
         event = _event(next(seqs))
@@ -150,7 +156,11 @@ def _appends(engine: Engine, workdir: Path, n: int) -> AppendRates:
         raw.commit()
         cursor.close()
 
+    def witness_head(i: int) -> None:
+        heads.append_head(Checkpoint.sign(key, i + 1, bytes(32), i))
+
     bodies = {
+        "witness": witness_head,
         "pooled": pooled,
         "held": append,
         "sqlalchemy_pooled": sqlalchemy_pooled_row,
@@ -225,6 +235,13 @@ def _append_figures(db: str, driver: str, target: float, rates: AppendRates) -> 
             f"SQLAlchemy 1-row transactions {db}, held connection, no audit",
             rates.sqlalchemy,
             "txn/s",
+            floor,
+            rates.bare,
+        ),
+        Figure(  # context: the witnessed head each audited transaction adds
+            f"witness heads alone (sign, append, fdatasync), beside {db}",
+            rates.witness,
+            "heads/s",
             floor,
             rates.bare,
         ),

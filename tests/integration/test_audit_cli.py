@@ -96,7 +96,11 @@ def test_checkpoint_command(audit: AuditLog, tmp_path: Path) -> None:
     result = runner.invoke(audit_app, ["checkpoint"])
     assert "no new entries" in result.output and "witness at size 10" in result.output
     lines = (tmp_path / "witness.log").read_text().splitlines()
-    assert [json.loads(line)["tree_size"] for line in lines] == [4, 8, 10]
+    # the fixture's transaction: its checkpoints at 4 and 8, its head at 10; then the
+    # command's checkpoint at 10 (same root, its own time), witnessed before it returned
+    sizes = [json.loads(line)["tree_size"] for line in lines]
+    assert sizes == [4, 8, 10, 10]
+    assert len({json.loads(line)["root_hash"] for line in lines[2:]}) == 1
 
 
 def test_export(audit: AuditLog, tmp_path: Path) -> None:

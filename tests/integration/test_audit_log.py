@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from secretum.audit import AuditEvent, AuditLog, EventAction, EventType
-from secretum.audit.checkpoint import WitnessFile
+from secretum.audit.checkpoint import WitnessError, WitnessFile
 from secretum.audit.merkle import root_from_leaf_hashes
 from secretum.audit.store import audit_checkpoints, audit_entries, audit_head
 from secretum.storage.db import make_engine
@@ -61,6 +61,12 @@ def count(engine: Engine) -> int:
 
 def witnessed(tmp_path: Path) -> list[int]:
     return [c.tree_size for c in WitnessFile(tmp_path / "witness.log").read().checkpoints]
+
+
+def signed_sizes(log: AuditLog, tmp_path: Path) -> set[int]:
+    """Every size with a signed root: witnessed heads and database checkpoints (what verify
+    checks the tree against)."""
+    return set(witnessed(tmp_path)) | {c.tree_size for c in log.checkpoints()}
 
 
 def test_committed_appends_are_visible_and_numbered(engine: Engine, tmp_path: Path) -> None:
@@ -152,7 +158,9 @@ def test_concurrent_appenders_make_a_gapless_valid_log(engine: Engine, tmp_path:
     logs[0].flush_witness()
     report = logs[0].verify(KEY.public_key())
     assert report.ok, report.findings
-    assert report.entries_verified == total and report.checkpoints_verified == len(cps)
+    assert report.entries_verified == total and report.witnessed_size == total
+    # a head per transaction (one entry each), the checkpoints among them
+    assert report.checkpoints_verified == len(signed_sizes(logs[0], tmp_path)) == total
 
 
 def test_checkpoints_every_n_entries_and_every_t_seconds(engine: Engine, tmp_path: Path) -> None:
@@ -162,15 +170,16 @@ def test_checkpoints_every_n_entries_and_every_t_seconds(engine: Engine, tmp_pat
         with engine.begin() as conn:
             log.append(conn, event(i, at=at))
     log.flush_witness()
-    assert witnessed(tmp_path) == [3]  # 61 s after the first entry
+    assert [c.tree_size for c in log.checkpoints()] == [3]  # 61 s after the first entry
+    assert witnessed(tmp_path) == [1, 2, 3]  # a head per transaction; the checkpoint is the 3rd
     with engine.begin() as conn:
         log.append(conn, event(3, at=T0 + timedelta(seconds=70)))
     assert log.tick(T0 + timedelta(seconds=100)) is None  # only 39 s since the last one
     cp = log.tick(T0 + timedelta(seconds=122))
     assert cp is not None and cp.tree_size == 4 and cp.timestamp_ms % 1000 == 0
-    assert witnessed(tmp_path) == [3, 4]
+    assert witnessed(tmp_path) == [1, 2, 3, 4, 4]  # the head of the 4th append, then the cp
     assert log.checkpoint(T0 + timedelta(seconds=200)) is None  # nothing new to sign
-    assert log.verify(KEY.public_key()).checkpoints_verified == 2
+    assert log.verify(KEY.public_key()).checkpoints_verified == 4
 
 
 def test_append_many_is_one_batch(engine: Engine, tmp_path: Path) -> None:
@@ -279,7 +288,8 @@ def test_appends_after_another_writer_and_after_rollbacks(engine: Engine, tmp_pa
     assert cps == list(range(3, expected + 1, 3))
     a.flush_witness()
     report = a.verify(KEY.public_key())
-    assert report.ok and report.checkpoints_verified == len(cps), report.findings
+    assert report.ok and report.checkpoints_verified == len(signed_sizes(a, tmp_path))
+    assert report.witnessed_size == expected, report.findings
 
 
 def test_concurrent_appends_rollbacks_and_batches(engine: Engine, tmp_path: Path) -> None:
@@ -333,7 +343,8 @@ def test_concurrent_appends_rollbacks_and_batches(engine: Engine, tmp_path: Path
     shared.flush_witness()
     report = shared.verify(KEY.public_key())
     assert report.ok, report.findings
-    assert report.checkpoints_verified == len(shared.checkpoints()) > 0
+    assert report.checkpoints_verified == len(signed_sizes(shared, tmp_path)) > 0
+    assert report.witnessed_size == total
 
 
 def test_no_deadlock_when_a_transaction_appends_twice(engine: Engine, tmp_path: Path) -> None:
@@ -458,4 +469,62 @@ def test_the_witness_file_is_created_with_its_folder(engine: Engine, tmp_path: P
         log.append_committed(event(i))
     assert log.flush_witness() == 2
     assert witness.parent.stat().st_mode & 0o777 == 0o700
-    assert [c.tree_size for c in WitnessFile(witness).read().checkpoints] == [2]
+    assert [c.tree_size for c in WitnessFile(witness).read().checkpoints] == [1, 2]
+
+
+def test_a_savepoint_rolled_back_is_not_witnessed(engine: Engine, tmp_path: Path) -> None:
+    """The head of a transaction whose savepoint (with an entry in it) rolled back covers what
+    committed, read back from the database: not the leaf hashes it noted."""
+    log = make_log(engine, tmp_path, checkpoint_every=1000)
+    with engine.begin() as conn:
+        log.append(conn, event(0))
+        savepoint = conn.begin_nested()
+        log.append(conn, event(1))
+        savepoint.rollback()
+    assert count(engine) == 1 and witnessed(tmp_path) == [1]
+    with engine.begin() as conn:
+        assert log.append(conn, event(2)) == 1
+    assert witnessed(tmp_path) == [1, 2]
+    report = log.verify(KEY.public_key())
+    assert report.ok and report.witnessed_size == 2, report.findings
+
+
+def test_a_failed_witness_write_fails_the_caller_but_is_not_retried(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The entries committed, their head could not be written: the caller gets WitnessError
+    (never "done"), and the group commit does not append the batch a second time."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    log = AuditLog(engine, KEY, blocker / "witness.log", checkpoint_every=1000)
+    with pytest.raises(WitnessError), engine.begin() as conn:
+        log.append(conn, event(0))
+    assert count(engine) == 1
+    futures = [log.group_commit.submit(event(i)) for i in range(1, 4)]
+    for future in futures:
+        with pytest.raises(WitnessError):
+            future.result()
+    assert count(engine) == 4  # committed once each, not retried one by one
+    blocker.unlink()  # the disk is back: the next transaction's head covers them all
+    with engine.begin() as conn:
+        log.append(conn, event(4))
+    report = log.verify(KEY.public_key(), witness_path=blocker / "witness.log")
+    assert report.ok and report.witnessed_size == 5, report.findings
+
+
+def test_a_failed_witness_flush_fails_the_group_commit_callers(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit's syncer flushes the heads its batches wrote: if that fails, the
+    callers get WitnessError (their entries committed once, not retried), never a seq."""
+    log = make_log(engine, tmp_path, checkpoint_every=1000)
+
+    def broken(self: WitnessFile) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(WitnessFile, "sync", broken)
+    futures = [log.group_commit.submit(event(i)) for i in range(3)]
+    for future in futures:
+        with pytest.raises(WitnessError):
+            future.result()
+    assert count(engine) == 3

@@ -12,9 +12,22 @@ The private key is handed in by the caller (it comes from the keystore); this mo
 loads keys. ``key_id`` is the hex SHA-256 of the raw 32-byte public key, so a verifier holding
 several keys (rotation) knows which one to use.
 
-The **witness file** receives one JSON line per committed checkpoint, appended under an
-exclusive ``flock`` and ``fsync``-ed: several processes can share it, and a line is never
-written twice (the tail is re-read under the lock).
+The **witness file** receives one JSON line per signed tree head, appended and made durable
+(``fdatasync``) before the action that committed the entries is answered (see
+:mod:`secretum.audit.log`): a head per committed transaction of audit entries, and every
+checkpoint signed in the database. Several processes (instances of the server, CLI commands) may
+share the file on one machine:
+
+* each head is one ``write`` of one whole line on a descriptor opened with ``O_APPEND``, under an
+  exclusive ``flock`` (which also lets a writer mend a torn last line, left by a crash, before it
+  appends: the next line never glues onto it);
+* lines are **not** in tree-size order: two processes that commit one after the other may reach
+  the file in the other order. Each line is still a true statement ("the log had this root at
+  this size"), and verify checks the database against every one of them, in any order;
+* the same size may appear twice (two processes, or a checkpoint and a head), with the same
+  root: only two different roots at one size are a fork.
+
+``fdatasync`` runs after the lock is released, so the processes' flushes overlap.
 """
 
 from __future__ import annotations
@@ -37,6 +50,11 @@ from secretum.audit.merkle import HASH_SIZE
 
 _HEAD = struct.Struct(">QQB")
 _TAIL_BYTES = 4096
+
+
+class WitnessError(RuntimeError):
+    """Audit entries committed, but their signed tree head did not reach the witness file: the
+    action must not be reported as done (and must not be retried: it committed)."""
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -153,6 +171,43 @@ class WitnessFile:
                 return _last_size(f.fileno())
         except FileNotFoundError:
             return 0
+
+    def append_head(self, head: Checkpoint, *, sync: bool = True) -> None:
+        """Append one signed tree head, whatever the sizes already there (module doc: heads may
+        arrive out of order between processes); on disk when this returns, unless ``sync`` is
+        False (then :meth:`sync` must follow before anyone is told)."""
+        line = (head.to_line() + "\n").encode("ascii")
+        created = not self.path.exists()
+        if created:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                end = os.fstat(fd).st_size
+                if end and os.pread(fd, 1, end - 1) != b"\n":  # a torn line from a crash
+                    line = b"\n" + line
+                if os.write(fd, line) != len(line):  # O_APPEND: one write, at the end
+                    raise OSError("short write to the witness file")
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            if sync:
+                os.fdatasync(fd)  # after the unlock: the flushes of several processes overlap
+        finally:
+            os.close(fd)
+            if created:
+                _fsync_dir(self.path.parent)
+
+    def sync(self) -> None:
+        """Flush the file to disk (``fdatasync``: its data and size), whoever wrote it.
+
+        Concurrent callers share the flushes: one that finds nothing left to write returns at
+        once; the file system commits several waiting ones together."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def append(self, checkpoints: Iterable[Checkpoint]) -> int:
         """Append the checkpoints larger than the last line, durably; return the new last size.

@@ -74,6 +74,7 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
         "entries_verified": report.entries_verified,
         "root_hash": report.root_hash.hex(),
         "checkpoints_verified": report.checkpoints_verified,
+        "witnessed_size": report.witnessed_size,
         "findings": [
             {"kind": f.kind.value, "seq": f.seq, "tree_size": f.tree_size, "message": f.message}
             for f in report.findings
@@ -85,7 +86,8 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
 def _print_report(console: Console, report: VerifyReport) -> None:
     console.print(f"entries verified: {report.entries_verified}")
     console.print(f"root hash: {report.root_hash.hex()}")
-    console.print(f"checkpoints matched: {report.checkpoints_verified}")
+    console.print(f"signed roots matched: {report.checkpoints_verified}")
+    console.print(f"witnessed up to size: {report.witnessed_size}")
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]")
     if report.ok:

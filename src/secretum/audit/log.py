@@ -15,21 +15,48 @@ checkpoint commit or roll back with the caller's transaction.
 
 Checkpoints (RFC 9162 §4.10 signed tree heads) are signed inside the appending transaction when
 ``checkpoint_every`` entries or ``checkpoint_seconds`` (of event time) have passed since the last
-one, so a checkpoint exists in the database exactly when its entries do. The witness file only
-ever receives checkpoints read back as committed: right after commit when ``append`` was given
-a :class:`~sqlalchemy.orm.Session` (``after_commit``), otherwise at the next :meth:`AuditLog.tick`
-(which the application calls periodically) or :meth:`AuditLog.checkpoint`.
+one, so a checkpoint exists in the database exactly when its entries do. They seal the head row
+(the compact range that spares later appends rereading the tree).
 
-The entries after the last checkpoint (fewer than ``checkpoint_every``, younger than
-``checkpoint_seconds`` unless the log is idle until the next ``tick``) are covered by no
-signature yet; verify checks that they follow the checkpoint policy.
+**Witnessed tree heads.** A checkpoint every thousand entries leaves the newest entries covered
+by nothing outside the database: an intruder could delete or rewrite them (a shred, a
+break-the-glass) and recompute their hashes. So every transaction that appends entries, once it
+has committed and *before its caller gets control back*, appends a signed tree head (a
+:class:`~secretum.audit.checkpoint.Checkpoint`: size, root, time, Ed25519 signature) covering its
+entries to the witness file and flushes it to disk: one signature and one witness line per
+transaction (a whole group-commit batch, whose flush its syncer thread does before answering,
+see :mod:`secretum.audit.group`), never per entry. When
+the transaction signed a checkpoint at its end, that checkpoint is its head (no second
+signature), so every checkpoint of the database reaches the witness too, CLI ones included.
+
+How it is wired: an append notes its leaf hashes on the transaction (``_Pending``); the engine's
+``commit`` event (SQLAlchemy Core has no after-commit event) commits the driver connection
+itself, then witnesses, then lets SQLAlchemy's own commit run (a no-op on a driver connection
+with nothing left to commit). A failed driver commit is raised as SQLAlchemy's error (nothing
+witnessed); a failed witness write raises :class:`~secretum.audit.checkpoint.WitnessError`
+after the entries committed (the caller is not told "done", and the group commit does not
+retry). A savepoint rolled back, or appends that were not contiguous, make the head be computed
+from what the database holds once committed. Rolled-back transactions witness nothing.
+
+The root of a head comes from a compact range of the committed log kept in memory
+(``_tree``): extended with the transaction's own leaf hashes, after the leaves other processes
+appended since (read back, committed, on the same driver connection). A lock orders the heads of
+this process; a head another thread already wrote that covers a transaction's entries spares it
+a line. The flush (``fdatasync``) runs after the lock, so concurrent transactions share
+flushes: each waits until the file is on disk, whoever wrote the line covering it. Processes
+sharing the witness may write their heads out of size order: verify accepts that.
+
+``verify`` then checks the database against every witnessed head (see
+:mod:`secretum.audit.verify`): deleting, rewriting (hashes recomputed or not) or reordering any
+committed entry, the newest included, is found and the first affected entry named.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
@@ -38,10 +65,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine.base import Transaction
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from secretum.audit import store
-from secretum.audit.checkpoint import Checkpoint, WitnessFile
+from secretum.audit.checkpoint import Checkpoint, WitnessError, WitnessFile
 from secretum.audit.fhir import to_audit_event
 from secretum.audit.group import GroupCommit
 from secretum.audit.merkle import (
@@ -56,8 +85,8 @@ from secretum.audit.model import AuditEvent
 from secretum.audit.store import HeadState
 from secretum.audit.verify import CheckpointPolicy, VerifyReport, verify_log
 
-_SESSION_HOOKED = "secretum.audit.witness_hook"
-
+#: Execution option of the group commit's connections: its syncer flushes the witness file.
+_DEFER_FLUSH = "secretum_audit_defer_witness_flush"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -73,6 +102,26 @@ def _ms(when: datetime) -> int:
     if when.tzinfo is None:
         raise ValueError("time must be timezone-aware")
     return (when - _EPOCH) // _ONE_MS
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What one transaction appended, to witness once it commits (module doc)."""
+
+    start: int  # seq of its first entry
+    leaves: list[bytes]  # leaf hashes of its entries start, start + 1, ...
+    ms: int  # the latest event time among them: the head's timestamp
+    #: The last checkpoint it signed, and the tree at that size.
+    checkpoint: Checkpoint | None = None
+    tree: CompactRange | None = None
+    #: False when the leaves above may not be what commits (a savepoint rolled back, appends
+    #: that did not follow each other): the head is then computed from the committed log.
+    exact: bool = True
+    extra: list[Checkpoint] = field(default_factory=list)  # earlier checkpoints it signed
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.leaves)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +191,23 @@ class AuditLog:
         # reserved ahead: on SQLite the caller's BEGIN IMMEDIATE already holds the write lock
         # when append reads it, so the last append of this process tells the truth.
         self._next_seq: int | None = None
-        self._group = GroupCommit(engine, self.append_many)
+        witnessing = self.witness is not None and signing_key is not None
+        # The group commit's transactions leave the witness flush to its syncer thread.
+        self._group = GroupCommit(
+            engine.execution_options(**{_DEFER_FLUSH: True}) if witnessing else engine,
+            self.append_many,
+            durable=self._flush_witness_file if witnessing else None,
+        )
+        # Witnessing (module doc): per open transaction, what it appended; the committed tree
+        # as this process knows it; the largest size it has on disk in the witness.
+        self._pending: dict[Transaction, _Pending] = {}
+        self._tree: CompactRange | None = None
+        self._covered = 0
+        self._witness_lock = threading.Lock()
+        if witnessing:
+            sa_event.listen(engine, "commit", self._on_commit)
+            sa_event.listen(engine, "rollback", self._on_rollback)
+            sa_event.listen(engine, "rollback_savepoint", self._on_savepoint_rollback)
 
     @property
     def public_key(self) -> Ed25519PublicKey | None:
@@ -177,6 +242,7 @@ class AuditLog:
             )
             if tried.inserted:
                 self._next_seq = seq + 1
+                self._note(connection, seq, [leaf], _ms(event.recorded))
                 return seq
             if tried.quiet is None:  # PostgreSQL's plain statement does not say why: ask
                 explain = True
@@ -259,13 +325,14 @@ class AuditLog:
             if self._key is not None:
                 checkpoint = Checkpoint.sign(self._key, end, crange.root(), now_ms)
                 store.insert_checkpoint(connection, checkpoint)
-                if isinstance(conn, Session):
-                    self._flush_after_commit(conn)
             signed = checkpoint is not None
             cp_size, cp_ms = (end, now_ms) if signed else (head.checkpoint_size, since_ms)
             store.set_head(connection, HeadState(end, crange.to_bytes(), cp_size, cp_ms))
-        elif start == 0:  # the log's first entry: its time starts the checkpoint clock
-            store.set_head(connection, head._replace(checkpoint_ms=since_ms))
+            self._note(connection, start, leaves, now_ms, checkpoint, crange)
+        else:
+            if start == 0:  # the log's first entry: its time starts the checkpoint clock
+                store.set_head(connection, head._replace(checkpoint_ms=since_ms))
+            self._note(connection, start, leaves, now_ms)
         return range(start, end)
 
     @staticmethod
@@ -275,16 +342,120 @@ class AuditLog:
         crange.extend(store.read_leaf_range(conn, head.tree_size, size))
         return crange
 
-    def _flush_after_commit(self, session: Session) -> None:
-        if session.info.get(_SESSION_HOOKED):
+    # -- witnessing (module doc) --------------------------------------------------------------
+
+    def _note(
+        self,
+        connection: Connection,
+        start: int,
+        leaves: list[bytes],
+        ms: int,
+        checkpoint: Checkpoint | None = None,
+        tree: CompactRange | None = None,
+    ) -> None:
+        """Remember what the open transaction of ``connection`` appended, for its commit."""
+        if self.witness is None or self._key is None:
             return
-        session.info[_SESSION_HOOKED] = True
+        txn = connection.get_transaction()
+        if txn is None:  # (append began one: there is one)
+            return
+        pending = self._pending.get(txn)
+        if pending is None:
+            self._pending[txn] = _Pending(start, list(leaves), ms, checkpoint, tree)
+            return
+        if start != pending.end:
+            pending.exact = False
+        pending.leaves.extend(leaves)
+        pending.ms = max(pending.ms, ms)
+        if checkpoint is not None:
+            if pending.checkpoint is not None:
+                pending.extra.append(pending.checkpoint)
+            pending.checkpoint, pending.tree = checkpoint, tree
 
-        def after_commit(sess: Session) -> None:
-            sess.info.pop(_SESSION_HOOKED, None)
-            self.flush_witness()
+    def _on_rollback(self, conn: Connection) -> None:
+        self._pending.pop(conn.get_transaction(), None)  # type: ignore[arg-type]
 
-        sa_event.listen(session, "after_commit", after_commit, once=True)
+    def _on_savepoint_rollback(self, conn: Connection, _name: str, _context: object) -> None:
+        pending = self._pending.get(conn.get_transaction())  # type: ignore[arg-type]
+        if pending is not None:
+            pending.exact = False
+
+    def _on_commit(self, conn: Connection) -> None:
+        """The engine's ``commit`` event, before SQLAlchemy commits: commit the driver
+        connection here, then witness, so the head is on disk before the commit returns."""
+        pending = self._pending.pop(conn.get_transaction(), None)  # type: ignore[arg-type]
+        if pending is None:
+            return
+        dbapi: Any = conn.connection.dbapi_connection
+        try:
+            dbapi.commit()
+        except conn.dialect.loaded_dbapi.Error as exc:
+            base = conn.dialect.loaded_dbapi.Error
+            raise DBAPIError.instance("COMMIT", (), exc, base, dialect=conn.dialect) from exc
+        flush = not conn.get_execution_options().get(_DEFER_FLUSH, False)
+        try:
+            self._witness_committed(dbapi, conn.dialect.name, pending, flush=flush)
+        except Exception as exc:
+            raise WitnessError(
+                f"audit entries from {pending.start} committed, but their tree head could not "
+                f"be written to the witness file: {exc.__class__.__name__}"
+            ) from exc
+
+    def _witness_committed(
+        self, dbapi: Any, dialect: str, pending: _Pending, *, flush: bool = True
+    ) -> None:
+        """Append a signed head covering ``pending``'s (committed) entries to the witness, and
+        flush it unless told not to (the group commit's syncer does, before answering)."""
+        assert self.witness is not None and self._key is not None
+        with self._witness_lock:
+            heads = list(pending.extra) if pending.exact else []
+            cp = pending.checkpoint if pending.exact else None
+            if cp is not None and cp.tree_size == pending.end:
+                heads.append(cp)  # the checkpoint it signed at its end is its head
+                if pending.tree is not None:
+                    self._tree = pending.tree.copy()
+            else:
+                if cp is not None:  # an earlier checkpoint of the transaction: it goes too
+                    heads.append(cp)
+                if heads or not pending.exact or self._covered < pending.end:
+                    tree = self._committed_tree(dbapi, dialect, pending)
+                    heads.append(Checkpoint.sign(self._key, tree.size, tree.root(), pending.ms))
+                # else: a head written by another thread of this process covers the entries
+            for head in heads:
+                self.witness.append_head(head, sync=False)
+            if heads:
+                self._covered = max(self._covered, heads[-1].tree_size)
+        # Outside the lock, so that the threads of this process share flushes: the one that
+        # covered these entries may still be flushing; this returns once they are on disk.
+        if flush:
+            self.witness.sync()
+
+    def _flush_witness_file(self) -> None:
+        """The group commit's syncer: the heads its batches wrote, on disk."""
+        assert self.witness is not None
+        self.witness.sync()
+
+    def _committed_tree(self, dbapi: Any, dialect: str, pending: _Pending) -> CompactRange:
+        """The committed tree up to ``pending``'s end (at least): the remembered one plus the
+        leaves appended since by others, plus ``pending``'s; else (nothing remembered, or
+        others appended more than a checkpoint's worth since) rebuilt from the head row, sealed
+        fewer than ``checkpoint_every`` entries before the end. The leaves read back are
+        committed: ``pending``'s entries needed them committed."""
+        tree = self._tree
+        near = tree is not None and pending.start - tree.size <= self.checkpoint_every
+        if pending.exact and tree is not None and tree.size <= pending.start and near:
+            tree = tree.copy()  # (kept only once the head is built)
+            if tree.size < pending.start:
+                tree.extend(store.committed_leaves(dbapi, dialect, tree.size, pending.start))
+            tree.extend(pending.leaves)
+        else:
+            head = store.committed_head(dbapi, dialect)
+            tree = CompactRange.from_bytes(head.tree_size, head.compact_range)
+            end = pending.end if pending.exact else store.committed_size(dbapi, dialect)
+            if end > tree.size:
+                tree.extend(store.committed_leaves(dbapi, dialect, tree.size, end))
+        self._tree = tree
+        return tree
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -304,6 +475,8 @@ class AuditLog:
                 store.insert_checkpoint(conn, checkpoint)
                 sealed = HeadState(size, root.to_bytes(), size, checkpoint.timestamp_ms)
                 store.set_head(conn, sealed)
+                # witnessed on commit, before this returns (an empty transaction of entries)
+                self._note(conn, size, [], checkpoint.timestamp_ms, checkpoint, root)
         self.flush_witness()
         return checkpoint
 

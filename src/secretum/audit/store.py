@@ -326,6 +326,43 @@ def read_leaves_from(conn: Connection, start: int) -> list[bytes]:
     return leaves
 
 
+def _fetch(dbapi: Any, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def committed_leaves(dbapi: Any, dialect: str, start: int, end: int) -> list[bytes]:
+    """Leaf hashes of entries ``start .. end-1`` through a bare driver connection whose
+    transaction has just committed (the witnessing in the ``commit`` event, which cannot go
+    through SQLAlchemy); LookupError if one is missing."""
+    sql = _PG_SQL if dialect == "postgresql" else _SQLITE_SQL
+    leaves = [bytes(r[0]) for r in _fetch(dbapi, sql.leaf_range, (start, end))]
+    if len(leaves) != end - start:
+        raise LookupError(f"the log holds {len(leaves)} of its entries {start}..{end - 1}")
+    return leaves
+
+
+def committed_head(dbapi: Any, dialect: str) -> HeadState:
+    """:func:`read_head` through a bare driver connection (see :func:`committed_leaves`)."""
+    sql = _PG_SQL if dialect == "postgresql" else _SQLITE_SQL
+    rows = _fetch(dbapi, sql.select_head)
+    if not rows:
+        return EMPTY_HEAD
+    row = rows[0]
+    return HeadState(row[0], bytes(row[1]), row[2], row[3])
+
+
+def committed_size(dbapi: Any, dialect: str) -> int:
+    """:func:`log_size` through a bare driver connection (see :func:`committed_leaves`)."""
+    sql = _PG_SQL if dialect == "postgresql" else _SQLITE_SQL
+    last = _fetch(dbapi, sql.last_seq)[0][0]
+    return 0 if last is None else int(last) + 1
+
+
 def first_entry_from(conn: Connection, start: int, recorded_from: str) -> int | None:
     """The first ``seq >= start`` recorded at or after ``recorded_from`` (text form)."""
     seq = conn.exec_driver_sql(_sql(conn).first_late, (start, recorded_from)).scalar()

@@ -3,18 +3,30 @@
 What is checked, in order:
 
 1. The witness file (read first: every line in it was committed before the database snapshot
-   that follows): each line parses and carries a valid Ed25519 signature (RFC 9162 §4.10).
-2. The database checkpoints: valid signatures, and the same as the witness at every size.
+   that follows): each line parses and carries a valid Ed25519 signature (RFC 9162 §4.10). It
+   holds a signed tree head per committed transaction of audit entries (and every checkpoint),
+   in no particular order (processes sharing it append concurrently): each is a statement "the
+   log had this root at this size", and all of them are checked. Two heads at one size must
+   have the same root (else a fork: ``witness_mismatch``).
+2. The database checkpoints: valid signatures, and the same root as the witness at every size.
 3. Every entry, streamed in ``seq`` order: ``seq`` follows 0..n-1, and the stored leaf hash equals
    ``SHA-256(0x00 || canonical entry)`` recomputed from the row (RFC 9162 §2.1.1). The tree is
    rebuilt as a compact range on the way, and ``MTH(D[size])`` is compared with the signed root
-   at every checkpointed size (an attacker who rewrites entries *and* their hashes cannot sign),
-   and with the head row's compact range at its sealed size.
-4. The end of the log against the head row and the checkpoints (truncation), and the entries
+   at every witnessed or checkpointed size (an attacker who rewrites entries *and* their hashes
+   cannot sign), and with the head row's compact range at its sealed size. Sizes are visited in
+   increasing order, so the first size whose root differs, after the last one that matched,
+   brackets the first rewritten entry: with one head per transaction, the first entry of the
+   first transaction whose head no longer matches (the exact entry for a one-entry
+   transaction). A binary search over the witnessed sizes would find the same bracket (the
+   tree at a smaller size is a prefix of the tree at every larger one, so once a root differs,
+   every larger one does); the streaming pass gets it without a second read of the rows.
+4. The end of the log against the head row and every signed size (truncation: the largest
+   witnessed size above the number of rows names the first missing entry), and the entries
    after the last seal against the checkpoint policy, when given (:class:`CheckpointPolicy`):
    an entry that the log would have checkpointed on append, but that no checkpoint follows, was
-   not appended through the log (insertion). The last entries, not yet covered by a signature,
-   are otherwise only as trustworthy as the database: a note says how many there are.
+   not appended through the log (insertion). Entries after the largest witnessed head (a
+   transaction committing right now, or a crash between commit and witness) are only as
+   trustworthy as the database: a note says how many there are.
 
 The first bad entry is classified from its neighbours (the canonical entry includes ``seq``, so
 the stored hash of a moved entry still matches its old position): ``modified``, ``deleted``,
@@ -96,9 +108,10 @@ class VerifyReport:
 
     entries_verified: int  # entries 0..n-1 whose hashes and order are right
     root_hash: bytes  # MTH(D[entries_verified])
-    checkpoints_verified: int  # signed roots matched by the recomputed tree
+    checkpoints_verified: int  # signed roots (checkpoints, witnessed heads) matched by the tree
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    witnessed_size: int = 0  # the largest tree size the witness file vouches for
 
     @property
     def ok(self) -> bool:
@@ -150,16 +163,27 @@ def verify_log(
         msg = f"the log ends at entry {n} but its head was sealed at {head.tree_size} entries"
         findings.append(Finding(Kind.TRUNCATED, n, msg))
     elif unchecked:
-        msg = f"a checkpoint was signed at size {unchecked[-1]} but the log holds {n} entries"
-        findings.append(Finding(Kind.TRUNCATED, n, msg, unchecked[-1]))
-    elif n > head.tree_size:
-        notes.append(
-            f"{n - head.tree_size} entries after the last seal (size {head.tree_size}) are not "
-            "covered by a signed checkpoint yet"
+        msg = (
+            f"a tree head was signed at size {unchecked[-1]} but the log holds {n} entries: "
+            f"entries from {n} on were deleted"
         )
-        if late is not None:
-            findings.append(late)
-    return VerifyReport(n, scan.crange.root(), scan.anchors_ok, findings, notes)
+        findings.append(Finding(Kind.TRUNCATED, n, msg, unchecked[-1]))
+    else:
+        covered = max(witnessed, default=0)
+        if witness_path is not None and n > covered:
+            notes.append(
+                f"{n - covered} entries after the largest witnessed head (size {covered}) are "
+                "not covered by the witness file yet"
+            )
+        if n > head.tree_size:
+            notes.append(
+                f"{n - head.tree_size} entries after the last seal (size {head.tree_size}) are "
+                "not covered by a signed checkpoint yet"
+            )
+            if late is not None:
+                findings.append(late)
+    witnessed_size = max(witnessed, default=0)
+    return VerifyReport(n, scan.crange.root(), scan.anchors_ok, findings, notes, witnessed_size)
 
 
 def _unsealed_tail(
@@ -204,8 +228,8 @@ def _read_witness(
         if not cp.verify(keys):
             msg = f"witness checkpoint at size {cp.tree_size}: signature does not verify"
             findings.append(Finding(Kind.BAD_SIGNATURE, None, msg, cp.tree_size))
-        elif good.setdefault(cp.tree_size, cp) != cp:
-            msg = f"witness holds two different checkpoints at size {cp.tree_size}"
+        elif good.setdefault(cp.tree_size, cp).root_hash != cp.root_hash:
+            msg = f"witness holds two different roots at size {cp.tree_size}: a fork"
             findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg, cp.tree_size))
     return good
 
@@ -220,7 +244,6 @@ def _anchors(
 ) -> dict[int, bytes]:
     """Signed roots to check the tree against; witness and database compared on the way."""
     last_witnessed = max(witnessed, default=0)
-    in_db = {cp.tree_size: cp for cp in db_cps}
     anchors = {size: cp.root_hash for size, cp in witnessed.items()}
     late = 0
     for cp in db_cps:
@@ -229,7 +252,7 @@ def _anchors(
             findings.append(Finding(Kind.BAD_SIGNATURE, None, msg, cp.tree_size))
             continue
         if cp.tree_size in witnessed:
-            if witnessed[cp.tree_size] != cp:
+            if witnessed[cp.tree_size].root_hash != cp.root_hash:
                 msg = f"checkpoint at size {cp.tree_size} differs between database and witness"
                 findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg, cp.tree_size))
             continue
@@ -244,9 +267,9 @@ def _anchors(
     elif late and has_witness:
         msg = f"the witness file holds no checkpoint, the database holds {late}: file lost?"
         findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg))
-    for size in sorted(set(witnessed) - set(in_db)):
-        msg = f"checkpoint at size {size} is in the witness file but not in the database"
-        findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg, size))
+    # Witnessed heads without a database checkpoint are the rule (one per transaction): the
+    # tree is checked against them all; a missing database checkpoint above the last entry
+    # shows as truncation.
     return anchors
 
 
@@ -335,9 +358,14 @@ class _Scan:
             self.anchors_ok += 1
             self.last_good = n
             return
+        which = (
+            f"entry {n - 1} does"
+            if n - 1 == self.last_good
+            else f"entries {self.last_good}..{n - 1} do"
+        )
         msg = (
-            f"entries {self.last_good}..{n - 1} do not hash to the root signed at size {n}: "
-            "rewritten with recomputed hashes"
+            f"{which} not hash to the root signed at size {n} (the one at size "
+            f"{self.last_good} matches): rewritten, replaced or reordered with recomputed hashes"
         )
         self.mismatch = Finding(Kind.CHECKPOINT_MISMATCH, self.last_good, msg, n)
 
