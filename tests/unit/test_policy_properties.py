@@ -21,9 +21,9 @@ from secretum.policy.rules import (
     DIRECTORY_KINDS,
     IDENTITY_VIGILANCE_SPECIALTY,
     OPERATIONAL_KINDS,
-    UNMATCHED_IMAGING_ACTIONS,
     READ_ACTIONS,
     RULES,
+    UNMATCHED_IMAGING_ACTIONS,
     Condition,
     Rule,
 )
