@@ -8,6 +8,7 @@ import io
 
 import pydicom
 import pytest
+
 from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
     ISSUER,
     NOW,
@@ -19,7 +20,6 @@ from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
     ImagingWorld,
     imaging_world,
 )
-
 from imaging_data import make_ct, to_bytes
 from secretum.audit.model import Outcome
 from secretum.crypto.streaming_format import DEFAULT_SEGMENT_SIZE, Layout, SegmentCipher
@@ -312,3 +312,17 @@ def test_restricted_study_needs_the_patients_naming(matched: ImagingWorld) -> No
     assert iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1") == []
     with pytest.raises(AccessDenied):
         iw.archive.open_study(RADIOLOGIST, TR, NOW, str(ds.StudyInstanceUID))
+
+
+def test_a_large_request_is_written_in_batches(matched: ImagingWorld) -> None:
+    """Index rows are written per study and batch (one transaction, one audit entry each);
+    a later batch of the same study finds it created by the first."""
+    iw = matched
+    iw.archive.batch_size = 2
+    slices = make_ct(5)
+    results = iw.archive.ingest(SENDER, TR, NOW, (to_bytes(ds) for ds in slices))
+    assert [r.status for r in results] == [InstanceStatus.STORED] * 5
+    sends = [r for r in iw.audit_rows(SENDER.user_id) if r["event_type"] == "110104"]
+    assert len(sends) == 3 and {r["patient_id"] for r in sends} == {"pat-1"}
+    [study] = iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1")
+    assert (study.series_count, study.instance_count) == (1, 5)

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from secretum.audit.log import AuditLog
-from secretum.audit.model import EventAction, EventType
+from secretum.audit.model import EventAction, EventType, Outcome
 from secretum.crypto.blind_index import BlindIndex
 from secretum.imaging.archive_model import (
     NOT_AUTHORIZED,
@@ -82,6 +82,7 @@ from secretum.records.fhir import AccessDenied, ResourceNotFound, check_id
 from secretum.records.guard import Attempt, Door, Guard
 from secretum.records.tables import fhir_resources
 from secretum.storage.blobs import BlobStore
+from secretum.storage.integrity import RowTampered
 
 #: Largest instance accepted (a whole Part-10 file is validated in memory: keep it bounded).
 DEFAULT_MAX_INSTANCE = 512 * 1024 * 1024
@@ -311,9 +312,14 @@ class ImagingArchive:
         (an update of the patient's record: the policy decides, the audit names the patient).
         Only the blind-index value is stored."""
         attempt = self._attempt(
-            actor, purpose, now, EventType.PATIENT_RECORD, "update", EventAction.UPDATE,
+            actor,
+            purpose,
+            now,
+            EventType.PATIENT_RECORD,
+            "update",
+            EventAction.UPDATE,
             source_address,
-        )  # fmt: skip
+        )
 
         def work(conn: Connection) -> None:
             pid = check_id(patient_id, "patient")
@@ -353,6 +359,7 @@ class ImagingArchive:
             if staged >= self.batch_size:
                 self._flush(actor, purpose, now, pending, results, sensitivity, source_address)
                 pending, staged = {}, 0
+                routes.clear()  # the studies just written exist now: route them afresh
         self._flush(actor, purpose, now, pending, results, sensitivity, source_address)
         return [results[i] for i in range(count)]
 
@@ -377,13 +384,19 @@ class ImagingArchive:
         del data
         sop_index = self.store.sop_index(parsed.sop_instance_uid)
         digest = self.store.digest_index(parsed.digest)
-        with self.door.reads.connect() as conn, conn.begin():
-            known = self._known(conn, sop_index, pending)
-            if known is not None:
-                same = self.store.same_digest(known, digest)
-                results[index] = _resend(index, parsed, same)
-                return False
-            route = self._route(conn, actor, purpose, now, parsed, routes, sensitivity)
+        try:
+            with self.door.reads.connect() as conn, conn.begin():
+                known = self._known(conn, sop_index, pending)
+                if known is not None:
+                    same = self.store.same_digest(known, digest)
+                    results[index] = _resend(index, parsed, same)
+                    return False
+                route = self._route(conn, actor, purpose, now, parsed, routes, sensitivity)
+        except RowTampered:
+            # a forged study or patient-identifier row: store nothing, raise the alarm
+            self._alert(actor, purpose, now)
+            results[index] = _failed(index, Reason.PROCESSING_FAILURE, parsed)
+            return False
         if not route.allowed:
             results[index] = _failed(index, None, parsed)
             return False
@@ -398,9 +411,19 @@ class ImagingArchive:
             return False
         batch.rows.append(row)
         batch.sop_digests[sop_index] = digest
-        batch.results.append(InstanceResult(index, InstanceStatus.STORED, parsed.sop_instance_uid,
-                                            parsed.sop_class_uid))  # fmt: skip
+        batch.results.append(
+            InstanceResult(
+                index, InstanceStatus.STORED, parsed.sop_instance_uid, parsed.sop_class_uid
+            )
+        )
         return True
+
+    def _alert(self, actor: Actor, purpose: Purpose, now: datetime) -> None:
+        """A Security Alert (110113, major failure) for tampered rows met while routing."""
+        attempt = self._attempt(
+            actor, purpose, now, EventType.SECURITY_ALERT, "create", EventAction.EXECUTE, None
+        )
+        self.door.audit.append_committed(attempt.event(Outcome.MAJOR_FAILURE))
 
     def _known(
         self, conn: Connection, sop_index: bytes, pending: dict[str, _Pending]
@@ -427,8 +450,15 @@ class ImagingArchive:
         if route is not None:
             return route
         key = self.store.key_of(uid_index)
-        probe = self._attempt(actor, purpose, now, EventType.DICOM_INSTANCES_TRANSFERRED,
-                              "create", EventAction.CREATE, None)  # fmt: skip
+        probe = self._attempt(
+            actor,
+            purpose,
+            now,
+            EventType.DICOM_INSTANCES_TRANSFERRED,
+            "create",
+            EventAction.CREATE,
+            None,
+        )
         existing = self.store.find_study(conn, parsed.study_instance_uid)
         if existing is not None:
             patient, reason = existing.patient_id, existing.unmatched_reason
@@ -476,14 +506,20 @@ class ImagingArchive:
         pixels = pixel_layout(parsed.data, parsed.transfer_syntax_uid, ds)
         size = len(parsed.data)
         layout = layout_value(
-            parsed.study_instance_uid, parsed.series_instance_uid, parsed.sop_instance_uid,
-            size, pixels,
-        )  # fmt: skip
+            parsed.study_instance_uid,
+            parsed.series_instance_uid,
+            parsed.sop_instance_uid,
+            size,
+            pixels,
+        )
         meta = _metadata(ds)
         context = blob_context(
-            parsed.study_instance_uid, parsed.series_instance_uid, parsed.sop_instance_uid,
-            owner, version,
-        )  # fmt: skip
+            parsed.study_instance_uid,
+            parsed.series_instance_uid,
+            parsed.sop_instance_uid,
+            owner,
+            version,
+        )
         name, key_id = self.store.write_blob(owner, context, io.BytesIO(parsed.data))
         number = ds.get("InstanceNumber")
         try:
@@ -522,9 +558,14 @@ class ImagingArchive:
         """Write each study's staged rows in one transaction (one audit entry per study)."""
         for batch in pending.values():
             attempt = self._attempt(
-                actor, purpose, now, EventType.DICOM_INSTANCES_TRANSFERRED, "create",
-                EventAction.CREATE, source_address,
-            )  # fmt: skip
+                actor,
+                purpose,
+                now,
+                EventType.DICOM_INSTANCES_TRANSFERRED,
+                "create",
+                EventAction.CREATE,
+                source_address,
+            )
 
             def work(conn: Connection, b: _Pending = batch, a: Attempt = attempt) -> None:
                 self._write(conn, a, b, sensitivity, now)
@@ -543,9 +584,13 @@ class ImagingArchive:
                     results[result.index] = result
 
     def _write(
-        self, conn: Connection, attempt: Attempt, batch: _Pending, sensitivity: Sensitivity,
+        self,
+        conn: Connection,
+        attempt: Attempt,
+        batch: _Pending,
+        sensitivity: Sensitivity,
         now: datetime,
-    ) -> None:  # fmt: skip
+    ) -> None:
         route = batch.route
         study = self.store.find_study_by_key(conn, route.study_key)
         if (study is None) != (route.existing is None) or (
@@ -619,8 +664,9 @@ class ImagingArchive:
         a patient, ``query.study_uid`` names the study (and so its patient); a study that
         does not exist and one that is not the actor's end alike (AccessDenied)."""
         q = query or StudyQuery()
-        attempt = self._attempt(actor, purpose, now, EventType.QUERY, "search",
-                                EventAction.EXECUTE, source_address)  # fmt: skip
+        attempt = self._attempt(
+            actor, purpose, now, EventType.QUERY, "search", EventAction.EXECUTE, source_address
+        )
 
         def work(conn: Connection) -> list[StudyMatch]:
             pid = patient_id
@@ -646,8 +692,9 @@ class ImagingArchive:
         return self.door.read(attempt, work)
 
     def _study_match(self, conn: Connection, row: StudyRow, q: StudyQuery) -> StudyMatch | None:
-        attrs = self.store.open_value(row.owner, SEALED_STUDY, row.study_key, row.version,
-                                      row.sealed)  # fmt: skip
+        attrs = self.store.open_value(
+            row.owner, SEALED_STUDY, row.study_key, row.version, row.sealed
+        )
         date = _text(attrs, _STUDY_DATE) or ""
         if q.date_from and (not date or date < q.date_from):
             return None
@@ -690,8 +737,9 @@ class ImagingArchive:
         modality: str | None = None,
         source_address: str | None = None,
     ) -> list[SeriesMatch]:
-        attempt = self._attempt(actor, purpose, now, EventType.QUERY, "search",
-                                EventAction.EXECUTE, source_address)  # fmt: skip
+        attempt = self._attempt(
+            actor, purpose, now, EventType.QUERY, "search", EventAction.EXECUTE, source_address
+        )
 
         def work(conn: Connection) -> list[SeriesMatch]:
             study = self._study_for(conn, attempt, Action.SEARCH, study_uid)
@@ -700,8 +748,15 @@ class ImagingArchive:
                 if modality is not None and s["modality"] != modality:
                     continue
                 attrs = s["attributes"]
-                out.append(SeriesMatch(study_uid, _text(attrs, _SERIES_UID) or "",
-                                       s["modality"], attrs, int(s["n"])))  # fmt: skip
+                out.append(
+                    SeriesMatch(
+                        study_uid,
+                        _text(attrs, _SERIES_UID) or "",
+                        s["modality"],
+                        attrs,
+                        int(s["n"]),
+                    )
+                )
             return out
 
         return self.door.read(attempt, work)
@@ -716,8 +771,9 @@ class ImagingArchive:
         *,
         source_address: str | None = None,
     ) -> list[InstanceMatch]:
-        attempt = self._attempt(actor, purpose, now, EventType.QUERY, "search",
-                                EventAction.EXECUTE, source_address)  # fmt: skip
+        attempt = self._attempt(
+            actor, purpose, now, EventType.QUERY, "search", EventAction.EXECUTE, source_address
+        )
 
         def work(conn: Connection) -> list[InstanceMatch]:
             study = self._study_for(conn, attempt, Action.SEARCH, study_uid)
@@ -750,8 +806,15 @@ class ImagingArchive:
         """Open a study (or one of its series) for reading: one policy question, one audit
         entry (110103 Instances Accessed, naming the patient), however many instances and
         frames are then read from the returned :class:`StudyReader`."""
-        attempt = self._attempt(actor, purpose, now, EventType.DICOM_INSTANCES_ACCESSED, "read",
-                                EventAction.READ, source_address)  # fmt: skip
+        attempt = self._attempt(
+            actor,
+            purpose,
+            now,
+            EventType.DICOM_INSTANCES_ACCESSED,
+            "read",
+            EventAction.READ,
+            source_address,
+        )
 
         def work(conn: Connection) -> StudyReader:
             study = self._study_for(conn, attempt, Action.READ, study_uid)
@@ -806,8 +869,15 @@ class ImagingArchive:
         """The DICOM JSON model of every instance of a series (or study), bulk data (pixel
         data included) as BulkDataURI (``bulk_uri`` makes them the web layer's URLs). Read
         from the sealed metadata: no blob is opened. One audit entry."""
-        attempt = self._attempt(actor, purpose, now, EventType.DICOM_INSTANCES_ACCESSED, "read",
-                                EventAction.READ, source_address)  # fmt: skip
+        attempt = self._attempt(
+            actor,
+            purpose,
+            now,
+            EventType.DICOM_INSTANCES_ACCESSED,
+            "read",
+            EventAction.READ,
+            source_address,
+        )
 
         def work(conn: Connection) -> list[dict[str, Any]]:
             study = self._study_for(conn, attempt, Action.READ, study_uid)
@@ -828,19 +898,27 @@ class ImagingArchive:
     ) -> list[PendingStudy]:
         """Studies that matched no patient, with the attributes needed to find whose they are
         (identity-vigilance staff only: the policy's ``allow.imaging-reconciliation``)."""
-        attempt = self._attempt(actor, purpose, now, EventType.QUERY, "search",
-                                EventAction.EXECUTE, source_address)  # fmt: skip
+        attempt = self._attempt(
+            actor, purpose, now, EventType.QUERY, "search", EventAction.EXECUTE, source_address
+        )
 
         def work(conn: Connection) -> list[PendingStudy]:
             self.door.authorize(conn, attempt, Action.RECONCILE_IMAGING, Resource(STUDY_KIND))
             out = []
             for study in self.store.unmatched(conn):
-                attrs = self.store.open_value(study.owner, SEALED_STUDY, study.study_key,
-                                              study.version, study.sealed)  # fmt: skip
+                attrs = self.store.open_value(
+                    study.owner, SEALED_STUDY, study.study_key, study.version, study.sealed
+                )
                 series = self.store.series_of(conn, study)
-                out.append(PendingStudy(study.study_key, study.unmatched_reason or "no-match",
-                                        attrs, sum(int(s["n"]) for s in series),
-                                        study.created_at))  # fmt: skip
+                out.append(
+                    PendingStudy(
+                        study.study_key,
+                        study.unmatched_reason or "no-match",
+                        attrs,
+                        sum(int(s["n"]) for s in series),
+                        study.created_at,
+                    )
+                )
             return out
 
         return self.door.read(attempt, work)
@@ -858,8 +936,15 @@ class ImagingArchive:
         """Link an unmatched study to ``patient_id`` by hand: every blob re-encrypted and every
         attribute re-sealed under the patient's key, then the holding key shredded. Audited
         (110103, U) naming the patient: it shows in their access log."""
-        attempt = self._attempt(actor, purpose, now, EventType.DICOM_INSTANCES_ACCESSED,
-                                "update", EventAction.UPDATE, source_address)  # fmt: skip
+        attempt = self._attempt(
+            actor,
+            purpose,
+            now,
+            EventType.DICOM_INSTANCES_ACCESSED,
+            "update",
+            EventAction.UPDATE,
+            source_address,
+        )
         blobs: dict[str, list[str]] = {}
 
         def work(conn: Connection) -> str:
@@ -905,28 +990,43 @@ def _failed(
     sop = parsed.sop_instance_uid if parsed else None
     cls = parsed.sop_class_uid if parsed else None
     if reason is None:
-        return InstanceResult(index, InstanceStatus.FAILED, sop, cls, "not_authorized",
-                              NOT_AUTHORIZED, NOT_AUTHORIZED)  # fmt: skip
+        return InstanceResult(
+            index, InstanceStatus.FAILED, sop, cls, "not_authorized", NOT_AUTHORIZED, NOT_AUTHORIZED
+        )
     status = FAILURE_STATUSES[reason]
     kind = InstanceStatus.CONFLICT if reason is Reason.CONFLICT else InstanceStatus.FAILED
-    return InstanceResult(index, kind, sop, cls, reason.value, status.dicomweb_failure_reason,
-                          status.dimse_status)  # fmt: skip
+    return InstanceResult(
+        index, kind, sop, cls, reason.value, status.dicomweb_failure_reason, status.dimse_status
+    )
 
 
 def _failed_result(result: InstanceResult, reason: Reason | None) -> InstanceResult:
     if reason is None:
-        return InstanceResult(result.index, InstanceStatus.FAILED, result.sop_instance_uid,
-                              result.sop_class_uid, "not_authorized", NOT_AUTHORIZED,
-                              NOT_AUTHORIZED)  # fmt: skip
+        return InstanceResult(
+            result.index,
+            InstanceStatus.FAILED,
+            result.sop_instance_uid,
+            result.sop_class_uid,
+            "not_authorized",
+            NOT_AUTHORIZED,
+            NOT_AUTHORIZED,
+        )
     status = FAILURE_STATUSES[reason]
     kind = InstanceStatus.CONFLICT if reason is Reason.CONFLICT else InstanceStatus.FAILED
-    return InstanceResult(result.index, kind, result.sop_instance_uid, result.sop_class_uid,
-                          reason.value, status.dicomweb_failure_reason,
-                          status.dimse_status)  # fmt: skip
+    return InstanceResult(
+        result.index,
+        kind,
+        result.sop_instance_uid,
+        result.sop_class_uid,
+        reason.value,
+        status.dicomweb_failure_reason,
+        status.dimse_status,
+    )
 
 
 def _resend(index: int, parsed: ParsedInstance, same: bool) -> InstanceResult:
     if same:
-        return InstanceResult(index, InstanceStatus.DUPLICATE, parsed.sop_instance_uid,
-                              parsed.sop_class_uid)  # fmt: skip
+        return InstanceResult(
+            index, InstanceStatus.DUPLICATE, parsed.sop_instance_uid, parsed.sop_class_uid
+        )
     return _failed(index, Reason.CONFLICT, parsed)
