@@ -326,3 +326,27 @@ def test_a_large_request_is_written_in_batches(matched: ImagingWorld) -> None:
     assert len(sends) == 3 and {r["patient_id"] for r in sends} == {"pat-1"}
     [study] = iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1")
     assert (study.series_count, study.instance_count) == (1, 5)
+
+
+def test_a_carried_out_erasure_covers_imaging(matched: ImagingWorld) -> None:
+    """The erasure job shreds the patient's key (imaging unreadable), then the archive's
+    erasure hook removes the index rows and blobs."""
+    from secretum.rights.erasure import Erasures
+    from secretum.rights.ports import InMemoryRestrictionFlags
+
+    iw = matched
+    _ingest_ct(iw, 2)
+    shredded: list[str] = []
+
+    def shred(patient_id: str, *, actor_id: str, actor_role: str) -> None:
+        iw.keyring.shred(patient_id)
+        shredded.append(patient_id)
+
+    erasures = Erasures(
+        iw.records, InMemoryRestrictionFlags(), shred, retention_years=0,
+        also_erase=[iw.archive.erase_patient],
+    )  # fmt: skip
+    patient = Actor("pat-1", Role.PATIENT, strong_auth_at=NOW)
+    outcome = erasures.request_erasure(patient, Purpose.PATIENT_REQUEST, NOW, "pat-1")
+    assert outcome.shredded and shredded == ["pat-1"]
+    assert iw.blobs() == [] and iw.count("imaging_instances") == 0
