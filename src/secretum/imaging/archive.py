@@ -596,7 +596,10 @@ class ImagingArchive:
         if (study is None) != (route.existing is None) or (
             study is not None and route.existing is not None and study.owner != route.existing.owner
         ):
-            raise RuntimeError("the study changed meanwhile")  # its blobs are under another key
+            # Another request created or linked the study since it was routed: the staged blobs
+            # are under a key that is not (or no longer) the study's. The batch fails (blobs
+            # removed, processing failure 0110): the sender's retry is routed afresh.
+            raise RuntimeError("the study changed meanwhile")
         if route.patient_id is not None:
             label = study.sensitivity if study is not None else sensitivity
             resource = Resource(STUDY_KIND, route.patient_id, route.study_key, label)
@@ -676,7 +679,8 @@ class ImagingArchive:
             if pid is not None:
                 pid = check_id(pid, "patient")
             self.door.authorize(conn, attempt, Action.SEARCH, Resource(STUDY_KIND, pid))
-            assert pid is not None  # the policy refuses health data without a patient
+            if pid is None:  # the policy refuses health data without a patient: unreachable
+                raise StudyNotFound("no such study")
             attempt.target("Patient", pid, pid)
             rows = self.store.studies_of(conn, pid, self._visible(conn, attempt, pid))
             if q.study_uid:
