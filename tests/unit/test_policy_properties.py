@@ -19,16 +19,26 @@ from secretum.policy.decide import decide, is_health_data
 from secretum.policy.model import Action, Actor, Facts, Purpose, Resource, Role, Sensitivity
 from secretum.policy.rules import (
     DIRECTORY_KINDS,
+    IDENTITY_VIGILANCE_SPECIALTY,
     OPERATIONAL_KINDS,
     READ_ACTIONS,
     RULES,
+    UNMATCHED_IMAGING_ACTIONS,
     Condition,
     Rule,
 )
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 USERS = ("p1", "p2", "d1", "a1", "o1")
-KINDS = (*sorted(OPERATIONAL_KINDS), "Observation", "Patient", "Consent", "DocumentReference", "X")
+KINDS = (
+    *sorted(OPERATIONAL_KINDS),
+    "Observation",
+    "Patient",
+    "Consent",
+    "DocumentReference",
+    "ImagingStudy",
+    "X",
+)
 
 actors = st.builds(
     Actor,
@@ -38,7 +48,19 @@ actors = st.builds(
         st.none(),
         st.integers(min_value=-60, max_value=900).map(lambda s: NOW - timedelta(seconds=s)),
     ),
+    specialty=st.sampled_from([None, "radiology", IDENTITY_VIGILANCE_SPECIALTY]),
 )
+
+
+def unmatched_imaging(action: Action, resource: Resource) -> bool:
+    """The imaging exception: depositing or reconciling a study whose patient is unknown."""
+    return (
+        action in UNMATCHED_IMAGING_ACTIONS
+        and resource.kind == "ImagingStudy"
+        and resource.patient_id is None
+    )
+
+
 resources = st.builds(
     Resource,
     kind=st.sampled_from(KINDS),
@@ -80,6 +102,14 @@ def test_default_deny_with_empty_facts(
         assert purpose is Purpose.PATIENT_REQUEST
     elif actor.role in (Role.ADMIN, Role.DPO):
         assert not is_health_data(resource) and purpose is Purpose.OPERATIONS
+    elif unmatched_imaging(action, resource):
+        # deposit (write-only) for teleradiology; reconciliation by identity vigilance only
+        assert actor.role is Role.PRACTITIONER
+        if action is Action.STORE_IMAGING:
+            assert purpose is Purpose.TELERADIOLOGY
+        else:
+            assert actor.specialty == IDENTITY_VIGILANCE_SPECIALTY
+            assert purpose is Purpose.OPERATIONS and actor.strong_auth_at is not None
     else:
         assert actor.role is Role.PRACTITIONER and action is Action.BREAK_GLASS
         assert purpose is Purpose.EMERGENCY and not decision.break_glass
@@ -106,9 +136,11 @@ def test_admins_and_dpos_never_touch_health_data(
 def test_practitioners_need_consent_and_care_team_or_break_glass(
     actor: Actor, action: Action, resource: Resource, purpose: Purpose, facts: Facts
 ) -> None:
-    actor = Actor(actor.user_id, Role.PRACTITIONER, actor.strong_auth_at)
+    actor = Actor(actor.user_id, Role.PRACTITIONER, actor.strong_auth_at, actor.specialty)
     decision = decide(actor, action, resource, purpose, NOW, facts)
     if not decision.allowed:
+        return
+    if unmatched_imaging(action, resource):  # no patient yet: see the test above
         return
     if resource.kind in DIRECTORY_KINDS:  # the staff directory: practitioners only read it
         assert action in READ_ACTIONS and not decision.break_glass

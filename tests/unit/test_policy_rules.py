@@ -70,6 +70,11 @@ MA, MK, RA, RBG = (
 )
 TR, RS = Purpose.TELERADIOLOGY, Purpose.RESEARCH
 NONE = Facts()
+STORE, REC = Action.STORE_IMAGING, Action.RECONCILE_IMAGING
+UNMATCHED = Resource("ImagingStudy", resource_id="s1")
+STUDY = Resource("ImagingStudy", patient_id="p1", resource_id="s1")
+VIGIL = Actor("v1", Role.PRACTITIONER, specialty="identity-vigilance")
+VIGIL_UP = Actor("v1", Role.PRACTITIONER, strong_auth_at=FRESH, specialty="identity-vigilance")
 ONLY_CONSENT = Facts(consents=frozenset({TC}))
 ONLY_CARE = Facts(in_care_team=True)
 RESEARCH_CARE = Facts(frozenset({RS}), True)
@@ -176,6 +181,18 @@ CASES = [
     ("admin, stale, edits directory", ADMIN, U, PRACTITIONER_RES, OPS, NONE, STEP_UP),
     ("doctor edits the directory", DOC_UP, U, PRACTITIONER_RES, TC, NONE, "deny.not-health-data"),
     ("patient adds to the directory", PATIENT_UP, C, PRACTITIONER_RES, PR, NONE, DEFAULT),
+    # imaging studies that matched no patient (issue 10): deposit, reconciliation
+    ("deposit unmatched", DOC, STORE, UNMATCHED, TR, NONE, "allow.imaging-deposit"),
+    ("deposit: teleradiology only", DOC, STORE, UNMATCHED, TC, NONE, DEFAULT),
+    ("deposit names no patient", DOC, STORE, STUDY, TR, NONE, DEFAULT),
+    ("no deposit of other kinds", DOC, STORE, OBS_NO_PATIENT, TR, NONE, DEFAULT),
+    ("no read of unmatched", DOC, R, UNMATCHED, TR, CARE, NO_PATIENT),
+    ("no care read of unmatched", VIGIL_UP, R, UNMATCHED, TR, CARE, NO_PATIENT),
+    ("reconcile", VIGIL_UP, REC, UNMATCHED, OPS, NONE, "allow.imaging-reconciliation"),
+    ("reconcile: step-up", VIGIL, REC, UNMATCHED, OPS, NONE, STEP_UP),
+    ("reconcile: vigilance only", DOC_UP, REC, UNMATCHED, OPS, NONE, "deny.not-identity-vigilance"),
+    ("reconcile: admin never", ADMIN_UP, REC, UNMATCHED, OPS, NONE, NEVER),
+    ("reconcile: unmatched only", VIGIL_UP, REC, STUDY, OPS, CARE, DEFAULT),
 ]
 
 

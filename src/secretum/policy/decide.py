@@ -38,6 +38,8 @@ from secretum.policy.rules import (
     DENY_REASONS,
     DIRECTORY_KINDS,
     GUARDS,
+    IDENTITY_VIGILANCE_SPECIALTY,
+    IMAGING_KINDS,
     OPERATIONAL_KINDS,
     RULES,
     SELECTORS,
@@ -106,6 +108,10 @@ _CHECKS: dict[Condition, Callable[[Request], bool]] = {
     Condition.BREAK_GLASS: lambda r: r.facts.break_glass_active,
     Condition.STEP_UP: lambda r: step_up_is_fresh(r.actor, r.now),
     Condition.RESTRICTED_PROCESSING: lambda r: r.facts.restricted_processing,
+    Condition.UNMATCHED_IMAGING: lambda r: (
+        r.resource.kind in IMAGING_KINDS and r.resource.patient_id is None
+    ),
+    Condition.IDENTITY_VIGILANCE: lambda r: r.actor.specialty == IDENTITY_VIGILANCE_SPECIALTY,
 }
 
 

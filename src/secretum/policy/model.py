@@ -40,6 +40,10 @@ class Action(StrEnum):
     REVIEW_BREAK_GLASS = "review-break-glass"
     MANAGE_ACCOUNTS = "manage-accounts"  # admin: users, invitations, MFA policy
     MANAGE_KEYS = "manage-keys"
+    #: deposit DICOM instances whose patient is not (yet) known here: write-only, reads nothing
+    STORE_IMAGING = "store-imaging"
+    #: identity vigilance: list imaging studies that matched no patient, link one by hand
+    RECONCILE_IMAGING = "reconcile-imaging"
 
 
 class Purpose(StrEnum):

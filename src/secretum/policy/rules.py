@@ -61,6 +61,15 @@ PATIENT_RIGHTS = frozenset(
     }
 )
 
+#: Resource kinds of the imaging archive (studies, their series and instances).
+IMAGING_KINDS = frozenset({"ImagingStudy"})
+#: The account specialty of identity-vigilance staff (set by an administrator), who reconcile
+#: imaging studies that matched no patient. A capability, not a role: they are practitioners
+#: (bound by professional secrecy), and the rule below gives them nothing else.
+IDENTITY_VIGILANCE_SPECIALTY = "identity-vigilance"
+#: Actions on an imaging study that matched no patient yet (so the resource names none).
+UNMATCHED_IMAGING_ACTIONS = frozenset({Action.STORE_IMAGING, Action.RECONCILE_IMAGING})
+
 ALL_ROLES = frozenset(Role)
 ALL_ACTIONS = frozenset(Action)
 ALL_PURPOSES = frozenset(Purpose)
@@ -95,6 +104,10 @@ class Condition(StrEnum):
     STEP_UP = "step-up"
     #: the patient restricted the processing of their data (GDPR art. 18)
     RESTRICTED_PROCESSING = "restricted-processing"
+    #: the resource is an imaging study that matched no patient (patient unknown)
+    UNMATCHED_IMAGING = "unmatched-imaging"
+    #: the actor's account carries :data:`IDENTITY_VIGILANCE_SPECIALTY`
+    IDENTITY_VIGILANCE = "identity-vigilance"
 
 
 #: Why a request was refused when this condition did not hold.
@@ -112,13 +125,15 @@ DENY_REASONS: dict[Condition, str] = {
     Condition.RESTRICTED_PROCESSING: "deny.not-restricted",
     Condition.DIRECTORY: "deny.not-directory",
     Condition.AUDIT_ENTRY: "deny.not-audit-entry",
+    Condition.UNMATCHED_IMAGING: "deny.not-unmatched-imaging",
+    Condition.IDENTITY_VIGILANCE: "deny.not-identity-vigilance",
 }
 
 DEFAULT_DENY = "deny.default"
 
 #: Conditions that say which resources a rule is about (rather than what the request lacks):
 #: a rule whose selector fails does not apply, and gives no reason to a refusal.
-SELECTORS = frozenset({Condition.DIRECTORY, Condition.AUDIT_ENTRY})
+SELECTORS = frozenset({Condition.DIRECTORY, Condition.AUDIT_ENTRY, Condition.UNMATCHED_IMAGING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +161,14 @@ class Rule:
 
 
 GUARDS: tuple[Guard, ...] = (
-    # Health data must name its patient: an unscoped query or a lost id never passes.
+    # Health data must name its patient: an unscoped query or a lost id never passes. The one
+    # exception: an imaging study that matched no patient is deposited and reconciled (linked
+    # to its patient by hand) before anyone knows whose it is; those two actions read nothing
+    # clinical and have rules of their own below.
     Guard(
         "deny.health-data-without-patient",
         ALL_ROLES,
-        ALL_ACTIONS,
+        ALL_ACTIONS - UNMATCHED_IMAGING_ACTIONS,
         (Condition.HEALTH_DATA, Condition.NO_PATIENT),
     ),
     # Administrators and DPOs run the platform; no path leads them to health data.
@@ -228,6 +246,25 @@ RULES: tuple[Rule, ...] = (
         frozenset({Action.MANAGE_CONSENT}),
         _PATIENT_REQUEST,
         (Condition.HEALTH_DATA, Condition.CARE_TEAM, Condition.STEP_UP),
+    ),
+    # -- imaging studies that matched no patient (issue 10) ----------------------------------
+    # A sender (a practitioner, for teleradiology) may deposit a study whose patient is unknown
+    # here: it is stored under a holding key and readable by no clinician until linked.
+    Rule(
+        "allow.imaging-deposit",
+        _PRACTITIONER,
+        frozenset({Action.STORE_IMAGING}),
+        frozenset({Purpose.TELERADIOLOGY}),
+        (Condition.UNMATCHED_IMAGING,),
+    ),
+    # Identity-vigilance staff list such studies and link each to its patient, with a fresh
+    # second factor (audited, naming the patient once linked).
+    Rule(
+        "allow.imaging-reconciliation",
+        _PRACTITIONER,
+        frozenset({Action.RECONCILE_IMAGING}),
+        _OPERATIONS,
+        (Condition.UNMATCHED_IMAGING, Condition.IDENTITY_VIGILANCE, Condition.STEP_UP),
     ),
     # -- running the platform: never health data (see GUARDS) --------------------------------
     Rule(

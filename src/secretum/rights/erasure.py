@@ -17,6 +17,7 @@ The patient's user id is taken to be their patient id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,7 +33,7 @@ from secretum.records.guard import Attempt, sensitivity_max
 from secretum.records.search import aware
 from secretum.records.service import RecordService
 from secretum.records.tables import scheduled_erasures
-from secretum.rights.ports import RestrictionFlags, Shredder
+from secretum.rights.ports import ErasureHook, RestrictionFlags, Shredder
 
 #: Retention of French medical records, in years from the last activity.
 DEFAULT_RETENTION_YEARS = 20
@@ -77,6 +78,7 @@ class Erasures:
         shred: Shredder,
         *,
         retention_years: int = DEFAULT_RETENTION_YEARS,
+        also_erase: Sequence[ErasureHook] = (),
     ) -> None:
         if retention_years < 0:
             raise ValueError("retention_years must be >= 0")
@@ -84,6 +86,7 @@ class Erasures:
         self.flags = flags
         self.shred = shred
         self.retention_years = retention_years
+        self.also_erase = tuple(also_erase)
 
     def due_date(self, conn: Connection, patient_id: str, now: datetime) -> datetime:
         """End of the retention period: last record activity + ``retention_years``; ``now``
@@ -153,6 +156,8 @@ class Erasures:
             pass
         else:
             self.shred(patient_id, actor_id=actor_id, actor_role=actor_role)
+        for erase in self.also_erase:  # e.g. imaging blobs, unreadable since the shredding
+            erase(patient_id)
         with self.records.engine.begin() as conn:
             conn.execute(
                 update(scheduled_erasures)

@@ -19,6 +19,11 @@ from sqlalchemy.engine import Connection
 if TYPE_CHECKING:
     from secretum.bootstrap import Platform
 
+#: ``also_erase(patient_id)``: what else a carried-out erasure removes, once the patient's key is
+#: shredded (e.g. :meth:`secretum.imaging.archive.ImagingArchive.erase_patient`: index rows and
+#: blobs that the shredding already made unreadable).
+ErasureHook = Callable[[str], object]
+
 #: ``care_team_of(conn, patient_id, now)``: user ids of the practitioners caring for the patient.
 CareTeamOf = Callable[[Connection, str, datetime], list[str]]
 

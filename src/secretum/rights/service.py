@@ -4,6 +4,7 @@ modules of :mod:`secretum.rights`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from secretum.policy.model import Actor, Purpose
@@ -12,7 +13,7 @@ from secretum.records.service import RecordService
 from secretum.rights.access_log import AccessPage, access_history
 from secretum.rights.erasure import DEFAULT_RETENTION_YEARS, ErasureOutcome, ErasureRun, Erasures
 from secretum.rights.export import RecordExport, export_record
-from secretum.rights.ports import CareTeamOf, RestrictionFlags, Shredder
+from secretum.rights.ports import CareTeamOf, ErasureHook, RestrictionFlags, Shredder
 from secretum.rights.requests import request_rectification, set_restriction
 
 
@@ -27,11 +28,14 @@ class RightsService:
         flags: RestrictionFlags,
         shred: Shredder,
         retention_years: int = DEFAULT_RETENTION_YEARS,
+        also_erase: Sequence[ErasureHook] = (),
     ) -> None:
         self.records = records
         self.care_team_of = care_team_of
         self.flags = flags
-        self.erasures = Erasures(records, flags, shred, retention_years=retention_years)
+        self.erasures = Erasures(
+            records, flags, shred, retention_years=retention_years, also_erase=also_erase
+        )
 
     def access_history(
         self,

@@ -5,6 +5,7 @@ import secretum.audit.store
 import secretum.consent.paper
 import secretum.consent.tables
 import secretum.identity.tables
+import secretum.imaging.tables
 import secretum.keys.tables
 import secretum.notices.store
 import secretum.policy.tables
