@@ -36,6 +36,7 @@ from secretum.policy.model import (
 from secretum.policy.rules import (
     DEFAULT_DENY,
     DENY_REASONS,
+    AGENDA_KINDS,
     DIRECTORY_KINDS,
     GUARDS,
     OPERATIONAL_KINDS,
@@ -106,6 +107,15 @@ _CHECKS: dict[Condition, Callable[[Request], bool]] = {
     Condition.BREAK_GLASS: lambda r: r.facts.break_glass_active,
     Condition.STEP_UP: lambda r: step_up_is_fresh(r.actor, r.now),
     Condition.RESTRICTED_PROCESSING: lambda r: r.facts.restricted_processing,
+    Condition.SLOTS: lambda r: r.resource.kind == "Slot",
+    Condition.SCHEDULE: lambda r: r.resource.kind == "Schedule",
+    Condition.OWN_AGENDA: lambda r: (
+        r.actor.role is Role.PRACTITIONER
+        and r.resource.kind in AGENDA_KINDS
+        and r.resource.resource_id is not None
+        and r.resource.resource_id == r.actor.user_id
+    ),
+    Condition.APPOINTMENT: lambda r: r.resource.kind == "Appointment",
 }
 
 

@@ -32,9 +32,17 @@ STEP_UP = "step-up"
 
 #: The staff directory (FHIR Practitioner: name, qualification, RPPS): public to the signed-in.
 DIRECTORY_KINDS = frozenset({"Practitioner"})
-#: Resource kinds that never hold health data (ids and codes, the staff directory). Every other
-#: kind, known or not, is treated as health data: an unknown kind fails safe.
-OPERATIONAL_KINDS = frozenset({"Account", "AuditEvent", "Key", "BreakGlassGrant"}) | DIRECTORY_KINDS
+#: A practitioner's agenda (secretum.agenda): ``Slot`` (their free slots: hours, no patient) and
+#: ``Schedule`` (their published availability, and their own day/week of appointments). The
+#: resource id of either is the practitioner's user id. Neither names a patient: the agenda's
+#: appointments are the practitioner's own, each with a patient whose booking put the
+#: practitioner in their care team (see :data:`RULES`, ``allow.own-schedule``).
+AGENDA_KINDS = frozenset({"Schedule", "Slot"})
+#: Resource kinds that never hold health data (ids and codes, the staff directory, the agenda's
+#: hours). Every other kind, known or not, is treated as health data: an unknown kind fails safe.
+OPERATIONAL_KINDS = (
+    frozenset({"Account", "AuditEvent", "Key", "BreakGlassGrant"}) | DIRECTORY_KINDS | AGENDA_KINDS
+)
 
 #: Purposes of care for which a practitioner may act with the patient's consent.
 CARE_PURPOSES = frozenset(
@@ -95,6 +103,14 @@ class Condition(StrEnum):
     STEP_UP = "step-up"
     #: the patient restricted the processing of their data (GDPR art. 18)
     RESTRICTED_PROCESSING = "restricted-processing"
+    #: the resource is a practitioner's free slots (``Slot``)
+    SLOTS = "slots"
+    #: the resource is a practitioner's schedule (``Schedule``)
+    SCHEDULE = "schedule"
+    #: the actor is the practitioner whose agenda this is (resource id = their user id)
+    OWN_AGENDA = "own-agenda"
+    #: the resource is an appointment (``Appointment``)
+    APPOINTMENT = "appointment"
 
 
 #: Why a request was refused when this condition did not hold.
@@ -112,13 +128,25 @@ DENY_REASONS: dict[Condition, str] = {
     Condition.RESTRICTED_PROCESSING: "deny.not-restricted",
     Condition.DIRECTORY: "deny.not-directory",
     Condition.AUDIT_ENTRY: "deny.not-audit-entry",
+    Condition.SLOTS: "deny.not-slots",
+    Condition.SCHEDULE: "deny.not-schedule",
+    Condition.OWN_AGENDA: "deny.not-own-agenda",
+    Condition.APPOINTMENT: "deny.not-appointment",
 }
 
 DEFAULT_DENY = "deny.default"
 
 #: Conditions that say which resources a rule is about (rather than what the request lacks):
 #: a rule whose selector fails does not apply, and gives no reason to a refusal.
-SELECTORS = frozenset({Condition.DIRECTORY, Condition.AUDIT_ENTRY})
+SELECTORS = frozenset(
+    {
+        Condition.DIRECTORY,
+        Condition.AUDIT_ENTRY,
+        Condition.SLOTS,
+        Condition.SCHEDULE,
+        Condition.APPOINTMENT,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +220,23 @@ RULES: tuple[Rule, ...] = (
         _PATIENT_REQUEST,
         (Condition.OWN_RECORD, Condition.STEP_UP),
     ),
+    # A patient books a consultation for themselves: the purpose is teleconsultation, which
+    # needs their active consent; moving it is a new booking (same rule). Cancelling needs no
+    # consent (a patient who withdrew it must still be able to cancel).
+    Rule(
+        "allow.book-appointment",
+        _PATIENT,
+        frozenset({Action.CREATE, Action.UPDATE}),
+        frozenset({Purpose.TELECONSULTATION}),
+        (Condition.APPOINTMENT, Condition.OWN_RECORD, Condition.CONSENT),
+    ),
+    Rule(
+        "allow.cancel-own-appointment",
+        _PATIENT,
+        frozenset({Action.UPDATE}),
+        _PATIENT_REQUEST,
+        (Condition.APPOINTMENT, Condition.OWN_RECORD),
+    ),
     # -- practitioners ----------------------------------------------------------------------
     Rule(
         "allow.care-team",
@@ -229,6 +274,16 @@ RULES: tuple[Rule, ...] = (
         _PATIENT_REQUEST,
         (Condition.HEALTH_DATA, Condition.CARE_TEAM, Condition.STEP_UP),
     ),
+    # A practitioner publishes their availability and reads their own agenda (their own
+    # appointments, with each patient's name: every one of them booked it, for
+    # teleconsultation, with their consent, which put the practitioner in their care team).
+    Rule(
+        "allow.own-schedule",
+        _PRACTITIONER,
+        frozenset({Action.READ, Action.SEARCH, Action.CREATE, Action.UPDATE}),
+        frozenset({Purpose.TELECONSULTATION, Purpose.OPERATIONS}),
+        (Condition.SCHEDULE, Condition.OWN_AGENDA),
+    ),
     # -- running the platform: never health data (see GUARDS) --------------------------------
     Rule(
         "allow.admin",
@@ -240,6 +295,15 @@ RULES: tuple[Rule, ...] = (
     # The staff directory: everyone signed in reads it (who is my doctor?); administrators
     # keep it, with a fresh second factor.
     Rule("allow.directory-read", ALL_ROLES, READ_ACTIONS, ALL_PURPOSES, (Condition.DIRECTORY,)),
+    # A practitioner's free slots (hours, no patient): read by those who book and those who
+    # care (patients, practitioners), not by the staff who run the platform.
+    Rule(
+        "allow.slots-read",
+        _PATIENT | _PRACTITIONER,
+        READ_ACTIONS,
+        frozenset({Purpose.TELECONSULTATION, Purpose.PATIENT_REQUEST}),
+        (Condition.SLOTS,),
+    ),
     Rule(
         "allow.directory-admin",
         frozenset({Role.ADMIN}),
