@@ -8,8 +8,10 @@ Everything is in the clinic's time zone, because that is how a practice thinks (
 "9:00" stays 9:00 on the wall across the March and October changes (it is 08:00 UTC in winter,
 07:00 UTC in summer). A booked :class:`Appointment` keeps its start and end as UTC instants.
 
-Wall-clock times that do not exist (the hour skipped in March) are not offered; those that
-happen twice (the hour repeated in October) are offered once, at their first occurrence.
+Slots start at wall-clock times (every ``slot_minutes`` from the opening) and last their length
+in real time. Wall-clock times that do not exist (the hour skipped in March) are not offered;
+those that happen twice (the hour repeated in October) are offered once, at their first
+occurrence.
 """
 
 from __future__ import annotations
@@ -50,9 +52,7 @@ def _check_hours(start: time, end: time, slot_minutes: int) -> None:
     if not start < end:
         raise InvalidAvailability("hours end after they start")
     if not MIN_SLOT_MINUTES <= slot_minutes <= MAX_SLOT_MINUTES:
-        raise InvalidAvailability(
-            f"a slot lasts {MIN_SLOT_MINUTES} to {MAX_SLOT_MINUTES} minutes"
-        )
+        raise InvalidAvailability(f"a slot lasts {MIN_SLOT_MINUTES} to {MAX_SLOT_MINUTES} minutes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +185,8 @@ def _day_slots(
     closing = datetime.combine(day, end)
     while wall + step <= closing:
         begin = _instant(day, wall.time(), tz)
-        finish = _instant((wall + step).date(), (wall + step).time(), tz)
-        if begin is not None and finish is not None and begin < finish:
-            yield Slot(practitioner_id, begin, finish, modality)
+        if begin is not None:  # a slot lasts its length in real time, even across a change
+            yield Slot(practitioner_id, begin, begin + step, modality)
         wall += step
 
 

@@ -57,7 +57,7 @@ from secretum.audit.log import AuditLog
 from secretum.audit.model import EventAction, EventType
 from secretum.consent.choices import APPOINTMENT_HORIZON, open_appointment_relationship
 from secretum.logs import get_logger
-from secretum.mail import MailError, Mailer, Message, texts
+from secretum.mail import Mailer, MailError, Message, texts
 from secretum.policy import care
 from secretum.policy.model import Action, Actor, Purpose, Resource, Role
 from secretum.policy.tables import utc
@@ -232,7 +232,7 @@ class AgendaService:
             now,
             purpose=BOOKING_PURPOSE,
             event=EventType.QUERY,
-            subtype="search-type",
+            subtype="search",
             code=EventAction.EXECUTE,
             action=Action.SEARCH,
             resource=lambda _c: Resource("Slot", resource_id=practitioner_id),
@@ -364,8 +364,7 @@ class AgendaService:
         if current.start - utc(now) < delay:
             hours = int(delay.total_seconds() // 3600)
             raise TooLate(
-                f"an appointment can be changed up to {hours} hours before it; "
-                "contact the practice"
+                f"an appointment can be changed up to {hours} hours before it; contact the practice"
             )
         return current
 
@@ -480,7 +479,7 @@ class AgendaService:
             now,
             purpose=BOOKING_PURPOSE,
             event=EventType.PATIENT_RECORD,
-            subtype="search-type",
+            subtype="search",
             code=EventAction.EXECUTE,
             action=Action.SEARCH,
             resource=lambda _c: Resource("Schedule", resource_id=actor.user_id),
@@ -514,7 +513,7 @@ class AgendaService:
             now,
             purpose=Purpose.PATIENT_REQUEST,
             event=EventType.PATIENT_RECORD,
-            subtype="search-type",
+            subtype="search",
             code=EventAction.EXECUTE,
             action=Action.SEARCH,
             resource=lambda _c: Resource("Appointment", patient_id=actor.user_id),
@@ -554,10 +553,14 @@ class AgendaService:
             with self.engine.begin() as conn:
                 if not store.claim_reminder(conn, appointment.appointment_id, now):
                     continue
-            sent += self._mail(appointment.patient_id, lambda to, a=appointment: (
-                texts.appointment_reminder(to, a.start, self.settings.platform_url,
-                                           self.settings.tz)))  # fmt: skip
+            sent += self._mail(appointment.patient_id, self._reminder(appointment.start))
         return sent
+
+    def _reminder(self, at: datetime) -> Callable[[str], Message]:
+        def message(to: str) -> Message:
+            return texts.appointment_reminder(to, at, self.settings.platform_url, self.settings.tz)
+
+        return message
 
 
 __all__ = [

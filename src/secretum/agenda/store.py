@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from datetime import date, datetime, time
+from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import (
@@ -162,7 +162,9 @@ def new_id() -> str:
 # -- availability ---------------------------------------------------------------------------------
 
 
-def replace_availability(conn: Connection, practitioner_id: str, availability: Availability) -> None:
+def replace_availability(
+    conn: Connection, practitioner_id: str, availability: Availability
+) -> None:
     """Replace what ``practitioner_id`` publishes (booked appointments are kept as they are)."""
     w, e = agenda_weekly_hours.c, agenda_exceptions.c
     conn.execute(delete(agenda_weekly_hours).where(w.practitioner_id == practitioner_id))
@@ -371,7 +373,9 @@ def set_status(
     return result.rowcount == 1
 
 
-def booked_starts(conn: Connection, practitioner_id: str, start: datetime, end: datetime) -> set[datetime]:
+def booked_starts(
+    conn: Connection, practitioner_id: str, start: datetime, end: datetime
+) -> set[datetime]:
     """Starts of the practitioner's active bookings in ``[start, end)`` (to hide from slots).
 
     Only times are read here (no patient): a row's tag is checked where a decision rests on it
@@ -443,4 +447,3 @@ def claim_reminder(conn: Connection, appointment_id: str, now: datetime) -> bool
         .values(reminder_sent_at=utc(now))
     )
     return result.rowcount == 1
-

@@ -120,9 +120,7 @@ account.
 # specialty, no reason, no modality. "Sign in to see it" is the rest of the message.
 
 
-def _appointment_message(
-    to: str, platform_url: str, fr: str, en: str, subject: str
-) -> Message:
+def _appointment_message(to: str, platform_url: str, fr: str, en: str, subject: str) -> Message:
     text = f"""Bonjour,
 
 {fr}

@@ -34,9 +34,9 @@ from secretum.policy.model import (
     Sensitivity,
 )
 from secretum.policy.rules import (
+    AGENDA_KINDS,
     DEFAULT_DENY,
     DENY_REASONS,
-    AGENDA_KINDS,
     DIRECTORY_KINDS,
     GUARDS,
     OPERATIONAL_KINDS,

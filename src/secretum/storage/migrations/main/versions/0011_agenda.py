@@ -105,7 +105,5 @@ def downgrade() -> None:
     op.drop_table("agenda_appointments")
     op.drop_index(op.f("ix_agenda_exceptions_practitioner_id"), table_name="agenda_exceptions")
     op.drop_table("agenda_exceptions")
-    op.drop_index(
-        op.f("ix_agenda_weekly_hours_practitioner_id"), table_name="agenda_weekly_hours"
-    )
+    op.drop_index(op.f("ix_agenda_weekly_hours_practitioner_id"), table_name="agenda_weekly_hours")
     op.drop_table("agenda_weekly_hours")
