@@ -64,6 +64,10 @@ def test_free_slots_follow_the_pattern_and_hide_booked_and_past_ones(clinic: Cli
                                         date(2026, 3, 3), T0)) == 6  # fmt: skip
     with pytest.raises(BadRequest):
         clinic.agenda.free_slots(clinic.patient(), "d1", date(2026, 3, 3), date(2026, 3, 2), T0)
+    with pytest.raises(BadRequest):
+        clinic.agenda.agenda(clinic.doctor("d1"), date(2026, 3, 3), T0, days=400)
+    refused = [e for e in entries(clinic) if e["outcome"] == Outcome.MINOR_FAILURE]
+    assert [e["actor_id"] for e in refused] == ["p1", "d1"]  # audited, like every refusal
 
 
 def test_booking_needs_the_teleconsultation_consent_and_is_audited(clinic: Clinic) -> None:

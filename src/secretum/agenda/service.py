@@ -224,9 +224,8 @@ class AgendaService:
         source_address: str | None = None,
     ) -> list[Slot]:
         """The practitioner's free slots from ``first_day`` to ``last_day`` (clinic days,
-        inclusive), future ones only, in order."""
-        if not first_day <= last_day or (last_day - first_day).days >= MAX_RANGE_DAYS:
-            raise BadRequest(f"ask for 1 to {MAX_RANGE_DAYS} days")
+        inclusive), future ones only, in order. A range refused (BadRequest) is audited too:
+        every check runs after the decision, inside the door."""
         return self._door(
             actor,
             now,
@@ -244,6 +243,8 @@ class AgendaService:
     def _free(
         self, conn: Connection, practitioner_id: str, first_day: date, last_day: date, now: datetime
     ) -> list[Slot]:
+        if not first_day <= last_day or (last_day - first_day).days >= MAX_RANGE_DAYS:
+            raise BadRequest(f"ask for 1 to {MAX_RANGE_DAYS} days")
         tz = self.settings.tz
         offered = slots(practitioner_id, store.availability_of(conn, practitioner_id), first_day,
                         last_day, tz)  # fmt: skip
@@ -465,11 +466,11 @@ class AgendaService:
     ) -> list[AgendaEntry]:
         """The practitioner's own appointments of ``days`` clinic days from ``first_day`` (a
         day, a week), each with the patient's display name."""
-        if not 1 <= days <= MAX_RANGE_DAYS:
-            raise BadRequest(f"ask for 1 to {MAX_RANGE_DAYS} days")
-        last_day = first_day + timedelta(days=days - 1)
 
         def work(conn: Connection) -> list[AgendaEntry]:
+            if not 1 <= days <= MAX_RANGE_DAYS:
+                raise BadRequest(f"ask for 1 to {MAX_RANGE_DAYS} days")
+            last_day = first_day + timedelta(days=days - 1)
             start, end = local_day_bounds(first_day, last_day, self.settings.tz)
             found = store.of_practitioner(conn, actor.user_id, start, end)
             return [self._entry(conn, a, a.patient_id) for a in found]
