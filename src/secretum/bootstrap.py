@@ -104,7 +104,8 @@ class Platform:
     def duties(self) -> list[tuple[float, Callable[[], object]]]:
         """Periodic work of a serving process, as ``(period in seconds, duty)``: audit
         checkpoints and the witness file; break-the-glass grants closed (and audited) when they
-        expire; scheduled erasures shredded when their retention ends. Several instances may
+        expire; scheduled erasures shredded when their retention ends; appointment reminders
+        (each sent once). Several instances may
         run them side by side: each is idempotent."""
 
         def audit_tick() -> object:
@@ -117,10 +118,14 @@ class Platform:
         def run_due_erasures() -> object:
             return self.services.rights.run_due_erasures(self.clock())
 
+        def send_appointment_reminders() -> object:
+            return self.services.agenda.send_reminders(self.clock())
+
         return [
             (min(5.0, self.settings.audit_checkpoint_seconds), audit_tick),
             (30.0, close_expired_break_glass),
             (600.0, run_due_erasures),
+            (300.0, send_appointment_reminders),
         ]
 
     def close(self) -> None:

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     #: The clinic's time zone (IANA name): every time a person reads is shown in it.
     timezone: str = DEFAULT_ZONE
 
+    #: The agenda: a patient cancels or moves an appointment up to this many hours before it;
+    #: reminders go out this many hours before (``SECRETUM_AGENDA_CHANGE_DELAY_HOURS``, ...).
+    agenda_change_delay_hours: int = Field(default=24, ge=0)
+    agenda_reminder_hours: int = Field(default=24, ge=1)
+
     audit_checkpoint_every: int = 1000
     audit_checkpoint_seconds: float = 60.0
 

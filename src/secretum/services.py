@@ -14,14 +14,17 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Connection
 
+from secretum.agenda.service import AgendaService, AgendaSettings
 from secretum.consent.choices import PatientChoices
 from secretum.consent.service import ConsentService
+from secretum.identity.accounts import AccountStore
 from secretum.identity.model import IdentitySettings
 from secretum.identity.ratelimit import DbRateLimiter, RateLimiter
 from secretum.identity.service import IdentityService
 from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
+from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
 from secretum.policy import care
 from secretum.policy.breakglass import BreakGlassService
@@ -47,6 +50,7 @@ class Services:
     documents: DocumentService
     rights: RightsService
     mailer: Mailer
+    agenda: AgendaService
 
 
 def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
@@ -80,6 +84,22 @@ def care_team_ids(conn: Connection, patient_id: str, now: datetime) -> list[str]
     return sorted({r.practitioner_id for r in care.care_team(conn, patient_id, now)})
 
 
+@dataclass(frozen=True)
+class AccountContacts:
+    """The agenda's names and addresses, opened from the accounts (sealed with each person's
+    key), as the practice pages do."""
+
+    accounts: AccountStore
+
+    def display_name(self, conn: Connection, user_id: str) -> str | None:
+        row = self.accounts.by_id(conn, user_id)
+        return None if row is None else self.accounts.open_personal(row).display_name
+
+    def email(self, conn: Connection, user_id: str) -> str | None:
+        row = self.accounts.by_id(conn, user_id)
+        return None if row is None else self.accounts.open_personal(row).email
+
+
 def build_services(platform: Platform) -> Services:
     s = platform.settings
     sessions, limiter = _session_and_limits(platform)
@@ -104,6 +124,20 @@ def build_services(platform: Platform) -> Services:
         shred_key(patient_id, actor_id=actor_id, actor_role=actor_role)
         identity.close_erased(patient_id, now=platform.clock(), who=Who(actor_id, actor_role))
 
+    mailer = build_mailer(s)
+    agenda = AgendaService(
+        platform.engine,
+        platform.audit,
+        PolicyGuard(),
+        mailer=mailer,
+        contacts=AccountContacts(identity.accounts),
+        settings=AgendaSettings(
+            tz=zone(s.timezone),
+            platform_url=s.base_url,
+            change_delay=timedelta(hours=s.agenda_change_delay_hours),
+            reminder_lead=timedelta(hours=s.agenda_reminder_hours),
+        ),
+    )
     return Services(
         identity=identity,
         consent=ConsentService(platform.audit),
@@ -121,5 +155,6 @@ def build_services(platform: Platform) -> Services:
             shred=shred,
             retention_years=s.retention_years,
         ),
-        mailer=build_mailer(s),
+        mailer=mailer,
+        agenda=agenda,
     )

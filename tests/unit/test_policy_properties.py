@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from secretum.policy.decide import decide, is_health_data
 from secretum.policy.model import Action, Actor, Facts, Purpose, Resource, Role, Sensitivity
 from secretum.policy.rules import (
+    AGENDA_KINDS,
     DIRECTORY_KINDS,
     IDENTITY_VIGILANCE_SPECIALTY,
     OPERATIONAL_KINDS,
@@ -65,7 +66,7 @@ resources = st.builds(
     Resource,
     kind=st.sampled_from(KINDS),
     patient_id=st.one_of(st.none(), st.sampled_from(USERS)),
-    resource_id=st.one_of(st.none(), st.just("r1")),
+    resource_id=st.one_of(st.none(), st.just("r1"), st.sampled_from(USERS)),
     sensitivity=st.sampled_from(Sensitivity),
 )
 facts_strategy = st.builds(
@@ -98,6 +99,8 @@ def test_default_deny_with_empty_facts(
         return
     if resource.kind in DIRECTORY_KINDS and action in READ_ACTIONS:
         pass  # the staff directory: read by all (it holds no health data)
+    elif resource.kind == "Slot" and action in READ_ACTIONS:
+        assert actor.role in (Role.PATIENT, Role.PRACTITIONER)  # free slots: hours, no patient
     elif own(actor, resource):
         assert purpose is Purpose.PATIENT_REQUEST
     elif actor.role in (Role.ADMIN, Role.DPO):
@@ -110,6 +113,8 @@ def test_default_deny_with_empty_facts(
         else:
             assert actor.specialty == IDENTITY_VIGILANCE_SPECIALTY
             assert purpose is Purpose.OPERATIONS and actor.strong_auth_at is not None
+    elif resource.kind == "Schedule":  # a practitioner's own schedule and agenda
+        assert actor.role is Role.PRACTITIONER and resource.resource_id == actor.user_id
     else:
         assert actor.role is Role.PRACTITIONER and action is Action.BREAK_GLASS
         assert purpose is Purpose.EMERGENCY and not decision.break_glass
@@ -144,6 +149,10 @@ def test_practitioners_need_consent_and_care_team_or_break_glass(
         return
     if resource.kind in DIRECTORY_KINDS:  # the staff directory: practitioners only read it
         assert action in READ_ACTIONS and not decision.break_glass
+        return
+    if resource.kind in AGENDA_KINDS:  # free slots (read), or their own schedule
+        assert not decision.break_glass
+        assert action in READ_ACTIONS or resource.resource_id == actor.user_id
         return
     if action is Action.BREAK_GLASS:  # the declaration itself: no data, a fresh step-up
         assert purpose is Purpose.EMERGENCY and actor.strong_auth_at is not None
@@ -258,11 +267,12 @@ def test_default_deny_exhaustively() -> None:
     check = test_default_deny_with_empty_facts.hypothesis.inner_test  # type: ignore[attr-defined]
     auth_states = (None, NOW - timedelta(minutes=1), NOW - timedelta(minutes=6))
     allowed = 0
-    for role, user, at, action, kind, patient, sensitivity, purpose in itertools.product(
-        Role, ("p1", "p2"), auth_states, Action, KINDS, (None, "p1"), Sensitivity, Purpose
-    ):
+    for role, user, at, action, kind, patient, rid, sensitivity, purpose in itertools.product(
+        Role, ("p1", "p2"), auth_states, Action, KINDS, (None, "p1"), (None, "p1"), Sensitivity,
+        Purpose,
+    ):  # fmt: skip
         actor = Actor(user, role, at)
-        resource = Resource(kind, patient, None, sensitivity)
+        resource = Resource(kind, patient, rid, sensitivity)
         check(actor, action, resource, purpose)
         allowed += decide(actor, action, resource, purpose, NOW, Facts()).allowed
     assert allowed > 0  # the universe does reach the allow rules

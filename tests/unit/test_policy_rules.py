@@ -47,6 +47,10 @@ KEY = Resource("Key", resource_id="kek")
 AUDIT = Resource("AuditEvent")
 GRANT = Resource("BreakGlassGrant", patient_id="p1", resource_id="g1")
 PRACTITIONER_RES = Resource("Practitioner", resource_id="d1")
+APPT = Resource("Appointment", patient_id="p1", resource_id="a1")
+SLOTS = Resource("Slot", resource_id="d1")
+SCHEDULE = Resource("Schedule", resource_id="d1")
+OTHER_SCHEDULE = Resource("Schedule", resource_id="d2")
 
 TC = Purpose.TELECONSULTATION
 PR = Purpose.PATIENT_REQUEST
@@ -193,6 +197,25 @@ CASES = [
     ("reconcile: vigilance only", DOC_UP, REC, UNMATCHED, OPS, NONE, "deny.not-identity-vigilance"),
     ("reconcile: admin never", ADMIN_UP, REC, UNMATCHED, OPS, NONE, NEVER),
     ("reconcile: unmatched only", VIGIL_UP, REC, STUDY, OPS, CARE, DEFAULT),
+    # -- the agenda (secretum.agenda) --
+    ("patient books, consent", PATIENT, C, APPT, TC, ONLY_CONSENT, "allow.book-appointment"),
+    ("patient books, no consent", PATIENT, C, APPT, TC, NONE, "deny.no-consent"),
+    ("patient moves, consent", PATIENT, U, APPT, TC, ONLY_CONSENT, "allow.book-appointment"),
+    ("patient books for another", OTHER_PATIENT, C, APPT, TC, ONLY_CONSENT, "deny.not-own-record"),
+    ("patient books an obs", PATIENT, C, OBS, TC, ONLY_CONSENT, DEFAULT),
+    ("patient cancels own", PATIENT, U, APPT, PR, NONE, "allow.cancel-own-appointment"),
+    ("patient cancels another's", OTHER_PATIENT, U, APPT, PR, NONE, "deny.not-own-record"),
+    ("patient lists own appts", PATIENT, S, APPT, PR, NONE, OWN),
+    ("doctor books for a patient", DOC, C, APPT, TC, NONE, "deny.not-in-care-team"),
+    ("patient reads slots", PATIENT, S, SLOTS, TC, NONE, "allow.slots-read"),
+    ("doctor reads slots", DOC, R, SLOTS, TC, NONE, "allow.slots-read"),
+    ("admin reads slots", ADMIN_UP, R, SLOTS, OPS, NONE, DEFAULT),
+    ("doctor publishes own", DOC, U, SCHEDULE, OPS, NONE, "allow.own-schedule"),
+    ("doctor reads own agenda", DOC, S, SCHEDULE, TC, NONE, "allow.own-schedule"),
+    ("doctor reads another agenda", DOC, S, OTHER_SCHEDULE, TC, NONE, "deny.not-health-data"),
+    ("doctor publishes another", DOC, U, OTHER_SCHEDULE, OPS, NONE, "deny.not-own-agenda"),
+    ("patient reads an agenda", PATIENT, S, SCHEDULE, PR, NONE, "deny.not-own-record"),
+    ("admin reads an agenda", ADMIN_UP, S, SCHEDULE, OPS, NONE, DEFAULT),
 ]
 
 

@@ -29,6 +29,43 @@ APPOINTMENT_FOLLOW_UP = timedelta(days=30)
 APPOINTMENT_HORIZON = timedelta(days=365)
 
 
+def appointment_follow_up_end(at: datetime, now: datetime) -> datetime:
+    """When the care relationship of an appointment at ``at``, booked at ``now``, ends: the
+    consultation and its follow-up (:data:`APPOINTMENT_FOLLOW_UP`). ValueError unless ``at``
+    is in the future, within :data:`APPOINTMENT_HORIZON`."""
+    now, at = utc(now), utc(at)
+    if not now < at <= now + APPOINTMENT_HORIZON:
+        raise ValueError("an appointment is in the future, within a year")
+    return at + APPOINTMENT_FOLLOW_UP
+
+
+def open_appointment_relationship(
+    conn: Connection,
+    *,
+    patient_id: str,
+    practitioner_id: str,
+    at: datetime,
+    now: datetime,
+    source_id: str | None = None,
+) -> str:
+    """The care relationship an appointment makes (today's rule, as :meth:`PatientChoices.
+    book_appointment`): the practitioner is in the care team from ``now`` until the end of the
+    follow-up (:func:`appointment_follow_up_end`); the relationship id.
+
+    A primitive run in the caller's transaction, for a context that decides and audits the
+    booking itself (:mod:`secretum.agenda`, whose appointment id is ``source_id``)."""
+    until = appointment_follow_up_end(at, now)
+    return care.start(
+        conn,
+        patient_id=patient_id,
+        practitioner_id=practitioner_id,
+        basis=care.CareBasis.APPOINTMENT,
+        now=utc(now),
+        until=until,
+        source_id=source_id,
+    )
+
+
 class PatientChoices:
     """A patient's own choices about who sees their data, audited."""
 
@@ -67,10 +104,8 @@ class PatientChoices:
         is in the care team from now until :data:`APPOINTMENT_FOLLOW_UP` after it (the
         consultation and its follow-up), unless the patient ends it earlier; the relationship
         id. Raises AccessDenied, ValueError (not in the future, or beyond a year)."""
-        now, at = utc(now), utc(at)
-        if not now < at <= now + APPOINTMENT_HORIZON:
-            raise ValueError("an appointment is in the future, within a year")
-        basis, until = care.CareBasis.APPOINTMENT, at + APPOINTMENT_FOLLOW_UP
+        now, until = utc(now), appointment_follow_up_end(at, now)
+        basis = care.CareBasis.APPOINTMENT
         return self._join(
             conn, actor, patient_id, practitioner_id, basis, now, until, source_address
         )

@@ -113,3 +113,74 @@ Sign in to see it. If you did not sign this form, you can withdraw the consent f
 account.
 """
     return Message(to, "Votre compte Secretum / Your Secretum account", text)
+
+
+# -- the agenda: an appointment booked, moved, cancelled, coming -------------------------------
+# Only that there is an appointment and when (in the clinic's zone, named): no practitioner, no
+# specialty, no reason, no modality. "Sign in to see it" is the rest of the message.
+
+
+def _appointment_message(to: str, platform_url: str, fr: str, en: str, subject: str) -> Message:
+    text = f"""Bonjour,
+
+{fr}
+Connectez-vous sur {platform_url} pour le voir.
+
+---
+
+Hello,
+
+{en}
+Sign in at {platform_url} to see it.
+"""
+    return Message(to, subject, text)
+
+
+_SUBJECT = "Votre rendez-vous Secretum / Your Secretum appointment"
+
+
+def appointment_booked(to: str, at: datetime, platform_url: str, tz: ZoneInfo) -> Message:
+    """An appointment was booked for ``at``."""
+    return _appointment_message(
+        to,
+        platform_url,
+        f"Vous avez un rendez-vous le {labelled(at, 'fr', tz)}.",
+        f"You have an appointment on {labelled(at, 'en', tz)}.",
+        _SUBJECT,
+    )
+
+
+def appointment_moved(
+    to: str, was: datetime, at: datetime, platform_url: str, tz: ZoneInfo
+) -> Message:
+    """An appointment at ``was`` now takes place at ``at``."""
+    return _appointment_message(
+        to,
+        platform_url,
+        f"Votre rendez-vous du {labelled(was, 'fr', tz)} a été déplacé au "
+        f"{labelled(at, 'fr', tz)}.",
+        f"Your appointment of {labelled(was, 'en', tz)} was moved to {labelled(at, 'en', tz)}.",
+        _SUBJECT,
+    )
+
+
+def appointment_cancelled(to: str, was: datetime, platform_url: str, tz: ZoneInfo) -> Message:
+    """The appointment at ``was`` was cancelled."""
+    return _appointment_message(
+        to,
+        platform_url,
+        f"Votre rendez-vous du {labelled(was, 'fr', tz)} a été annulé.",
+        f"Your appointment of {labelled(was, 'en', tz)} was cancelled.",
+        _SUBJECT,
+    )
+
+
+def appointment_reminder(to: str, at: datetime, platform_url: str, tz: ZoneInfo) -> Message:
+    """A reminder: an appointment at ``at`` is coming."""
+    return _appointment_message(
+        to,
+        platform_url,
+        f"Rappel : vous avez un rendez-vous le {labelled(at, 'fr', tz)}.",
+        f"Reminder: you have an appointment on {labelled(at, 'en', tz)}.",
+        "Rappel de rendez-vous Secretum / Secretum appointment reminder",
+    )

@@ -34,6 +34,7 @@ from secretum.policy.model import (
     Sensitivity,
 )
 from secretum.policy.rules import (
+    AGENDA_KINDS,
     DEFAULT_DENY,
     DENY_REASONS,
     DIRECTORY_KINDS,
@@ -112,6 +113,15 @@ _CHECKS: dict[Condition, Callable[[Request], bool]] = {
         r.resource.kind in IMAGING_KINDS and r.resource.patient_id is None
     ),
     Condition.IDENTITY_VIGILANCE: lambda r: r.actor.specialty == IDENTITY_VIGILANCE_SPECIALTY,
+    Condition.SLOTS: lambda r: r.resource.kind == "Slot",
+    Condition.SCHEDULE: lambda r: r.resource.kind == "Schedule",
+    Condition.OWN_AGENDA: lambda r: (
+        r.actor.role is Role.PRACTITIONER
+        and r.resource.kind in AGENDA_KINDS
+        and r.resource.resource_id is not None
+        and r.resource.resource_id == r.actor.user_id
+    ),
+    Condition.APPOINTMENT: lambda r: r.resource.kind == "Appointment",
 }
 
 

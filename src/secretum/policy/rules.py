@@ -32,9 +32,17 @@ STEP_UP = "step-up"
 
 #: The staff directory (FHIR Practitioner: name, qualification, RPPS): public to the signed-in.
 DIRECTORY_KINDS = frozenset({"Practitioner"})
-#: Resource kinds that never hold health data (ids and codes, the staff directory). Every other
-#: kind, known or not, is treated as health data: an unknown kind fails safe.
-OPERATIONAL_KINDS = frozenset({"Account", "AuditEvent", "Key", "BreakGlassGrant"}) | DIRECTORY_KINDS
+#: A practitioner's agenda (secretum.agenda): ``Slot`` (their free slots: hours, no patient) and
+#: ``Schedule`` (their published availability, and their own day/week of appointments). The
+#: resource id of either is the practitioner's user id. Neither names a patient: the agenda's
+#: appointments are the practitioner's own, each with a patient whose booking put the
+#: practitioner in their care team (see :data:`RULES`, ``allow.own-schedule``).
+AGENDA_KINDS = frozenset({"Schedule", "Slot"})
+#: Resource kinds that never hold health data (ids and codes, the staff directory, the agenda's
+#: hours). Every other kind, known or not, is treated as health data: an unknown kind fails safe.
+OPERATIONAL_KINDS = (
+    frozenset({"Account", "AuditEvent", "Key", "BreakGlassGrant"}) | DIRECTORY_KINDS | AGENDA_KINDS
+)
 
 #: Purposes of care for which a practitioner may act with the patient's consent.
 CARE_PURPOSES = frozenset(
@@ -108,6 +116,14 @@ class Condition(StrEnum):
     UNMATCHED_IMAGING = "unmatched-imaging"
     #: the actor's account carries :data:`IDENTITY_VIGILANCE_SPECIALTY`
     IDENTITY_VIGILANCE = "identity-vigilance"
+    #: the resource is a practitioner's free slots (``Slot``)
+    SLOTS = "slots"
+    #: the resource is a practitioner's schedule (``Schedule``)
+    SCHEDULE = "schedule"
+    #: the actor is the practitioner whose agenda this is (resource id = their user id)
+    OWN_AGENDA = "own-agenda"
+    #: the resource is an appointment (``Appointment``)
+    APPOINTMENT = "appointment"
 
 
 #: Why a request was refused when this condition did not hold.
@@ -127,13 +143,26 @@ DENY_REASONS: dict[Condition, str] = {
     Condition.AUDIT_ENTRY: "deny.not-audit-entry",
     Condition.UNMATCHED_IMAGING: "deny.not-unmatched-imaging",
     Condition.IDENTITY_VIGILANCE: "deny.not-identity-vigilance",
+    Condition.SLOTS: "deny.not-slots",
+    Condition.SCHEDULE: "deny.not-schedule",
+    Condition.OWN_AGENDA: "deny.not-own-agenda",
+    Condition.APPOINTMENT: "deny.not-appointment",
 }
 
 DEFAULT_DENY = "deny.default"
 
 #: Conditions that say which resources a rule is about (rather than what the request lacks):
 #: a rule whose selector fails does not apply, and gives no reason to a refusal.
-SELECTORS = frozenset({Condition.DIRECTORY, Condition.AUDIT_ENTRY, Condition.UNMATCHED_IMAGING})
+SELECTORS = frozenset(
+    {
+        Condition.DIRECTORY,
+        Condition.AUDIT_ENTRY,
+        Condition.UNMATCHED_IMAGING,
+        Condition.SLOTS,
+        Condition.SCHEDULE,
+        Condition.APPOINTMENT,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +239,23 @@ RULES: tuple[Rule, ...] = (
         _PATIENT_REQUEST,
         (Condition.OWN_RECORD, Condition.STEP_UP),
     ),
+    # A patient books a consultation for themselves: the purpose is teleconsultation, which
+    # needs their active consent; moving it is a new booking (same rule). Cancelling needs no
+    # consent (a patient who withdrew it must still be able to cancel).
+    Rule(
+        "allow.book-appointment",
+        _PATIENT,
+        frozenset({Action.CREATE, Action.UPDATE}),
+        frozenset({Purpose.TELECONSULTATION}),
+        (Condition.APPOINTMENT, Condition.OWN_RECORD, Condition.CONSENT),
+    ),
+    Rule(
+        "allow.cancel-own-appointment",
+        _PATIENT,
+        frozenset({Action.UPDATE}),
+        _PATIENT_REQUEST,
+        (Condition.APPOINTMENT, Condition.OWN_RECORD),
+    ),
     # -- practitioners ----------------------------------------------------------------------
     Rule(
         "allow.care-team",
@@ -266,6 +312,16 @@ RULES: tuple[Rule, ...] = (
         _OPERATIONS,
         (Condition.UNMATCHED_IMAGING, Condition.IDENTITY_VIGILANCE, Condition.STEP_UP),
     ),
+    # A practitioner publishes their availability and reads their own agenda (their own
+    # appointments, with each patient's name: every one of them booked it, for
+    # teleconsultation, with their consent, which put the practitioner in their care team).
+    Rule(
+        "allow.own-schedule",
+        _PRACTITIONER,
+        frozenset({Action.READ, Action.SEARCH, Action.CREATE, Action.UPDATE}),
+        frozenset({Purpose.TELECONSULTATION, Purpose.OPERATIONS}),
+        (Condition.SCHEDULE, Condition.OWN_AGENDA),
+    ),
     # -- running the platform: never health data (see GUARDS) --------------------------------
     Rule(
         "allow.admin",
@@ -277,6 +333,15 @@ RULES: tuple[Rule, ...] = (
     # The staff directory: everyone signed in reads it (who is my doctor?); administrators
     # keep it, with a fresh second factor.
     Rule("allow.directory-read", ALL_ROLES, READ_ACTIONS, ALL_PURPOSES, (Condition.DIRECTORY,)),
+    # A practitioner's free slots (hours, no patient): read by those who book and those who
+    # care (patients, practitioners), not by the staff who run the platform.
+    Rule(
+        "allow.slots-read",
+        _PATIENT | _PRACTITIONER,
+        READ_ACTIONS,
+        frozenset({Purpose.TELECONSULTATION, Purpose.PATIENT_REQUEST}),
+        (Condition.SLOTS,),
+    ),
     Rule(
         "allow.directory-admin",
         frozenset({Role.ADMIN}),
