@@ -159,6 +159,8 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/account/step-up/verify"): ACCOUNT,
     ("POST", "/account/step-up/totp"): OWN_ACCOUNT,
     ("POST", "/account/step-up/again"): SIGN_OUT,
+    # every account of the matrix has a second factor: its password never stands in for it
+    ("POST", "/account/step-up/password"): Row(),
 }
 
 
@@ -350,6 +352,7 @@ BODIES: dict[tuple[str, str], Body] = {
         "data": {"current": PASSWORD, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
     },
     ("POST", "/account/step-up/totp"): lambda w, u, t, p: {"data": {"code": _totp(w, u)}},
+    ("POST", "/account/step-up/password"): lambda w, u, t, p: {"data": {"password": PASSWORD}},
     ("PUT", "/fhir/{resource_type}/{resource_id}"): lambda w, u, t, p: {
         "json": {**_obs(w, p), "id": w.ids[f"obs:{t}"]},
         "headers": {"If-Match": 'W/"1"'},
