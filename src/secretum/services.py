@@ -25,6 +25,7 @@ from secretum.identity.webauthn import WebAuthnConfig
 from secretum.mail import Mailer, build_mailer
 from secretum.policy import care
 from secretum.policy.breakglass import BreakGlassService
+from secretum.policy.oversight import AuditOversight
 from secretum.policy.referrals import CareTeamService
 from secretum.records.documents import DocumentService, FileLimits
 from secretum.records.guard import PolicyGuard
@@ -47,6 +48,7 @@ class Services:
     documents: DocumentService
     rights: RightsService
     mailer: Mailer
+    oversight: AuditOversight
 
 
 def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
@@ -122,4 +124,5 @@ def build_services(platform: Platform) -> Services:
             retention_years=s.retention_years,
         ),
         mailer=build_mailer(s),
+        oversight=AuditOversight(platform.engine, platform.audit, platform.audit_public_key),
     )

@@ -1,6 +1,7 @@
 """Imports every module that declares tables, so that the metadata is complete."""
 
 # Each context adds its table module here (one line, kept sorted).
+import secretum.audit.browse
 import secretum.audit.store
 import secretum.consent.paper
 import secretum.consent.tables

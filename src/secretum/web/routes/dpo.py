@@ -36,20 +36,32 @@ REVIEWS = "/dpo/break-glass"
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit(caller: DpoCaller, request: Request, plat: Plat, now: Now) -> HTMLResponse:
-    """The audit log: tree size, root, last signed checkpoint; a button to verify it."""
-    status = reads.audit_status(plat, caller.actor, now, source_address=pages.address(caller))
-    return render(request, "dpo_audit.html", status=status, **pages.ctx(request))
-
-
-@router.post("/audit/verify", response_class=HTMLResponse, **pages.back_to("/dpo/audit"))
-def verify(caller: DpoCaller, request: Request, plat: Plat, now: Now) -> HTMLResponse:
-    """Verify the whole log now (RFC 9162 tree, signed checkpoints, witness file): OK, or the
-    first finding."""
-    status = reads.audit_status(
-        plat, caller.actor, now, run_verify=True, source_address=pages.address(caller)
+def audit(
+    caller: DpoCaller, request: Request, svc: Svc, plat: Plat, now: Now, verified: int = 0
+) -> HTMLResponse:
+    """The audit log: tree size, root, last signed checkpoint; a button to verify it; the
+    result of the verification just run (``?verified=<id>``) and the last ones."""
+    where = pages.address(caller)
+    status = reads.audit_status(plat, caller.actor, now, source_address=where)
+    history = svc.oversight.verifications(caller.actor, now, source_address=where)
+    just = next((v for v in history if v.id == verified), None)
+    return render(
+        request,
+        "dpo_audit.html",
+        status=status,
+        history=history,
+        just=just,
+        names=reads.staff(plat, {v.actor_id for v in history}),
+        **pages.ctx(request),
     )
-    return render(request, "dpo_audit.html", status=status, **pages.ctx(request))
+
+
+@router.post("/audit/verify", **pages.back_to("/dpo/audit"))
+def verify(caller: DpoCaller, svc: Svc, now: Now) -> RedirectResponse:
+    """Verify the whole log now (RFC 9162 tree, signed checkpoints, witness file), keep the
+    outcome, and show it on the audit page (post/redirect/get: a refresh never re-verifies)."""
+    done = svc.oversight.verify(caller.actor, now, source_address=pages.address(caller))
+    return RedirectResponse(f"/dpo/audit?verified={done.id}#verify-h", status_code=303)
 
 
 def reviews_page(
