@@ -115,6 +115,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     # -- the DPO: the audit and the break-the-glass reviews, never health data ----------------
     ("GET", "/dpo/audit"): DPO,
     ("POST", "/dpo/audit/verify"): DPO,
+    ("GET", "/dpo/audit/entries"): DPO,
     ("GET", "/dpo/break-glass"): DPO,
     ("POST", "/dpo/break-glass/{grant_id}/reason"): Row(dpo="allow", scoped=True),
     ("POST", "/dpo/break-glass/{grant_id}/review"): Row(dpo="allow", scoped=True),

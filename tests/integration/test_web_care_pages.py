@@ -264,7 +264,7 @@ def test_dpo_verifies_the_audit_log_and_sees_the_first_finding(world: WebWorld) 
 
 def test_bad_query_parameters_give_a_page_without_echo(world: WebWorld) -> None:
     patient = world.client("own", html=True)
-    bad = patient.get("/me/access-log", params={"before": "echo-7a1"})
+    bad = patient.get("/me/access-log", params={"page": "echo-7a1"})
     assert bad.status_code == 400 and "echo-7a1" not in bad.text
     assert "<main" in bad.text  # a page, not a JSON dump of the input
     purpose = world.client("gp", html=True).get(
