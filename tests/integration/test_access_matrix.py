@@ -99,6 +99,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/me/rights/rectification"): PATIENT,
     # -- the practitioner's pages: care team + consent for the purpose -----------------------
     ("GET", "/practice/patients"): PRACTITIONER,
+    ("POST", "/practice/patients"): PRACTITIONER,  # search my patients
     ("GET", "/practice/patients/{patient_id}"): HEALTH_WRITE,
     ("POST", "/practice/patients/{patient_id}/file"): HEALTH_WRITE,
     ("POST", "/practice/patients/{patient_id}/observations"): HEALTH_WRITE,
