@@ -80,6 +80,10 @@ IDENTITIES = {
     "lea": ("Fictive", "Léa", "female", "1988-09-23"),
     "hugo": ("Modèle", "Hugo", "male", "2001-01-30"),
 }
+#: Fictitious INS (test INS-NIR system): a practitioner outside the care team declares a
+#: break-the-glass access by INS (see secretum.records.directory).
+INS_TEST_SYSTEM = "urn:oid:1.2.250.1.213.1.4.10"
+DEMO_INS = {"paul": "162047512345671", "lea": "288097512345682", "hugo": "101017512345693"}
 #: (LOINC, display, UCUM unit, value) per patient
 MEASURES: dict[str, list[tuple[str, str, str, float]]] = {
     "paul": [
@@ -180,6 +184,8 @@ def print_accounts(result: dict[str, Any], echo: Callable[[str], object] = print
         extra = f"  TOTP secret: {a['totp_secret']}" if a["totp_secret"] else ""
         echo(f"  {a['role']:<13} {a['email']:<32} {a['password']}{extra}")
     echo("  Practitioners and the DPO set up a second factor at their first sign-in.")
+    ins = ", ".join(f"{key} {value}" for key, value in DEMO_INS.items())
+    echo(f"  Patients' INS (fictitious, for a break-the-glass declaration): {ins}")
 
 
 def _clinic(platform: Platform, ids: dict[str, str], now: datetime) -> None:
@@ -222,6 +228,7 @@ def _clinic(platform: Platform, ids: dict[str, str], now: datetime) -> None:
             "name": [{"family": family, "given": [given]}],
             "gender": gender,
             "birthDate": birth,
+            "identifier": [{"system": INS_TEST_SYSTEM, "value": DEMO_INS[key]}],
         }
         care = Purpose.TELECONSULTATION
         svc.records.create(gp, care, now, patient_json, resource_id=pid, patient_id=pid)

@@ -28,6 +28,7 @@ from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
 from secretum.policy import care
 from secretum.policy.breakglass import BreakGlassService
+from secretum.policy.oversight import AuditOversight
 from secretum.policy.referrals import CareTeamService
 from secretum.records.documents import DocumentService, FileLimits
 from secretum.records.guard import PolicyGuard
@@ -51,6 +52,7 @@ class Services:
     rights: RightsService
     mailer: Mailer
     agenda: AgendaService
+    oversight: AuditOversight
 
 
 def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
@@ -157,4 +159,5 @@ def build_services(platform: Platform) -> Services:
         ),
         mailer=mailer,
         agenda=agenda,
+        oversight=AuditOversight(platform.engine, platform.audit, platform.audit_public_key),
     )

@@ -81,7 +81,8 @@ def _prepare(data_dir: Path, port: int, env: dict[str, str]) -> str | None:
     return link.split(f":{port}", 1)[1] if "/setup/" in link else None
 
 
-def start_server(tmp: Path, name: str) -> Server:
+def start_server(tmp: Path, name: str, *extra: str) -> Server:
+    """``secretum serve --dev`` (and ``extra`` options, e.g. ``--demo``) on a free port."""
     port = _free_port()
     data = tmp / name
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETUM_")}
@@ -93,7 +94,7 @@ def start_server(tmp: Path, name: str) -> Server:
     )
     setup_path = _prepare(data, port, env)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "secretum.cli", "serve", "--dev"],
+        [sys.executable, "-m", "secretum.cli", "serve", "--dev", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -99,6 +99,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/me/rights/rectification"): PATIENT,
     # -- the practitioner's pages: care team + consent for the purpose -----------------------
     ("GET", "/practice/patients"): PRACTITIONER,
+    ("POST", "/practice/patients"): PRACTITIONER,  # search my patients
     ("GET", "/practice/patients/{patient_id}"): HEALTH_WRITE,
     ("POST", "/practice/patients/{patient_id}/file"): HEALTH_WRITE,
     ("POST", "/practice/patients/{patient_id}/observations"): HEALTH_WRITE,
@@ -115,6 +116,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     # -- the DPO: the audit and the break-the-glass reviews, never health data ----------------
     ("GET", "/dpo/audit"): DPO,
     ("POST", "/dpo/audit/verify"): DPO,
+    ("GET", "/dpo/audit/entries"): DPO,
     ("GET", "/dpo/break-glass"): DPO,
     ("POST", "/dpo/break-glass/{grant_id}/reason"): Row(dpo="allow", scoped=True),
     ("POST", "/dpo/break-glass/{grant_id}/review"): Row(dpo="allow", scoped=True),
@@ -159,6 +161,8 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/account/step-up/verify"): ACCOUNT,
     ("POST", "/account/step-up/totp"): OWN_ACCOUNT,
     ("POST", "/account/step-up/again"): SIGN_OUT,
+    # every account of the matrix has a second factor: its password never stands in for it
+    ("POST", "/account/step-up/password"): Row(),
 }
 
 
@@ -350,6 +354,7 @@ BODIES: dict[tuple[str, str], Body] = {
         "data": {"current": PASSWORD, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
     },
     ("POST", "/account/step-up/totp"): lambda w, u, t, p: {"data": {"code": _totp(w, u)}},
+    ("POST", "/account/step-up/password"): lambda w, u, t, p: {"data": {"password": PASSWORD}},
     ("PUT", "/fhir/{resource_type}/{resource_id}"): lambda w, u, t, p: {
         "json": {**_obs(w, p), "id": w.ids[f"obs:{t}"]},
         "headers": {"If-Match": 'W/"1"'},

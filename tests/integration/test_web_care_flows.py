@@ -144,14 +144,18 @@ def test_break_glass_grants_expires_notifies_is_audited_and_reviewed(world: WebW
     assert f"Observation <code>{obs[:8]}</code>" in queue
     assert "marqueur-bg-5e1" not in queue  # the reason stays sealed until opened
     viewed = audit(world, actor_id=world.users["dpo"].user_id, event_type="110101")
-    assert len(viewed) == 1 and viewed[0]["action"] == "R"  # the review list is audited
+    # the review list and the history of reviews are each audited
+    assert [v["action"] for v in viewed] == ["R", "R"]
     reason = dpo.post(f"/dpo/break-glass/{grant_id}/reason")
     assert reason.status_code == 200 and "marqueur-bg-5e1" in reason.text
     reason_reads = audit(world, patient_id=pid, actor_id=world.users["dpo"].user_id, action="R")
     assert len(reason_reads) == 1 and reason_reads[0]["purpose"] == "HOPERAT"
     reviewed = dpo.post(f"/dpo/break-glass/{grant_id}/review", data={"outcome": "justified"})
     assert reviewed.status_code == 303
-    assert pid not in dpo.get("/dpo/break-glass").text
+    after_review = unescape(dpo.get("/dpo/break-glass").text)
+    assert pid not in after_review  # no longer waiting (and the history shows no full id)
+    history = after_review.split('id="reviewed-h"')[1]  # who reviewed which grant, the outcome
+    assert "Dora Delegate" in history and grant_id[:8] in history and "Justifié" in history
     assert (
         dpo.post(f"/dpo/break-glass/{grant_id}/review", data={"outcome": "justified"}).status_code
         == 409

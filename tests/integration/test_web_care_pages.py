@@ -223,31 +223,48 @@ def test_no_health_data_in_logs_or_audit_entries(world: WebWorld, tmp_path: Path
 
 
 def test_dpo_verifies_the_audit_log_and_sees_the_first_finding(world: WebWorld) -> None:
+    """ "Verify now" is a POST that redirects (303) to the audit page showing the result kept
+    server-side: a refresh re-reads it and never verifies again (before: the POST rendered the
+    page, and a refresh re-posted). The last verifications are listed."""
     dpo = world.client("dpo", html=True)
     state = unescape(dpo.get("/dpo/audit").text)
     assert "Nombre d'entrées" in state and "Vérifier maintenant" in state
+    assert "Aucune vérification pour l'instant" in state
     world.platform.audit.checkpoint(world.clock.now)
-    verified = unescape(dpo.post("/dpo/audit/verify").text)
+    posted = dpo.post("/dpo/audit/verify")
+    assert posted.status_code == 303
+    location = posted.headers["location"]
+    assert location.startswith("/dpo/audit?verified=")
+    verified = unescape(dpo.get(location).text)
     assert "Journal intègre" in verified and "1 point(s) de contrôle signé(s)" in verified
+    assert "Dora Delegate" in verified  # who verified, in the history
     with world.platform.engine.begin() as conn:
         conn.execute(text("UPDATE audit_entries SET actor_id = 'forged' WHERE seq = 3"))
-    tampered = unescape(dpo.post("/dpo/audit/verify").text)
+    tampered_at = dpo.post("/dpo/audit/verify").headers["location"]
+    assert tampered_at != location
+    tampered = unescape(dpo.get(tampered_at).text)
     assert "Anomalie détectée" in tampered and "Entrée modifiée" in tampered
     assert "entrée n° 3" in tampered
+    again = unescape(dpo.get(location).text)  # the first result, as it was: no new run
+    assert "Journal intègre" in again.split('id="history-h"')[0]
     with world.platform.engine.connect() as conn:
+        runs = conn.execute(text("SELECT ok, first_kind, first_seq FROM audit_verifications"))
+        assert sorted(tuple(r) for r in runs) == [(False, "modified", 3), (True, None, None)]
         uses = conn.execute(
-            select(audit_entries).where(
+            select(audit_entries.c.action).where(
                 audit_entries.c.event_type == "110101",
                 audit_entries.c.actor_id == world.users["dpo"].user_id,
             )
         ).all()
-    assert len(uses) == 3  # the page, and each verification, are audited
+    # each verification (E) and each page view (R: the state and the history) is audited
+    assert sorted(a for (a,) in uses) == ["E", "E"] + ["R"] * 8
     assert world.client("admin", html=True).get("/dpo/audit").status_code == 403
+    assert world.client("admin", html=True).post("/dpo/audit/verify").status_code == 403
 
 
 def test_bad_query_parameters_give_a_page_without_echo(world: WebWorld) -> None:
     patient = world.client("own", html=True)
-    bad = patient.get("/me/access-log", params={"before": "echo-7a1"})
+    bad = patient.get("/me/access-log", params={"page": "echo-7a1"})
     assert bad.status_code == 400 and "echo-7a1" not in bad.text
     assert "<main" in bad.text  # a page, not a JSON dump of the input
     purpose = world.client("gp", html=True).get(

@@ -2,12 +2,19 @@
 ``strong_auth_at`` for the sensitive acts of the next minutes (see
 :func:`secretum.identity.model.requires_step_up`); the session gets a new id, as at every
 privilege change. Failures count towards brute-force limits like sign-in failures; one audit
-entry (``USER_AUTHENTICATION``/Login) per call."""
+entry (``USER_AUTHENTICATION``/Login) per call.
+
+An account that has no second factor *and may have none* (a patient where the clinic leaves
+MFA optional) steps up with its password instead (:meth:`StepUpOps.step_up_password`):
+without it such a patient could never export or erase their record, since signing in again
+with the password alone never sets ``strong_auth_at``. The password step-up is refused to
+every account that has, had, or must have a factor: it must never be a downgrade path."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Connection
 from webauthn.helpers.structs import UserVerificationRequirement
 
 from secretum.identity import webauthn as wa
@@ -15,13 +22,14 @@ from secretum.identity.accounts import AccountRow
 from secretum.identity.errors import (
     AuthError,
     InvalidCode,
+    InvalidCredentials,
     StepUpRequired,
     TotpReplayed,
     WebAuthnRefused,
 )
 from secretum.identity.factor_store import StoredCredential
 from secretum.identity.factors import match_step
-from secretum.identity.model import NewSession, Session, utc
+from secretum.identity.model import NewSession, Session, mfa_required, utc
 from secretum.identity.service_base import LOGIN, WebAuthnStart, Who
 from secretum.identity.service_webauthn import WebAuthnSteps
 
@@ -84,6 +92,53 @@ class StepUpOps(WebAuthnSteps):
             if step is None:
                 raise InvalidCode()
             return self._stepped_up(session_id, session, row, now, address, totp_step=step)
+        except AuthError as exc:
+            raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
+
+    def password_step_up_allowed(self, session_id: str, *, now: datetime) -> bool:
+        """True when the session's account may step up with its password: no usable second
+        factor, none ever enrolled (every factor blocked or removed is not "none": no silent
+        downgrade, as at sign-in), and MFA optional for its role."""
+        session = self._session(session_id, utc(now))
+        with self._read() as conn:
+            row = self.accounts.by_id(conn, session.user_id)
+            return row is not None and self._password_only(conn, row)
+
+    def _password_only(self, conn: Connection, row: AccountRow) -> bool:
+        if mfa_required(row.role, self.settings):
+            return False
+        if self.factors.has_factor_history(conn, row.user_id):
+            return False
+        state = self.factors.totp(conn, row.user_id)
+        return not self.factors.credentials_of(conn, row.user_id) and (
+            state is None or state.secret is None
+        )
+
+    def step_up_password(
+        self, session_id: str, password: str, *, now: datetime, address: str | None = None
+    ) -> NewSession:
+        """The password again, for an account without a second factor that may have none
+        (see :meth:`password_step_up_allowed`): the session is rotated with
+        ``strong_auth_at`` = now. Any other account gets :class:`StepUpRequired` (use a
+        factor). A wrong password counts in the step-up bucket and is audited as a failed
+        login, like a wrong code."""
+        now = utc(now)
+        session, row = self._step_up_session(session_id, now, address)
+        keys = self._step_up_keys(row)
+        with self._read() as conn:
+            allowed = self._password_only(conn, row)
+        if not allowed:
+            raise self._refuse(
+                StepUpRequired("this account steps up with its second factor"),
+                now,
+                account=row,
+                keys=keys,
+                address=address,
+            )
+        try:
+            if not self.hasher.verify(row.password_hash, password):
+                raise InvalidCredentials()
+            return self._stepped_up(session_id, session, row, now, address)
         except AuthError as exc:
             raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
 

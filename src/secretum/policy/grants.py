@@ -262,3 +262,17 @@ def expired_unclosed(conn: Connection, now: datetime) -> list[Grant]:
         .order_by(g.expires_at, g.grant_id)
     ).mappings()
     return [_grant(r) for r in rows]
+
+
+def reviewed_grants(conn: Connection, *, limit: int, offset: int = 0) -> list[Grant]:
+    """Grants a DPO has reviewed, the latest review first (the DPO's review history): ids,
+    times and outcomes, never the reason. The caller checks ``Action.REVIEW_BREAK_GLASS``."""
+    rows = conn.execute(
+        select(*_COLUMNS)
+        .select_from(_JOINED)
+        .where(break_glass_reviews.c.grant_id.is_not(None))
+        .order_by(break_glass_reviews.c.reviewed_at.desc(), break_glass_grants.c.grant_id)
+        .limit(limit)
+        .offset(offset)
+    ).mappings()
+    return [_grant(r) for r in rows]

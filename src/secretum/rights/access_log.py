@@ -9,7 +9,7 @@ outcome (failed and refused attempts are shown too) and whether it was a break-t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +24,9 @@ from secretum.records.service import RecordService
 
 BREAK_GLASS_PURPOSES = frozenset({"ETREAT", "BTG"})
 MAX_PAGE = 200
+#: The grouped log reads at most this many of the newest entries (a patient's log is small;
+#: past this the page says the oldest are left out).
+MAX_SCAN = 10_000
 
 
 @dataclass(frozen=True)
@@ -144,5 +147,127 @@ def access_history(
         records.door.authorize(conn, attempt, Action.READ_ACCESS_LOG, resource)
         attempt.target("Patient", pid, pid)
         return read_access_entries(conn, pid, limit=limit, before=before)
+
+    return records.door.read(attempt, work)
+
+
+# -- the log in a patient's words: repeated accesses grouped --------------------------------
+
+#: DICOM subtypes of the emergency access (start / end)
+_EMERGENCY = {"110127": "emergency-start", "110138": "emergency-end"}
+_ACTIONS = {"R": "view", "C": "create", "U": "update", "D": "delete"}
+
+
+def kind_of(entry: AccessEntry) -> str:
+    """What was done, as a patient would say it: ``view``, ``create``, ``update``,
+    ``delete``, ``export``, ``log`` (the access log or the audit about them was read),
+    ``emergency-start`` / ``emergency-end``, or ``other``."""
+    if entry.subtype in _EMERGENCY:
+        return _EMERGENCY[entry.subtype]
+    if entry.event_type == EventType.AUDIT_LOG_USED:
+        return "log"
+    if entry.event_type == EventType.EXPORT:
+        return "export"
+    return _ACTIONS.get(entry.action, "other")
+
+
+def _outcome_class(outcome: int) -> int:
+    """0 (done), 4 (refused) or 8 (failed): the three a patient is shown."""
+    return 0 if outcome == 0 else 4 if outcome == 4 else 8
+
+
+@dataclass(frozen=True)
+class AccessGroup:
+    """Accesses of one person, for one purpose, on one day (clinic time), of one kind and one
+    outcome: how many, the first and last time."""
+
+    actor_id: str
+    actor_role: str
+    purpose: str | None
+    day: date
+    kind: str
+    outcome: int
+    count: int
+    first: datetime
+    last: datetime
+    break_glass: bool
+
+
+@dataclass(frozen=True)
+class GroupPage:
+    """One page of groups, newest first; ``page`` counts from 1."""
+
+    groups: list[AccessGroup]
+    page: int
+    has_next: bool
+    truncated: bool  # more than MAX_SCAN entries: the oldest are not grouped
+
+
+def group_accesses(entries: list[AccessEntry], tz: tzinfo) -> list[AccessGroup]:
+    """Group ``entries`` (newest first) by (actor, purpose, day in ``tz``, kind, outcome);
+    the groups come newest first (by their last access)."""
+    found: dict[tuple[str, str | None, date, str, int], list[AccessEntry]] = {}
+    for entry in entries:
+        key = (
+            entry.actor_id,
+            entry.purpose,
+            entry.recorded.astimezone(tz).date(),
+            kind_of(entry),
+            _outcome_class(entry.outcome),
+        )
+        found.setdefault(key, []).append(entry)
+    groups = [
+        AccessGroup(
+            actor_id=actor_id,
+            actor_role=members[0].actor_role,
+            purpose=purpose,
+            day=day,
+            kind=kind,
+            outcome=outcome,
+            count=len(members),
+            first=min(m.recorded for m in members),
+            last=max(m.recorded for m in members),
+            break_glass=purpose in BREAK_GLASS_PURPOSES,
+        )
+        for (actor_id, purpose, day, kind, outcome), members in found.items()
+    ]
+    return sorted(groups, key=lambda g: (g.last, g.actor_id, g.kind), reverse=True)
+
+
+def grouped_access_history(
+    records: RecordService,
+    actor: Actor,
+    purpose: Purpose,
+    now: datetime,
+    patient_id: str,
+    tz: tzinfo,
+    *,
+    page: int = 1,
+    per_page: int = 50,
+    source_address: str | None = None,
+) -> GroupPage:
+    """Who accessed the data of ``patient_id``, grouped for a patient (see
+    :func:`group_accesses`), ``per_page`` groups a page; guarded (READ_ACCESS_LOG) and
+    audited like :func:`access_history`."""
+    attempt = Attempt(
+        actor, purpose, now, EventType.AUDIT_LOG_USED, "search", EventAction.READ, source_address
+    )
+
+    def work(conn: Connection) -> GroupPage:
+        pid = check_id(patient_id, "patient")
+        if not 1 <= per_page <= MAX_PAGE or not 1 <= page <= MAX_SCAN:
+            raise InvalidResource(f"a page holds 1 to {MAX_PAGE} groups; pages count from 1")
+        resource = Resource("AuditEvent", pid)
+        records.door.authorize(conn, attempt, Action.READ_ACCESS_LOG, resource)
+        attempt.target("Patient", pid, pid)
+        read = read_access_entries(conn, pid, limit=MAX_SCAN)
+        groups = group_accesses(read.entries, tz)
+        start = (page - 1) * per_page
+        return GroupPage(
+            groups[start : start + per_page],
+            page,
+            len(groups) > start + per_page,
+            read.next_before is not None,
+        )
 
     return records.door.read(attempt, work)

@@ -5,12 +5,17 @@ modules of :mod:`secretum.rights`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from secretum.policy.model import Actor, Purpose
 from secretum.records.fhir import FhirRecord
 from secretum.records.service import RecordService
-from secretum.rights.access_log import AccessPage, access_history
+from secretum.rights.access_log import (
+    AccessPage,
+    GroupPage,
+    access_history,
+    grouped_access_history,
+)
 from secretum.rights.erasure import DEFAULT_RETENTION_YEARS, ErasureOutcome, ErasureRun, Erasures
 from secretum.rights.export import RecordExport, export_record
 from secretum.rights.ports import CareTeamOf, ErasureHook, RestrictionFlags, Shredder
@@ -57,6 +62,32 @@ class RightsService:
             patient_id,
             limit=limit,
             before=before,
+            source_address=source_address,
+        )
+
+    def grouped_access_history(
+        self,
+        actor: Actor,
+        purpose: Purpose,
+        now: datetime,
+        patient_id: str,
+        tz: tzinfo,
+        *,
+        page: int = 1,
+        per_page: int = 50,
+        source_address: str | None = None,
+    ) -> GroupPage:
+        """Who accessed the patient's data, in a patient's words: repeated accesses of one
+        person, purpose, day and kind grouped, newest first, ``per_page`` groups a page."""
+        return grouped_access_history(
+            self.records,
+            actor,
+            purpose,
+            now,
+            patient_id,
+            tz,
+            page=page,
+            per_page=per_page,
             source_address=source_address,
         )
 

@@ -2,6 +2,7 @@
 
 # Each context adds its table module here (one line, kept sorted).
 import secretum.agenda.store
+import secretum.audit.browse
 import secretum.audit.store
 import secretum.consent.paper
 import secretum.consent.tables

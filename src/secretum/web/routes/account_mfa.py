@@ -9,7 +9,8 @@ Routes:
 * ``POST /account/totp/setup`` · ``GET /account/totp/qr.svg`` · ``POST /account/totp/confirm``;
 * ``GET /account/recovery-codes`` — the codes issued by a WebAuthn enrolment, once;
 * ``GET /account/step-up`` · ``POST /account/step-up/options|verify`` (JSON) ·
-  ``POST /account/step-up/totp`` · ``POST /account/step-up/again`` (sign in again instead).
+  ``POST /account/step-up/totp`` · ``POST /account/step-up/password`` (accounts without a
+  second factor where MFA is optional) · ``POST /account/step-up/again`` (sign in again).
 
 A call that strengthens the session (first factor enrolled, step-up) rotates its id: the new
 id is set as the cookie before the next page.
@@ -32,6 +33,7 @@ from secretum.web.authflow import (
     AnySession,
     FullSession,
     Holder,
+    Problem,
     ceremony_json,
     identity,
     json_problem,
@@ -196,18 +198,31 @@ async def recovery_codes(request: Request, caller: FullSession, k: str = "") -> 
 # -- step-up ----------------------------------------------------------------------------------
 
 
-@router.get("/step-up")
-async def step_up_form(request: Request, caller: FullSession, next: str = "/") -> Response:
-    """Prove a second factor again before a sensitive act."""
-    target = safe_next(next)
-    factors = factor_summary(identity(request), caller.session_id, now=now(request))
+def _step_up_page(
+    request: Request, caller: FullSession, target: str, found: Problem | None = None
+) -> Response:
+    """The step-up page: the factors the account has; the password when it has none and may
+    have none (with a link to add a factor); "sign in again" only where it helps (a sign-in
+    with a factor is a strong one; a password-only sign-in is not)."""
+    svc = identity(request)
+    when = now(request)
     return page(
         request,
         "account_step_up.html",
-        factors=factors,
+        status_code=found.status if found else 200,
+        headers=found.headers if found else None,
+        problem=found,
+        factors=factor_summary(svc, caller.session_id, now=when),
+        password_ok=svc.password_step_up_allowed(caller.session_id, now=when),
         next=target,
         verify_url=f"/account/step-up/verify?next={quote(target)}",
     )
+
+
+@router.get("/step-up")
+async def step_up_form(request: Request, caller: FullSession, next: str = "/") -> Response:
+    """Prove a second factor (or, without one, the password) again before a sensitive act."""
+    return _step_up_page(request, caller, safe_next(next))
 
 
 @router.post("/step-up/options")
@@ -249,23 +264,33 @@ async def step_up_totp(
 ) -> Response:
     """A fresh authenticator-app code: the session is strengthened (new id)."""
     target = safe_next(next)
-    svc = identity(request)
     try:
-        rotated = svc.step_up_totp(
+        rotated = identity(request).step_up_totp(
             caller.session_id, "".join(code.split()), now=now(request), address=caller.address
         )
     except IdentityError as exc:
-        found = problem(request, exc)
-        return page(
-            request,
-            "account_step_up.html",
-            status_code=found.status,
-            headers=found.headers,
-            problem=found,
-            factors=factor_summary(svc, caller.session_id, now=now(request)),
-            next=target,
-            verify_url=f"/account/step-up/verify?next={quote(target)}",
+        return _step_up_page(request, caller, target, problem(request, exc))
+    response = redirect(target)
+    set_session_cookie(response, rotated.session_id)
+    return response
+
+
+@router.post("/step-up/password")
+async def step_up_password(
+    request: Request,
+    caller: FullSession,
+    password: Annotated[str, Form(max_length=2048)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "/",
+) -> Response:
+    """The password again, for an account without a second factor (MFA optional for it):
+    the session is strengthened (new id). The service refuses every other account."""
+    target = safe_next(next)
+    try:
+        rotated = identity(request).step_up_password(
+            caller.session_id, password, now=now(request), address=caller.address
         )
+    except IdentityError as exc:
+        return _step_up_page(request, caller, target, problem(request, exc))
     response = redirect(target)
     set_session_cookie(response, rotated.session_id)
     return response

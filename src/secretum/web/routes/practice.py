@@ -29,6 +29,7 @@ from secretum.consent.store import ConsentMethod
 from secretum.consent.texts import LANGUAGES
 from secretum.policy.model import Actor, Purpose, Role, Sensitivity
 from secretum.policy.rules import CARE_PURPOSES
+from secretum.records.directory import search_my_patients
 from secretum.records.documents import CONTENT_TYPES, CheckedUpload
 from secretum.records.fhir import instant
 from secretum.services import Services
@@ -114,19 +115,27 @@ def sensitivity_of(value: str) -> Sensitivity:
     return Sensitivity.RESTRICTED if value == "restricted" else Sensitivity.NORMAL
 
 
+#: The section (tab) of the record page each confirmation belongs to.
+TAB_OF = {"observation": "measurements", "document": "documents", "referred": "actions"}
+
+
 def to_record(patient_id: str, purpose: Purpose, done: str) -> RedirectResponse:
-    return pages.done(f"/practice/patients/{patient_id}?purpose={purpose}", done)
+    """Back to the record, on the section (tab) where the change shows."""
+    response = pages.done(f"/practice/patients/{patient_id}?purpose={purpose}", done)
+    tab = "consents" if done.startswith("consent-") else TAB_OF.get(done, "summary")
+    response.headers["location"] += f"#{tab}"
+    return response
 
 
 # -- my patients --------------------------------------------------------------------------------
 
 
-@router.get("/patients", response_class=HTMLResponse)
-def my_patients(
-    caller: PractitionerCaller, request: Request, svc: Svc, plat: Plat, now: Now
+def patients_page(
+    request: Request, caller: Caller, svc: Services, plat: Platform, now: datetime, query: str = ""
 ) -> HTMLResponse:
     """The patients whose care team I am in; each one's name when the policy lets me read it
-    (one guarded, audited read each), else the reason why not."""
+    (one guarded, audited read each), else the reason why not; only those matching ``query``
+    (a name, an INS or an e-mail: see :func:`secretum.records.directory.search_my_patients`)."""
     purpose = default_purpose(caller.actor)
     rows: list[dict[str, Any]] = []
     for patient_id in reads.patients_of(plat, caller.user_id, now):
@@ -145,15 +154,47 @@ def my_patients(
         except pages.HANDLED as exc:
             row["reason"] = pages.error_key(exc)
         rows.append(row)
+    searched = bool(query.strip())
+    if searched:
+        names = {r["id"]: (r["patient"] or {}).get("name", "") for r in rows}
+        wanted = search_my_patients(
+            svc.records,
+            caller.actor,
+            purpose,
+            now,
+            names,
+            query,
+            source_address=pages.address(caller),
+        )
+        rows = [r for r in rows if r["id"] in wanted]
     return render(
         request,
         "practice_patients.html",
         rows=rows,
+        query=query.strip()[:200],
+        searched=searched,
         names=reads.staff(plat, {r.source_id for row in rows for r in row["via"] if r.source_id}),
         purpose=str(purpose),
         grants=reads.grants_held(plat, caller.user_id, now),
         **pages.ctx(request),
     )
+
+
+@router.get("/patients", response_class=HTMLResponse)
+def my_patients(
+    caller: PractitionerCaller, request: Request, svc: Svc, plat: Plat, now: Now
+) -> HTMLResponse:
+    """My patients (see :func:`patients_page`)."""
+    return patients_page(request, caller, svc, plat, now)
+
+
+@router.post("/patients", response_class=HTMLResponse, **pages.back_to("/practice/patients"))
+def search_patients(
+    caller: PractitionerCaller, request: Request, svc: Svc, plat: Plat, now: Now, q: FormStr = ""
+) -> HTMLResponse:
+    """Search my patients by name, INS or e-mail. A POST, so that the words searched (a name,
+    an INS) stay out of URLs, browser history and access logs."""
+    return patients_page(request, caller, svc, plat, now, q)
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from secretum.audit.model import ID_PATTERN
 from secretum.bootstrap import Platform
 from secretum.policy.breakglass import MAX_REASON_CHARS
+from secretum.records.directory import emergency_lookup
 from secretum.services import Services
 from secretum.web import care_pages as pages
 from secretum.web import care_reads as reads
@@ -81,10 +82,23 @@ def declare(
     plat: Plat,
     now: Now,
     patient_id: FormStr = "",
+    ins: FormStr = "",
     reason: FormStr = "",
 ) -> Response:
-    """Declare an emergency on a patient: read access for the grant's duration."""
+    """Declare an emergency on a patient, found by INS (exact, through the blind index, after
+    the step-up) or by id: read access for the grant's duration. No search by name: see
+    :mod:`secretum.records.directory`."""
     patient_id = patient_id.strip()
+    if ins.strip() and not patient_id:
+        with pages.step_up_then(PAGE):
+            found = emergency_lookup(
+                svc.records, caller.actor, now, ins, source_address=pages.address(caller)
+            )
+        if found is None:
+            return emergency_page(
+                request, caller.user_id, plat, now, error="error.unknown_ins", status=404
+            )
+        patient_id = found
     if not ID_PATTERN.fullmatch(patient_id) or not reads.is_patient(plat, patient_id):
         return emergency_page(
             request, caller.user_id, plat, now, error="error.unknown_patient", status=404
