@@ -2,7 +2,7 @@
 
 ``decide(actor, action, resource, purpose, now, facts)`` reads nothing but its arguments and the
 rule tables of :mod:`secretum.policy.rules`: no database, no clock, no randomness. The stores
-gather the :class:`~secretum.policy.model.Facts` (:func:`secretum.policy.facts.load_facts`) and
+gather the :class:`~secretum.access.model.Facts` (:func:`secretum.policy.facts.load_facts`) and
 the repositories call this function on every read and write (enforcement where data is read).
 
 Evaluation:
@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from secretum.policy.model import (
+from secretum.access.errors import refuse
+from secretum.access.model import (
     Action,
     Actor,
     Decision,
@@ -46,14 +47,6 @@ from secretum.policy.rules import (
     Condition,
     Rule,
 )
-
-
-class AccessDenied(PermissionError):
-    """A service refused a request; ``decision`` says why (a stable code, never data)."""
-
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(decision.reason)
-        self.decision = decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +169,8 @@ def require(
     now: datetime,
     facts: Facts,
 ) -> Decision:
-    """:func:`decide`, raising :class:`AccessDenied` when the answer is no."""
+    """:func:`decide`, raising :class:`~secretum.access.errors.AccessDenied` (or its
+    :class:`~secretum.access.errors.StepUpRequired`) when the answer is no."""
     decision = decide(actor, action, resource, purpose, now, facts)
-    if not decision.allowed:
-        raise AccessDenied(decision)
+    refuse(decision)
     return decision

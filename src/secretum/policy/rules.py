@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from secretum.policy.model import Action, Purpose, Role
+from secretum.access.model import Action, Purpose, Role
 
 #: A step-up (second factor, WebAuthn user verification) counts as fresh for this long.
 STEP_UP_MAX_AGE = timedelta(minutes=5)

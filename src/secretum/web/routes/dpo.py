@@ -12,14 +12,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy.exc import IntegrityError
 
-from secretum.bootstrap import Platform
+from secretum.access.model import Purpose, Role
+from secretum.policy.breakglass import AlreadyReviewed
 from secretum.policy.grants import ReviewOutcome
-from secretum.policy.model import Role
 from secretum.services import Services
 from secretum.web import care_pages as pages
-from secretum.web import care_reads as reads
 from secretum.web import deps
 from secretum.web.deps import Caller
 from secretum.web.i18n import translate
@@ -29,39 +27,36 @@ router = APIRouter(prefix="/dpo", route_class=pages.CarePageRoute, include_in_sc
 
 DpoCaller = Annotated[Caller, Depends(deps.role(Role.DPO))]
 Svc = Annotated[Services, Depends(deps.services_dep)]
-Plat = Annotated[Platform, Depends(deps.platform_dep)]
 Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 REVIEWS = "/dpo/break-glass"
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit(caller: DpoCaller, request: Request, plat: Plat, now: Now) -> HTMLResponse:
+def audit(caller: DpoCaller, request: Request, svc: Svc, now: Now) -> HTMLResponse:
     """The audit log: tree size, root, last signed checkpoint; a button to verify it."""
-    status = reads.audit_status(plat, caller.actor, now, source_address=pages.address(caller))
+    status = svc.oversight.audit_status(caller.context(Purpose.OPERATIONS, now))
     return render(request, "dpo_audit.html", status=status, **pages.ctx(request))
 
 
 @router.post("/audit/verify", response_class=HTMLResponse, **pages.back_to("/dpo/audit"))
-def verify(caller: DpoCaller, request: Request, plat: Plat, now: Now) -> HTMLResponse:
+def verify(caller: DpoCaller, request: Request, svc: Svc, now: Now) -> HTMLResponse:
     """Verify the whole log now (RFC 9162 tree, signed checkpoints, witness file): OK, or the
     first finding."""
-    status = reads.audit_status(
-        plat, caller.actor, now, run_verify=True, source_address=pages.address(caller)
-    )
+    status = svc.oversight.audit_status(caller.context(Purpose.OPERATIONS, now), run_verify=True)
     return render(request, "dpo_audit.html", status=status, **pages.ctx(request))
 
 
 def reviews_page(
     request: Request,
     caller: Caller,
-    plat: Platform,
+    svc: Services,
     now: datetime,
     *,
     reason: tuple[str, str] | None = None,
     done: str = "",
 ) -> HTMLResponse:
-    queue = reads.break_glass_queue(plat, caller.actor, now, source_address=pages.address(caller))
+    queue = svc.oversight.review_queue(caller.context(Purpose.OPERATIONS, now))
     grants = [grant for grant, _ in queue]
     messages = []
     if done == "reviewed":
@@ -71,7 +66,7 @@ def reviews_page(
         "dpo_break_glass.html",
         grants=grants,
         accesses={grant.grant_id: entries for grant, entries in queue},
-        names=reads.staff(plat, {g.practitioner_id for g in grants}),
+        names=svc.directory.staff({g.practitioner_id for g in grants}),
         outcomes=[str(o) for o in ReviewOutcome],
         reason=reason,
         now=now,
@@ -82,29 +77,26 @@ def reviews_page(
 
 @router.get("/break-glass", response_class=HTMLResponse)
 def break_glass(
-    caller: DpoCaller, request: Request, plat: Plat, now: Now, done: str = ""
+    caller: DpoCaller, request: Request, svc: Svc, now: Now, done: str = ""
 ) -> HTMLResponse:
     """Break-the-glass grants waiting for a review: who, which patient (id), when, how long."""
-    return reviews_page(request, caller, plat, now, done=done)
+    return reviews_page(request, caller, svc, now, done=done)
 
 
 @router.post(
     "/break-glass/{grant_id}/reason", response_class=HTMLResponse, **pages.back_to(REVIEWS)
 )
 def read_reason(
-    grant_id: str, caller: DpoCaller, request: Request, svc: Svc, plat: Plat, now: Now
+    grant_id: str, caller: DpoCaller, request: Request, svc: Svc, now: Now
 ) -> HTMLResponse:
     """Open the written reason of a grant (sealed with the patient's key; audited)."""
-    with plat.engine.begin() as conn:
-        text = svc.break_glass.read_reason(
-            conn, caller.actor, grant_id, now, source_address=pages.address(caller)
-        )
-    return reviews_page(request, caller, plat, now, reason=(grant_id, text))
+    text = svc.break_glass.read_reason(caller.context(Purpose.OPERATIONS, now), grant_id)
+    return reviews_page(request, caller, svc, now, reason=(grant_id, text))
 
 
 @router.post("/break-glass/{grant_id}/review", **pages.back_to(REVIEWS))
 def review(
-    grant_id: str, caller: DpoCaller, svc: Svc, plat: Plat, now: Now, outcome: FormStr = ""
+    grant_id: str, caller: DpoCaller, svc: Svc, now: Now, outcome: FormStr = ""
 ) -> RedirectResponse:
     """Record my conclusion: justified, unjustified, or needs follow-up."""
     try:
@@ -112,10 +104,7 @@ def review(
     except ValueError:
         raise pages.PageError(400, "error.outcome") from None
     try:
-        with plat.engine.begin() as conn:
-            svc.break_glass.review(
-                conn, grant_id, caller.actor, chosen, now, source_address=pages.address(caller)
-            )
-    except IntegrityError:  # reviewed meanwhile (a second submit): the first review stands
+        svc.break_glass.review(caller.context(Purpose.OPERATIONS, now), grant_id, chosen)
+    except AlreadyReviewed:  # reviewed meanwhile (a second submit): the first review stands
         raise pages.PageError(409, "error.already_reviewed") from None
     return pages.done(REVIEWS, "reviewed")
