@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Figure
+from secretum.access.context import RequestContext
 
 DB = os.environ.get("SECRETUM_BENCH_DB", "sqlite")
 PG_URL = os.environ.get(
@@ -109,12 +110,12 @@ def prepare(data_dir: Path, passphrase: str, database_url: str | None) -> tuple[
     """Initialise a platform, seed it through its use cases; the session id and the resource."""
     from sqlalchemy import text
 
+    from secretum.access.model import Actor, Purpose, Role
     from secretum.bootstrap import init_platform
     from secretum.consent.store import ConsentMethod
     from secretum.identity.factors import time_step, totp_code
     from secretum.identity.service_signin import SignedIn
     from secretum.keys.keyring import utc_now
-    from secretum.policy.model import Actor, Purpose, Role
 
     platform = init_platform(_settings(data_dir, database_url), passphrase)
     svc, now = platform.services, utc_now()
@@ -153,22 +154,21 @@ def prepare(data_dir: Path, passphrase: str, database_url: str | None) -> tuple[
     doctor = strong_session("doctor@bench.invalid")
     pid, patient = ids["patient"], Actor(ids["patient"], Role.PATIENT)
     gp = Actor(ids["doctor"], Role.PRACTITIONER)
-    with platform.engine.begin() as conn:
-        svc.choices.invite(conn, patient, patient_id=pid, practitioner_id=gp.user_id, now=now)
-        svc.consent.grant(
-            conn,
-            patient,
-            patient_id=pid,
-            purpose=Purpose.TELECONSULTATION,
-            text_sha256=svc.consent.texts.current(Purpose.TELECONSULTATION, "fr").sha256,
-            method=ConsentMethod.WEB_CHECKBOX,
-            now=now,
-        )
+    svc.choices.invite(
+        RequestContext(patient, Purpose.PATIENT_REQUEST, now),
+        patient_id=pid,
+        practitioner_id=gp.user_id,
+    )
+    svc.consent.grant(
+        RequestContext(patient, Purpose.PATIENT_REQUEST, now),
+        patient_id=pid,
+        purpose=Purpose.TELECONSULTATION,
+        text_sha256=svc.consent.texts.current(Purpose.TELECONSULTATION, "fr").sha256,
+        method=ConsentMethod.WEB_CHECKBOX,
+    )
     care = Purpose.TELECONSULTATION
     svc.records.create(
-        gp,
-        care,
-        now,
+        RequestContext(gp, care, now),
         {"resourceType": "Patient", "id": pid, "name": [{"family": "Bench", "given": ["Patient"]}]},
         resource_id=pid,
         patient_id=pid,
@@ -188,7 +188,7 @@ def prepare(data_dir: Path, passphrase: str, database_url: str | None) -> tuple[
             "code": "/min",
         },
     }
-    record = svc.records.create(gp, care, now, observation, patient_id=pid)
+    record = svc.records.create(RequestContext(gp, care, now), observation, patient_id=pid)
     with platform.engine.begin() as conn:
         conn.execute(text(f"CREATE TABLE {PLAIN_TABLE} (id VARCHAR(64) PRIMARY KEY, body TEXT)"))
         conn.execute(

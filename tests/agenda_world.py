@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Connection, Engine
 
+from secretum.access.model import Actor, Purpose, Role
 from secretum.agenda.model import Availability, Modality, WeeklyHours
 from secretum.agenda.service import AgendaService, AgendaSettings
 from secretum.audit.log import AuditLog
@@ -25,8 +26,7 @@ from secretum.consent.service import ConsentService
 from secretum.consent.store import ConsentMethod
 from secretum.consent.texts import default_texts
 from secretum.mail import MailError, Message
-from secretum.policy.model import Actor, Purpose, Role
-from secretum.records.guard import PolicyGuard
+from secretum.policy.guard import PolicyGuard
 
 PARIS = ZoneInfo("Europe/Paris")
 #: Monday 2 March 2026, 08:00 in Paris (07:00 UTC).

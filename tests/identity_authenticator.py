@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, encode_cbor
 
+from secretum.access.model import Role
 from secretum.audit.log import AuditLog
 from secretum.crypto.blind_index import BlindIndex
 from secretum.crypto.kms.fake import FakeKMS
@@ -41,7 +42,6 @@ from secretum.identity.service_signin import SignedIn
 from secretum.identity.sessions import DbSessionStore, SessionStore
 from secretum.identity.webauthn import WebAuthnConfig
 from secretum.keys.keyring import KeyRing
-from secretum.policy.model import Role
 
 RP_ID = "secretum.test"
 ORIGIN = "https://secretum.test"

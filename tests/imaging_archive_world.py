@@ -19,6 +19,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
+from secretum.access.guard import TableGuard, allow
+from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.log import AuditLog
 from secretum.audit.store import audit_entries
 from secretum.consent.service import ConsentService
@@ -30,10 +32,9 @@ from secretum.imaging.archive import ImagingArchive
 from secretum.keys.keyring import KeyRing
 from secretum.policy import care
 from secretum.policy.care import CareBasis
-from secretum.policy.model import Actor, Purpose, Role
+from secretum.policy.guard import PolicyGuard
 from secretum.policy.rules import IDENTITY_VIGILANCE_SPECIALTY
 from secretum.records.files import FileStore
-from secretum.records.guard import PolicyGuard, TableGuard, allow
 from secretum.records.service import RecordService
 from secretum.records.store import RecordStore
 from secretum.storage.blobs import FileSystemBlobStore

@@ -33,6 +33,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from identity_authenticator import PASSWORD, enrol_totp
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.log import AuditLog
 from secretum.bootstrap import Platform, bind_row_mac
 from secretum.config import Settings
@@ -45,7 +47,6 @@ from secretum.identity.passwords import FAST_ARGON2
 from secretum.identity.service import IdentityService
 from secretum.identity.service_signin import SecondFactorRequired, SignedIn
 from secretum.keys.keyring import KeyRing
-from secretum.policy.model import Actor, Purpose, Role
 from secretum.records.files import FileStore
 from secretum.records.store import RecordStore
 from secretum.services import Services, build_services
@@ -287,7 +288,7 @@ def _enrol(
 
 def seed_clinic(world: WebWorld) -> None:
     """Care relationships, consents and records of the four scenario patients (see above)."""
-    svc, now, plat = world.services, world.clock.now, world.platform
+    svc, now = world.services, world.clock.now
     gp, radio = world.users["gp"], world.users["radio"]
     teams = {"own": [gp, radio], "other": [gp], "nocare": [radio], "noconsent": [gp]}
     consents = {
@@ -298,25 +299,20 @@ def seed_clinic(world: WebWorld) -> None:
     }
     for name, team in teams.items():
         patient = world.users[name]
-        with plat.engine.begin() as conn:
-            for member in team:
-                world.ids[f"rel:{name}:{member.name}"] = svc.choices.invite(
-                    conn,
-                    patient.actor,
-                    patient_id=patient.user_id,
-                    practitioner_id=member.user_id,
-                    now=now,
-                )
-            for purpose in consents[name]:
-                svc.consent.grant(
-                    conn,
-                    patient.actor,
-                    patient_id=patient.user_id,
-                    purpose=purpose,
-                    text_sha256=svc.consent.texts.current(purpose, "fr").sha256,
-                    method=ConsentMethod.WEB_CHECKBOX,
-                    now=now,
-                )
+        for member in team:
+            world.ids[f"rel:{name}:{member.name}"] = svc.choices.invite(
+                RequestContext(patient.actor, Purpose.PATIENT_REQUEST, now),
+                patient_id=patient.user_id,
+                practitioner_id=member.user_id,
+            )
+        for purpose in consents[name]:
+            svc.consent.grant(
+                RequestContext(patient.actor, Purpose.PATIENT_REQUEST, now),
+                patient_id=patient.user_id,
+                purpose=purpose,
+                text_sha256=svc.consent.texts.current(purpose, "fr").sha256,
+                method=ConsentMethod.WEB_CHECKBOX,
+            )
     for name in teams:
         patient = world.users[name]
         author = radio if name == "nocare" else gp
@@ -339,12 +335,14 @@ def _seed_record(
         "gender": "female",
         "birthDate": "1980-05-17",
     }
-    svc.records.create(actor, purpose, now, patient, resource_id=pid, patient_id=pid)
-    obs = svc.records.create(actor, purpose, now, observation(pid, marker), patient_id=pid)
+    svc.records.create(
+        RequestContext(actor, purpose, now), patient, resource_id=pid, patient_id=pid
+    )
+    obs = svc.records.create(
+        RequestContext(actor, purpose, now), observation(pid, marker), patient_id=pid
+    )
     doc = svc.documents.create_document(
-        actor,
-        purpose,
-        now,
+        RequestContext(actor, purpose, now),
         document(pid, f"Compte rendu {marker}"),
         io.BytesIO(PDF),
         "application/pdf",
@@ -359,16 +357,15 @@ def _seed_without_consent(
     world: WebWorld, patient: WebUser, given: str, family: str, marker: str
 ) -> None:
     """The record of ``noconsent``, written while a consent held, then withdrawn."""
-    svc, now, plat = world.services, world.clock.now, world.platform
+    svc, now = world.services, world.clock.now
     text = svc.consent.texts.current(Purpose.TELECONSULTATION, "fr").sha256
+    ctx = RequestContext(patient.actor, Purpose.PATIENT_REQUEST, now)
     common: dict[str, Any] = {
         "patient_id": patient.user_id,
         "purpose": Purpose.TELECONSULTATION,
         "method": ConsentMethod.WEB_CHECKBOX,
-        "now": now,
     }
-    with plat.engine.begin() as conn:
-        svc.consent.grant(conn, patient.actor, text_sha256=text, **common)
+    svc.consent.grant(ctx, text_sha256=text, **common)
     _seed_record(
         world,
         world.users["gp"].actor,
@@ -378,8 +375,7 @@ def _seed_without_consent(
         family,
         marker,
     )
-    with plat.engine.begin() as conn:
-        svc.consent.withdraw(conn, patient.actor, **common)
+    svc.consent.withdraw(ctx, **common)
 
 
 def observation(pid: str, marker: str, value: float = 1.05) -> dict[str, Any]:

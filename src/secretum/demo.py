@@ -20,16 +20,30 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role, Sensitivity
 from secretum.consent.store import ConsentMethod
 from secretum.identity.factors import time_step, totp_code
 from secretum.identity.model import luhn_ok
 from secretum.identity.service_signin import SignedIn
-from secretum.policy.model import Actor, Purpose, Role, Sensitivity
 
 if TYPE_CHECKING:
-    from secretum.bootstrap import Platform
+    from sqlalchemy.engine import Engine
+
+    from secretum.services import Services
+
+
+class DemoPorts(Protocol):
+    """What the demo seeding needs (the composition root's ``Platform`` has it)."""
+
+    @property
+    def services(self) -> Services: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
 
 DOMAIN = "demo.secretum.invalid"
 CLINIC = "Cabinet des Tilleuls (fictif)"
@@ -113,7 +127,7 @@ def _instant(when: datetime) -> str:
 
 
 def seed_demo(
-    platform: Platform, now: datetime, *, echo: Callable[[str], object] = print
+    platform: DemoPorts, now: datetime, *, echo: Callable[[str], object] = print
 ) -> dict[str, Any]:
     """Create the demo clinic on ``platform`` at ``now``; print and return the accounts.
 
@@ -188,7 +202,7 @@ def print_accounts(result: dict[str, Any], echo: Callable[[str], object] = print
     echo(f"  Patients' INS (fictitious, for a break-the-glass declaration): {ins}")
 
 
-def _clinic(platform: Platform, ids: dict[str, str], now: datetime) -> None:
+def _clinic(platform: DemoPorts, ids: dict[str, str], now: datetime) -> None:
     """Care teams, consents and records, each through its guarded, audited use case."""
     svc = platform.services
     gp = Actor(ids["gp"], Role.PRACTITIONER, specialty="general-practice")
@@ -202,25 +216,26 @@ def _clinic(platform: Platform, ids: dict[str, str], now: datetime) -> None:
         if key == "paul":
             purposes.append(Purpose.TELERADIOLOGY)
             team.append(ids["radio"])
-        with platform.engine.begin() as conn:
-            for practitioner_id in team:
-                svc.choices.invite(
-                    conn, patient, patient_id=pid, practitioner_id=practitioner_id, now=now
-                )
-            for purpose in purposes:
-                svc.consent.grant(
-                    conn,
-                    patient,
-                    patient_id=pid,
-                    purpose=purpose,
-                    text_sha256=texts.current(purpose, "fr").sha256,
-                    method=ConsentMethod.WEB_CHECKBOX,
-                    now=now,
-                )
-            if key == "lea":
-                svc.choices.name_for_restricted(
-                    conn, patient, patient_id=pid, practitioner_id=ids["gp"], now=now
-                )
+        for practitioner_id in team:
+            svc.choices.invite(
+                RequestContext(patient, Purpose.PATIENT_REQUEST, now),
+                patient_id=pid,
+                practitioner_id=practitioner_id,
+            )
+        for purpose in purposes:
+            svc.consent.grant(
+                RequestContext(patient, Purpose.PATIENT_REQUEST, now),
+                patient_id=pid,
+                purpose=purpose,
+                text_sha256=texts.current(purpose, "fr").sha256,
+                method=ConsentMethod.WEB_CHECKBOX,
+            )
+        if key == "lea":
+            svc.choices.name_for_restricted(
+                RequestContext(patient, Purpose.PATIENT_REQUEST, now),
+                patient_id=pid,
+                practitioner_id=ids["gp"],
+            )
         family, given, gender, birth = IDENTITIES[key]
         patient_json = {
             "resourceType": "Patient",
@@ -231,18 +246,25 @@ def _clinic(platform: Platform, ids: dict[str, str], now: datetime) -> None:
             "identifier": [{"system": INS_TEST_SYSTEM, "value": DEMO_INS[key]}],
         }
         care = Purpose.TELECONSULTATION
-        svc.records.create(gp, care, now, patient_json, resource_id=pid, patient_id=pid)
+        svc.records.create(
+            RequestContext(gp, care, now), patient_json, resource_id=pid, patient_id=pid
+        )
         for i, (code, display, unit, value) in enumerate(MEASURES[key]):
             taken = now - timedelta(days=3 * (i + 1))
             svc.records.create(
-                gp, care, now, _observation(pid, code, display, unit, value, taken), patient_id=pid
+                RequestContext(gp, care, now),
+                _observation(pid, code, display, unit, value, taken),
+                patient_id=pid,
             )
         if key == "lea":
             sensitive = _observation(pid, "72166-2", "Tobacco smoking status", "", 0, now)
             sensitive.pop("valueQuantity")
             sensitive["valueString"] = "Fictitious sensitive note (demo)"
             svc.records.create(
-                gp, care, now, sensitive, patient_id=pid, sensitivity=Sensitivity.RESTRICTED
+                RequestContext(gp, care, now),
+                sensitive,
+                patient_id=pid,
+                sensitivity=Sensitivity.RESTRICTED,
             )
     report = {
         "resourceType": "DocumentReference",
@@ -253,9 +275,7 @@ def _clinic(platform: Platform, ids: dict[str, str], now: datetime) -> None:
         "content": [{"attachment": {}}],
     }
     svc.documents.create_document(
-        radio,
-        Purpose.TELERADIOLOGY,
-        now,
+        RequestContext(radio, Purpose.TELERADIOLOGY, now),
         report,
         io.BytesIO(REPORT),
         "application/pdf",

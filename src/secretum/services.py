@@ -1,4 +1,5 @@
-"""The use cases of a running platform, wired once from a :class:`~secretum.bootstrap.Platform`.
+"""The use cases of a running platform, wired once from its adapters (:class:`Ports`: the
+composition root, :mod:`secretum.bootstrap`, passes its ``Platform``).
 
 The web layer reaches these (``request.app.state.services``); it never builds one itself.
 Sessions and brute-force counters live in the main database by default, in Redis when
@@ -7,37 +8,78 @@ Sessions and brute-force counters live in the main database by default, in Redis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from sqlalchemy.engine import Connection
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.engine import Connection, Engine
 
 from secretum.agenda.service import AgendaService, AgendaSettings
-from secretum.consent.choices import PatientChoices
+from secretum.audit.log import AuditLog
+from secretum.config import Settings
 from secretum.consent.service import ConsentService
+from secretum.crypto.blind_index import BlindIndex
 from secretum.identity.accounts import AccountStore
+from secretum.identity.directory import StaffDirectory
 from secretum.identity.model import IdentitySettings
 from secretum.identity.ratelimit import DbRateLimiter, RateLimiter
 from secretum.identity.service import IdentityService
 from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
+from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
+from secretum.notices.reads import NoticeReads
 from secretum.policy import care
 from secretum.policy.breakglass import BreakGlassService
-from secretum.policy.oversight import AuditOversight
+from secretum.policy.choices import PatientChoices
+from secretum.policy.guard import PolicyGuard
+from secretum.policy.reads import CareReads
 from secretum.policy.referrals import CareTeamService
 from secretum.records.documents import DocumentService, FileLimits
-from secretum.records.guard import PolicyGuard
+from secretum.records.files import FileStore
 from secretum.records.service import RecordService
+from secretum.records.store import RecordStore
+from secretum.rights.oversight import OversightService
 from secretum.rights.ports import PolicyRestrictionFlags, platform_shredder
 from secretum.rights.service import RightsService
 
-if TYPE_CHECKING:
-    from secretum.bootstrap import Platform
+
+class Ports(Protocol):
+    """The adapters the use cases are wired on (the composition root's ``Platform`` is one):
+    settings, the main database, the key ring, the blind index, the audit log, the record and
+    file stores, the clock. The wiring never sees the composition root itself."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def keyring(self) -> KeyRing: ...
+
+    @property
+    def blind_index(self) -> BlindIndex: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def records(self) -> RecordStore: ...
+
+    @property
+    def files(self) -> FileStore: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+    @property
+    def audit_public_key(self) -> Ed25519PublicKey: ...
 
 
 @dataclass
@@ -52,7 +94,12 @@ class Services:
     rights: RightsService
     mailer: Mailer
     agenda: AgendaService
-    oversight: AuditOversight
+    #: read models of the pages (ids, codes, names of staff: no health data)
+    directory: StaffDirectory
+    care_reads: CareReads
+    notices: NoticeReads
+    #: the DPO's reads of the audit trail (through the door)
+    oversight: OversightService
 
 
 def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
@@ -61,7 +108,7 @@ def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
     return WebAuthnConfig(rp_id=host, rp_name="Secretum", origins=(base_url, *extra_origins))
 
 
-def _session_and_limits(platform: Platform) -> tuple[SessionStore, RateLimiter]:
+def _session_and_limits(platform: Ports) -> tuple[SessionStore, RateLimiter]:
     s = platform.settings
     timeouts = Timeouts(
         idle=timedelta(minutes=s.session_idle_minutes),
@@ -102,7 +149,7 @@ class AccountContacts:
         return None if row is None else self.accounts.open_personal(row).email
 
 
-def build_services(platform: Platform) -> Services:
+def build_services(platform: Ports) -> Services:
     s = platform.settings
     sessions, limiter = _session_and_limits(platform)
     identity = IdentityService(
@@ -118,7 +165,15 @@ def build_services(platform: Platform) -> Services:
             mfa_required_for_patients=s.mfa_required_for_patients,
         ),
     )
-    records = RecordService.from_platform(platform, PolicyGuard())
+    guard = PolicyGuard()
+    records = RecordService(
+        platform.engine,
+        platform.records,
+        platform.files,
+        platform.blind_index,
+        platform.audit,
+        guard,
+    )
     shred_key = platform_shredder(platform)
 
     def shred(patient_id: str, *, actor_id: str, actor_role: str) -> None:
@@ -130,7 +185,7 @@ def build_services(platform: Platform) -> Services:
     agenda = AgendaService(
         platform.engine,
         platform.audit,
-        PolicyGuard(),
+        guard,
         mailer=mailer,
         contacts=AccountContacts(identity.accounts),
         settings=AgendaSettings(
@@ -142,11 +197,15 @@ def build_services(platform: Platform) -> Services:
     )
     return Services(
         identity=identity,
-        consent=ConsentService(platform.audit),
-        choices=PatientChoices(platform.audit),
-        care_team=CareTeamService(platform.audit),
+        consent=ConsentService(platform.engine, platform.audit, guard),
+        choices=PatientChoices(platform.engine, platform.audit, guard),
+        care_team=CareTeamService(platform.engine, platform.audit, guard),
         break_glass=BreakGlassService(
-            platform.keyring, platform.audit, duration=timedelta(minutes=s.break_glass_minutes)
+            platform.engine,
+            platform.keyring,
+            platform.audit,
+            guard,
+            duration=timedelta(minutes=s.break_glass_minutes),
         ),
         records=records,
         documents=DocumentService(records, FileLimits(max_bytes=s.max_upload_mib * 1024 * 1024)),
@@ -159,5 +218,10 @@ def build_services(platform: Platform) -> Services:
         ),
         mailer=mailer,
         agenda=agenda,
-        oversight=AuditOversight(platform.engine, platform.audit, platform.audit_public_key),
+        directory=StaffDirectory(platform.engine, identity.accounts),
+        care_reads=CareReads(platform.engine),
+        notices=NoticeReads(platform.engine),
+        oversight=OversightService(
+            platform.engine, platform.audit, guard, platform.audit_public_key
+        ),
     )

@@ -17,14 +17,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from agenda_world import T0, Clinic, build_clinic, paris
+from secretum.access.errors import AccessDenied, Tampered
+from secretum.access.model import Actor, Role
 from secretum.agenda import store
 from secretum.agenda.model import Availability
 from secretum.audit.model import EventType, Outcome
 from secretum.audit.store import read_entries
 from secretum.policy import care
-from secretum.policy.model import Actor, Role
-from secretum.records.fhir import AccessDenied
-from secretum.records.guard import Tampered
 
 SLOT = paris(2026, 3, 3, 10, 0)
 

@@ -29,8 +29,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from secretum.access.context import RequestContext
+from secretum.access.model import Purpose
 from secretum.audit.store import audit_entries
-from secretum.policy.model import Purpose
 from secretum.records.fhir import MAX_DEPTH, InvalidResource, parse_json
 from secretum.records.service import file_url
 from web_world import PDF, WebWorld, clinic, document, observation
@@ -58,13 +59,17 @@ def world(tmp_path: Path, db_url: str) -> WebWorld:
         ins, email = IDENTITY[name]
         pid = world.users[name].user_id
         actor = world.users[author].actor
-        current = world.services.records.read(actor, purpose, world.clock.now, "Patient", pid)
+        current = world.services.records.read(
+            RequestContext(actor, purpose, world.clock.now), "Patient", pid
+        )
         body = {
             **current.resource,
             "identifier": [{"system": INS_SYSTEM, "value": ins}],
             "telecom": [{"system": "email", "value": email}],
         }
-        world.services.records.update(actor, purpose, world.clock.now, "Patient", pid, body)
+        world.services.records.update(
+            RequestContext(actor, purpose, world.clock.now), "Patient", pid, body
+        )
     return world
 
 
@@ -323,9 +328,7 @@ def test_a_document_uploaded_with_forged_fields_gets_the_servers(world: WebWorld
         {"attachment": {"url": file_url(world.ids["doc:nocare"], 1), "size": 1, "hash": "AAAA"}}
     ]
     made = world.services.documents.create_document(
-        gp.actor,
-        Purpose.TELECONSULTATION,
-        world.clock.now,
+        RequestContext(gp.actor, Purpose.TELECONSULTATION, world.clock.now),
         body,
         io.BytesIO(PDF),
         "application/pdf",

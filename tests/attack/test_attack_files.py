@@ -21,6 +21,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from secretum.access.context import RequestContext
+from secretum.access.guard import TableGuard, allow
+from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.log import AuditLog
 from secretum.crypto.blind_index import BlindIndex
 from secretum.crypto.context import FileContext
@@ -34,10 +37,8 @@ from secretum.crypto.streaming import (
     encrypt_stream,
 )
 from secretum.keys.keyring import KeyRing
-from secretum.policy.model import Actor, Purpose, Role
 from secretum.records.documents import DocumentService
 from secretum.records.files import FileStore
-from secretum.records.guard import TableGuard, allow
 from secretum.records.service import RecordService
 from secretum.records.store import RecordStore
 from secretum.records.tables import encrypted_files
@@ -162,9 +163,7 @@ def documents(engine: Engine, vault_engine: Engine, tmp_path: Path) -> DocumentS
         TableGuard([allow()]),
     )
     records.create(
-        Actor("pat-1", Role.PATIENT),
-        Purpose.PATIENT_REQUEST,
-        NOW,
+        RequestContext(Actor("pat-1", Role.PATIENT), Purpose.PATIENT_REQUEST, NOW),
         {"resourceType": "Patient", "id": "pat-1", "birthDate": "1984-12-01"},
         resource_id="pat-1",
     )
@@ -179,7 +178,10 @@ def _document(documents: DocumentService, content: bytes) -> str:
         "content": [{"attachment": {"title": "note.txt"}}],
     }
     doc = documents.create_document(
-        DOCTOR, Purpose.TELECONSULTATION, NOW, body, io.BytesIO(content), "text/plain"
+        RequestContext(DOCTOR, Purpose.TELECONSULTATION, NOW),
+        body,
+        io.BytesIO(content),
+        "text/plain",
     )
     return doc.resource_id
 
@@ -190,7 +192,9 @@ def _blob(tmp_path: Path) -> Path:
 
 
 def _open(documents: DocumentService, rid: str) -> bytes:
-    with documents.open_document(DOCTOR, Purpose.TELECONSULTATION, NOW, rid) as content:
+    with documents.open_document(
+        RequestContext(DOCTOR, Purpose.TELECONSULTATION, NOW), rid
+    ) as content:
         return content.reader.read()
 
 
@@ -272,7 +276,9 @@ def test_random_cuts_of_a_stored_file(
         out.write(raw[:cut])
     with (  # a range read, as an HTTP Range request makes
         pytest.raises(IntegrityError),
-        documents.open_document(DOCTOR, Purpose.TELECONSULTATION, NOW, rid) as content,
+        documents.open_document(
+            RequestContext(DOCTOR, Purpose.TELECONSULTATION, NOW), rid
+        ) as content,
     ):
         content.reader.seek(offset)
         content.reader.read(length)

@@ -27,7 +27,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from identity_authenticator import (
     ADMIN_EMAIL,
@@ -39,6 +39,8 @@ from identity_authenticator import (
     invite_user,
     make_identity,
 )
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.log import AuditLog
 from secretum.consent import store as consent_store
 from secretum.consent.service import (
@@ -63,7 +65,7 @@ from secretum.identity.redis_adapters import RedisRateLimiter
 from secretum.identity.service_signin import SecondFactorRequired, SignedIn
 from secretum.notices.store import NoticeKind, list_notices
 from secretum.policy import care
-from secretum.policy.model import Actor, Purpose, Role
+from secretum.policy.guard import PolicyGuard
 from web_world import PDF, SECRETS, WebWorld, clinic
 
 T0 = at("2030-03-01T09:00:00")
@@ -348,37 +350,44 @@ STEPPED_UP = Actor("d1", Role.PRACTITIONER, strong_auth_at=T0)
 
 @pytest.fixture
 def consents(engine: Engine, tmp_path: Path) -> ConsentService:
-    service = ConsentService(AuditLog(engine, Ed25519PrivateKey.generate(), tmp_path / "w.log"))
+    audit = AuditLog(engine, Ed25519PrivateKey.generate(), tmp_path / "w.log")
+    service = ConsentService(engine, audit, PolicyGuard())
     with engine.begin() as conn:
         care.start(conn, patient_id="p1", practitioner_id="d1", basis=care.CareBasis.APPOINTMENT,
                    now=T0 - timedelta(days=30))  # fmt: skip
     return service
 
 
-def _online(service: ConsentService, conn: Connection, change: str, at: datetime) -> None:
-    patient = Actor("p1", Role.PATIENT)
+def _online(service: ConsentService, change: str, at: datetime) -> None:
+    ctx = RequestContext(Actor("p1", Role.PATIENT), Purpose.PATIENT_REQUEST, at)
     common: dict[str, Any] = {
-        "patient_id": "p1", "purpose": TR, "method": ConsentMethod.WEB_CHECKBOX, "now": at,
-    }  # fmt: skip
+        "patient_id": "p1",
+        "purpose": TR,
+        "method": ConsentMethod.WEB_CHECKBOX,
+    }
     if change == "grant":
         text = service.texts.current(TR, "fr").sha256
-        service.grant(conn, patient, text_sha256=text, **common)
+        service.grant(ctx, text_sha256=text, **common)
     else:
-        service.withdraw(conn, patient, **common)
+        service.withdraw(ctx, **common)
 
 
-def _paper(service: ConsentService, conn: Connection, at: datetime, **kw: Any) -> Any:
+def _paper(service: ConsentService, at: datetime, **kw: Any) -> Any:
     text = service.texts.current(TR, "fr").sha256
     return service.grant(
-        conn, replace(STEPPED_UP, strong_auth_at=at), patient_id="p1", purpose=TR,
-        text_sha256=text, method=ConsentMethod.PAPER_SCANNED, now=at, **kw,
-    )  # fmt: skip
+        RequestContext(replace(STEPPED_UP, strong_auth_at=at), Purpose.PATIENT_REQUEST, at),
+        patient_id="p1",
+        purpose=TR,
+        text_sha256=text,
+        method=ConsentMethod.PAPER_SCANNED,
+        **kw,
+    )
 
 
 def test_a_paper_consent_needs_its_form(engine: Engine, consents: ConsentService) -> None:
     """Before the fix, a practitioner recorded a "paper" consent with no form at all."""
-    with engine.begin() as conn, pytest.raises(PaperFormRequired):
-        _paper(consents, conn, T0)
+    with pytest.raises(PaperFormRequired):
+        _paper(consents, T0)
     with engine.connect() as conn:
         assert consent_store.history(conn, "p1") == []
 
@@ -389,31 +398,37 @@ def test_a_form_signed_before_the_withdrawal_is_refused(
     """The patient withdrew online at 10:00; seconds later a practitioner records a paper
     consent. A form dated that day or before never overrides the withdrawal."""
     withdrawn_at = T0 + timedelta(hours=1)
-    with engine.begin() as conn:
-        _online(consents, conn, "grant", T0 - timedelta(days=10))
-        _online(consents, conn, "withdraw", withdrawn_at)
+    _online(consents, "grant", T0 - timedelta(days=10))
+    _online(consents, "withdraw", withdrawn_at)
     seconds_later = withdrawn_at + timedelta(seconds=20)
     for signed in (withdrawn_at.date(), withdrawn_at.date() - timedelta(days=3)):
-        with engine.begin() as conn, pytest.raises(PaperFormPredatesWithdrawal):
-            _paper(consents, conn, seconds_later, paper_form=PaperForm(signed))
-    with engine.begin() as conn, pytest.raises(PaperFormDate):  # and never from the future
-        _paper(consents, conn, seconds_later, paper_form=PaperForm(T0.date() + timedelta(days=1)))
+        with pytest.raises(PaperFormPredatesWithdrawal):
+            _paper(consents, seconds_later, paper_form=PaperForm(signed))
+    with pytest.raises(PaperFormDate):  # and never from the future
+        _paper(consents, seconds_later, paper_form=PaperForm(T0.date() + timedelta(days=1)))
     with engine.connect() as conn:
         assert consent_store.active_consents(conn, "p1", seconds_later, purpose=TR) == []
     next_day = withdrawn_at + timedelta(days=1)
-    with engine.begin() as conn:  # a form signed after the withdrawal is a new decision
-        record = _paper(consents, conn, next_day, paper_form=PaperForm(next_day.date()))
-        assert consents.paper_form(conn, record.consent_id) == (next_day.date(), None)
+    # a form signed after the withdrawal is a new decision
+    record = _paper(consents, next_day, paper_form=PaperForm(next_day.date()))
+    assert consents.paper_form(record.consent_id) == (next_day.date(), None)
+    consents.attach_paper_form(
+        RequestContext(
+            replace(STEPPED_UP, strong_auth_at=next_day), Purpose.PATIENT_REQUEST, next_day
+        ),
+        consent_id=record.consent_id,
+        document_id="doc-1",
+    )
+    with pytest.raises(ValueError, match="stored already"):  # named once, never replaced
         consents.attach_paper_form(
-            conn, replace(STEPPED_UP, strong_auth_at=next_day), consent_id=record.consent_id,
-            document_id="doc-1", now=next_day,
-        )  # fmt: skip
-        with pytest.raises(ValueError, match="stored already"):  # named once, never replaced
-            consents.attach_paper_form(
-                conn, replace(STEPPED_UP, strong_auth_at=next_day),
-                consent_id=record.consent_id, document_id="doc-2", now=next_day,
-            )  # fmt: skip
-        assert consents.paper_form(conn, record.consent_id) == (next_day.date(), "doc-1")
+            RequestContext(
+                replace(STEPPED_UP, strong_auth_at=next_day), Purpose.PATIENT_REQUEST, next_day
+            ),
+            consent_id=record.consent_id,
+            document_id="doc-2",
+        )
+    assert consents.paper_form(record.consent_id) == (next_day.date(), "doc-1")
+    with engine.connect() as conn:
         kinds = [n.kind for n in list_notices(conn, "p1")]
     assert kinds == [NoticeKind.CONSENT_CHANGED]  # the patient is told
 
@@ -457,11 +472,11 @@ def test_paper_consent_through_the_pages(tmp_path: Path) -> None:
     assert granted.status_code == 303, granted.text
     with world.platform.engine.connect() as conn:
         [consent] = consent_store.active_consents(conn, pid, world.clock.now, purpose=TR)
-        form = services.consent.paper_form(conn, consent.consent_id)
+        form = services.consent.paper_form(consent.consent_id)
         kinds = [n.kind for n in list_notices(conn, pid)]
     assert form is not None and form[0] == world.clock.now.date() and form[1]
     with services.documents.open_document(
-        world.users["gp"].actor, TR, world.clock.now, form[1]
+        RequestContext(world.users["gp"].actor, TR, world.clock.now), form[1]
     ) as content:
         assert content.content_type == "application/pdf" and content.reader.read() == PDF
     blobs = [p.read_bytes() for p in world.platform.settings.blob_dir.rglob("*") if p.is_file()]

@@ -20,13 +20,12 @@ from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
     imaging_world,
 )
 from imaging_data import make_ct, to_bytes
+from secretum.access.errors import AccessDenied, Tampered
+from secretum.access.model import Purpose
 from secretum.audit.model import EventType, Outcome
 from secretum.crypto.errors import IntegrityError
 from secretum.imaging.archive_model import InstanceStatus, StudyQuery
 from secretum.imaging.tables import imaging_instances, imaging_patient_ids, imaging_studies
-from secretum.policy.model import Purpose
-from secretum.records.fhir import AccessDenied
-from secretum.records.guard import Tampered
 
 
 @pytest.fixture

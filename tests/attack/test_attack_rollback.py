@@ -17,6 +17,10 @@ import pytest
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied, Tampered
+from secretum.access.guard import TableGuard, allow
+from secretum.access.model import Actor, Purpose, Role, Sensitivity
 from secretum.audit.log import AuditLog
 from secretum.audit.model import EventType, Outcome
 from secretum.audit.store import audit_entries
@@ -30,15 +34,13 @@ from secretum.identity.model import AccountStatus, PersonalData
 from secretum.identity.tables import accounts
 from secretum.keys.keyring import KeyRing
 from secretum.policy import care, grants, restriction
-from secretum.policy.model import Actor, Purpose, Role, Sensitivity
+from secretum.policy.guard import PolicyGuard
 from secretum.policy.tables import (
     break_glass_grants,
     care_relationships,
     processing_restrictions,
 )
-from secretum.records.fhir import AccessDenied
 from secretum.records.files import FileStore
-from secretum.records.guard import PolicyGuard, TableGuard, Tampered, allow
 from secretum.records.service import RecordService
 from secretum.records.store import RecordStore
 from secretum.records.tables import fhir_resources, sealed_records
@@ -51,6 +53,7 @@ PATIENT = Actor("pat-1", Role.PATIENT)
 DOCTOR = Actor("doc-1", Role.PRACTITIONER)
 OTHER_DOCTOR = Actor("doc-2", Role.PRACTITIONER)
 TREAT = Purpose.TELECONSULTATION
+AS_DOCTOR = RequestContext(DOCTOR, TREAT, NOW)
 SELF = Purpose.PATIENT_REQUEST
 
 
@@ -118,7 +121,7 @@ def world(engine: Engine, vault_engine: Engine, tmp_path: Any) -> Iterator[World
     seed = RecordService(engine, store, files, blind, audit, TableGuard([allow()]))
     records = RecordService(engine, store, files, blind, audit, PolicyGuard())
     patient = {"resourceType": "Patient", "id": "pat-1", "birthDate": "1984-12-01"}
-    seed.create(PATIENT, SELF, NOW, patient, resource_id="pat-1")
+    seed.create(RequestContext(PATIENT, SELF, NOW), patient, resource_id="pat-1")
     yield World(engine, seed, records, keyring)
 
 
@@ -144,11 +147,11 @@ def refused_as_tampering(world: World, read: Any) -> None:
 
 
 def test_deleting_the_latest_version_and_resetting_the_index_is_caught(world: World) -> None:
-    first = world.seed.create(DOCTOR, TREAT, NOW, observation("v1 glycemia 1.2"))
+    first = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("v1 glycemia 1.2"))
     rid = first.resource_id
     body = {**observation("v2 glycemia 3.4"), "id": rid}
-    world.seed.update(DOCTOR, TREAT, NOW, "Observation", rid, body)
-    assert world.records.read(PATIENT, SELF, NOW, "Observation", rid).version == 2
+    world.seed.update(RequestContext(DOCTOR, TREAT, NOW), "Observation", rid, body)
+    assert world.records.read(RequestContext(PATIENT, SELF, NOW), "Observation", rid).version == 2
 
     world.write(
         delete(sealed_records).where(
@@ -156,15 +159,19 @@ def test_deleting_the_latest_version_and_resetting_the_index_is_caught(world: Wo
         ),
         update(fhir_resources).where(fhir_resources.c.resource_id == rid).values(version=1),
     )
-    refused_as_tampering(world, lambda: world.records.read(PATIENT, SELF, NOW, "Observation", rid))
+    refused_as_tampering(
+        world, lambda: world.records.read(RequestContext(PATIENT, SELF, NOW), "Observation", rid)
+    )
     # the search, too, never serves the old version as the current one
     with pytest.raises(Tampered):
-        world.records.search(PATIENT, SELF, NOW, "pat-1", "Observation")
+        world.records.search(RequestContext(PATIENT, SELF, NOW), "pat-1", "Observation")
 
 
 def test_a_tag_copied_from_another_index_row_is_caught(world: World) -> None:
-    a = world.seed.create(DOCTOR, TREAT, NOW, observation("a"))
-    b = world.seed.create(DOCTOR, TREAT, NOW, observation("b"), sensitivity=Sensitivity.RESTRICTED)
+    a = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("a"))
+    b = world.seed.create(
+        RequestContext(DOCTOR, TREAT, NOW), observation("b"), sensitivity=Sensitivity.RESTRICTED
+    )
     with world.engine.connect() as conn:
         tag = conn.execute(
             select(fhir_resources.c.row_mac).where(fhir_resources.c.resource_id == a.resource_id)
@@ -176,7 +183,10 @@ def test_a_tag_copied_from_another_index_row_is_caught(world: World) -> None:
         .values(sensitivity="normal", row_mac=tag)
     )
     refused_as_tampering(
-        world, lambda: world.records.read(PATIENT, SELF, NOW, "Observation", b.resource_id)
+        world,
+        lambda: world.records.read(
+            RequestContext(PATIENT, SELF, NOW), "Observation", b.resource_id
+        ),
     )
 
 
@@ -187,9 +197,9 @@ def test_lowering_a_sensitivity_label_is_caught(world: World) -> None:
     world.consent()
     world.in_care_team()
     secret = world.seed.create(
-        DOCTOR, TREAT, NOW, observation("hiv"), sensitivity=Sensitivity.RESTRICTED
+        RequestContext(DOCTOR, TREAT, NOW), observation("hiv"), sensitivity=Sensitivity.RESTRICTED
     )
-    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", secret.resource_id)  # noqa: E731
+    read = lambda: world.records.read(AS_DOCTOR, "Observation", secret.resource_id)  # noqa: E731
     with pytest.raises(AccessDenied) as denied:
         read()  # in the care team, but not named for restricted data
     assert denied.value.decision.reason == "deny.not-named-for-restricted"
@@ -204,8 +214,8 @@ def test_lowering_a_sensitivity_label_is_caught(world: World) -> None:
 
 def test_a_forged_care_relationship_is_caught(world: World) -> None:
     world.consent()
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
-    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)  # noqa: E731
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
+    read = lambda: world.records.read(AS_DOCTOR, "Observation", obs.resource_id)  # noqa: E731
     with pytest.raises(AccessDenied):
         read()  # not in the care team
     world.write(
@@ -223,7 +233,7 @@ def test_a_forged_care_relationship_is_caught(world: World) -> None:
 def test_a_valid_care_tag_copied_onto_another_practitioner_is_caught(world: World) -> None:
     world.consent()
     legit = world.in_care_team(OTHER_DOCTOR)
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
     with world.engine.connect() as conn:
         row = dict(
             conn.execute(
@@ -239,17 +249,20 @@ def test_a_valid_care_tag_copied_onto_another_practitioner_is_caught(world: Worl
         )
     )
     refused_as_tampering(
-        world, lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)
+        world,
+        lambda: world.records.read(
+            RequestContext(DOCTOR, TREAT, NOW), "Observation", obs.resource_id
+        ),
     )
 
 
 def test_an_ended_care_relationship_reopened_is_caught(world: World) -> None:
     world.consent()
     relationship = world.in_care_team()
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
     with world.engine.begin() as conn:
         assert care.end(conn, relationship, NOW - timedelta(hours=1), by="pat-1")
-    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)  # noqa: E731
+    read = lambda: world.records.read(AS_DOCTOR, "Observation", obs.resource_id)  # noqa: E731
     with pytest.raises(AccessDenied):
         read()
     world.write(
@@ -262,8 +275,8 @@ def test_an_ended_care_relationship_reopened_is_caught(world: World) -> None:
 
 def test_a_forged_consent_is_caught(world: World) -> None:
     world.in_care_team()
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
-    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)  # noqa: E731
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
+    read = lambda: world.records.read(AS_DOCTOR, "Observation", obs.resource_id)  # noqa: E731
     with pytest.raises(AccessDenied) as denied:
         read()
     assert denied.value.decision.reason == "deny.no-consent"
@@ -287,8 +300,8 @@ def test_a_forged_consent_is_caught(world: World) -> None:
 def test_a_consent_flipped_to_another_purpose_is_caught(world: World) -> None:
     world.in_care_team()
     research = world.consent(Purpose.RESEARCH)
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
-    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)  # noqa: E731
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
+    read = lambda: world.records.read(AS_DOCTOR, "Observation", obs.resource_id)  # noqa: E731
     with pytest.raises(AccessDenied):
         read()
     world.write(
@@ -300,8 +313,8 @@ def test_a_consent_flipped_to_another_purpose_is_caught(world: World) -> None:
 def test_deleting_a_consent_withdrawal_is_caught(world: World) -> None:
     world.in_care_team()
     consent_id = world.consent()
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
-    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)  # noqa: E731
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
+    read = lambda: world.records.read(AS_DOCTOR, "Observation", obs.resource_id)  # noqa: E731
     assert read().resource_id == obs.resource_id
     with world.engine.begin() as conn:
         evidence = Evidence(
@@ -332,9 +345,9 @@ def _grant(world: World, expires_at: datetime) -> str:
 
 def test_an_extended_break_the_glass_grant_is_caught(world: World) -> None:
     grant_id = _grant(world, NOW - timedelta(hours=1))  # expired an hour ago
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
     read = lambda: world.records.read(  # noqa: E731
-        DOCTOR, Purpose.EMERGENCY, NOW, "Observation", obs.resource_id
+        RequestContext(DOCTOR, Purpose.EMERGENCY, NOW), "Observation", obs.resource_id
     )
     with pytest.raises(AccessDenied):
         read()
@@ -347,9 +360,9 @@ def test_an_extended_break_the_glass_grant_is_caught(world: World) -> None:
 
 
 def test_a_forged_break_the_glass_grant_is_caught(world: World) -> None:
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
     read = lambda: world.records.read(  # noqa: E731
-        DOCTOR, Purpose.EMERGENCY, NOW, "Observation", obs.resource_id
+        RequestContext(DOCTOR, Purpose.EMERGENCY, NOW), "Observation", obs.resource_id
     )
     with pytest.raises(AccessDenied):
         read()
@@ -371,12 +384,12 @@ def test_a_forged_break_the_glass_grant_is_caught(world: World) -> None:
 def test_lifting_a_restriction_of_processing_by_hand_is_caught(world: World, change: str) -> None:
     world.consent()
     world.in_care_team()
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
     with world.engine.begin() as conn:
         restriction.set_restriction(conn, "pat-1", True, NOW - timedelta(days=3))
         restriction.set_restriction(conn, "pat-1", False, NOW - timedelta(days=2))
         seq = restriction.set_restriction(conn, "pat-1", True, NOW - timedelta(days=1))
-    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)  # noqa: E731
+    read = lambda: world.records.read(AS_DOCTOR, "Observation", obs.resource_id)  # noqa: E731
     with pytest.raises(AccessDenied) as denied:
         read()
     assert denied.value.decision.reason == "deny.restricted-processing"
@@ -448,8 +461,8 @@ def test_a_password_hash_of_the_attackers_choosing_is_refused(world: World) -> N
 def test_untagged_rows_are_refused_until_the_one_off_backfill(world: World) -> None:
     world.consent()
     world.in_care_team()
-    obs = world.seed.create(DOCTOR, TREAT, NOW, observation("x"))
-    read = lambda: world.records.read(DOCTOR, TREAT, NOW, "Observation", obs.resource_id)  # noqa: E731
+    obs = world.seed.create(RequestContext(DOCTOR, TREAT, NOW), observation("x"))
+    read = lambda: world.records.read(AS_DOCTOR, "Observation", obs.resource_id)  # noqa: E731
     assert read().resource_id == obs.resource_id
     # as a database upgraded from before migration 0006 looks
     world.write(

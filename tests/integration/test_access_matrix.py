@@ -32,8 +32,9 @@ import pytest
 from fastapi.routing import APIRoute
 
 from identity_authenticator import PASSWORD
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role
 from secretum.consent.store import ConsentMethod
-from secretum.policy.model import Actor, Purpose, Role
 from web_world import PDF, WebWorld, clinic
 
 PREFIXES = ("/me", "/practice", "/dpo", "/fhir", "/admin", "/account")
@@ -232,21 +233,20 @@ def fresh_patient(world: WebWorld, scenario: str) -> str:
     assert invitation.token is not None
     pid = identity.accept_invitation(invitation.token, password=PASSWORD, now=now)
     actor = Actor(pid, Role.PATIENT)
-    with world.platform.engine.begin() as conn:
-        if scenario != "nocare":
-            svc.choices.invite(
-                conn, actor, patient_id=pid, practitioner_id=world.users["gp"].user_id, now=now
-            )
-        if scenario != "noconsent":
-            svc.consent.grant(
-                conn,
-                actor,
-                patient_id=pid,
-                purpose=Purpose.TELECONSULTATION,
-                text_sha256=svc.consent.texts.current(Purpose.TELECONSULTATION, "fr").sha256,
-                method=ConsentMethod.WEB_CHECKBOX,
-                now=now,
-            )
+    if scenario != "nocare":
+        svc.choices.invite(
+            RequestContext(actor, Purpose.PATIENT_REQUEST, now),
+            patient_id=pid,
+            practitioner_id=world.users["gp"].user_id,
+        )
+    if scenario != "noconsent":
+        svc.consent.grant(
+            RequestContext(actor, Purpose.PATIENT_REQUEST, now),
+            patient_id=pid,
+            purpose=Purpose.TELECONSULTATION,
+            text_sha256=svc.consent.texts.current(Purpose.TELECONSULTATION, "fr").sha256,
+            method=ConsentMethod.WEB_CHECKBOX,
+        )
     return pid
 
 
@@ -379,15 +379,12 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     gp = world.users["gp"]
     actor = Actor(gp.user_id, Role.PRACTITIONER, strong_auth_at=then)
     for name in SCENARIOS:  # expired grants of gp: the DPO reviews them, gp may close them
-        with world.platform.engine.begin() as conn:
-            grant = world.services.break_glass.declare(
-                conn,
-                actor,
-                world.users[name].user_id,
-                "matrix grant",
-                then,
-                duration=timedelta(minutes=1),
-            )
+        grant = world.services.break_glass.declare(
+            RequestContext(actor, Purpose.EMERGENCY, then),
+            world.users[name].user_id,
+            "matrix grant",
+            duration=timedelta(minutes=1),
+        )
         world.ids[f"grant:{name}"] = grant.grant_id
     world.clock.advance(minutes=2)
     for name in ("own", "gp", "admin", "dpo"):

@@ -19,6 +19,8 @@ from agenda_world import (
     build_clinic,
     paris,
 )
+from secretum.access.errors import AccessDenied
+from secretum.access.model import Actor, Role
 from secretum.agenda.model import Availability, Status
 from secretum.agenda.service import (
     BadRequest,
@@ -30,10 +32,8 @@ from secretum.agenda.service import (
 )
 from secretum.audit.model import Outcome
 from secretum.audit.store import read_entries
-from secretum.consent.choices import APPOINTMENT_FOLLOW_UP
 from secretum.policy import care
-from secretum.policy.model import Actor, Role
-from secretum.records.fhir import AccessDenied
+from secretum.policy.choices import APPOINTMENT_FOLLOW_UP
 
 #: Tuesday 3 March 2026, 10:00 in Paris: a slot of the published week.
 SLOT = paris(2026, 3, 3, 10, 0)

@@ -16,11 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from tests.integration.test_audit_log import KEY, count, event, make_log
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, Door
+from secretum.access.errors import AccessDenied
+from secretum.access.guard import TableGuard, allow, deny
+from secretum.access.model import Action, Actor, Purpose, Resource, Role
 from secretum.audit import AuditEvent, AuditLog
 from secretum.audit.group import GroupCommit
-from secretum.policy.model import Action, Actor, Purpose, Resource, Role
-from secretum.records.fhir import AccessDenied
-from secretum.records.guard import Attempt, Door, TableGuard, allow, deny
 
 T = 10.0  # seconds any wait in these tests may take before it is a failure
 
@@ -178,7 +180,7 @@ NOW = event(0).recorded
 
 
 def _attempt() -> Attempt:
-    return Attempt(DOCTOR, Purpose.TELECONSULTATION, NOW, "110110", "read", "R")
+    return Attempt(RequestContext(DOCTOR, Purpose.TELECONSULTATION, NOW), "110110", "read", "R")
 
 
 def _reads(door: Door, seen: list[str]) -> Callable[[Connection], str]:
@@ -343,17 +345,16 @@ def test_threads_and_coroutines_share_the_writer_and_a_cancelled_coroutine_harms
     assert verified(log)
 
 
-def test_read_door_on_the_event_loop_audits_before_returning(
-    engine: Engine, tmp_path: Path
-) -> None:
+def test_read_door_from_a_coroutine_audits_before_returning(engine: Engine, tmp_path: Path) -> None:
     allowed = Door(engine, make_log(engine, tmp_path), TableGuard([allow()]))
     refused = Door(engine, allowed.audit, TableGuard([deny()]))
     seen: list[str] = []
     work = _reads(allowed, seen)
-    assert asyncio.run(allowed.read_async(work.attempt, work)) == "data"  # type: ignore[attr-defined]
+    # one read path: a coroutine runs the door's read in a worker thread
+    assert asyncio.run(asyncio.to_thread(allowed.read, work.attempt, work)) == "data"
     denied = _reads(refused, seen)
     with pytest.raises(AccessDenied):
-        asyncio.run(refused.read_async(denied.attempt, denied))  # type: ignore[attr-defined]
+        asyncio.run(asyncio.to_thread(refused.read, denied.attempt, denied))
     assert seen == ["data"]
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT outcome FROM audit_entries ORDER BY seq")).all()

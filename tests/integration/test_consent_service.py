@@ -9,8 +9,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fhir.resources.R4B.consent import Consent
 from sqlalchemy import select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied
+from secretum.access.model import Action, Actor, Purpose, Resource, Role
 from secretum.audit.log import AuditLog
 from secretum.audit.store import read_entries
 from secretum.consent import store
@@ -20,9 +23,9 @@ from secretum.consent.tables import consent_withdrawals, consents
 from secretum.consent.texts import UnknownText, default_texts
 from secretum.notices.store import NoticeKind, list_notices
 from secretum.policy import care
-from secretum.policy.decide import AccessDenied, decide
+from secretum.policy.decide import decide
 from secretum.policy.facts import load_facts
-from secretum.policy.model import Action, Actor, Purpose, Resource, Role
+from secretum.policy.guard import PolicyGuard
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 PATIENT = Actor("p1", Role.PATIENT)
@@ -34,19 +37,21 @@ TEXTS = default_texts()
 
 @pytest.fixture
 def service(engine: Engine, tmp_path: Path) -> ConsentService:
-    return ConsentService(AuditLog(engine, Ed25519PrivateKey.generate(), tmp_path / "w.log"))
+    audit = AuditLog(engine, Ed25519PrivateKey.generate(), tmp_path / "w.log")
+    return ConsentService(engine, audit, PolicyGuard())
 
 
-def grant_tc(service: ConsentService, conn: Connection, at: datetime, language: str = "fr") -> str:
+def as_(actor: Actor, at: datetime, address: str | None = None) -> RequestContext:
+    return RequestContext(actor, Purpose.PATIENT_REQUEST, at, address)
+
+
+def grant_tc(service: ConsentService, at: datetime, language: str = "fr") -> str:
     record = service.grant(
-        conn,
-        PATIENT,
+        as_(PATIENT, at, "192.0.2.10"),
         patient_id="p1",
         purpose=TC,
         text_sha256=TEXTS.current(TC, language).sha256,
         method=ConsentMethod.WEB_CHECKBOX,
-        now=at,
-        source_address="192.0.2.10",
     )
     return record.consent_id
 
@@ -59,8 +64,7 @@ def doctor_may_read(engine: Engine, at: datetime) -> bool:
 
 def test_grant_keeps_the_evidence(engine: Engine, service: ConsentService) -> None:
     text = TEXTS.current(TC, "fr")
-    with engine.begin() as conn:
-        consent_id = grant_tc(service, conn, T0)
+    consent_id = grant_tc(service, T0)
     with engine.connect() as conn:
         record = store.get(conn, consent_id)
         entries = list(read_entries(conn, "p1"))
@@ -85,43 +89,43 @@ def test_grant_keeps_the_evidence(engine: Engine, service: ConsentService) -> No
 def test_withdrawal_is_effective_on_the_very_next_request(
     engine: Engine, service: ConsentService
 ) -> None:
+    grant_tc(service, T0)
     with engine.begin() as conn:
-        grant_tc(service, conn, T0)
         care.start(
             conn, patient_id="p1", practitioner_id="d1", basis=care.CareBasis.APPOINTMENT, now=T0
         )
     assert doctor_may_read(engine, T0 + timedelta(minutes=1))
     withdraw_at = T0 + timedelta(minutes=2)
-    with engine.begin() as conn:
-        withdrawn = service.withdraw(
-            conn, PATIENT, patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX,
-            now=withdraw_at,
-        )  # fmt: skip
+    withdrawn = service.withdraw(
+        as_(PATIENT, withdraw_at), patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX
+    )
     assert len(withdrawn) == 1 and withdrawn[0].withdrawn is not None
     with engine.connect() as conn:
         assert TC not in load_facts(conn, DOC, "p1", withdraw_at).consents
     assert not doctor_may_read(engine, withdraw_at)
     assert doctor_may_read(engine, withdraw_at - timedelta(microseconds=1))  # as of before
-    with engine.begin() as conn, pytest.raises(NoActiveConsent):
+    with pytest.raises(NoActiveConsent):
         service.withdraw(
-            conn, PATIENT, patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX,
-            now=withdraw_at + timedelta(seconds=1),
-        )  # fmt: skip
+            as_(PATIENT, withdraw_at + timedelta(seconds=1)),
+            patient_id="p1",
+            purpose=TC,
+            method=ConsentMethod.WEB_CHECKBOX,
+        )
 
 
 def test_history_is_append_only_with_text_hashes(engine: Engine, service: ConsentService) -> None:
-    with engine.begin() as conn:
-        first = grant_tc(service, conn, T0, "fr")
+    first = grant_tc(service, T0, "fr")
     with engine.connect() as conn:
         before = conn.execute(select(consents).where(consents.c.consent_id == first)).one()
+    service.withdraw(
+        as_(PATIENT, T0 + timedelta(days=1)),
+        patient_id="p1",
+        purpose=TC,
+        method=ConsentMethod.WEB_CHECKBOX,
+    )
+    second = grant_tc(service, T0 + timedelta(days=2), "en")
+    history = service.history(as_(PATIENT, T0 + timedelta(days=3)), "p1")
     with engine.begin() as conn:
-        service.withdraw(
-            conn, PATIENT, patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX,
-            now=T0 + timedelta(days=1),
-        )  # fmt: skip
-        second = grant_tc(service, conn, T0 + timedelta(days=2), "en")
-    with engine.begin() as conn:
-        history = service.history(conn, PATIENT, "p1", T0 + timedelta(days=3))
         after = conn.execute(select(consents).where(consents.c.consent_id == first)).one()
         count = len(conn.execute(select(consents.c.consent_id)).all())
         wcount = len(conn.execute(select(consent_withdrawals.c.consent_id)).all())
@@ -142,45 +146,53 @@ def test_history_is_append_only_with_text_hashes(engine: Engine, service: Consen
 def test_granting_the_same_text_again_changes_nothing(
     engine: Engine, service: ConsentService
 ) -> None:
-    with engine.begin() as conn:
-        first = grant_tc(service, conn, T0)
-        again = grant_tc(service, conn, T0 + timedelta(hours=1))
+    first = grant_tc(service, T0)
+    again = grant_tc(service, T0 + timedelta(hours=1))
+    with engine.connect() as conn:
         entries = list(read_entries(conn, "p1"))
-    assert first == again and len(entries) == 1
+    # one consent; each attempt audited once (the second names the consent it found)
+    assert first == again and len(entries) == 2
+    assert {(e["resource_type"], e["resource_id"]) for e in entries} == {("Consent", first)}
 
 
 def test_the_text_must_exist_and_match_the_purpose(engine: Engine, service: ConsentService) -> None:
-    kwargs = dict(patient_id="p1", method=ConsentMethod.WEB_CHECKBOX, now=T0)
-    with engine.begin() as conn:
-        with pytest.raises(UnknownText):
-            service.grant(conn, PATIENT, purpose=TC, text_sha256="0" * 64, **kwargs)  # type: ignore[arg-type]
-        research = TEXTS.current(Purpose.RESEARCH, "en").sha256
-        with pytest.raises(ValueError, match="another purpose"):
-            service.grant(conn, PATIENT, purpose=TC, text_sha256=research, **kwargs)  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="needs no consent"):
-            service.grant(
-                conn,
-                PATIENT,
-                purpose=Purpose.PATIENT_REQUEST,
-                text_sha256=research,
-                **kwargs,  # type: ignore[arg-type]
-            )
+    kwargs = dict(patient_id="p1", method=ConsentMethod.WEB_CHECKBOX)
+    ctx = as_(PATIENT, T0)
+    with pytest.raises(UnknownText):
+        service.grant(ctx, purpose=TC, text_sha256="0" * 64, **kwargs)  # type: ignore[arg-type]
+    research = TEXTS.current(Purpose.RESEARCH, "en").sha256
+    with pytest.raises(ValueError, match="another purpose"):
+        service.grant(ctx, purpose=TC, text_sha256=research, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs no consent"):
+        service.grant(
+            ctx,
+            purpose=Purpose.PATIENT_REQUEST,
+            text_sha256=research,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
 
 def test_sharing_counts_only_for_the_named_practitioner(
     engine: Engine, service: ConsentService
 ) -> None:
     sharing = TEXTS.current(Purpose.SHARING, "fr").sha256
+    with pytest.raises(ValueError, match="names a practitioner"):
+        service.grant(
+            as_(PATIENT, T0),
+            patient_id="p1",
+            purpose=Purpose.SHARING,
+            text_sha256=sharing,
+            method=ConsentMethod.WEB_CHECKBOX,
+        )
+    record = service.grant(
+        as_(PATIENT, T0),
+        patient_id="p1",
+        purpose=Purpose.SHARING,
+        text_sha256=sharing,
+        method=ConsentMethod.WEB_CHECKBOX,
+        grantee_id="d1",
+    )
     with engine.begin() as conn:
-        with pytest.raises(ValueError, match="names a practitioner"):
-            service.grant(
-                conn, PATIENT, patient_id="p1", purpose=Purpose.SHARING, text_sha256=sharing,
-                method=ConsentMethod.WEB_CHECKBOX, now=T0,
-            )  # fmt: skip
-        record = service.grant(
-            conn, PATIENT, patient_id="p1", purpose=Purpose.SHARING, text_sha256=sharing,
-            method=ConsentMethod.WEB_CHECKBOX, now=T0, grantee_id="d1",
-        )  # fmt: skip
         for doc in ("d1", "d2"):
             care.start(
                 conn, patient_id="p1", practitioner_id=doc, basis=care.CareBasis.REFERRAL, now=T0
@@ -202,22 +214,23 @@ def test_paper_consent_by_a_practitioner_needs_care_team_and_step_up_and_notifie
     stepped_up = Actor("d1", Role.PRACTITIONER, strong_auth_at=T0 - timedelta(minutes=1))
     paper = dict(
         patient_id="p1", purpose=Purpose.TELERADIOLOGY, text_sha256=text,
-        method=ConsentMethod.PAPER_SCANNED, now=T0, evidence_id="scan-1",
+        method=ConsentMethod.PAPER_SCANNED, evidence_id="scan-1",
         paper_form=PaperForm(T0.date()),
     )  # fmt: skip
+    with pytest.raises(AccessDenied) as denied:
+        service.grant(as_(stepped_up, T0), **paper)  # type: ignore[arg-type]
+    assert denied.value.decision.reason == "deny.not-in-care-team"
     with engine.begin() as conn:
-        with pytest.raises(AccessDenied) as denied:
-            service.grant(conn, stepped_up, **paper)  # type: ignore[arg-type]
-        assert denied.value.decision.reason == "deny.not-in-care-team"
         care.start(
             conn, patient_id="p1", practitioner_id="d1", basis=care.CareBasis.APPOINTMENT, now=T0
         )
-        with pytest.raises(AccessDenied) as denied:
-            service.grant(conn, DOC, **paper)  # type: ignore[arg-type]
-        assert denied.value.decision.requires == ("step-up",)
-        with pytest.raises(ValueError, match="does not record"):  # a practitioner never "ticks"
-            service.grant(conn, stepped_up, **{**paper, "method": ConsentMethod.WEB_CHECKBOX})  # type: ignore[arg-type]
-        record = service.grant(conn, stepped_up, **paper)  # type: ignore[arg-type]
+    with pytest.raises(AccessDenied) as denied:
+        service.grant(as_(DOC, T0), **paper)  # type: ignore[arg-type]
+    assert denied.value.decision.requires == ("step-up",)
+    with pytest.raises(ValueError, match="does not record"):  # a practitioner never "ticks"
+        service.grant(as_(stepped_up, T0), **{**paper, "method": ConsentMethod.WEB_CHECKBOX})  # type: ignore[arg-type]
+    record = service.grant(as_(stepped_up, T0), **paper)  # type: ignore[arg-type]
+    with engine.connect() as conn:
         notices = list_notices(conn, "p1")
     assert record.granted.method is ConsentMethod.PAPER_SCANNED
     assert (record.granted.actor_id, record.granted.evidence_id) == ("d1", "scan-1")
@@ -236,11 +249,14 @@ def test_others_cannot_touch_a_patients_consents(engine: Engine, service: Consen
         Actor("o1", Role.DPO, strong_auth_at=T0),
     ):
         method = ConsentMethod.WEB_CHECKBOX if actor.role is Role.PATIENT else None
-        with engine.begin() as conn, pytest.raises((AccessDenied, ValueError, KeyError)):
+        with pytest.raises((AccessDenied, ValueError, KeyError)):
             service.grant(
-                conn, actor, patient_id="p1", purpose=TC, text_sha256=text,
-                method=method or ConsentMethod.PAPER_SCANNED, now=T0,
-            )  # fmt: skip
+                as_(actor, T0),
+                patient_id="p1",
+                purpose=TC,
+                text_sha256=text,
+                method=method or ConsentMethod.PAPER_SCANNED,
+            )
     with engine.connect() as conn:
         assert store.history(conn, "p1") == []
 
@@ -248,25 +264,35 @@ def test_others_cannot_touch_a_patients_consents(engine: Engine, service: Consen
 def test_fhir_view_validates_and_follows_withdrawal(
     engine: Engine, service: ConsentService
 ) -> None:
-    with engine.begin() as conn:
-        consent_id = grant_tc(service, conn, T0)
-        active = service.fhir(conn, PATIENT, consent_id, T0 + timedelta(minutes=1))
-        service.withdraw(
-            conn, PATIENT, patient_id="p1", purpose=TC, method=ConsentMethod.WEB_CHECKBOX,
-            now=T0 + timedelta(minutes=2),
-        )  # fmt: skip
-        inactive = service.fhir(conn, PATIENT, consent_id, T0 + timedelta(minutes=3))
-        with pytest.raises(AccessDenied):
-            service.fhir(conn, Actor("p2", Role.PATIENT), consent_id, T0)
+    consent_id = grant_tc(service, T0)
+    active = service.fhir(as_(PATIENT, T0 + timedelta(minutes=1)), consent_id)
+    service.withdraw(
+        as_(PATIENT, T0 + timedelta(minutes=2)),
+        patient_id="p1",
+        purpose=TC,
+        method=ConsentMethod.WEB_CHECKBOX,
+    )
+    inactive = service.fhir(as_(PATIENT, T0 + timedelta(minutes=3)), consent_id)
+    with pytest.raises(AccessDenied):
+        service.fhir(as_(Actor("p2", Role.PATIENT), T0), consent_id)
     assert Consent.model_validate(active).status == "active"
     assert Consent.model_validate(inactive).status == "inactive"
 
 
-def test_a_failed_transaction_leaves_neither_consent_nor_audit(
+def test_a_refused_grant_leaves_no_consent_and_one_failure_entry(
     engine: Engine, service: ConsentService
 ) -> None:
-    with pytest.raises(RuntimeError), engine.begin() as conn:
-        grant_tc(service, conn, T0)
-        raise RuntimeError("the request failed after the grant")
+    """The door: a refused attempt changes nothing and is audited once, as a failure."""
+    text = TEXTS.current(TC, "fr").sha256
+    with pytest.raises(AccessDenied):
+        service.grant(
+            as_(Actor("p2", Role.PATIENT), T0),
+            patient_id="p1",
+            purpose=TC,
+            text_sha256=text,
+            method=ConsentMethod.WEB_CHECKBOX,
+        )
     with engine.connect() as conn:
-        assert store.history(conn, "p1") == [] and list(read_entries(conn, "p1")) == []
+        assert store.history(conn, "p1") == []
+        entries = list(read_entries(conn, "p1"))
+    assert [(e["outcome"], e["actor_id"]) for e in entries] == [(4, "p2")]

@@ -20,6 +20,7 @@ from identity_authenticator import (
     enrol_totp,
     make_identity,
 )
+from secretum.access.model import Role
 from secretum.identity.errors import (
     AccountInactive,
     EmailUnavailable,
@@ -40,7 +41,6 @@ from secretum.identity.factors import time_step, totp_code
 from secretum.identity.model import AccountStatus, IdentitySettings
 from secretum.identity.passwords import FAST_ARGON2
 from secretum.identity.service_signin import SecondFactorRequired, SignedIn
-from secretum.policy.model import Role
 
 T0 = at("2030-03-01T09:00:00")
 RPPS = "10000000009"

@@ -17,10 +17,10 @@ from identity_authenticator import (
     invite_user,
     make_identity,
 )
+from secretum.access.model import Role
 from secretum.identity.errors import CredentialBlocked, InvalidInput, MfaUnavailable
 from secretum.identity.model import CredentialKind
 from secretum.identity.service_signin import SecondFactorRequired, SignedIn
-from secretum.policy.model import Role
 
 T0 = at("2030-03-01T09:00:00")
 DOC = "doc@example.org"

@@ -13,6 +13,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from secretum.access.model import Role
 from secretum.identity.redis_adapters import RedisSessionStore
 from secretum.identity.sessions import (
     DbSessionStore,
@@ -22,7 +23,6 @@ from secretum.identity.sessions import (
     session_ref,
 )
 from secretum.identity.tables import sessions as sessions_table
-from secretum.policy.model import Role
 
 T0 = datetime(2030, 3, 1, 8, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

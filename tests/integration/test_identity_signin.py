@@ -20,6 +20,7 @@ from identity_authenticator import (
     invite_user,
     make_identity,
 )
+from secretum.access.model import Role
 from secretum.identity.errors import (
     ChallengeExpired,
     InvalidCode,
@@ -37,7 +38,6 @@ from secretum.identity.service import IdentityService
 from secretum.identity.service_signin import SecondFactorRequired, SignedIn
 from secretum.identity.tables import accounts
 from secretum.notices.store import NoticeKind, list_notices
-from secretum.policy.model import Role
 
 T0 = at("2030-03-01T09:00:00")
 STEP = timedelta(seconds=30)

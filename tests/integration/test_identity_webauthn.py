@@ -23,6 +23,7 @@ from identity_authenticator import (
     invite_user,
     make_identity,
 )
+from secretum.access.model import Role
 from secretum.identity.errors import (
     ChallengeExpired,
     CredentialBlocked,
@@ -35,7 +36,6 @@ from secretum.identity.errors import (
 from secretum.identity.model import CredentialKind
 from secretum.identity.service_signin import SecondFactorRequired, SignedIn
 from secretum.notices.store import NoticeKind, list_notices
-from secretum.policy.model import Role
 
 T0 = at("2030-03-01T09:00:00")
 PATIENT = "patient@example.org"

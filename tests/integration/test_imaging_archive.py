@@ -21,11 +21,11 @@ from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
     imaging_world,
 )
 from imaging_data import make_ct, to_bytes
+from secretum.access.errors import AccessDenied, RecordErased
+from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.model import Outcome
 from secretum.crypto.streaming_format import DEFAULT_SEGMENT_SIZE, Layout, SegmentCipher
 from secretum.imaging.archive_model import InstanceStatus, StudyNotFound, StudyQuery
-from secretum.policy.model import Actor, Purpose, Role
-from secretum.records.fhir import AccessDenied, RecordErased
 from secretum.rights.access_log import read_access_entries
 
 
@@ -302,7 +302,7 @@ def test_shredding_makes_imaging_unreadable_and_erasure_removes_blobs(
 
 
 def test_restricted_study_needs_the_patients_naming(matched: ImagingWorld) -> None:
-    from secretum.policy.model import Sensitivity
+    from secretum.access.model import Sensitivity
 
     iw = matched
     ds = make_ct(1)[0]

@@ -9,19 +9,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied
+from secretum.access.model import Action, Actor, Facts, Purpose, Resource, Role, Sensitivity
 from secretum.audit.log import AuditLog
 from secretum.audit.store import read_entries
-from secretum.consent.choices import PatientChoices
 from secretum.consent.service import ConsentService
 from secretum.consent.store import ConsentMethod
 from secretum.consent.texts import default_texts
 from secretum.policy import care
 from secretum.policy.care import CareBasis
-from secretum.policy.decide import AccessDenied, decide
+from secretum.policy.choices import PatientChoices
+from secretum.policy.decide import decide
 from secretum.policy.facts import load_facts
-from secretum.policy.model import Action, Actor, Facts, Purpose, Resource, Role, Sensitivity
+from secretum.policy.guard import PolicyGuard
 from secretum.policy.restriction import is_restricted, restriction_history, set_restriction
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -37,12 +40,14 @@ def audit(engine: Engine, tmp_path: Path) -> AuditLog:
     return AuditLog(engine, Ed25519PrivateKey.generate(), tmp_path / "w.log")
 
 
-def consent_tc(conn: Connection, audit: AuditLog) -> None:
-    ConsentService(audit).grant(
-        conn, PATIENT, patient_id="p1", purpose=TC,
+def consent_tc(engine: Engine, audit: AuditLog) -> None:
+    ConsentService(engine, audit, PolicyGuard()).grant(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, T0),
+        patient_id="p1",
+        purpose=TC,
         text_sha256=default_texts().current(TC, "en").sha256,
-        method=ConsentMethod.WEB_CHECKBOX, now=T0,
-    )  # fmt: skip
+        method=ConsentMethod.WEB_CHECKBOX,
+    )
 
 
 def may(engine: Engine, actor: Actor, resource: Resource, at: datetime) -> str:
@@ -86,8 +91,8 @@ def test_care_relationship_start_until_and_end(engine: Engine) -> None:
 
 
 def test_ending_the_relationship_denies_the_next_read(engine: Engine, audit: AuditLog) -> None:
+    consent_tc(engine, audit)
     with engine.begin() as conn:
-        consent_tc(conn, audit)
         rel = care.start(
             conn, patient_id="p1", practitioner_id="d1", basis=CareBasis.APPOINTMENT, now=T0
         )
@@ -114,33 +119,44 @@ def test_times_in_other_zones_compare_correctly(engine: Engine) -> None:
 def test_restricted_data_needs_the_patients_naming_which_is_revocable(
     engine: Engine, audit: AuditLog
 ) -> None:
-    choices = PatientChoices(audit)
+    choices = PatientChoices(engine, audit, PolicyGuard())
+    consent_tc(engine, audit)
     with engine.begin() as conn:
-        consent_tc(conn, audit)
         care.start(conn, patient_id="p1", practitioner_id="d1", basis=CareBasis.APPOINTMENT, now=T0)
     at = T0 + timedelta(minutes=1)
     assert may(engine, DOC, SECRET, at) == "deny.not-named-for-restricted"
     assert may(engine, DOC, OBS, at) == "allow.care-team"
-    with engine.begin() as conn:
-        with pytest.raises(AccessDenied):  # a practitioner cannot name themselves
-            choices.name_for_restricted(conn, DOC, patient_id="p1", practitioner_id="d1", now=at)
-        naming = choices.name_for_restricted(
-            conn, PATIENT, patient_id="p1", practitioner_id="d1", now=at
+    with pytest.raises(AccessDenied):  # a practitioner cannot name themselves
+        choices.name_for_restricted(
+            RequestContext(DOC, Purpose.PATIENT_REQUEST, at),
+            patient_id="p1",
+            practitioner_id="d1",
         )
-        again = choices.name_for_restricted(
-            conn, PATIENT, patient_id="p1", practitioner_id="d1", now=at
-        )
+    naming = choices.name_for_restricted(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, at),
+        patient_id="p1",
+        practitioner_id="d1",
+    )
+    again = choices.name_for_restricted(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, at),
+        patient_id="p1",
+        practitioner_id="d1",
+    )
+    with engine.connect() as conn:
         assert care.named_for_restricted(conn, "p1", at) == ["d1"]
     assert naming == again
     assert may(engine, DOC, SECRET, at) == "allow.care-team"
     revoked = at + timedelta(minutes=1)
-    with engine.begin() as conn:
-        assert choices.revoke_named(
-            conn, PATIENT, patient_id="p1", practitioner_id="d1", now=revoked
-        )
-        assert not choices.revoke_named(
-            conn, PATIENT, patient_id="p1", practitioner_id="d1", now=revoked
-        )
+    assert choices.revoke_named(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, revoked),
+        patient_id="p1",
+        practitioner_id="d1",
+    )
+    assert not choices.revoke_named(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, revoked),
+        patient_id="p1",
+        practitioner_id="d1",
+    )
     assert may(engine, DOC, SECRET, revoked) == "deny.not-named-for-restricted"
     with engine.connect() as conn:
         kinds = [(e["action"], e["resource_type"]) for e in read_entries(conn, "p1")]
@@ -148,33 +164,45 @@ def test_restricted_data_needs_the_patients_naming_which_is_revocable(
 
 
 def test_patient_invitation_opens_and_closes_the_care_team(engine: Engine, audit: AuditLog) -> None:
-    choices = PatientChoices(audit)
-    with engine.begin() as conn:
-        consent_tc(conn, audit)
-        rel = choices.invite(conn, PATIENT, patient_id="p1", practitioner_id="d1", now=T0)
-        with pytest.raises(AccessDenied):
-            choices.invite(conn, DOC, patient_id="p1", practitioner_id="d1", now=T0)
-    assert may(engine, DOC, OBS, T0) == "allow.care-team"
-    with engine.begin() as conn:
-        assert not choices.end_relationship(
-            conn, Actor("p2", Role.PATIENT), patient_id="p2", relationship_id=rel, now=T0
-        )  # not theirs
-        assert choices.end_relationship(
-            conn, PATIENT, patient_id="p1", relationship_id=rel, now=T0 + timedelta(hours=1)
+    choices = PatientChoices(engine, audit, PolicyGuard())
+    consent_tc(engine, audit)
+    rel = choices.invite(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, T0),
+        patient_id="p1",
+        practitioner_id="d1",
+    )
+    with pytest.raises(AccessDenied):
+        choices.invite(
+            RequestContext(DOC, Purpose.PATIENT_REQUEST, T0),
+            patient_id="p1",
+            practitioner_id="d1",
         )
+    assert may(engine, DOC, OBS, T0) == "allow.care-team"
+    assert not choices.end_relationship(
+        RequestContext(Actor("p2", Role.PATIENT), Purpose.PATIENT_REQUEST, T0),
+        patient_id="p2",
+        relationship_id=rel,
+    )  # not theirs
+    assert choices.end_relationship(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, T0 + timedelta(hours=1)),
+        patient_id="p1",
+        relationship_id=rel,
+    )
     assert may(engine, DOC, OBS, T0 + timedelta(hours=1)) == "deny.not-in-care-team"
 
 
 def test_restriction_of_processing_blocks_others_not_the_patient(
     engine: Engine, audit: AuditLog
 ) -> None:
-    choices = PatientChoices(audit)
+    choices = PatientChoices(engine, audit, PolicyGuard())
+    consent_tc(engine, audit)
     with engine.begin() as conn:
-        consent_tc(conn, audit)
         care.start(conn, patient_id="p1", practitioner_id="d1", basis=CareBasis.APPOINTMENT, now=T0)
-        choices.set_restriction(
-            conn, PATIENT, patient_id="p1", on=True, now=T0 + timedelta(hours=1)
-        )
+    choices.set_restriction(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, T0 + timedelta(hours=1)),
+        patient_id="p1",
+        on=True,
+    )
     before, during = T0 + timedelta(minutes=59), T0 + timedelta(hours=1)
     assert may(engine, DOC, OBS, before) == "allow.care-team"
     assert may(engine, DOC, OBS, during) == "deny.restricted-processing"
@@ -183,10 +211,14 @@ def test_restriction_of_processing_blocks_others_not_the_patient(
     assert facts.restricted_processing
     assert decide(PATIENT, Action.READ, OBS, Purpose.PATIENT_REQUEST, during, facts).allowed
     lifted = T0 + timedelta(hours=2)
-    with engine.begin() as conn:
-        choices.set_restriction(conn, PATIENT, patient_id="p1", on=False, now=lifted)
-        with pytest.raises(AccessDenied):
-            choices.set_restriction(conn, DOC, patient_id="p1", on=True, now=lifted)
+    choices.set_restriction(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, lifted), patient_id="p1", on=False
+    )
+    with pytest.raises(AccessDenied):
+        choices.set_restriction(
+            RequestContext(DOC, Purpose.PATIENT_REQUEST, lifted), patient_id="p1", on=True
+        )
+    with engine.connect() as conn:
         history = restriction_history(conn, "p1")
     assert [(c.seq, c.restricted) for c in history] == [(1, True), (2, False)]
     assert may(engine, DOC, OBS, lifted) == "allow.care-team"
@@ -205,8 +237,8 @@ def test_restriction_state_is_read_as_of_now(engine: Engine) -> None:
 
 
 def test_facts_for_roles_and_unscoped_resources(engine: Engine, audit: AuditLog) -> None:
+    consent_tc(engine, audit)
     with engine.begin() as conn:
-        consent_tc(conn, audit)
         care.start(conn, patient_id="p1", practitioner_id="d1", basis=CareBasis.APPOINTMENT, now=T0)
         care.name_for_restricted(conn, "p1", "d1", T0)
     at = T0 + timedelta(seconds=1)

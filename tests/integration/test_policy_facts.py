@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine
 
+from secretum.access.model import Actor, Facts, Purpose, Role
 from secretum.consent import store as consents
 from secretum.consent.store import ConsentMethod, Evidence
 from secretum.policy import care, grants
 from secretum.policy.care import CareBasis
 from secretum.policy.facts import load_facts
-from secretum.policy.model import Actor, Facts, Purpose, Role
 from secretum.policy.restriction import is_restricted, set_restriction
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

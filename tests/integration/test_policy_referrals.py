@@ -12,14 +12,16 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from test_policy_care import DOC, OBS, PATIENT, T0, TC, consent_tc, may
 
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied
+from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.log import AuditLog
 from secretum.audit.store import audit_entries, read_entries
-from secretum.consent.choices import APPOINTMENT_FOLLOW_UP, PatientChoices
 from secretum.notices.store import NoticeKind, list_notices
 from secretum.policy import care
 from secretum.policy.care import CareBasis
-from secretum.policy.decide import AccessDenied
-from secretum.policy.model import Actor, Purpose, Role
+from secretum.policy.choices import APPOINTMENT_FOLLOW_UP, PatientChoices
+from secretum.policy.guard import PolicyGuard
 from secretum.policy.referrals import CareTeamService
 from secretum.policy.tables import care_relationships
 
@@ -40,18 +42,19 @@ def _counts(engine: Engine) -> tuple[int, int]:
 
 
 def test_a_care_team_practitioner_refers_the_patient(engine: Engine, audit: AuditLog) -> None:
-    team = CareTeamService(audit)
+    team = CareTeamService(engine, audit, PolicyGuard())
     with engine.begin() as conn:
         care.start(conn, patient_id="p1", practitioner_id="d1", basis=CareBasis.INVITATION, now=T0)
-        consent_tc(conn, audit)
+    consent_tc(engine, audit)
     radiology = Actor("r1", Role.PRACTITIONER)
     reading = OBS
     assert may(engine, radiology, reading, T0 + timedelta(minutes=1)) == "deny.not-in-care-team"
-    with engine.begin() as conn:
-        rid = team.refer(
-            conn, DOC, patient_id="p1", practitioner_id="r1", purpose=TC,
-            now=T0 + timedelta(minutes=1), until=T0 + timedelta(days=30),
-        )  # fmt: skip
+    rid = team.refer(
+        RequestContext(DOC, TC, T0 + timedelta(minutes=1)),
+        patient_id="p1",
+        practitioner_id="r1",
+        until=T0 + timedelta(days=30),
+    )
     later = T0 + timedelta(minutes=2)
     assert may(engine, radiology, reading, later) == "allow.care-team"
     assert may(engine, radiology, reading, T0 + timedelta(days=31)) == "deny.not-in-care-team"
@@ -81,27 +84,31 @@ def test_refused_referrals_change_nothing(
 ) -> None:
     with engine.begin() as conn:
         care.start(conn, patient_id="p1", practitioner_id="d1", basis=CareBasis.INVITATION, now=T0)
-        if "consent" in setup:
-            consent_tc(conn, audit)
+    if "consent" in setup:
+        consent_tc(engine, audit)
     before = _counts(engine)
     actor = {"stranger": STRANGER, "patient": PATIENT}.get(who, DOC)
     to = "d1" if who == "doctor-self" else "r1"
-    with pytest.raises(error), engine.begin() as conn:
-        CareTeamService(audit).refer(
-            conn, actor, patient_id="p1", practitioner_id=to, purpose=purpose,
-            now=T0 + timedelta(minutes=1),
-        )  # fmt: skip
-    assert _counts(engine) == before
+    with pytest.raises(error):
+        CareTeamService(engine, audit, PolicyGuard()).refer(
+            RequestContext(actor, purpose, T0 + timedelta(minutes=1)),
+            patient_id="p1",
+            practitioner_id=to,
+        )
+    # nothing changed; the refused attempt is audited, once
+    assert _counts(engine) == (before[0], before[1] + 1)
 
 
 def test_a_patient_books_an_appointment(engine: Engine, audit: AuditLog) -> None:
-    team = PatientChoices(audit)
+    team = PatientChoices(engine, audit, PolicyGuard())
     at = T0 + timedelta(days=3)
-    with engine.begin() as conn:
-        consent_tc(conn, audit)
-        rid = team.book_appointment(
-            conn, PATIENT, patient_id="p1", practitioner_id="d1", at=at, now=T0
-        )
+    consent_tc(engine, audit)
+    rid = team.book_appointment(
+        RequestContext(PATIENT, Purpose.PATIENT_REQUEST, T0),
+        patient_id="p1",
+        practitioner_id="d1",
+        at=at,
+    )
     assert may(engine, DOC, OBS, T0 + timedelta(minutes=1)) == "allow.care-team"
     follow_up_end = at + APPOINTMENT_FOLLOW_UP
     assert may(engine, DOC, OBS, follow_up_end - timedelta(seconds=1)) == "allow.care-team"
@@ -119,9 +126,12 @@ def test_refused_appointments_change_nothing(
     engine: Engine, audit: AuditLog, actor: Actor, days: int
 ) -> None:
     before = _counts(engine)
-    with pytest.raises((AccessDenied, ValueError)), engine.begin() as conn:
-        PatientChoices(audit).book_appointment(
-            conn, actor, patient_id="p1", practitioner_id="d1",
-            at=T0 + timedelta(days=days), now=T0,
-        )  # fmt: skip
-    assert _counts(engine) == before
+    with pytest.raises((AccessDenied, ValueError)):
+        PatientChoices(engine, audit, PolicyGuard()).book_appointment(
+            RequestContext(actor, Purpose.PATIENT_REQUEST, T0),
+            patient_id="p1",
+            practitioner_id="d1",
+            at=T0 + timedelta(days=days),
+        )
+    # nothing changed; the refused attempt is audited, once
+    assert _counts(engine) == (before[0], before[1] + 1)

@@ -17,16 +17,17 @@ from test_records_fixtures import (  # noqa: F401 (world_fixture is a fixture)
     world_fixture,
 )
 
-from secretum.policy.model import Action, Sensitivity
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied
+from secretum.access.guard import allow, deny
+from secretum.access.model import Action, Sensitivity
 from secretum.records.documents import DocumentService, FileLimits
 from secretum.records.fhir import (
-    AccessDenied,
     FileTooLarge,
     InvalidResource,
     ResourceNotFound,
     UnsupportedContentType,
 )
-from secretum.records.guard import allow, deny
 
 PDF = b"%PDF-1.7\n" + os.urandom(2 * 1024 * 1024) + b"\nconclusion: tumeur-benigne-secrete\n%%EOF"
 
@@ -45,7 +46,7 @@ def docref(pid: str = "pat-1", **extra: Any) -> dict[str, Any]:
 def test_round_trip_through_the_streaming_encryption(world: World) -> None:
     world.new_patient()
     doc = world.documents.create_document(
-        DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "application/pdf"
+        RequestContext(DOCTOR, TREAT, NOW), docref(), io.BytesIO(PDF), "application/pdf"
     )
     attachment = doc.resource["content"][0]["attachment"]
     assert attachment["contentType"] == "application/pdf"
@@ -54,7 +55,9 @@ def test_round_trip_through_the_streaming_encryption(world: World) -> None:
     assert attachment["url"] == f"urn:secretum:file:{doc.resource_id}:1"
     (blob,) = world.blobs()
     assert b"tumeur-benigne-secrete" not in blob.read_bytes()
-    with world.documents.open_document(DOCTOR, TREAT, NOW, doc.resource_id) as content:
+    with world.documents.open_document(
+        RequestContext(DOCTOR, TREAT, NOW), doc.resource_id
+    ) as content:
         assert (content.content_type, content.size, content.extension) == (
             "application/pdf",
             len(PDF),
@@ -71,10 +74,14 @@ def test_round_trip_through_the_streaming_encryption(world: World) -> None:
     # metadata update keeps the file, whatever the client sends as attachment
     body = {**doc.resource, "description": "corrigé"}
     body["content"] = [{"attachment": {"url": "http://evil/", "size": 3, "title": "new"}}]
-    updated = world.records.update(DOCTOR, TREAT, NOW, "DocumentReference", doc.resource_id, body)
+    updated = world.records.update(
+        RequestContext(DOCTOR, TREAT, NOW), "DocumentReference", doc.resource_id, body
+    )
     kept = updated.resource["content"][0]["attachment"]
     assert (kept["url"], kept["size"], kept["title"]) == (attachment["url"], len(PDF), "new")
-    with world.documents.open_document(DOCTOR, TREAT, NOW, doc.resource_id) as content:
+    with world.documents.open_document(
+        RequestContext(DOCTOR, TREAT, NOW), doc.resource_id
+    ) as content:
         assert content.reader.read(9) == PDF[:9]
 
 
@@ -88,7 +95,9 @@ def test_oversize_file_is_refused_and_leaves_nothing(world: World) -> None:
     world.new_patient()
     small = DocumentService(world.records, FileLimits(max_bytes=1024 * 1024))
     with pytest.raises(FileTooLarge) as caught:
-        small.create_document(DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "application/pdf")
+        small.create_document(
+            RequestContext(DOCTOR, TREAT, NOW), docref(), io.BytesIO(PDF), "application/pdf"
+        )
     assert caught.value.status == 413
     _nothing_stored(world)
     assert world.audit_rows()[-1]["outcome"] == 4
@@ -98,10 +107,15 @@ def test_wrong_content_type_is_refused_and_leaves_nothing(world: World) -> None:
     world.new_patient()
     with pytest.raises(UnsupportedContentType):
         world.documents.create_document(
-            DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "application/x-msdownload"
+            RequestContext(DOCTOR, TREAT, NOW),
+            docref(),
+            io.BytesIO(PDF),
+            "application/x-msdownload",
         )
     with pytest.raises(UnsupportedContentType):  # declared PNG, is a PDF
-        world.documents.create_document(DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "image/png")
+        world.documents.create_document(
+            RequestContext(DOCTOR, TREAT, NOW), docref(), io.BytesIO(PDF), "image/png"
+        )
     _nothing_stored(world)
 
 
@@ -109,12 +123,15 @@ def test_invalid_reference_or_denied_upload_leaves_nothing(world: World) -> None
     world.new_patient()
     with pytest.raises(InvalidResource):
         world.documents.create_document(
-            DOCTOR, TREAT, NOW, docref(status="lost"), io.BytesIO(PDF), "application/pdf"
+            RequestContext(DOCTOR, TREAT, NOW),
+            docref(status="lost"),
+            io.BytesIO(PDF),
+            "application/pdf",
         )
     world.guard.rules = [deny(action=Action.CREATE)]
     with pytest.raises(AccessDenied):
         world.documents.create_document(
-            DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "application/pdf"
+            RequestContext(DOCTOR, TREAT, NOW), docref(), io.BytesIO(PDF), "application/pdf"
         )
     _nothing_stored(world)
 
@@ -122,9 +139,7 @@ def test_invalid_reference_or_denied_upload_leaves_nothing(world: World) -> None
 def test_restricted_document_needs_the_guard(world: World) -> None:
     world.new_patient()
     doc = world.documents.create_document(
-        DOCTOR,
-        TREAT,
-        NOW,
+        RequestContext(DOCTOR, TREAT, NOW),
         docref(),
         io.BytesIO(b"resultat VIH"),
         "text/plain",
@@ -132,6 +147,6 @@ def test_restricted_document_needs_the_guard(world: World) -> None:
     )
     world.guard.rules = [deny(sensitivity=Sensitivity.RESTRICTED), allow()]
     with pytest.raises(AccessDenied):
-        world.documents.open_document(DOCTOR, TREAT, NOW, doc.resource_id)
+        world.documents.open_document(RequestContext(DOCTOR, TREAT, NOW), doc.resource_id)
     with pytest.raises(ResourceNotFound):
-        world.documents.open_document(DOCTOR, TREAT, NOW, "no-such-doc")
+        world.documents.open_document(RequestContext(DOCTOR, TREAT, NOW), "no-such-doc")

@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
 
+from secretum.access.context import RequestContext
+from secretum.access.guard import TableGuard, allow
+from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.log import AuditLog
 from secretum.audit.store import audit_entries
 from secretum.bootstrap import Platform
@@ -25,10 +28,8 @@ from secretum.config import Settings
 from secretum.crypto.blind_index import BlindIndex
 from secretum.crypto.kms.fake import FakeKMS
 from secretum.keys.keyring import KeyRing
-from secretum.policy.model import Actor, Purpose, Role
 from secretum.records.documents import DocumentService
 from secretum.records.files import FileStore
-from secretum.records.guard import TableGuard, allow
 from secretum.records.service import RecordService
 from secretum.records.store import RecordStore
 from secretum.rights import InMemoryRestrictionFlags, RightsService, platform_shredder
@@ -120,7 +121,9 @@ class World:
 
     def new_patient(self, pid: str = "pat-1", **kwargs: Any) -> None:
         self.records.create(
-            Actor(pid, Role.PATIENT), SELF, NOW, patient_json(pid, **kwargs), resource_id=pid
+            RequestContext(Actor(pid, Role.PATIENT), SELF, NOW),
+            patient_json(pid, **kwargs),
+            resource_id=pid,
         )
 
 

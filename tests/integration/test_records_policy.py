@@ -17,9 +17,10 @@ from test_records_fixtures import (  # noqa: F401 (world_fixture is a fixture)
     world_fixture,
 )
 
-from secretum.policy.model import Actor, Role
-from secretum.records.fhir import AccessDenied, StepUpRequired
-from secretum.records.guard import PolicyGuard
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied, StepUpRequired
+from secretum.access.model import Actor, Role
+from secretum.policy.guard import PolicyGuard
 from secretum.records.service import RecordService
 from secretum.rights import PolicyRestrictionFlags, RightsService
 
@@ -28,7 +29,7 @@ from secretum.rights import PolicyRestrictionFlags, RightsService
 def policed(world: World) -> tuple[RecordService, RightsService]:
     """Services on the same stores as ``world``, guarded by the real policy."""
     world.new_patient()  # seeded through the allow-all guard
-    world.records.create(DOCTOR, TREAT, NOW, observation_json())
+    world.records.create(RequestContext(DOCTOR, TREAT, NOW), observation_json())
     repo = world.records.repo
     records = RecordService(
         world.engine,
@@ -49,14 +50,16 @@ def test_patient_reads_own_record_and_stranger_is_denied(
     world: World, policed: tuple[RecordService, RightsService]
 ) -> None:
     records, _ = policed
-    (patient,) = records.search(PATIENT, SELF, NOW, "pat-1", "Patient")
+    (patient,) = records.search(RequestContext(PATIENT, SELF, NOW), "pat-1", "Patient")
     assert patient.resource_id == "pat-1"
     with pytest.raises(AccessDenied) as denied:
-        records.search(DOCTOR, TREAT, NOW, "pat-1", "Observation")  # no care relationship
+        records.search(
+            RequestContext(DOCTOR, TREAT, NOW), "pat-1", "Observation"
+        )  # no care relationship
     assert denied.value.decision.reason.startswith("deny.")
     assert world.audit_rows()[-1]["outcome"] == 4
     with pytest.raises(AccessDenied):
-        records.read(Actor("pat-2", Role.PATIENT), SELF, NOW, "Patient", "pat-1")
+        records.read(RequestContext(Actor("pat-2", Role.PATIENT), SELF, NOW), "Patient", "pat-1")
 
 
 def test_export_needs_a_fresh_step_up(
@@ -64,10 +67,10 @@ def test_export_needs_a_fresh_step_up(
 ) -> None:
     _, rights = policed
     with pytest.raises(StepUpRequired) as needed:
-        rights.export(PATIENT, SELF, NOW, "pat-1")
+        rights.export(RequestContext(PATIENT, SELF, NOW), "pat-1")
     assert needed.value.decision.requires == ("step-up",)
     fresh = Actor("pat-1", Role.PATIENT, strong_auth_at=NOW - timedelta(minutes=1))
-    export = rights.export(fresh, SELF, NOW, "pat-1")
+    export = rights.export(RequestContext(fresh, SELF, NOW), "pat-1")
     assert export.bundle["total"] >= 2
 
 
@@ -76,7 +79,7 @@ def test_erasure_within_retention_sets_the_policy_restriction(
 ) -> None:
     _, rights = policed
     fresh = Actor("pat-1", Role.PATIENT, strong_auth_at=NOW)
-    outcome = rights.request_erasure(fresh, SELF, NOW, "pat-1")
+    outcome = rights.request_erasure(RequestContext(fresh, SELF, NOW), "pat-1")
     assert not outcome.shredded
     flags = PolicyRestrictionFlags()
     with world.engine.connect() as conn:

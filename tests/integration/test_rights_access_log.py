@@ -20,9 +20,11 @@ from test_records_fixtures import (  # noqa: F401 (world_fixture is a fixture)
     world_fixture,
 )
 
-from secretum.policy.model import Action, Actor, Decision, Purpose, Role
-from secretum.records.fhir import AccessDenied, InvalidResource
-from secretum.records.guard import Rule, allow, deny
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied
+from secretum.access.guard import Rule, allow, deny
+from secretum.access.model import Action, Actor, Decision, Purpose, Role
+from secretum.records.fhir import InvalidResource
 
 OTHER = Actor("pat-2", Role.PATIENT)
 
@@ -30,25 +32,31 @@ OTHER = Actor("pat-2", Role.PATIENT)
 def _activity(world: World) -> None:
     world.new_patient("pat-1")
     world.new_patient("pat-2", ins="2 99 99 99 999 999 99", email="other@example.org")
-    obs = world.records.create(DOCTOR, TREAT, NOW, observation_json("pat-1"))
-    world.records.create(DOCTOR, TREAT, NOW, observation_json("pat-2"))
-    world.records.read(DOCTOR, TREAT, NOW + timedelta(minutes=1), "Observation", obs.resource_id)
+    obs = world.records.create(RequestContext(DOCTOR, TREAT, NOW), observation_json("pat-1"))
+    world.records.create(RequestContext(DOCTOR, TREAT, NOW), observation_json("pat-2"))
+    world.records.read(
+        RequestContext(DOCTOR, TREAT, NOW + timedelta(minutes=1)), "Observation", obs.resource_id
+    )
     world.guard.rules = [Rule(Decision(True, "allow.bg", break_glass=True), user_id="doc-9")]
     world.guard.rules.append(deny(user_id="doc-9"))
     world.guard.rules.append(allow())
     world.records.read(
-        Actor("doc-9", Role.PRACTITIONER), Purpose.EMERGENCY, NOW, "Patient", "pat-1"
+        RequestContext(Actor("doc-9", Role.PRACTITIONER), Purpose.EMERGENCY, NOW),
+        "Patient",
+        "pat-1",
     )
     world.guard.rules = [deny(user_id="spy"), allow()]
     with pytest.raises(AccessDenied):
-        world.records.read(Actor("spy", Role.PRACTITIONER), TREAT, NOW, "Patient", "pat-1")
+        world.records.read(
+            RequestContext(Actor("spy", Role.PRACTITIONER), TREAT, NOW), "Patient", "pat-1"
+        )
     world.guard.rules = [allow()]
 
 
 def test_lists_exactly_the_patients_audited_accesses(world: World) -> None:
     _activity(world)
     expected = [r["seq"] for r in world.audit_rows() if r["patient_id"] == "pat-1"][::-1]
-    page = world.rights.access_history(PATIENT, SELF, NOW, "pat-1", limit=200)
+    page = world.rights.access_history(RequestContext(PATIENT, SELF, NOW), "pat-1", limit=200)
     assert [e.seq for e in page.entries] == expected and page.next_before is None
     assert {e.resource_id for e in page.entries} >= {"pat-1"}
     bg = [e for e in page.entries if e.actor_id == "doc-9"]
@@ -65,7 +73,7 @@ def test_lists_exactly_the_patients_audited_accesses(world: World) -> None:
 
 def test_pagination_and_the_reading_is_audited(world: World) -> None:
     _activity(world)
-    first = world.rights.access_history(PATIENT, SELF, NOW, "pat-1", limit=2)
+    first = world.rights.access_history(RequestContext(PATIENT, SELF, NOW), "pat-1", limit=2)
     last = world.audit_rows()[-1]
     assert (last["event_type"], last["action"], last["patient_id"], last["actor_id"]) == (
         "110101",
@@ -75,15 +83,15 @@ def test_pagination_and_the_reading_is_audited(world: World) -> None:
     )
     assert len(first.entries) == 2 and first.next_before == first.entries[-1].seq
     second = world.rights.access_history(
-        PATIENT, SELF, NOW, "pat-1", limit=2, before=first.next_before
+        RequestContext(PATIENT, SELF, NOW), "pat-1", limit=2, before=first.next_before
     )
     assert second.entries[0].seq < first.entries[-1].seq
     # each read of the list shows in the next one, newest first
     previous = world.audit_rows()[-1]
-    again = world.rights.access_history(PATIENT, SELF, NOW, "pat-1", limit=1)
+    again = world.rights.access_history(RequestContext(PATIENT, SELF, NOW), "pat-1", limit=1)
     assert again.entries[0].seq == previous["seq"] and again.entries[0].event_type == "110101"
     with pytest.raises(InvalidResource):
-        world.rights.access_history(PATIENT, SELF, NOW, "pat-1", limit=0)
+        world.rights.access_history(RequestContext(PATIENT, SELF, NOW), "pat-1", limit=0)
 
 
 def test_another_patient_is_refused(world: World) -> None:
@@ -92,16 +100,14 @@ def test_another_patient_is_refused(world: World) -> None:
         allow(action=Action.READ_ACCESS_LOG, user_id="pat-1", patient_id="pat-1"),
     ]
     with pytest.raises(AccessDenied):
-        world.rights.access_history(OTHER, SELF, NOW, "pat-1")
+        world.rights.access_history(RequestContext(OTHER, SELF, NOW), "pat-1")
     assert world.audit_rows()[-1]["outcome"] == 4
 
 
 def test_no_health_data_in_any_audit_entry(world: World) -> None:
     _activity(world)
     world.documents.create_document(
-        DOCTOR,
-        TREAT,
-        NOW,
+        RequestContext(DOCTOR, TREAT, NOW),
         {
             "resourceType": "DocumentReference",
             "status": "current",
@@ -112,11 +118,15 @@ def test_no_health_data_in_any_audit_entry(world: World) -> None:
         "text/plain",
     )
     with pytest.raises(InvalidResource):
-        world.records.create(DOCTOR, TREAT, NOW, observation_json(status=SECRETS[0]))
-    world.records.find_patients(DOCTOR, TREAT, NOW, "ins", INS)
-    world.rights.request_rectification(PATIENT, SELF, NOW, "pat-1", f"{SECRETS[0]} is wrong")
-    world.rights.export(PATIENT, SELF, NOW, "pat-1")
-    world.rights.request_erasure(PATIENT, SELF, NOW, "pat-1")
+        world.records.create(
+            RequestContext(DOCTOR, TREAT, NOW), observation_json(status=SECRETS[0])
+        )
+    world.records.find_patients(RequestContext(DOCTOR, TREAT, NOW), "ins", INS)
+    world.rights.request_rectification(
+        RequestContext(PATIENT, SELF, NOW), "pat-1", f"{SECRETS[0]} is wrong"
+    )
+    world.rights.export(RequestContext(PATIENT, SELF, NOW), "pat-1")
+    world.rights.request_erasure(RequestContext(PATIENT, SELF, NOW), "pat-1")
     rows = world.audit_rows()
     assert len(rows) > 10
     for row in rows:

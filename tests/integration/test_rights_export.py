@@ -20,9 +20,10 @@ from test_records_fixtures import (  # noqa: F401 (world_fixture is a fixture)
     world_fixture,
 )
 
-from secretum.policy.model import Action, Decision, Sensitivity
-from secretum.records.fhir import AccessDenied, StepUpRequired
-from secretum.records.guard import Rule, deny
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied, StepUpRequired
+from secretum.access.guard import Rule, deny
+from secretum.access.model import Action, Decision, Sensitivity
 
 PDF = b"%PDF-1.4\n" + os.urandom(3 * 1024 * 1024 + 5)
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(4000)
@@ -35,7 +36,7 @@ def _doc(world: World, data: bytes, content_type: str) -> str:
         "subject": {"reference": "Patient/pat-1"},
     }
     stored = world.documents.create_document(
-        DOCTOR, TREAT, NOW, body, io.BytesIO(data), content_type
+        RequestContext(DOCTOR, TREAT, NOW), body, io.BytesIO(data), content_type
     )
     return stored.resource_id
 
@@ -43,14 +44,18 @@ def _doc(world: World, data: bytes, content_type: str) -> str:
 def test_export_bundle_validates_and_zip_holds_the_files(world: World) -> None:
     world.new_patient("pat-1")
     world.new_patient("pat-2", ins="2 99 99 99 999 999 99", email="other@example.org")
-    world.records.create(DOCTOR, TREAT, NOW, observation_json("pat-1"))
+    world.records.create(RequestContext(DOCTOR, TREAT, NOW), observation_json("pat-1"))
     world.records.create(
-        DOCTOR, TREAT, NOW, observation_json("pat-1"), sensitivity=Sensitivity.RESTRICTED
+        RequestContext(DOCTOR, TREAT, NOW),
+        observation_json("pat-1"),
+        sensitivity=Sensitivity.RESTRICTED,
     )
-    world.records.create(DOCTOR, TREAT, NOW, observation_json("pat-2"))
+    world.records.create(RequestContext(DOCTOR, TREAT, NOW), observation_json("pat-2"))
     pdf_id, png_id = _doc(world, PDF, "application/pdf"), _doc(world, PNG, "image/png")
 
-    export = world.rights.export(PATIENT, SELF, NOW, "pat-1", base_url="https://h.example/fhir")
+    export = world.rights.export(
+        RequestContext(PATIENT, SELF, NOW), "pat-1", base_url="https://h.example/fhir"
+    )
     bundle = export.bundle
     get_fhir_model_class("Bundle").model_validate(bundle)
     assert bundle["type"] == "searchset"
@@ -88,13 +93,13 @@ def test_export_refused_or_needing_step_up(world: World) -> None:
     world.new_patient()
     world.guard.rules = [Rule(Decision(False, "deny.step-up", requires=("step-up",)))]
     with pytest.raises(AccessDenied) as caught:
-        world.rights.export(PATIENT, SELF, NOW, "pat-1")
+        world.rights.export(RequestContext(PATIENT, SELF, NOW), "pat-1")
     assert caught.value.decision.requires == ("step-up",)
     world.guard.rules = [Rule(Decision(True, "allow.self", requires=("step-up",)))]
     with pytest.raises(StepUpRequired):
-        world.rights.export(PATIENT, SELF, NOW, "pat-1")
+        world.rights.export(RequestContext(PATIENT, SELF, NOW), "pat-1")
     world.guard.rules = [deny(action=Action.EXPORT)]
     with pytest.raises(AccessDenied):
-        world.rights.export(PATIENT, SELF, NOW, "pat-1")
+        world.rights.export(RequestContext(PATIENT, SELF, NOW), "pat-1")
     rows = world.audit_rows()[-3:]
     assert [(r["event_type"], r["outcome"]) for r in rows] == [("110106", 4)] * 3

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role
 from secretum.demo import DOMAIN, DemoAlreadySeeded, seed_demo
 from secretum.identity.service_signin import SignedIn
-from secretum.policy.model import Actor, Purpose, Role
 from secretum.web.app import create_app
 from secretum.web.deps import SESSION_COOKIE
 from web_world import Clock, build_platform
@@ -39,7 +40,7 @@ def test_demo_clinic_is_seeded_once_and_usable(tmp_path: Path) -> None:
         seed_demo(platform, clock.now, echo=printed.append)
     paul = result["patients"]["paul"]
     records = platform.services.records.search(
-        Actor(paul, Role.PATIENT), Purpose.PATIENT_REQUEST, clock.now, paul
+        RequestContext(Actor(paul, Role.PATIENT), Purpose.PATIENT_REQUEST, clock.now), paul
     )
     kinds = sorted(r.resource_type for r in records)
     assert kinds.count("Observation") == 3 and "DocumentReference" in kinds and "Patient" in kinds
@@ -61,6 +62,9 @@ def test_demo_clinic_is_seeded_once_and_usable(tmp_path: Path) -> None:
     lea = result["patients"]["lea"]
     gp = next(a for a in result["accounts"] if a["email"].startswith("gp@"))
     seen = platform.services.records.search(
-        Actor(gp["user_id"], Role.PRACTITIONER), Purpose.TELECONSULTATION, clock.now, lea
+        RequestContext(
+            Actor(gp["user_id"], Role.PRACTITIONER), Purpose.TELECONSULTATION, clock.now
+        ),
+        lea,
     )
     assert any(str(r.sensitivity) == "restricted" for r in seen)

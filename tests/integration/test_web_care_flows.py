@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from secretum.access.model import Purpose
 from secretum.audit.store import audit_entries
 from secretum.consent.store import active_consents
 from secretum.policy.breakglass import EMERGENCY_OVERRIDE_STARTED, EMERGENCY_OVERRIDE_STOPPED
-from secretum.policy.model import Purpose
 from web_world import WebWorld, clinic
 
 FHIR = "application/fhir+json"
@@ -122,7 +122,9 @@ def test_break_glass_grants_expires_notifies_is_audited_and_reviewed(world: WebW
     reads = audit(world, patient_id=pid, actor_id=world.users["gp"].user_id, subtype="read")
     assert reads and all(r["purpose"] == "ETREAT" and r["outcome"] == 0 for r in reads)
     started = audit(world, patient_id=pid, subtype=EMERGENCY_OVERRIDE_STARTED)
-    assert len(started) == 1 and started[0]["purpose"] == "ETREAT"
+    # the attempt refused for want of a fresh step-up is audited too (once, a minor failure)
+    assert [e["outcome"] for e in started] == [4, 0]
+    assert all(e["purpose"] == "ETREAT" for e in started)
     assert "marqueur-bg-5e1" not in str(audit(world))
     # the patient sees it, with the practitioner's name, on their pages
     patient = world.client("nocare", html=True)

@@ -14,9 +14,10 @@ import pytest
 from fhir.resources.R4B.observation import Observation
 from sqlalchemy import select, text
 
+from secretum.access.context import RequestContext
+from secretum.access.model import Purpose
 from secretum.audit.store import audit_entries
 from secretum.logs import configure_logging
-from secretum.policy.model import Purpose
 from web_world import PDF, SECRETS, WebWorld, clinic
 
 PAGES = {
@@ -90,11 +91,15 @@ def test_observation_form_builds_valid_fhir(world: WebWorld) -> None:
     saved = gp.post(f"/practice/patients/{pid}/observations", data=form)
     assert saved.status_code == 303 and "done=observation" in saved.headers["location"]
     seen_by_radio = world.services.records.search(
-        world.users["radio"].actor, Purpose.TELERADIOLOGY, world.clock.now, pid, "Observation"
+        RequestContext(world.users["radio"].actor, Purpose.TELERADIOLOGY, world.clock.now),
+        pid,
+        "Observation",
     )
     assert all(str(r.sensitivity) == "normal" for r in seen_by_radio)  # radio was not named
     mine = world.services.records.search(
-        world.users["own"].actor, Purpose.PATIENT_REQUEST, world.clock.now, pid, "Observation"
+        RequestContext(world.users["own"].actor, Purpose.PATIENT_REQUEST, world.clock.now),
+        pid,
+        "Observation",
     )
     [new] = [r for r in mine if str(r.sensitivity) == "restricted"]
     Observation.model_validate(new.resource)

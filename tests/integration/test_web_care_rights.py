@@ -18,10 +18,11 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 
 from identity_authenticator import PASSWORD
+from secretum.access.context import RequestContext
+from secretum.access.errors import RecordErased
+from secretum.access.model import Actor, Purpose, Role
 from secretum.crypto.errors import KeyShreddedError
 from secretum.identity.errors import AccountErased
-from secretum.policy.model import Actor, Purpose, Role
-from secretum.records.fhir import RecordErased
 from web_world import PDF, SECRETS, WebWorld, clinic
 
 
@@ -103,10 +104,12 @@ def test_erasure_is_scheduled_then_nothing_can_be_decrypted(world: WebWorld) -> 
     patient = Actor(pid, Role.PATIENT)
     for read in (
         lambda: world.services.records.read(
-            patient, Purpose.PATIENT_REQUEST, world.clock.now, "Observation", world.ids["obs:own"]
+            RequestContext(patient, Purpose.PATIENT_REQUEST, world.clock.now),
+            "Observation",
+            world.ids["obs:own"],
         ),
         lambda: world.services.documents.open_document(
-            patient, Purpose.PATIENT_REQUEST, world.clock.now, world.ids["doc:own"]
+            RequestContext(patient, Purpose.PATIENT_REQUEST, world.clock.now), world.ids["doc:own"]
         ),
     ):
         with pytest.raises(RecordErased):

@@ -22,12 +22,13 @@ from sqlalchemy.engine import Engine
 from structlog.testing import capture_logs
 from tests.conftest import _pg_schema_url
 
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role
 from secretum.bootstrap import Platform, init_platform, open_platform
 from secretum.config import Settings
 from secretum.consent.store import ConsentMethod
 from secretum.identity.factors import time_step, totp_code
 from secretum.identity.service_signin import SignedIn
-from secretum.policy.model import Actor, Purpose, Role
 from secretum.web import create_app
 from secretum.web.deps import CSRF_HEADER, SESSION_COOKIE
 
@@ -135,20 +136,23 @@ def _seed(world: Cluster) -> None:
         world.sessions[name] = strong(f"{name}@inst.test")
     svc, pid = platform.services, world.ids["patient"]
     patient, doctor = Actor(pid, Role.PATIENT), Actor(world.ids["doctor"], Role.PRACTITIONER)
-    with platform.engine.begin() as conn:
-        svc.choices.invite(conn, patient, patient_id=pid, practitioner_id=doctor.user_id, now=now)
-        svc.consent.grant(
-            conn,
-            patient,
-            patient_id=pid,
-            purpose=Purpose.TELECONSULTATION,
-            text_sha256=svc.consent.texts.current(Purpose.TELECONSULTATION, "fr").sha256,
-            method=ConsentMethod.WEB_CHECKBOX,
-            now=now,
-        )
+    svc.choices.invite(
+        RequestContext(patient, Purpose.PATIENT_REQUEST, now),
+        patient_id=pid,
+        practitioner_id=doctor.user_id,
+    )
+    svc.consent.grant(
+        RequestContext(patient, Purpose.PATIENT_REQUEST, now),
+        patient_id=pid,
+        purpose=Purpose.TELECONSULTATION,
+        text_sha256=svc.consent.texts.current(Purpose.TELECONSULTATION, "fr").sha256,
+        method=ConsentMethod.WEB_CHECKBOX,
+    )
     care = Purpose.TELECONSULTATION
     patient_json = {"resourceType": "Patient", "id": pid, "name": [{"family": "Inst"}]}
-    svc.records.create(doctor, care, now, patient_json, resource_id=pid, patient_id=pid)
+    svc.records.create(
+        RequestContext(doctor, care, now), patient_json, resource_id=pid, patient_id=pid
+    )
     observation = {
         "resourceType": "Observation",
         "status": "final",
@@ -157,7 +161,7 @@ def _seed(world: Cluster) -> None:
         "valueQuantity": {"value": 72, "unit": "/min"},
     }
     world.ids["obs"] = svc.records.create(
-        doctor, care, now, observation, patient_id=pid
+        RequestContext(doctor, care, now), observation, patient_id=pid
     ).resource_id
 
 

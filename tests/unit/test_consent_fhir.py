@@ -10,10 +10,10 @@ import pytest
 from fhir.resources.R4B.consent import Consent
 from pydantic import ValidationError
 
+from secretum.access.model import CONSENTED_PURPOSES, Purpose
 from secretum.consent.fhir import to_fhir_consent
 from secretum.consent.store import ConsentMethod, ConsentRecord, Evidence
 from secretum.consent.texts import default_texts
-from secretum.policy.model import CONSENTED_PURPOSES, Purpose
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

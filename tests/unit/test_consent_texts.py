@@ -7,6 +7,7 @@ from importlib import resources
 
 import pytest
 
+from secretum.access.model import CONSENTED_PURPOSES, Purpose
 from secretum.consent.texts import (
     LANGUAGES,
     ConsentTexts,
@@ -14,7 +15,6 @@ from secretum.consent.texts import (
     default_texts,
     text_from_bytes,
 )
-from secretum.policy.model import CONSENTED_PURPOSES, Purpose
 
 TEXTS = default_texts()
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from secretum.audit.model import EventAction, EventType, Outcome
-from secretum.policy.model import (
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, sensitivity_max
+from secretum.access.guard import Rule, TableGuard, allow, deny
+from secretum.access.model import (
     Action,
     Actor,
     Decision,
@@ -19,15 +21,8 @@ from secretum.policy.model import (
     Role,
     Sensitivity,
 )
-from secretum.records.guard import (
-    Attempt,
-    PolicyGuard,
-    Rule,
-    TableGuard,
-    allow,
-    deny,
-    sensitivity_max,
-)
+from secretum.audit.model import EventAction, EventType, Outcome
+from secretum.policy.guard import PolicyGuard
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 DOCTOR = Actor("doc-1", Role.PRACTITIONER)
@@ -73,8 +68,9 @@ def test_policy_guard_loads_facts_then_decides(monkeypatch: pytest.MonkeyPatch) 
         seen["decided"] = (action, resource, purpose, facts)
         return Decision(facts.in_care_team, "allow.care-team")
 
-    monkeypatch.setattr(importlib.import_module("secretum.policy.facts"), "load_facts", load_facts)
-    monkeypatch.setattr(importlib.import_module("secretum.policy.decide"), "decide", decide)
+    guard_module = importlib.import_module("secretum.policy.guard")
+    monkeypatch.setattr(guard_module, "load_facts", load_facts)
+    monkeypatch.setattr(guard_module, "decide", decide)
     decision = PolicyGuard().check(conn, DOCTOR, Action.READ, OBS, Purpose.TELECONSULTATION, NOW)
     assert decision.allowed and decision.reason == "allow.care-team"
     assert seen["facts_for"] == ("doc-1", "pat-1", NOW)
@@ -85,16 +81,9 @@ def test_policy_guard_loads_facts_then_decides(monkeypatch: pytest.MonkeyPatch) 
     assert seen["facts_for"][1] is None and seen["decided"][3] == Facts()
 
 
-def _attempt(**kwargs: Any) -> Attempt:
-    return Attempt(
-        DOCTOR,
-        Purpose.TELECONSULTATION,
-        NOW,
-        EventType.PATIENT_RECORD,
-        "read",
-        EventAction.READ,
-        **kwargs,
-    )
+def _attempt(source_address: str | None = None) -> Attempt:
+    ctx = RequestContext(DOCTOR, Purpose.TELECONSULTATION, NOW, source_address)
+    return Attempt(ctx, EventType.PATIENT_RECORD, "read", EventAction.READ)
 
 
 def test_attempt_becomes_an_audit_event_of_ids_and_codes() -> None:

@@ -12,7 +12,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secretum.policy.model import Sensitivity
+from secretum.access.model import Sensitivity
 from secretum.records.documents import CheckedUpload, FileLimits
 from secretum.records.fhir import (
     FHIR_PACKAGE,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pyotp
 import pytest
 
+from secretum.access.model import Actor, Role
 from secretum.identity.errors import InvalidInput, MfaEnrolmentRequired
 from secretum.identity.factors import (
     match_step,
@@ -28,7 +29,6 @@ from secretum.identity.model import (
     validate_email,
     validate_rpps,
 )
-from secretum.policy.model import Actor, Role
 
 NOW = datetime(2030, 3, 1, 10, 0, 15, tzinfo=UTC)
 SECRET = new_totp_secret(os.urandom)

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from secretum.access.model import Action, Actor, Facts, Purpose, Resource, Role, Sensitivity
 from secretum.policy.decide import decide, is_health_data
-from secretum.policy.model import Action, Actor, Facts, Purpose, Resource, Role, Sensitivity
 from secretum.policy.rules import (
     AGENDA_KINDS,
     DIRECTORY_KINDS,

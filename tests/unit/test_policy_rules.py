@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from secretum.access.errors import AccessDenied
 from secretum.policy import (
     GUARDS,
     RULES,
@@ -19,7 +20,7 @@ from secretum.policy import (
     Sensitivity,
     decide,
 )
-from secretum.policy.decide import AccessDenied, require, step_up_is_fresh
+from secretum.policy.decide import require, step_up_is_fresh
 from secretum.policy.rules import DENY_REASONS, Condition
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -283,4 +284,5 @@ def test_require_raises_with_the_decision() -> None:
     with pytest.raises(AccessDenied) as caught:
         require(DOC, Action.BREAK_GLASS, PATIENT_RES, EM, NOW, Facts())
     assert caught.value.decision.requires == ("step-up",)
-    assert str(caught.value) == "deny.step-up-required"
+    assert caught.value.reason == "deny.step-up-required"
+    assert str(caught.value) == "access denied"  # the reason is for the audit, not a client

@@ -40,6 +40,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, Door
+from secretum.access.guard import Guard
+from secretum.access.model import Action, Actor, Purpose, Resource, Role
 from secretum.agenda import store
 from secretum.agenda.model import (
     MAX_RANGE_DAYS,
@@ -59,10 +63,8 @@ from secretum.consent.choices import APPOINTMENT_HORIZON, open_appointment_relat
 from secretum.logs import get_logger
 from secretum.mail import Mailer, MailError, Message, texts
 from secretum.policy import care
-from secretum.policy.model import Action, Actor, Purpose, Resource, Role
 from secretum.policy.tables import utc
 from secretum.records.fhir import FhirError
-from secretum.records.guard import Attempt, Door, Guard
 
 T = TypeVar("T")
 _log = get_logger("secretum.agenda")
@@ -179,7 +181,9 @@ class AgendaService:
     ) -> T:
         """Run one use case: ``resource(conn)`` names what it acts on, the guard decides once,
         then ``work(conn)``; one audit entry (refusals and failures included)."""
-        attempt = Attempt(actor, purpose, utc(now), event, subtype, code, source_address)
+        attempt = Attempt(
+            RequestContext(actor, purpose, utc(now), source_address), event, subtype, code
+        )
 
         def decided(conn: Connection) -> T:
             self.door.authorize(conn, attempt, action, resource(conn))

@@ -23,9 +23,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from secretum.access.model import AUDIT_PURPOSE, Purpose
 from secretum.consent.store import ConsentRecord
 from secretum.consent.texts import TEXT_URN_PREFIX
-from secretum.policy.model import AUDIT_PURPOSE, Purpose
 
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 LOINC = "http://loinc.org"

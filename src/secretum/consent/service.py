@@ -4,8 +4,9 @@
 SHARING, naming the practitioner), against an exact text version (its SHA-256). Each grant or
 withdrawal is
 
-* decided by the policy (``Action.MANAGE_CONSENT``: the patient on their own record, or a
-  practitioner of the care team recording a paper form after a fresh step-up),
+* decided by the policy through the door (:class:`~secretum.access.door.Door`,
+  ``Action.MANAGE_CONSENT``: the patient on their own record, or a practitioner of the care
+  team recording a paper form after a fresh step-up), refused attempts audited too,
 * kept as evidence: who, when, which text, how (method code), from which address,
 * audited in the same transaction (DICOM 110110 Patient Record, ``Consent/<id>``, PATRQT),
 * notified to the patient when someone else acted on their behalf.
@@ -26,32 +27,31 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, Door
+from secretum.access.guard import Guard
+from secretum.access.model import (
+    CONSENTED_PURPOSES,
+    Action,
+    Actor,
+    Purpose,
+    Resource,
+    Role,
+)
 from secretum.audit.log import AuditLog
-from secretum.audit.model import AuditEvent, EventAction, EventType
+from secretum.audit.model import AuditEvent, EventAction, EventType, Outcome
 from secretum.consent import paper, store
 from secretum.consent.fhir import to_fhir_consent
 from secretum.consent.store import ConsentMethod, ConsentRecord, Evidence, NoActiveConsent
 from secretum.consent.texts import ConsentTexts, default_texts
 from secretum.notices.store import NoticeKind, notify
-from secretum.policy.decide import require
-from secretum.policy.facts import load_facts
-from secretum.policy.model import (
-    AUDIT_PURPOSE,
-    CONSENTED_PURPOSES,
-    Action,
-    Actor,
-    Decision,
-    Purpose,
-    Resource,
-    Role,
-)
-from secretum.policy.tables import utc
+from secretum.storage.times import utc
 
 #: Which roles may record a consent by each method.
 METHOD_ROLES: dict[ConsentMethod, Role] = {
@@ -81,33 +81,39 @@ class PaperForm:
 
 
 class ConsentService:
-    """Grants and withdrawals of patients' consents, in the caller's transaction."""
+    """Grants and withdrawals of patients' consents: each one use case through the door
+    (decided once, audited once, refused attempts included), in its own transaction."""
 
-    def __init__(self, audit: AuditLog, texts: ConsentTexts | None = None) -> None:
-        self.audit = audit
+    def __init__(
+        self, engine: Engine, audit: AuditLog, guard: Guard, texts: ConsentTexts | None = None
+    ) -> None:
+        self.door = Door(engine, audit, guard)
         self.texts = texts or default_texts()
+
+    @staticmethod
+    def _attempt(ctx: RequestContext, action: EventAction, subtype: str) -> Attempt:
+        """Managing consents is always at the patient's request (PATRQT), whoever acts."""
+        managing = ctx.for_purpose(Purpose.PATIENT_REQUEST)
+        return Attempt(managing, EventType.PATIENT_RECORD, subtype, action)
 
     # -- changes ------------------------------------------------------------------------------
 
     def grant(
         self,
-        conn: Connection,
-        actor: Actor,
+        ctx: RequestContext,
         *,
         patient_id: str,
         purpose: Purpose,
         text_sha256: str,
         method: ConsentMethod,
-        now: datetime,
         grantee_id: str | None = None,
-        source_address: str | None = None,
         evidence_id: str | None = None,
         paper_form: PaperForm | None = None,
     ) -> ConsentRecord:
         """Record the patient's opt-in to ``purpose`` under the text ``text_sha256``.
 
         Granting again what is already active under the same text changes nothing and returns
-        the existing consent. Raises :class:`~secretum.policy.decide.AccessDenied`,
+        the existing consent. Raises :class:`~secretum.access.errors.AccessDenied`,
         :class:`~secretum.consent.texts.UnknownText` or :class:`ValueError`.
 
         On paper (:attr:`ConsentMethod.PAPER_SCANNED`) ``paper_form`` is required
@@ -115,123 +121,132 @@ class ConsentService:
         withdrawal (:class:`PaperFormPredatesWithdrawal`, :class:`PaperFormDate`); its scan is
         then named with :meth:`attach_paper_form` (or here, as ``evidence_id``).
         """
-        now = utc(now)
-        purpose = Purpose(purpose)
-        method = ConsentMethod(method)
-        if purpose not in CONSENTED_PURPOSES:
-            raise ValueError(f"{purpose} needs no consent")
-        if (purpose is Purpose.SHARING) != (grantee_id is not None):
-            raise ValueError("a SHARING consent, and only it, names a practitioner")
-        if grantee_id == patient_id:
-            raise ValueError("a patient does not share with themselves")
-        text = self.texts.by_hash(text_sha256)
-        if text.purpose is not purpose:
-            raise ValueError("this consent text is for another purpose")
-        self._authorize(conn, actor, patient_id, method, now)
-        if method is ConsentMethod.PAPER_SCANNED:
-            if paper_form is None:
-                raise PaperFormRequired("a consent on paper needs its signed form")
-            self._check_form_date(conn, patient_id, purpose, grantee_id, paper_form, now)
-        for existing in store.active_consents(
-            conn, patient_id, now, purpose=purpose, grantee_id=grantee_id
-        ):
-            if existing.text_sha256 == text_sha256:
-                return existing
-        evidence = Evidence(
-            method, actor.user_id, str(actor.role), now, source_address, evidence_id
-        )
-        consent_id = secrets.token_hex(16)
-        # Built first: an id the audit refuses stops the grant before anything is written.
-        event = self._event(actor, patient_id, consent_id, now, EventAction.CREATE, source_address)
-        store.insert_grant(
-            conn,
-            consent_id=consent_id,
-            patient_id=patient_id,
-            purpose=purpose,
-            grantee_id=grantee_id,
-            text_sha256=text.sha256,
-            text_version=text.version,
-            language=text.language,
-            evidence=evidence,
-        )
-        if method is ConsentMethod.PAPER_SCANNED and paper_form is not None:
-            paper.record_form(conn, consent_id, paper_form.signed_on, now, evidence_id)
-        self.audit.append(conn, event)
-        self._notify(conn, actor, patient_id, now, [consent_id], purpose, "granted")
-        record = store.get(conn, consent_id)
-        assert record is not None
-        return record
+        attempt = self._attempt(ctx, EventAction.CREATE, "create")
+        attempt.target("Consent", None, patient_id)
+        now = utc(ctx.now)
+        actor = ctx.actor
+
+        def work(conn: Connection) -> ConsentRecord:
+            purpose_ = Purpose(purpose)
+            method_ = ConsentMethod(method)
+            if purpose_ not in CONSENTED_PURPOSES:
+                raise ValueError(f"{purpose_} needs no consent")
+            if (purpose_ is Purpose.SHARING) != (grantee_id is not None):
+                raise ValueError("a SHARING consent, and only it, names a practitioner")
+            if grantee_id == patient_id:
+                raise ValueError("a patient does not share with themselves")
+            text = self.texts.by_hash(text_sha256)
+            if text.purpose is not purpose_:
+                raise ValueError("this consent text is for another purpose")
+            self._authorize(conn, attempt, patient_id, method_)
+            if method_ is ConsentMethod.PAPER_SCANNED:
+                if paper_form is None:
+                    raise PaperFormRequired("a consent on paper needs its signed form")
+                self._check_form_date(conn, patient_id, purpose_, grantee_id, paper_form, now)
+            for existing in store.active_consents(
+                conn, patient_id, now, purpose=purpose_, grantee_id=grantee_id
+            ):
+                if existing.text_sha256 == text_sha256:
+                    attempt.target("Consent", existing.consent_id)
+                    return existing
+            evidence = Evidence(
+                method_, actor.user_id, str(actor.role), now, ctx.source_address, evidence_id
+            )
+            consent_id = secrets.token_hex(16)
+            attempt.target("Consent", consent_id)
+            store.insert_grant(
+                conn,
+                consent_id=consent_id,
+                patient_id=patient_id,
+                purpose=purpose_,
+                grantee_id=grantee_id,
+                text_sha256=text.sha256,
+                text_version=text.version,
+                language=text.language,
+                evidence=evidence,
+            )
+            if method_ is ConsentMethod.PAPER_SCANNED and paper_form is not None:
+                paper.record_form(conn, consent_id, paper_form.signed_on, now, evidence_id)
+            self._notify(conn, actor, patient_id, now, [consent_id], purpose_, "granted")
+            record = store.get(conn, consent_id)
+            assert record is not None
+            return record
+
+        return self.door.run(attempt, work)
 
     def withdraw(
         self,
-        conn: Connection,
-        actor: Actor,
+        ctx: RequestContext,
         *,
         patient_id: str,
         purpose: Purpose,
         method: ConsentMethod,
-        now: datetime,
         grantee_id: str | None = None,
-        source_address: str | None = None,
         evidence_id: str | None = None,
     ) -> list[ConsentRecord]:
         """Withdraw every active consent of ``patient_id`` to ``purpose`` (for SHARING: the one
-        naming ``grantee_id``), effective from ``now``. Raises :class:`NoActiveConsent` when
-        there is none."""
-        now = utc(now)
-        purpose = Purpose(purpose)
-        method = ConsentMethod(method)
-        if purpose is Purpose.SHARING and grantee_id is None:
-            raise ValueError("withdrawing a SHARING consent names the practitioner")
-        self._authorize(conn, actor, patient_id, method, now)
-        active = store.active_consents(
-            conn, patient_id, now, purpose=purpose, grantee_id=grantee_id
-        )
-        if not active:
-            raise NoActiveConsent(f"no active consent to {purpose}")
-        evidence = Evidence(
-            method, actor.user_id, str(actor.role), now, source_address, evidence_id
-        )
-        events = [
-            self._event(actor, patient_id, c.consent_id, now, EventAction.UPDATE, source_address)
-            for c in active
-        ]
-        for consent in active:
-            store.insert_withdrawal(conn, consent.consent_id, evidence)
-        self.audit.append_many(conn, events)
-        self._notify(
-            conn, actor, patient_id, now, [c.consent_id for c in active], purpose, "withdrawn"
-        )
-        withdrawn = [store.get(conn, c.consent_id) for c in active]
-        return [w for w in withdrawn if w is not None]
+        naming ``grantee_id``), effective from ``ctx.now``. Raises :class:`NoActiveConsent`
+        when there is none. One audit entry per consent withdrawn (the attempt's names the
+        first)."""
+        attempt = self._attempt(ctx, EventAction.UPDATE, "update")
+        attempt.target("Consent", None, patient_id)
+        now = utc(ctx.now)
+        actor = ctx.actor
 
-    def attach_paper_form(
-        self,
-        conn: Connection,
-        actor: Actor,
-        *,
-        consent_id: str,
-        document_id: str,
-        now: datetime,
-        source_address: str | None = None,
-    ) -> None:
+        def work(conn: Connection) -> list[ConsentRecord]:
+            purpose_ = Purpose(purpose)
+            method_ = ConsentMethod(method)
+            if purpose_ is Purpose.SHARING and grantee_id is None:
+                raise ValueError("withdrawing a SHARING consent names the practitioner")
+            self._authorize(conn, attempt, patient_id, method_)
+            active = store.active_consents(
+                conn, patient_id, now, purpose=purpose_, grantee_id=grantee_id
+            )
+            if not active:
+                raise NoActiveConsent(f"no active consent to {purpose_}")
+            evidence = Evidence(
+                method_, actor.user_id, str(actor.role), now, ctx.source_address, evidence_id
+            )
+            attempt.target("Consent", active[0].consent_id)
+            for consent in active[1:]:
+                attempt.also.append(self._event(attempt, consent.consent_id))
+            for consent in active:
+                store.insert_withdrawal(conn, consent.consent_id, evidence)
+            ids = [c.consent_id for c in active]
+            self._notify(conn, actor, patient_id, now, ids, purpose_, "withdrawn")
+            withdrawn = [store.get(conn, c.consent_id) for c in active]
+            return [w for w in withdrawn if w is not None]
+
+        return self.door.run(attempt, work)
+
+    def attach_paper_form(self, ctx: RequestContext, *, consent_id: str, document_id: str) -> None:
         """Name the stored scan of a paper consent's form (once, by a practitioner allowed to
         manage the patient's consents). Audited as an update of the consent."""
-        now = utc(now)
-        record = store.get(conn, consent_id)
-        if record is None or record.granted.method is not ConsentMethod.PAPER_SCANNED:
-            raise LookupError("no such paper consent")
-        self._authorize(conn, actor, record.patient_id, ConsentMethod.PAPER_SCANNED, now)
-        event = self._event(
-            actor, record.patient_id, consent_id, now, EventAction.UPDATE, source_address
-        )
-        if not paper.attach_document(conn, consent_id, document_id):
-            raise ValueError("this consent's form is stored already")
-        self.audit.append(conn, event)
+        attempt = self._attempt(ctx, EventAction.UPDATE, "update")
+        attempt.target("Consent", consent_id)
 
-    def paper_form(self, conn: Connection, consent_id: str) -> tuple[date, str | None] | None:
-        """``(signed_on, document id of the scan)`` of a consent recorded on paper, or None."""
-        return paper.form_of(conn, consent_id)
+        def work(conn: Connection) -> None:
+            record = store.get(conn, consent_id)
+            if record is None or record.granted.method is not ConsentMethod.PAPER_SCANNED:
+                raise LookupError("no such paper consent")
+            self._authorize(conn, attempt, record.patient_id, ConsentMethod.PAPER_SCANNED)
+            attempt.target("Consent", consent_id)
+            if not paper.attach_document(conn, consent_id, document_id):
+                raise ValueError("this consent's form is stored already")
+
+        self.door.run(attempt, work)
+
+    def paper_form(self, consent_id: str) -> tuple[date, str | None] | None:
+        """``(signed_on, document id of the scan)`` of a consent recorded on paper, or None
+        (dates and ids only, for the form's own workflow: not a read of the record)."""
+        with self.door.reads.connect() as conn:
+            return paper.form_of(conn, consent_id)
+
+    def active_purposes(self, patient_id: str, now: datetime) -> set[Purpose]:
+        """The purposes the patient consents to at ``now`` (codes only: which purpose a paper
+        form's scan may be stored under, before the use case that stores it decides)."""
+        with self.door.reads.connect() as conn:
+            return {c.purpose for c in store.active_consents(conn, patient_id, utc(now))}
 
     @staticmethod
     def _check_form_date(
@@ -261,106 +276,48 @@ class ConsentService:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def history(
-        self,
-        conn: Connection,
-        actor: Actor,
-        patient_id: str,
-        now: datetime,
-        *,
-        purpose: Purpose = Purpose.PATIENT_REQUEST,
-        source_address: str | None = None,
-    ) -> list[ConsentRecord]:
-        """Every consent of ``patient_id`` with its evidence (withdrawn ones too), audited."""
-        now = utc(now)
-        resource = Resource("Consent", patient_id=patient_id)
-        self._require(conn, actor, Action.SEARCH, resource, purpose, now)
-        records = store.history(conn, patient_id)
-        self.audit.append(
-            conn,
-            AuditEvent(
-                recorded=now,
-                event_type=EventType.QUERY,
-                action=EventAction.EXECUTE,
-                actor_id=actor.user_id,
-                actor_role=str(actor.role),
-                subtype="search",
-                patient_id=patient_id,
-                purpose=AUDIT_PURPOSE[purpose],
-                source_address=source_address,
-            ),
-        )
-        return records
+    def history(self, ctx: RequestContext, patient_id: str) -> list[ConsentRecord]:
+        """Every consent of ``patient_id`` with its evidence (withdrawn ones too), audited
+        (DCM 110112 Query, E, search)."""
+        attempt = Attempt(ctx, EventType.QUERY, "search", EventAction.EXECUTE)
 
-    def fhir(
-        self,
-        conn: Connection,
-        actor: Actor,
-        consent_id: str,
-        now: datetime,
-        *,
-        purpose: Purpose = Purpose.PATIENT_REQUEST,
-        source_address: str | None = None,
-    ) -> dict[str, Any]:
+        def work(conn: Connection) -> list[ConsentRecord]:
+            resource = Resource("Consent", patient_id=patient_id)
+            self.door.authorize(conn, attempt, Action.SEARCH, resource)
+            return store.history(conn, patient_id)
+
+        return self.door.read(attempt, work)
+
+    def fhir(self, ctx: RequestContext, consent_id: str) -> dict[str, Any]:
         """The FHIR R4 Consent of ``consent_id``, if the actor may read it; audited."""
-        now = utc(now)
-        record = store.get(conn, consent_id)
-        if record is None:
-            raise LookupError("no such consent")
-        resource = Resource("Consent", patient_id=record.patient_id, resource_id=consent_id)
-        self._require(conn, actor, Action.READ, resource, purpose, now)
-        event = self._event(
-            actor, record.patient_id, consent_id, now, EventAction.READ, source_address, purpose
-        )
-        self.audit.append(conn, event)
-        return to_fhir_consent(record)
+        attempt = Attempt(ctx, EventType.PATIENT_RECORD, "read", EventAction.READ)
+        attempt.target("Consent", consent_id)
+
+        def work(conn: Connection) -> dict[str, Any]:
+            record = store.get(conn, consent_id)
+            if record is None:
+                raise LookupError("no such consent")
+            resource = Resource("Consent", patient_id=record.patient_id, resource_id=consent_id)
+            self.door.authorize(conn, attempt, Action.READ, resource)
+            return to_fhir_consent(record)
+
+        return self.door.read(attempt, work)
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _authorize(
-        self, conn: Connection, actor: Actor, patient_id: str, method: ConsentMethod, now: datetime
+        self, conn: Connection, attempt: Attempt, patient_id: str, method: ConsentMethod
     ) -> None:
-        if METHOD_ROLES[method] is not actor.role:
-            raise ValueError(f"a {actor.role} does not record a consent by {method}")
+        if METHOD_ROLES[method] is not attempt.actor.role:
+            raise ValueError(f"a {attempt.actor.role} does not record a consent by {method}")
         resource = Resource("Consent", patient_id=patient_id)
-        self._require(conn, actor, Action.MANAGE_CONSENT, resource, Purpose.PATIENT_REQUEST, now)
+        self.door.authorize(conn, attempt, Action.MANAGE_CONSENT, resource)
 
     @staticmethod
-    def _require(
-        conn: Connection,
-        actor: Actor,
-        action: Action,
-        resource: Resource,
-        purpose: Purpose,
-        now: datetime,
-    ) -> Decision:
-        facts = load_facts(conn, actor, resource.patient_id, now)
-        return require(actor, action, resource, purpose, now, facts)
-
-    @staticmethod
-    def _event(
-        actor: Actor,
-        patient_id: str,
-        consent_id: str,
-        now: datetime,
-        action: EventAction,
-        source_address: str | None,
-        purpose: Purpose = Purpose.PATIENT_REQUEST,
-    ) -> AuditEvent:
-        subtype = {EventAction.CREATE: "create", EventAction.UPDATE: "update"}.get(action, "read")
-        return AuditEvent(
-            recorded=now,
-            event_type=EventType.PATIENT_RECORD,
-            action=action,
-            actor_id=actor.user_id,
-            actor_role=str(actor.role),
-            subtype=subtype,
-            resource_type="Consent",
-            resource_id=consent_id,
-            patient_id=patient_id,
-            purpose=AUDIT_PURPOSE[purpose],
-            source_address=source_address,
-        )
+    def _event(attempt: Attempt, consent_id: str) -> AuditEvent:
+        """The entry of one more consent changed by the same attempt."""
+        same = replace(attempt, resource_type="Consent", resource_id=consent_id, also=[])
+        return same.event(Outcome.SUCCESS)
 
     @staticmethod
     def _notify(

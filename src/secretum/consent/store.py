@@ -16,10 +16,10 @@ from sqlalchemy import DateTime, Select, String, and_, bindparam, insert, or_, s
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
+from secretum.access.model import Purpose
 from secretum.consent.tables import consent_withdrawals, consents
-from secretum.policy.model import Purpose
-from secretum.policy.tables import from_db, utc
 from secretum.storage.integrity import RowSpec
+from secretum.storage.times import from_db, utc
 
 #: What the tag of a consent covers (see :mod:`secretum.storage.integrity`): who consents to
 #: what, for whom, to which text, since when, *and when it was withdrawn* (None while it holds).

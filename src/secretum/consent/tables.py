@@ -17,7 +17,7 @@ consents = Table(
     metadata,
     Column("consent_id", String(32), primary_key=True),
     Column("patient_id", String(64), nullable=False, index=True),
-    #: secretum.policy.model.Purpose (a consented one)
+    #: secretum.access.model.Purpose (a consented one)
     Column("purpose", String(32), nullable=False),
     #: SHARING: the practitioner the patient named; None for every other purpose
     Column("grantee_id", String(64), nullable=True),

@@ -17,7 +17,7 @@ from hashlib import sha256
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-from secretum.policy.model import CONSENTED_PURPOSES, Purpose
+from secretum.access.model import CONSENTED_PURPOSES, Purpose
 
 LANGUAGES = ("fr", "en")
 #: ``<prefix><hex sha256>`` names one exact text (e.g. the FHIR Consent ``policy.uri``)

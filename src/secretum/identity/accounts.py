@@ -18,13 +18,13 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from secretum.access.model import Role
 from secretum.crypto.blind_index import BlindIndex
 from secretum.crypto.context import RecordContext
 from secretum.crypto.records import key_id_of, open_sealed, seal
 from secretum.identity.model import Account, AccountStatus, PersonalData
 from secretum.identity.tables import accounts, devices, tokens
 from secretum.keys.keyring import KeyRing
-from secretum.policy.model import Role
 from secretum.storage.integrity import RowSpec
 
 #: What the tag of an account covers (see :mod:`secretum.storage.integrity`): its role (a

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from secretum.access.model import Actor, Role
 from secretum.identity.errors import InvalidInput, MfaEnrolmentRequired
 from secretum.identity.passwords import Argon2Params
-from secretum.policy.model import Actor, Role
 
 #: Sensitive acts need a second factor proved within this window (``Actor.strong_auth_at``).
 STEP_UP_WINDOW = timedelta(minutes=5)

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from secretum.access.model import Role
 from secretum.identity.model import NewSession, Session, utc
 from secretum.identity.ratelimit import (
     DEFAULT_POLICIES,
@@ -29,7 +30,6 @@ from secretum.identity.ratelimit import (
     verdict,
 )
 from secretum.identity.sessions import Rng, SessionGrant, Timeouts, _Base, session_ref
-from secretum.policy.model import Role
 
 _RETRIES = 20
 

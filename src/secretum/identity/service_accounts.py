@@ -25,6 +25,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from secretum.access.model import Role
 from secretum.audit.model import Outcome
 from secretum.identity.accounts import TokenRow
 from secretum.identity.errors import (
@@ -61,7 +62,6 @@ from secretum.identity.service_base import (
     ServiceBase,
     Who,
 )
-from secretum.policy.model import Role
 
 SETUP_TOKEN = "setup"  # noqa: S105 (a token kind, not a secret)
 INVITATION = "invitation"

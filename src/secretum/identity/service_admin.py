@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from secretum.access.model import Role
 from secretum.identity.accounts import AccountRow
 from secretum.identity.errors import (
     Forbidden,
@@ -18,7 +19,6 @@ from secretum.identity.model import Account, AccountStatus, Profile, Session, ut
 from secretum.identity.passwords import check_strength
 from secretum.identity.service_accounts import AccountOps
 from secretum.identity.service_base import ATTRS_CHANGED, ATTRS_DELETED, Who
-from secretum.policy.model import Role
 
 
 class AdminOps(AccountOps):

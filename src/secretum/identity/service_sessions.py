@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from secretum.access.model import Actor
 from secretum.audit.model import Outcome
 from secretum.identity.errors import NotFound
 from secretum.identity.model import Session, utc
 from secretum.identity.service_base import LOGOUT, ServiceBase, Who
-from secretum.policy.model import Actor
 
 
 class SessionOps(ServiceBase):

@@ -30,9 +30,9 @@ from typing import Any, Protocol
 from sqlalchemy import RowMapping, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Engine
 
+from secretum.access.model import Role
 from secretum.identity.model import NewSession, Session, utc
 from secretum.identity.tables import sessions
-from secretum.policy.model import Role
 from secretum.storage.db import reader
 
 IDLE_TIMEOUT = timedelta(minutes=15)

@@ -1,6 +1,6 @@
 """The imaging archive's use cases: ingest, query, retrieve, reconcile, erase.
 
-Every use case goes through the records' door (:class:`~secretum.records.guard.Door`): one
+Every use case goes through the records' door (:class:`~secretum.access.door.Door`): one
 question to the policy, one audit entry (DICOM audit event ids: 110104 Instances Transferred for
 a store, 110112 Query for a search, 110103 Instances Accessed for a retrieval or a link), in
 the transaction of its work, naming the patient (so it shows in "who opened my record").
@@ -39,6 +39,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, Door
+from secretum.access.errors import AccessDenied
+from secretum.access.guard import Guard
+from secretum.access.model import Action, Actor, Purpose, Resource, Sensitivity
 from secretum.audit.log import AuditLog
 from secretum.audit.model import EventAction, EventType, Outcome
 from secretum.crypto.blind_index import BlindIndex
@@ -77,9 +82,7 @@ from secretum.imaging.part10 import (
     parse_instance,
 )
 from secretum.keys.keyring import KeyRing
-from secretum.policy.model import Action, Actor, Purpose, Resource, Sensitivity
-from secretum.records.fhir import AccessDenied, ResourceNotFound, check_id
-from secretum.records.guard import Attempt, Door, Guard
+from secretum.records.fhir import ResourceNotFound, check_id
 from secretum.records.tables import fhir_resources
 from secretum.storage.blobs import BlobStore
 from secretum.storage.integrity import RowTampered
@@ -293,7 +296,7 @@ class ImagingArchive:
         action: EventAction,
         source_address: str | None,
     ) -> Attempt:
-        return Attempt(actor, purpose, now, event, subtype, action, source_address)
+        return Attempt(RequestContext(actor, purpose, now, source_address), event, subtype, action)
 
     # -- patient identifiers ---------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
+from secretum.access.model import Sensitivity
 from secretum.crypto.blind_index import BlindIndex
 from secretum.crypto.context import RecordContext, encode_fields
 from secretum.crypto.records import key_id_of, open_sealed, seal
@@ -53,7 +54,6 @@ from secretum.imaging.tables import (
     imaging_studies,
 )
 from secretum.keys.keyring import KeyRing
-from secretum.policy.model import Sensitivity
 from secretum.records.search import IDENTIFIER_KINDS
 from secretum.records.tables import fhir_identifiers
 from secretum.storage.blobs import BlobStore

@@ -9,20 +9,39 @@ reconcile with the audit should the process die between the two.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import literal, or_, select, union_all
+from sqlalchemy.engine import Engine
 
+from secretum.audit.log import AuditLog
 from secretum.audit.model import AuditEvent, EventAction, EventType, Outcome
+from secretum.keys.keyring import KeyRing
 from secretum.keys.rotation import Progress, RotationReport, retire, rotate
-
-if TYPE_CHECKING:
-    from secretum.bootstrap import Platform
 
 SECURITY_CONFIGURATION = "110129"
 
 
-def _audit(platform: Platform, **fields: object) -> None:
+class KeyPorts(Protocol):
+    """What the audited key operations need (the composition root's ``Platform`` has it):
+    the main database (audit, the patient check), the audit log, the key ring, the clock."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def keyring(self) -> KeyRing: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+
+def _audit(platform: KeyPorts, **fields: object) -> None:
     with platform.engine.begin() as conn:
         platform.audit.append(conn, AuditEvent(recorded=platform.clock(), **fields))  # type: ignore[arg-type]
 
@@ -31,7 +50,7 @@ class NotAPatient(ValueError):
     """The id given to shred is not a patient's (an account of staff, or unknown)."""
 
 
-def check_patient(platform: Platform, owner_id: str) -> None:
+def check_patient(platform: KeyPorts, owner_id: str) -> None:
     """Raise :class:`NotAPatient` unless ``owner_id`` is a patient of this platform.
 
     Data keys are per owner, and staff accounts have one too (their sealed name and e-mail):
@@ -67,7 +86,7 @@ def check_patient(platform: Platform, owner_id: str) -> None:
 
 
 def audited_shred(
-    platform: Platform,
+    platform: KeyPorts,
     patient_id: str,
     *,
     actor_id: str,
@@ -104,7 +123,7 @@ def audited_shred(
 
 
 def audited_rotate(
-    platform: Platform, *, batch_size: int = 500, progress: Progress | None = None
+    platform: KeyPorts, *, batch_size: int = 500, progress: Progress | None = None
 ) -> RotationReport:
     """Rotate the KEK (or finish an interrupted rotation), audited."""
     report = rotate(platform.keyring, batch_size=batch_size, progress=progress)
@@ -121,7 +140,7 @@ def audited_rotate(
     return report
 
 
-def audited_retire(platform: Platform, below: int) -> None:
+def audited_retire(platform: KeyPorts, below: int) -> None:
     """Destroy KEK versions below ``below``, audited."""
     retire(platform.keyring, below)
     _audit(

@@ -15,8 +15,8 @@ This package imports only the pure parts; the stores live in :mod:`.facts`, :mod
 :mod:`.breakglass` and :mod:`.restriction`.
 """
 
-from secretum.policy.decide import AccessDenied, decide, is_health_data, require
-from secretum.policy.model import (
+from secretum.access.errors import AccessDenied
+from secretum.access.model import (
     AUDIT_PURPOSE,
     CONSENTED_PURPOSES,
     Action,
@@ -28,6 +28,7 @@ from secretum.policy.model import (
     Role,
     Sensitivity,
 )
+from secretum.policy.decide import decide, is_health_data, require
 from secretum.policy.rules import GUARDS, RULES, STEP_UP, STEP_UP_MAX_AGE
 
 __all__ = [

@@ -8,7 +8,7 @@ cached, so an ending is effective on the very next request.
 These are the store's primitives, run in the caller's transaction: the context that opens a
 relationship (an appointment booked, a referral accepted, an invitation sent) decides and
 audits the act that opens it. The patient's own choices (invitation, naming for restricted data)
-go through :class:`secretum.consent.choices.PatientChoices`, which decides and audits.
+go through :class:`secretum.policy.choices.PatientChoices`, which decides and audits.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``decide(actor, action, resource, purpose, now, facts)`` reads nothing but its arguments and the
 rule tables of :mod:`secretum.policy.rules`: no database, no clock, no randomness. The stores
-gather the :class:`~secretum.policy.model.Facts` (:func:`secretum.policy.facts.load_facts`) and
+gather the :class:`~secretum.access.model.Facts` (:func:`secretum.policy.facts.load_facts`) and
 the repositories call this function on every read and write (enforcement where data is read).
 
 Evaluation:
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from secretum.policy.model import (
+from secretum.access.errors import refuse
+from secretum.access.model import (
     Action,
     Actor,
     Decision,
@@ -32,6 +33,7 @@ from secretum.policy.model import (
     Resource,
     Role,
     Sensitivity,
+    step_up_is_fresh,
 )
 from secretum.policy.rules import (
     AGENDA_KINDS,
@@ -45,18 +47,9 @@ from secretum.policy.rules import (
     RULES,
     SELECTORS,
     STEP_UP,
-    STEP_UP_MAX_AGE,
     Condition,
     Rule,
 )
-
-
-class AccessDenied(PermissionError):
-    """A service refused a request; ``decision`` says why (a stable code, never data)."""
-
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(decision.reason)
-        self.decision = decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +75,6 @@ def _own_record(r: Request) -> bool:
         and r.resource.patient_id is not None
         and r.resource.patient_id == r.actor.user_id
     )
-
-
-def step_up_is_fresh(actor: Actor, now: datetime, max_age: timedelta = STEP_UP_MAX_AGE) -> bool:
-    """The actor proved a second factor within ``max_age`` before ``now`` (never in the future,
-    never a naive time)."""
-    at = actor.strong_auth_at
-    if at is None or at.utcoffset() is None:
-        return False
-    return timedelta(0) <= now - at <= max_age
 
 
 _CHECKS: dict[Condition, Callable[[Request], bool]] = {
@@ -192,8 +176,8 @@ def require(
     now: datetime,
     facts: Facts,
 ) -> Decision:
-    """:func:`decide`, raising :class:`AccessDenied` when the answer is no."""
+    """:func:`decide`, raising :class:`~secretum.access.errors.AccessDenied` (or its
+    :class:`~secretum.access.errors.StepUpRequired`) when the answer is no."""
     decision = decide(actor, action, resource, purpose, now, facts)
-    if not decision.allowed:
-        raise AccessDenied(decision)
+    refuse(decision)
     return decision

@@ -1,4 +1,4 @@
-"""Gather the :class:`~secretum.policy.model.Facts` of one request from the stores.
+"""Gather the :class:`~secretum.access.model.Facts` of one request from the stores.
 
 ``load_facts(conn, actor, patient_id, now)`` reads, in the caller's transaction and as of
 ``now``: the patient's active consents (SHARING only when it names this actor), whether the
@@ -46,11 +46,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
+from secretum.access.model import Actor, Facts, Purpose, Role
 from secretum.consent.store import CONSENT_SPEC, active_purposes_select
 from secretum.consent.tables import consent_withdrawals, consents
 from secretum.policy.care import CARE_SPEC, NAMED_SPEC, in_care_team_condition, naming_holds
 from secretum.policy.grants import GRANT_SPEC, active_grant_condition
-from secretum.policy.model import Actor, Facts, Purpose, Role
 from secretum.policy.restriction import RESTRICTION_SPEC, in_force_and_later
 from secretum.policy.tables import (
     break_glass_grants,

@@ -5,10 +5,11 @@ refers the patient to a colleague (a radiologist for an X-ray, a specialist): th
 joins the care team (basis REFERRAL, the referrer as source), for a limited time if given. The
 patient is told, on their pages, who referred them to whom, and may end it like any other
 relationship. (Appointments, which the patient books, are among the patient's own choices:
-:meth:`secretum.consent.choices.PatientChoices.book_appointment`.)
+:meth:`secretum.policy.choices.PatientChoices.book_appointment`.)
 
-Decided by the policy (one decision), done with :func:`secretum.policy.care.start` and audited
-in the same transaction (DICOM 110110 Patient Record, C on the CareTeam). Whether the colleague
+Decided by the policy through the door (one decision, refused attempts audited too), done with
+:func:`secretum.policy.care.start` and audited once in the same transaction (DICOM 110110
+Patient Record, C on the CareTeam). Whether the colleague
 is a practitioner of the platform is for the caller to check (the identity context knows the
 accounts).
 """
@@ -17,90 +18,65 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, Door
+from secretum.access.guard import DEFAULT_DENY, Guard
+from secretum.access.model import Action, Resource, Role
 from secretum.audit.log import AuditLog
-from secretum.audit.model import AuditEvent, EventAction, EventType
+from secretum.audit.model import EventAction, EventType
 from secretum.notices.store import NoticeKind, notify
 from secretum.policy import care
-from secretum.policy.decide import AccessDenied, require
-from secretum.policy.facts import load_facts
-from secretum.policy.model import AUDIT_PURPOSE, Action, Actor, Decision, Purpose, Resource, Role
-from secretum.policy.tables import utc
+from secretum.storage.times import utc
 
 
 class CareTeamService:
-    """Referrals: care relationships the care team opens, decided and audited."""
+    """Referrals: care relationships the care team opens, decided and audited by the door."""
 
-    def __init__(self, audit: AuditLog) -> None:
-        self.audit = audit
+    def __init__(self, engine: Engine, audit: AuditLog, guard: Guard) -> None:
+        self.door = Door(engine, audit, guard)
 
     def refer(
         self,
-        conn: Connection,
-        actor: Actor,
+        ctx: RequestContext,
         *,
         patient_id: str,
         practitioner_id: str,
-        purpose: Purpose,
-        now: datetime,
         until: datetime | None = None,
-        source_address: str | None = None,
     ) -> str:
-        """``actor`` (in the care team, with consent for ``purpose``) refers the patient to
-        ``practitioner_id``; the relationship id. Raises AccessDenied, ValueError."""
-        now = utc(now)
-        if actor.role is not Role.PRACTITIONER:
-            raise AccessDenied(Decision(False, "deny.default"))
-        if practitioner_id == actor.user_id:
-            raise ValueError("a practitioner does not refer a patient to themselves")
-        if until is not None and utc(until) <= now:
-            raise ValueError("a referral ends after it starts")
-        facts = load_facts(conn, actor, patient_id, now)
-        require(actor, Action.CREATE, Resource("CareTeam", patient_id), purpose, now, facts)
-        relationship_id = care.start(
-            conn,
-            patient_id=patient_id,
-            practitioner_id=practitioner_id,
-            basis=care.CareBasis.REFERRAL,
-            now=now,
-            until=until,
-            source_id=actor.user_id,
-        )
-        notify(
-            conn,
-            patient_id,
-            NoticeKind.REFERRED,
-            now,
-            actor_id=actor.user_id,
-            practitioner_id=practitioner_id,
-        )
-        self._audit(conn, actor, patient_id, relationship_id, purpose, now, source_address)
-        return relationship_id
+        """``ctx.actor`` (in the care team, with consent for ``ctx.purpose``) refers the patient
+        to ``practitioner_id``; the relationship id. Raises AccessDenied, ValueError."""
+        attempt = Attempt(ctx, EventType.PATIENT_RECORD, "create", EventAction.CREATE)
+        attempt.target(None, None, patient_id)
+        actor, now = ctx.actor, utc(ctx.now)
 
-    def _audit(
-        self,
-        conn: Connection,
-        actor: Actor,
-        patient_id: str,
-        relationship_id: str,
-        purpose: Purpose,
-        now: datetime,
-        source_address: str | None,
-    ) -> None:
-        self.audit.append(
-            conn,
-            AuditEvent(
-                recorded=now,
-                event_type=EventType.PATIENT_RECORD,
-                action=EventAction.CREATE,
-                actor_id=actor.user_id,
-                actor_role=str(actor.role),
-                subtype="create",
-                resource_type="CareTeam",
-                resource_id=relationship_id,
+        def work(conn: Connection) -> str:
+            if actor.role is not Role.PRACTITIONER:
+                self.door.rule(attempt, DEFAULT_DENY)
+            if practitioner_id == actor.user_id:
+                raise ValueError("a practitioner does not refer a patient to themselves")
+            if until is not None and utc(until) <= now:
+                raise ValueError("a referral ends after it starts")
+            self.door.authorize(conn, attempt, Action.CREATE, Resource("CareTeam", patient_id))
+            relationship_id = care.start(
+                conn,
                 patient_id=patient_id,
-                purpose=AUDIT_PURPOSE[purpose],
-                source_address=source_address,
-            ),
-        )
+                practitioner_id=practitioner_id,
+                basis=care.CareBasis.REFERRAL,
+                now=now,
+                until=until,
+                source_id=actor.user_id,
+            )
+            attempt.target("CareTeam", relationship_id)
+            notify(
+                conn,
+                patient_id,
+                NoticeKind.REFERRED,
+                now,
+                actor_id=actor.user_id,
+                practitioner_id=practitioner_id,
+            )
+            return relationship_id
+
+        return self.door.run(attempt, work)

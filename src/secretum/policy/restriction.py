@@ -3,7 +3,7 @@
 Each change adds a row numbered 1, 2, 3... per patient; the state at ``now`` is the last row set
 at or before ``now``. While restricted, the policy lets nobody but the patient touch their
 health data (:data:`secretum.policy.rules.GUARDS`). The patient's request goes through
-:meth:`secretum.consent.choices.PatientChoices.set_restriction`, which decides and audits;
+:meth:`secretum.policy.choices.PatientChoices.set_restriction`, which decides and audits;
 these are the store's primitives.
 """
 

@@ -19,16 +19,11 @@ refused request says which condition was missing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 
-from secretum.policy.model import Action, Purpose, Role
-
-#: A step-up (second factor, WebAuthn user verification) counts as fresh for this long.
-STEP_UP_MAX_AGE = timedelta(minutes=5)
-
-#: The ``Decision.requires`` value asking the caller for a fresh step-up.
-STEP_UP = "step-up"
+from secretum.access.model import STEP_UP as STEP_UP  # re-exported: the rules' vocabulary
+from secretum.access.model import STEP_UP_MAX_AGE as STEP_UP_MAX_AGE
+from secretum.access.model import STEP_UP_REASON, Action, Purpose, Role
 
 #: The staff directory (FHIR Practitioner: name, qualification, RPPS): public to the signed-in.
 DIRECTORY_KINDS = frozenset({"Practitioner"})
@@ -137,7 +132,7 @@ DENY_REASONS: dict[Condition, str] = {
     Condition.CARE_TEAM: "deny.not-in-care-team",
     Condition.NAMED_IF_RESTRICTED: "deny.not-named-for-restricted",
     Condition.BREAK_GLASS: "deny.no-break-glass",
-    Condition.STEP_UP: "deny.step-up-required",
+    Condition.STEP_UP: STEP_UP_REASON,
     Condition.RESTRICTED_PROCESSING: "deny.not-restricted",
     Condition.DIRECTORY: "deny.not-directory",
     Condition.AUDIT_ENTRY: "deny.not-audit-entry",

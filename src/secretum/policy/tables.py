@@ -10,8 +10,6 @@ Times are stored in UTC (:func:`utc`) so that comparisons hold on SQLite, which 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import (
     Boolean,
     Column,
@@ -24,20 +22,9 @@ from sqlalchemy import (
 )
 
 from secretum.storage.db import metadata
+from secretum.storage.times import from_db, utc
 
-
-def utc(when: datetime) -> datetime:
-    """``when`` in UTC; a naive time is refused (it would compare wrongly)."""
-    if when.utcoffset() is None:
-        raise ValueError("times must be timezone-aware")
-    return when.astimezone(UTC)
-
-
-def from_db(when: datetime | None) -> datetime | None:
-    """A time read back: SQLite returns it naive, in UTC."""
-    if when is None or when.tzinfo is not None:
-        return when
-    return when.replace(tzinfo=UTC)
+__all__ = ["from_db", "utc"]  # re-exported: the policy's stores read them from here
 
 
 care_relationships = Table(

@@ -21,16 +21,21 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from secretum.audit.model import AuditEvent, EventAction, EventType
-from secretum.policy.decide import step_up_is_fresh
-from secretum.policy.model import AUDIT_PURPOSE, Action, Actor, Decision, Purpose, Resource
-from secretum.policy.rules import DENY_REASONS, STEP_UP, Condition
-from secretum.records.fhir import AccessDenied, StepUpRequired
-from secretum.records.guard import Attempt
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt
+from secretum.access.errors import AccessDenied, StepUpRequired
+from secretum.access.model import (
+    STEP_UP,
+    STEP_UP_REASON,
+    Action,
+    Decision,
+    Resource,
+    step_up_is_fresh,
+)
+from secretum.audit.model import EventAction, EventType
 from secretum.records.service import RecordService
 
 #: An INS (NIR or NIA): 13 digits and a 2-digit key, spaces allowed; Corsica's 2A/2B too.
@@ -51,19 +56,13 @@ def _folded(text: str) -> str:
 
 
 def search_my_patients(
-    records: RecordService,
-    actor: Actor,
-    purpose: Purpose,
-    now: datetime,
-    names: Mapping[str, str],
-    query: str,
-    *,
-    source_address: str | None = None,
+    records: RecordService, ctx: RequestContext, names: Mapping[str, str], query: str
 ) -> set[str]:
     """Which of my patients match ``query``. ``names`` maps each of my patients' ids to the
     name already read (guarded, audited) for this page ("" when not readable). An INS or an
     e-mail is looked up exactly (blind index, guarded and audited); anything else matches
-    the words of the names, case and accents aside, and is audited as one search."""
+    the words of the names, case and accents aside, and is audited as one search through the
+    door (its own rule: the names were already read under the policy, nothing new is)."""
     text = query.strip()[:MAX_QUERY]
     if not text:
         return set(names)
@@ -71,55 +70,30 @@ def search_my_patients(
     if ins is not None or "@" in text:
         kind, value = ("ins", ins) if ins is not None else ("email", text)
         try:
-            found = records.find_patients(
-                actor, purpose, now, kind, value, source_address=source_address
-            )
+            found = records.find_patients(ctx, kind, value)
         except AccessDenied:  # none, or none I may see: the same answer
             return set()
         return {r.patient_id for r in found if r.patient_id is not None and r.patient_id in names}
     words = _folded(text).split()
-    matched = {pid for pid, name in names.items() if all(w in _folded(name) for w in words)}
-    records.door.audit.append_committed(
-        AuditEvent(
-            recorded=now,
-            event_type=EventType.QUERY,
-            action=EventAction.EXECUTE,
-            actor_id=actor.user_id,
-            actor_role=str(actor.role),
-            subtype="search",
-            purpose=AUDIT_PURPOSE[purpose],
-            source_address=source_address,
-        )
-    )
-    return matched
+    attempt = Attempt(ctx, EventType.QUERY, "search", EventAction.EXECUTE)
+
+    def work(_conn: Connection) -> set[str]:
+        records.door.rule(attempt, Decision(True, "allow.own-patients-names"))
+        return {pid for pid, name in names.items() if all(w in _folded(name) for w in words)}
+
+    return records.door.read(attempt, work)
 
 
-def emergency_lookup(
-    records: RecordService,
-    actor: Actor,
-    now: datetime,
-    ins: str,
-    *,
-    source_address: str | None = None,
-) -> str | None:
-    """The one patient whose INS is ``ins``, for a break-the-glass declaration; None when no
-    patient, or several (an INS collision: the declaration then needs the patient's id). The
-    policy decides first (``BREAK_GLASS``, purpose EMERGENCY: a practitioner with a fresh
+def emergency_lookup(records: RecordService, ctx: RequestContext, ins: str) -> str | None:
+    """The one patient whose INS is ``ins``, for a break-the-glass declaration (``ctx``: purpose
+    EMERGENCY); None when no patient, or several (an INS collision: the declaration then needs
+    the patient's id). The policy decides first (``BREAK_GLASS``: a practitioner with a fresh
     second factor, else StepUpRequired), on the patient found or on no patient alike, so the
     answer is never given before the step-up. Audited (DCM 110110, search, E)."""
-    if not step_up_is_fresh(actor, now):  # before looking anything up: no oracle without it
-        stale = Decision(False, DENY_REASONS[Condition.STEP_UP], requires=(STEP_UP,))
-        raise StepUpRequired(stale)
+    if not step_up_is_fresh(ctx.actor, ctx.now):  # before looking anything up: no oracle
+        raise StepUpRequired(Decision(False, STEP_UP_REASON, requires=(STEP_UP,)))
     value = ins_value(ins)
-    attempt = Attempt(
-        actor,
-        Purpose.EMERGENCY,
-        now,
-        EventType.PATIENT_RECORD,
-        "search",
-        EventAction.EXECUTE,
-        source_address,
-    )
+    attempt = Attempt(ctx, EventType.PATIENT_RECORD, "search", EventAction.EXECUTE)
 
     def work(conn: Connection) -> str | None:
         holders = [] if value is None else records.repo.patients_by_identifier(conn, "ins", value)

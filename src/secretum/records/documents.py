@@ -14,14 +14,14 @@ import hashlib
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, BinaryIO, cast
 
 from sqlalchemy.engine import Connection
 
+from secretum.access.context import RequestContext
+from secretum.access.model import Action, Resource, Sensitivity
 from secretum.audit.model import EventAction
 from secretum.crypto.streaming import DecryptingReader
-from secretum.policy.model import Action, Actor, Purpose, Resource, Sensitivity
 from secretum.records.fhir import (
     WRITABLE_TYPES,
     FhirRecord,
@@ -164,16 +164,13 @@ class DocumentService:
 
     def create_document(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         resource: bytes | str | Mapping[str, Any],
         content: BinaryIO,
         content_type: str,
         *,
         patient_id: str | None = None,
         sensitivity: Sensitivity | None = None,
-        source_address: str | None = None,
     ) -> FhirRecord:
         """Create a DocumentReference and its file, streamed in and encrypted as it comes.
 
@@ -181,16 +178,14 @@ class DocumentService:
         past ``limits.max_bytes`` the upload stops (FileTooLarge). Either way nothing is kept.
         The server fills the attachment's contentType, url, size and hash (SHA-1).
         """
-        attempt = self.records._attempt(
-            actor, purpose, now, "create", EventAction.CREATE, source_address
-        )
+        attempt = self.records.attempt(ctx, "create", EventAction.CREATE)
 
         def work(conn: Connection) -> FhirRecord:
             media = self.limits.content_type(content_type)
             body = parse_json(resource)
             if resource_type_of(body, WRITABLE_TYPES) != "DocumentReference":
                 raise InvalidResource("resourceType must be DocumentReference")
-            rid = self.records._fresh_id(conn, None)
+            rid = self.records.fresh_id(conn, None)
             attempt.target("DocumentReference", rid)
             body["id"] = rid
             entries = body.get("content") or [{}]
@@ -203,7 +198,7 @@ class DocumentService:
                 attachment.pop(name, None)
             body["content"] = [{**entry, "attachment": {**attachment, "contentType": media}}]
             body = validate(body, "DocumentReference")
-            pid = self.records._patient_of(conn, body, patient_id)
+            pid = self.records.patient_of(conn, body, patient_id)
             sens = sensitivity_for(body, sensitivity, None)
             resource_ = Resource("DocumentReference", pid, rid, sens)
             self.records.door.authorize(conn, attempt, Action.CREATE, resource_)
@@ -212,31 +207,25 @@ class DocumentService:
             upload = CheckedUpload(content, media, self.limits.max_bytes)
             src = cast(BinaryIO, upload)
             stored = self.records.files.put(
-                conn, patient_id=pid, file_type=FILE_TYPE, file_id=rid, src=src, now=now
+                conn, patient_id=pid, file_type=FILE_TYPE, file_id=rid, src=src, now=ctx.now
             )
             body["content"][0]["attachment"].update(
                 url=file_url(rid, stored.version), size=stored.size, hash=upload.attachment_hash()
             )
-            return self.records._write(conn, body, None, pid, sens, now, stored.version)
+            return self.records.write(conn, body, None, pid, sens, ctx.now, stored.version)
 
         return self.records.door.run(attempt, work)
 
     def open_document(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         resource_id: str,
-        *,
-        source_address: str | None = None,
     ) -> DocumentContent:
         """The file of a DocumentReference, decrypted as it is read (audited as a read)."""
-        attempt = self.records._attempt(
-            actor, purpose, now, "read", EventAction.READ, source_address
-        )
+        attempt = self.records.attempt(ctx, "read", EventAction.READ)
 
         def work(conn: Connection) -> DocumentContent:
-            row = self.records._existing(conn, attempt, "DocumentReference", resource_id)
+            row = self.records.existing(conn, attempt, "DocumentReference", resource_id)
             resource_ = Resource("DocumentReference", row.patient_id, resource_id, row.sensitivity)
             self.records.door.authorize(conn, attempt, Action.READ, resource_)
             if row.file_version is None:

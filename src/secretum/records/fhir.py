@@ -17,17 +17,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from secretum.access.errors import Refused
+from secretum.access.model import Sensitivity
 from secretum.audit.model import ID_PATTERN
-from secretum.crypto.errors import KeyShreddedError
-from secretum.policy.model import Sensitivity
-
-if TYPE_CHECKING:
-    from secretum.policy.model import Decision
 
 FHIR_PACKAGE = "fhir.resources.R4B"
 FHIR_VERSION = "4.3.0"
@@ -76,17 +73,10 @@ _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # -- errors -------------------------------------------------------------------------------------
 
 
-class FhirError(Exception):
-    """A refused request; ``outcome`` is the FHIR OperationOutcome to send back."""
-
-    status = 400
-    code = "invalid"
-
-    def __init__(self, diagnostics: str, *, code: str | None = None) -> None:
-        super().__init__(diagnostics)
-        self.diagnostics = diagnostics
-        if code is not None:
-            self.code = code
+class FhirError(Refused):
+    """A refused request; ``outcome`` is the FHIR OperationOutcome to send back. (The policy's
+    refusals are :class:`~secretum.access.errors.AccessDenied`, the one denial type of every
+    context; the web layer sends them as one fixed OperationOutcome.)"""
 
     @property
     def outcome(self) -> dict[str, Any]:
@@ -131,32 +121,6 @@ class FileTooLarge(FhirError):
 class UnsupportedContentType(FhirError):
     status = 415
     code = "not-supported"
-
-
-class RecordErased(FhirError, KeyShreddedError):
-    """The patient's data key was shredded (GDPR erasure): the data is gone for good (410)."""
-
-    status = 410
-    code = "deleted"
-
-
-class AccessDenied(FhirError):
-    """The guard said no. ``decision`` tells why (``reason``) and what is missing
-    (``requires``, e.g. ``("step-up",)``: ask for a fresh second factor and try again)."""
-
-    status = 403
-    code = "forbidden"
-
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(f"access denied ({decision.reason})")
-        self.decision = decision
-
-
-class StepUpRequired(AccessDenied):
-    """Allowed once the actor obtains ``decision.requires`` (e.g. a fresh second factor)."""
-
-    status = 401
-    code = "login"
 
 
 def operation_outcome(code: str, diagnostics: str, severity: str = "error") -> dict[str, Any]:

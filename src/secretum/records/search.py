@@ -13,7 +13,7 @@ values (HMAC): found by exact match, never stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +22,11 @@ from sqlalchemy import Integer, and_, bindparam, delete, func, insert, select, u
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
+from secretum.access.door import Scope
+from secretum.access.model import Sensitivity
 from secretum.audit.fhir import to_audit_event
 from secretum.audit.store import audit_entries
 from secretum.crypto.blind_index import BlindIndex
-from secretum.policy.model import Sensitivity
 from secretum.records.fhir import (
     FhirRecord,
     VersionConflict,
@@ -165,16 +166,15 @@ class FhirRepository:
         return SealedHit(_row(conn, found), sealed)
 
     def scoped(
-        self,
-        conn: Connection,
-        patient_id: str,
-        sensitivities: Collection[Sensitivity],
-        resource_type: str | None = None,
+        self, conn: Connection, scope: Scope, resource_type: str | None = None
     ) -> list[IndexRow]:
-        """Index rows of ``patient_id`` (of ``resource_type``) with one of ``sensitivities``."""
+        """Index rows (of ``resource_type``) within ``scope``: its patients, its labels. The
+        scope is the door's decision (:meth:`~secretum.access.door.Door.scope`), a required
+        argument: the query cannot forget to narrow by it."""
         t = fhir_resources.c
         query = select(fhir_resources).where(
-            t.patient_id == patient_id, t.sensitivity.in_([str(s) for s in sensitivities])
+            t.patient_id.in_(sorted(scope.patient_ids)),
+            t.sensitivity.in_(sorted(str(s) for s in scope.labels)),
         )
         if resource_type is not None:
             query = query.where(t.resource_type == resource_type)

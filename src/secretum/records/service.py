@@ -2,11 +2,13 @@
 (files of DocumentReferences: :mod:`secretum.records.documents`). The web layer calls these; it
 never touches a store.
 
-Each use case takes the :class:`~secretum.policy.model.Actor`, the purpose and ``now``, asks the
-:class:`~secretum.records.guard.Guard` once (the resource's patient, type, id and sensitivity),
-and writes one audit entry (DCM 110110 Patient Record, subtype the FHIR interaction) in the same
-transaction as its work. A refused request raises a :class:`~secretum.records.fhir.FhirError`
-(with its OperationOutcome), changes nothing and is audited as a failure.
+Each use case takes the :class:`~secretum.access.context.RequestContext` (actor, purpose, now,
+address), asks the :class:`~secretum.access.guard.Guard` once (the resource's patient, type,
+id and sensitivity), and writes one audit entry (DCM 110110 Patient Record, subtype the FHIR
+interaction) in the same transaction as its work. A refused request raises a
+:class:`~secretum.access.errors.Refused` (a :class:`~secretum.records.fhir.FhirError` with its
+OperationOutcome, or the policy's :class:`~secretum.access.errors.AccessDenied`), changes
+nothing and is audited as a failure.
 
 Sensitivity: a resource is restricted when its creator labels it (``meta.security`` v3
 Confidentiality ``R``/``V``, or ``sensitivity=RESTRICTED``); the label is kept in clear in the
@@ -18,14 +20,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, Door
+from secretum.access.guard import Guard
+from secretum.access.model import Action, Resource, Sensitivity
 from secretum.audit.log import AuditLog
 from secretum.audit.model import AuditEvent, EventAction, EventType
 from secretum.crypto.blind_index import BlindIndex
-from secretum.policy.model import Action, Actor, Purpose, Resource, Sensitivity
 from secretum.records.fhir import (
     READABLE_TYPES,
     WRITABLE_TYPES,
@@ -45,7 +50,6 @@ from secretum.records.fhir import (
     validate,
 )
 from secretum.records.files import FileStore
-from secretum.records.guard import Attempt, Door, Guard
 from secretum.records.search import (
     FhirRepository,
     IndexRow,
@@ -54,9 +58,6 @@ from secretum.records.search import (
     consent_records,
 )
 from secretum.records.store import RecordStore
-
-if TYPE_CHECKING:
-    from secretum.bootstrap import Platform
 
 LOOKUP_KINDS = frozenset({"ins", "email"})
 SERVER_ATTACHMENT = ("contentType", "url", "size", "hash")
@@ -92,68 +93,47 @@ class RecordService:
         self.door = Door(engine, audit, guard)
         self._new_id = ids
 
-    @classmethod
-    def from_platform(cls, platform: Platform, guard: Guard) -> RecordService:
-        return cls(
-            platform.engine,
-            platform.records,
-            platform.files,
-            platform.blind_index,
-            platform.audit,
-            guard,
-        )
+    # -- the building blocks of the records' use cases (also those of DocumentService) -------
 
     @staticmethod
-    def _attempt(
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
-        subtype: str,
-        action: EventAction,
-        source_address: str | None,
-    ) -> Attempt:
-        event = EventType.PATIENT_RECORD
-        return Attempt(actor, purpose, now, event, subtype, action, source_address)
+    def attempt(ctx: RequestContext, subtype: str, action: EventAction) -> Attempt:
+        """An attempt on the patient record (DCM 110110), subtype the FHIR interaction."""
+        return Attempt(ctx, EventType.PATIENT_RECORD, subtype, action)
 
     # -- create / update --------------------------------------------------------------------
 
     def create(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         resource: bytes | str | Mapping[str, Any],
         *,
         resource_id: str | None = None,
         patient_id: str | None = None,
         sensitivity: Sensitivity | None = None,
-        source_address: str | None = None,
     ) -> FhirRecord:
         """FHIR create. The server assigns the id (``resource_id`` to choose it, e.g. a Patient
         whose id is the patient's account id); ``patient_id``, when given, is the patient the
         request is about and the resource must be about them."""
-        attempt = self._attempt(actor, purpose, now, "create", EventAction.CREATE, source_address)
+        attempt = self.attempt(ctx, "create", EventAction.CREATE)
 
         def work(conn: Connection) -> FhirRecord:
             kind = resource_type_of(parse_json(resource), WRITABLE_TYPES)
             body = validate(resource)
             _no_inline_file(body)
             _no_client_attachment(body)
-            rid = self._fresh_id(conn, resource_id or (patient_id if kind == "Patient" else None))
+            rid = self.fresh_id(conn, resource_id or (patient_id if kind == "Patient" else None))
             attempt.target(kind, rid)
             body["id"] = rid
-            pid = self._patient_of(conn, body, patient_id)
+            pid = self.patient_of(conn, body, patient_id)
             sens = sensitivity_for(body, sensitivity, None)
             self.door.authorize(conn, attempt, Action.CREATE, Resource(kind, pid, rid, sens))
-            return self._write(conn, body, None, pid, sens, now, attempt=attempt)
+            return self.write(conn, body, None, pid, sens, ctx.now, attempt=attempt)
 
         return self.door.run(attempt, work)
 
     def update(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         resource_type: str,
         resource_id: str,
         resource: bytes | str | Mapping[str, Any],
@@ -161,7 +141,6 @@ class RecordService:
         if_match: int | None = None,
         patient_id: str | None = None,
         sensitivity: Sensitivity | None = None,
-        source_address: str | None = None,
     ) -> FhirRecord:
         """FHIR update of an existing resource: a new version (the old ones are kept).
 
@@ -169,15 +148,15 @@ class RecordService:
         The patient and the type of a resource never change; the file of a DocumentReference
         is kept (its attachment's contentType, url, size and hash are the server's).
         """
-        attempt = self._attempt(actor, purpose, now, "update", EventAction.UPDATE, source_address)
+        attempt = self.attempt(ctx, "update", EventAction.UPDATE)
 
         def work(conn: Connection) -> FhirRecord:
-            row = self._existing(conn, attempt, resource_type, resource_id, WRITABLE_TYPES)
+            row = self.existing(conn, attempt, resource_type, resource_id, WRITABLE_TYPES)
             body = validate(resource, resource_type)
             _no_inline_file(body)
             if body.get("id") != resource_id:
                 raise UnprocessableResource("the resource id must match the id of the request")
-            pid = self._patient_of(conn, body, patient_id)
+            pid = self.patient_of(conn, body, patient_id)
             if pid != row.patient_id:
                 raise UnprocessableResource("a resource cannot move to another patient")
             sens = sensitivity_for(body, sensitivity, row.sensitivity)
@@ -190,11 +169,12 @@ class RecordService:
                 _keep_attachment(body, previous)
             else:
                 _no_client_attachment(body)
-            return self._write(conn, body, row, pid, sens, now, row.file_version, attempt=attempt)
+            version = row.file_version
+            return self.write(conn, body, row, pid, sens, ctx.now, version, attempt=attempt)
 
         return self.door.run(attempt, work)
 
-    def _write(
+    def write(
         self,
         conn: Connection,
         body: dict[str, Any],
@@ -248,13 +228,13 @@ class RecordService:
             ),
         )
 
-    def _fresh_id(self, conn: Connection, wanted: str | None) -> str:
+    def fresh_id(self, conn: Connection, wanted: str | None) -> str:
         rid = check_id(wanted) if wanted else self._new_id()
         if self.repo.find(conn, rid) is not None:
             raise VersionConflict("a resource with this id exists", code="duplicate")
         return rid
 
-    def _patient_of(
+    def patient_of(
         self, conn: Connection, body: Mapping[str, Any], expected: str | None
     ) -> str | None:
         """The patient ``body`` is about: an existing Patient, and ``expected`` if given."""
@@ -268,7 +248,7 @@ class RecordService:
             raise UnprocessableResource(f"{kind} must be about the patient of the request")
         return pid
 
-    def _existing(
+    def existing(
         self,
         conn: Connection,
         attempt: Attempt,
@@ -286,51 +266,16 @@ class RecordService:
 
     def read(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         resource_type: str,
         resource_id: str,
         *,
         version: int | None = None,
-        source_address: str | None = None,
     ) -> FhirRecord:
-        """FHIR read (or vread with ``version``)."""
-        asked = self._read_one(
-            actor, purpose, now, resource_type, resource_id, version, source_address
-        )
-        return self.door.read(*asked)
-
-    async def read_async(
-        self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
-        resource_type: str,
-        resource_id: str,
-        *,
-        version: int | None = None,
-        source_address: str | None = None,
-    ) -> FhirRecord:
-        """:meth:`read` on the event loop (see :meth:`Door.read_async`)."""
-        asked = self._read_one(
-            actor, purpose, now, resource_type, resource_id, version, source_address
-        )
-        return await self.door.read_async(*asked)
-
-    def _read_one(
-        self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
-        resource_type: str,
-        resource_id: str,
-        version: int | None,
-        source_address: str | None,
-    ) -> tuple[Attempt, Callable[[Connection], FhirRecord]]:
-        """The attempt and the work of a read (or vread)."""
+        """FHIR read (or vread with ``version``). Blocking (database, key unwrap): on the
+        event loop, call it in a worker thread."""
         subtype = "read" if version is None else "vread"
-        attempt = self._attempt(actor, purpose, now, subtype, EventAction.READ, source_address)
+        attempt = self.attempt(ctx, subtype, EventAction.READ)
 
         def work(conn: Connection) -> FhirRecord:
             if resource_type == "AuditEvent":
@@ -349,7 +294,7 @@ class RecordService:
                 raise ResourceNotFound(f"no such version of this {resource_type}")
             return self.repo.open_hit(hit)
 
-        return attempt, work
+        return self.door.read(attempt, work)
 
     def _read_consent(self, conn: Connection, attempt: Attempt, resource_id: str) -> FhirRecord:
         check_id(resource_id, "Consent")
@@ -371,19 +316,15 @@ class RecordService:
 
     def history(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         resource_type: str,
         resource_id: str,
-        *,
-        source_address: str | None = None,
     ) -> list[FhirRecord]:
         """FHIR history of one resource: every version, newest first."""
-        attempt = self._attempt(actor, purpose, now, "history", EventAction.READ, source_address)
+        attempt = self.attempt(ctx, "history", EventAction.READ)
 
         def work(conn: Connection) -> list[FhirRecord]:
-            row = self._existing(conn, attempt, resource_type, resource_id, WRITABLE_TYPES)
+            row = self.existing(conn, attempt, resource_type, resource_id, WRITABLE_TYPES)
             resource_ = Resource(resource_type, row.patient_id, resource_id, row.sensitivity)
             self.door.authorize(conn, attempt, Action.READ, resource_)
             return self.repo.history(conn, row)
@@ -392,52 +333,41 @@ class RecordService:
 
     def search(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
         resource_type: str | None = None,
-        *,
-        source_address: str | None = None,
     ) -> list[FhirRecord]:
         """Resources of one patient (of one type, or all but AuditEvent) that the actor may see.
 
         The guard is asked for normal data (AccessDenied if refused); restricted resources are
         included only if the patient has some and the guard also allows restricted data.
         """
-        attempt = self._attempt(actor, purpose, now, "search", EventAction.EXECUTE, source_address)
+        attempt = self.attempt(ctx, "search", EventAction.EXECUTE)
 
         def work(conn: Connection) -> list[FhirRecord]:
             if resource_type is not None and resource_type not in READABLE_TYPES:
                 raise NotSupported("this resource type cannot be searched")
             pid = check_id(patient_id, "patient")
             kind = resource_type or "Patient"
-            self.door.authorize(conn, attempt, Action.SEARCH, Resource(kind, pid))
+            present = Sensitivity.RESTRICTED in self.repo.sensitivities(conn, pid, resource_type)
+            scope = self.door.scope(
+                conn, attempt, Action.SEARCH, Resource(kind, pid), restricted_present=present
+            )
             attempt.target("Patient", pid, pid)
             if resource_type == "AuditEvent":
                 return audit_records(conn, patient_id=pid)
             if resource_type == "Consent":
                 return consent_records(conn, patient_id=pid)
-            visible = {Sensitivity.NORMAL}
-            restricted = Resource(kind, pid, sensitivity=Sensitivity.RESTRICTED)
-            if Sensitivity.RESTRICTED in self.repo.sensitivities(
-                conn, pid, resource_type
-            ) and self.door.permits(conn, attempt, Action.SEARCH, restricted):
-                visible.add(Sensitivity.RESTRICTED)
-            rows = self.repo.scoped(conn, pid, visible, resource_type)
+            rows = self.repo.scoped(conn, scope, resource_type)
             return list(self.repo.load_all(conn, rows))
 
         return self.door.read(attempt, work)
 
     def find_patients(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         kind: str,
         value: str,
-        *,
-        source_address: str | None = None,
     ) -> list[FhirRecord]:
         """Patients whose identifier of ``kind`` (``ins`` or ``email``) is ``value``, by blind
         index, that the actor may see. The guard is asked about the one patient found (its
@@ -447,7 +377,7 @@ class RecordService:
         yours" end alike (AccessDenied, which the web layer sends as one fixed answer), and a
         second holder of an INS (a collision) changes nothing for a caller who may not see
         them."""
-        attempt = self._attempt(actor, purpose, now, "search", EventAction.EXECUTE, source_address)
+        attempt = self.attempt(ctx, "search", EventAction.EXECUTE)
 
         def work(conn: Connection) -> list[FhirRecord]:
             if kind not in LOOKUP_KINDS:

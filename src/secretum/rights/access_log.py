@@ -15,11 +15,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt
+from secretum.access.model import Action, Resource
 from secretum.audit.model import EventAction, EventType
 from secretum.audit.store import audit_entries
-from secretum.policy.model import Action, Actor, Purpose, Resource
 from secretum.records.fhir import InvalidResource, check_id
-from secretum.records.guard import Attempt
 from secretum.records.service import RecordService
 
 BREAK_GLASS_PURPOSES = frozenset({"ETREAT", "BTG"})
@@ -125,19 +126,14 @@ def entries_under_grant(
 
 def access_history(
     records: RecordService,
-    actor: Actor,
-    purpose: Purpose,
-    now: datetime,
+    ctx: RequestContext,
     patient_id: str,
     *,
     limit: int = 50,
     before: int | None = None,
-    source_address: str | None = None,
 ) -> AccessPage:
     """Who accessed the data of ``patient_id``; guarded (READ_ACCESS_LOG) and audited."""
-    attempt = Attempt(
-        actor, purpose, now, EventType.AUDIT_LOG_USED, "search", EventAction.READ, source_address
-    )
+    attempt = Attempt(ctx, EventType.AUDIT_LOG_USED, "search", EventAction.READ)
 
     def work(conn: Connection) -> AccessPage:
         pid = check_id(patient_id, "patient")
@@ -236,22 +232,17 @@ def group_accesses(entries: list[AccessEntry], tz: tzinfo) -> list[AccessGroup]:
 
 def grouped_access_history(
     records: RecordService,
-    actor: Actor,
-    purpose: Purpose,
-    now: datetime,
+    ctx: RequestContext,
     patient_id: str,
     tz: tzinfo,
     *,
     page: int = 1,
     per_page: int = 50,
-    source_address: str | None = None,
 ) -> GroupPage:
     """Who accessed the data of ``patient_id``, grouped for a patient (see
     :func:`group_accesses`), ``per_page`` groups a page; guarded (READ_ACCESS_LOG) and
     audited like :func:`access_history`."""
-    attempt = Attempt(
-        actor, purpose, now, EventType.AUDIT_LOG_USED, "search", EventAction.READ, source_address
-    )
+    attempt = Attempt(ctx, EventType.AUDIT_LOG_USED, "search", EventAction.READ)
 
     def work(conn: Connection) -> GroupPage:
         pid = check_id(patient_id, "patient")

@@ -24,12 +24,13 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, sensitivity_max
+from secretum.access.model import Action, Resource
 from secretum.audit.model import EventAction, EventType
 from secretum.crypto.errors import KeyNotFoundError
 from secretum.notices.store import NoticeKind, notify
-from secretum.policy.model import Action, Actor, Purpose, Resource
 from secretum.records.fhir import check_id, instant
-from secretum.records.guard import Attempt, sensitivity_max
 from secretum.records.search import aware
 from secretum.records.service import RecordService
 from secretum.records.tables import scheduled_erasures
@@ -96,23 +97,11 @@ class Erasures:
 
     def request_erasure(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
-        *,
-        source_address: str | None = None,
     ) -> ErasureOutcome:
         """Erase the patient's data now if the retention period is over, else schedule it."""
-        attempt = Attempt(
-            actor,
-            purpose,
-            now,
-            EventType.PATIENT_RECORD,
-            "operation",
-            EventAction.EXECUTE,
-            source_address,
-        )
+        attempt = Attempt(ctx, EventType.PATIENT_RECORD, "operation", EventAction.EXECUTE)
 
         def work(conn: Connection) -> ErasureOutcome:
             pid = check_id(patient_id, "patient")
@@ -121,17 +110,17 @@ class Erasures:
                 conn, attempt, Action.ERASE, Resource("Patient", pid, pid, level)
             )
             attempt.target("Patient", pid, pid)
-            due = self.due_date(conn, pid, now)
-            self._schedule(conn, pid, actor.user_id, now, max(due, now))
-            if due > now:
-                self.flags.set_restricted(conn, pid, True, now)
-                notify(conn, pid, NoticeKind.ERASURE_SCHEDULED, now, due_at=instant(due))
+            due = self.due_date(conn, pid, ctx.now)
+            self._schedule(conn, pid, ctx.actor.user_id, ctx.now, max(due, ctx.now))
+            if due > ctx.now:
+                self.flags.set_restricted(conn, pid, True, ctx.now)
+                notify(conn, pid, NoticeKind.ERASURE_SCHEDULED, ctx.now, due_at=instant(due))
             return ErasureOutcome(pid, False, due)
 
         outcome = self.records.door.run(attempt, work)
-        if outcome.due_at > now:
+        if outcome.due_at > ctx.now:
             return outcome
-        self._carry_out(outcome.patient_id, now, actor.user_id, str(actor.role))
+        self._carry_out(outcome.patient_id, ctx.now, ctx.actor.user_id, str(ctx.actor.role))
         return ErasureOutcome(outcome.patient_id, True, outcome.due_at)
 
     def _schedule(

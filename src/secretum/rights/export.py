@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt, Scope, sensitivity_max
+from secretum.access.model import Action, Resource
 from secretum.audit.model import EventAction, EventType
-from secretum.policy.model import Action, Actor, Purpose, Resource
 from secretum.records.documents import CONTENT_TYPES
 from secretum.records.fhir import bundle, check_id
-from secretum.records.guard import Attempt, sensitivity_max
 from secretum.records.search import audit_records, consent_records
 from secretum.records.service import RecordService
 
@@ -120,18 +121,13 @@ def _export_attachments(resources: list[dict[str, Any]], files: list[ExportFile]
 
 def export_record(
     records: RecordService,
-    actor: Actor,
-    purpose: Purpose,
-    now: datetime,
+    ctx: RequestContext,
     patient_id: str,
     *,
     base_url: str | None = None,
-    source_address: str | None = None,
 ) -> RecordExport:
     """The whole record of ``patient_id`` (see the module docstring)."""
-    attempt = Attempt(
-        actor, purpose, now, EventType.EXPORT, "operation", EventAction.READ, source_address
-    )
+    attempt = Attempt(ctx, EventType.EXPORT, "operation", EventAction.READ)
 
     def work(conn: Connection) -> RecordExport:
         pid = check_id(patient_id, "patient")
@@ -139,7 +135,8 @@ def export_record(
         resource = Resource("Patient", pid, pid, sensitivity_max(sensitivities))
         records.door.authorize(conn, attempt, Action.EXPORT, resource)
         attempt.target("Patient", pid, pid)
-        rows = records.repo.scoped(conn, pid, sensitivities)
+        # the decision was about the most sensitive label present: every label is in scope
+        rows = records.repo.scoped(conn, Scope(frozenset({pid}), frozenset(sensitivities)))
         resources = [r.resource for r in records.repo.load_all(conn, rows)]
         files = []
         for row, res in zip(rows, resources, strict=True):
@@ -150,7 +147,7 @@ def export_record(
         _export_attachments(resources, files)
         resources += [r.resource for r in consent_records(conn, patient_id=pid)]
         resources += [r.resource for r in audit_records(conn, patient_id=pid)]
-        result = bundle(resources, "searchset", base_url=base_url, now=now)
-        return RecordExport(pid, now, result, files, records)
+        result = bundle(resources, "searchset", base_url=base_url, now=ctx.now)
+        return RecordExport(pid, ctx.now, result, files, records)
 
     return records.door.read(attempt, work)

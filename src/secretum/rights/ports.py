@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy.engine import Connection
 
 if TYPE_CHECKING:
-    from secretum.bootstrap import Platform
+    from secretum.keys.service import KeyPorts
 
 #: ``also_erase(patient_id)``: what else a carried-out erasure removes, once the patient's key is
 #: shredded (e.g. :meth:`secretum.imaging.archive.ImagingArchive.erase_patient`: index rows and
@@ -76,8 +76,9 @@ class Shredder(Protocol):
     def __call__(self, patient_id: str, *, actor_id: str, actor_role: str) -> None: ...
 
 
-def platform_shredder(platform: Platform) -> Shredder:
-    """The real shredder: :func:`~secretum.keys.service.audited_shred` on ``platform``."""
+def platform_shredder(platform: KeyPorts) -> Shredder:
+    """The real shredder: :func:`~secretum.keys.service.audited_shred` on the key ports (the
+    platform's database, audit log, key ring and clock)."""
     from secretum.keys.service import audited_shred
 
     def shred(patient_id: str, *, actor_id: str, actor_role: str) -> None:

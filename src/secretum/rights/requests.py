@@ -15,9 +15,11 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from secretum.access.context import RequestContext
+from secretum.access.door import Attempt
+from secretum.access.model import Action, Resource, Sensitivity
 from secretum.audit.model import EventAction, EventType
 from secretum.notices.store import NoticeKind, notify
-from secretum.policy.model import Action, Actor, Purpose, Resource, Sensitivity
 from secretum.records.fhir import (
     WRITABLE_TYPES,
     FhirRecord,
@@ -26,7 +28,6 @@ from secretum.records.fhir import (
     check_id,
     validate,
 )
-from secretum.records.guard import Attempt
 from secretum.records.service import RecordService
 from secretum.rights.ports import CareTeamOf, RestrictionFlags
 
@@ -57,19 +58,14 @@ def rectification_task(
 def request_rectification(
     records: RecordService,
     care_team_of: CareTeamOf,
-    actor: Actor,
-    purpose: Purpose,
-    now: datetime,
+    ctx: RequestContext,
     patient_id: str,
     text: str,
     *,
     about: tuple[str, str] | None = None,
-    source_address: str | None = None,
 ) -> FhirRecord:
     """Ask the care team to correct the record (``about``: the ``(type, id)`` concerned)."""
-    attempt = Attempt(
-        actor, purpose, now, EventType.PATIENT_RECORD, "create", EventAction.CREATE, source_address
-    )
+    attempt = Attempt(ctx, EventType.PATIENT_RECORD, "create", EventAction.CREATE)
 
     def work(conn: Connection) -> FhirRecord:
         pid = check_id(patient_id, "patient")
@@ -86,19 +82,19 @@ def request_rectification(
             if row.patient_id != pid:
                 raise UnprocessableResource("the resource to correct is not about this patient")
             sensitivity, focus = row.sensitivity, f"{kind}/{rid}"
-        task_id = records._fresh_id(conn, None)
+        task_id = records.fresh_id(conn, None)
         attempt.target("Task", task_id)
         resource = Resource("Patient", pid, pid, sensitivity)
         records.door.authorize(conn, attempt, Action.RECTIFY, resource)
         attempt.target("Task", task_id, pid)
-        task = rectification_task(task_id, pid, text, now, focus)
-        saved = records._write(conn, task, None, pid, sensitivity, now)
-        for practitioner in sorted(set(care_team_of(conn, pid, now))):
+        task = rectification_task(task_id, pid, text, ctx.now, focus)
+        saved = records.write(conn, task, None, pid, sensitivity, ctx.now)
+        for practitioner in sorted(set(care_team_of(conn, pid, ctx.now))):
             notify(
                 conn,
                 practitioner,
                 NoticeKind.RECTIFICATION_REQUESTED,
-                now,
+                ctx.now,
                 patient_id=pid,
                 task_id=task_id,
             )
@@ -110,23 +106,17 @@ def request_rectification(
 def set_restriction(
     records: RecordService,
     flags: RestrictionFlags,
-    actor: Actor,
-    purpose: Purpose,
-    now: datetime,
+    ctx: RequestContext,
     patient_id: str,
     restricted: bool = True,
-    *,
-    source_address: str | None = None,
 ) -> None:
     """Restrict (or lift the restriction of) the processing of the patient's data."""
-    attempt = Attempt(
-        actor, purpose, now, EventType.PATIENT_RECORD, "update", EventAction.UPDATE, source_address
-    )
+    attempt = Attempt(ctx, EventType.PATIENT_RECORD, "update", EventAction.UPDATE)
 
     def work(conn: Connection) -> None:
         pid = check_id(patient_id, "patient")
         records.door.authorize(conn, attempt, Action.RESTRICT, Resource("Patient", pid, pid))
         attempt.target("Patient", pid, pid)
-        flags.set_restricted(conn, pid, restricted, now)
+        flags.set_restricted(conn, pid, restricted, ctx.now)
 
     records.door.run(attempt, work)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
-from secretum.policy.model import Actor, Purpose
+from secretum.access.context import RequestContext
 from secretum.records.fhir import FhirRecord
 from secretum.records.service import RecordService
 from secretum.rights.access_log import (
@@ -44,133 +44,91 @@ class RightsService:
 
     def access_history(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
         *,
         limit: int = 50,
         before: int | None = None,
-        source_address: str | None = None,
     ) -> AccessPage:
         """Who accessed the patient's data, newest first (``before``: the page cursor)."""
         return access_history(
             self.records,
-            actor,
-            purpose,
-            now,
+            ctx,
             patient_id,
             limit=limit,
             before=before,
-            source_address=source_address,
         )
 
     def grouped_access_history(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
         tz: tzinfo,
         *,
         page: int = 1,
         per_page: int = 50,
-        source_address: str | None = None,
     ) -> GroupPage:
         """Who accessed the patient's data, in a patient's words: repeated accesses of one
         person, purpose, day and kind grouped, newest first, ``per_page`` groups a page."""
         return grouped_access_history(
-            self.records,
-            actor,
-            purpose,
-            now,
-            patient_id,
-            tz,
-            page=page,
-            per_page=per_page,
-            source_address=source_address,
+            self.records, ctx, patient_id, tz, page=page, per_page=per_page
         )
 
     def export(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
         *,
         base_url: str | None = None,
-        source_address: str | None = None,
     ) -> RecordExport:
         """The whole record: ``.bundle`` (FHIR Bundle) and ``.iter_zip()`` (bundle + files)."""
         return export_record(
             self.records,
-            actor,
-            purpose,
-            now,
+            ctx,
             patient_id,
             base_url=base_url,
-            source_address=source_address,
         )
 
     def request_rectification(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
         text: str,
         *,
         about: tuple[str, str] | None = None,
-        source_address: str | None = None,
     ) -> FhirRecord:
         """Store a rectification request (a sealed FHIR Task) and notify the care team."""
         return request_rectification(
             self.records,
             self.care_team_of,
-            actor,
-            purpose,
-            now,
+            ctx,
             patient_id,
             text,
             about=about,
-            source_address=source_address,
         )
 
     def set_restriction(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
         restricted: bool = True,
-        *,
-        source_address: str | None = None,
     ) -> None:
         """Restrict (or lift the restriction of) the processing of the patient's data."""
         set_restriction(
             self.records,
             self.flags,
-            actor,
-            purpose,
-            now,
+            ctx,
             patient_id,
             restricted,
-            source_address=source_address,
         )
 
     def request_erasure(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
-        *,
-        source_address: str | None = None,
     ) -> ErasureOutcome:
         """Shred now if the retention period is over, else restrict and schedule."""
-        return self.erasures.request_erasure(
-            actor, purpose, now, patient_id, source_address=source_address
-        )
+        return self.erasures.request_erasure(ctx, patient_id)
 
     def run_due_erasures(self, now: datetime) -> ErasureRun:
         """The periodic job shredding scheduled erasures that came due."""

@@ -12,7 +12,7 @@ unchecked.
 A :class:`RowSpec` names what one table's tag covers: the table, its identity (primary key)
 and the columns a decision reads. A row whose tag is missing or wrong raises
 :class:`RowTampered` (an :class:`~secretum.crypto.errors.IntegrityError`): the request that read
-it is refused and audited as tampering (:class:`secretum.records.guard.Door`).
+it is refused and audited as tampering (:class:`secretum.access.door.Door`).
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from secretum.access.model import Role
 from secretum.audit.model import AuditEvent, EventAction, EventType, Outcome
 from secretum.identity.errors import Forbidden, SessionExpired, StepUpRequired
 from secretum.identity.model import requires_step_up, utc
-from secretum.policy.model import Role
 
 if TYPE_CHECKING:
     from secretum.bootstrap import Platform

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from secretum.access.model import Role
 from secretum.identity.errors import (
     IdentityError,
     InvalidInput,
@@ -38,7 +39,6 @@ from secretum.identity.service import IdentityService
 from secretum.identity.service_base import WebAuthnStart
 from secretum.identity.service_signin import SignedIn as SignInResult
 from secretum.localtime import labelled
-from secretum.policy.model import Role
 from secretum.web import i18n
 from secretum.web.deps import (
     CSRF_COOKIE,

@@ -23,20 +23,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
+from secretum.access.errors import Refused, StepUpRequired
 from secretum.consent.store import NoActiveConsent
 from secretum.consent.texts import UnknownText
 from secretum.localtime import DEFAULT_ZONE, local_text, zone
 from secretum.policy.breakglass import UnknownGrant
-from secretum.policy.decide import AccessDenied as PolicyDenied
-from secretum.records.fhir import (
-    AccessDenied,
-    FhirError,
-    FileTooLarge,
-    RecordErased,
-    ResourceNotFound,
-    StepUpRequired,
-    UnsupportedContentType,
-)
+from secretum.web import refusals
 from secretum.web.deps import Caller
 from secretum.web.i18n import translate
 from secretum.web.templating import clinic_zone, language, render
@@ -63,12 +55,7 @@ class StepUpRedirect(Exception):
         self.next_path = next_path
 
 
-def needs_step_up(exc: BaseException) -> bool:
-    """The refusal would turn into a yes after a step-up."""
-    if isinstance(exc, StepUpRequired):
-        return True
-    decision = getattr(exc, "decision", None)
-    return isinstance(exc, PolicyDenied | AccessDenied) and bool(getattr(decision, "requires", ()))
+needs_step_up = refusals.needs_step_up
 
 
 @contextmanager
@@ -76,10 +63,8 @@ def step_up_then(next_path: str) -> Iterator[None]:
     """Run a use case; a step-up refusal becomes a detour back to ``next_path``."""
     try:
         yield
-    except (StepUpRequired, PolicyDenied, AccessDenied) as exc:
-        if needs_step_up(exc):
-            raise StepUpRedirect(next_path) from None
-        raise
+    except StepUpRequired:
+        raise StepUpRedirect(next_path) from None
 
 
 def step_up_url(next_path: str) -> str:
@@ -145,18 +130,10 @@ def reason_key(exc: BaseException) -> str:
 def _status_and_key(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, PageError):
         return exc.status, exc.key
-    if isinstance(exc, AccessDenied | PolicyDenied):
-        return 403, reason_key(exc)
-    if isinstance(exc, RecordErased):
-        return 410, "error.erased"
-    if isinstance(exc, ResourceNotFound | UnknownGrant):
+    if isinstance(exc, Refused):
+        return refusals.page_refusal(exc)
+    if isinstance(exc, UnknownGrant):
         return 404, "error.not_found"
-    if isinstance(exc, FileTooLarge):
-        return 413, "error.too_large"
-    if isinstance(exc, UnsupportedContentType):
-        return 415, "error.content_type"
-    if isinstance(exc, FhirError):
-        return exc.status, "error.invalid"
     if isinstance(exc, NoActiveConsent):
         return 409, "error.no_active_consent"
     if isinstance(exc, UnknownText):
@@ -190,8 +167,7 @@ def back_to(template: str) -> dict[str, Any]:
 
 HANDLED = (
     PageError,
-    FhirError,
-    PolicyDenied,
+    Refused,
     UnknownGrant,
     NoActiveConsent,
     UnknownText,

@@ -23,9 +23,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role
 from secretum.identity.model import Session
-from secretum.policy.model import Actor, Role
 
 if TYPE_CHECKING:
     from secretum.bootstrap import Platform
@@ -94,6 +96,11 @@ class Caller:
     def user_id(self) -> str:
         return self.actor.user_id
 
+    def context(self, purpose: Purpose, now: datetime) -> RequestContext:
+        """The request context of this caller's use cases (their address, when it is an IP
+        address, goes to the audit)."""
+        return RequestContext(self.actor, purpose, now, self.address)
+
 
 def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith(
@@ -123,7 +130,10 @@ async def live_session(request: Request) -> tuple[str, Session] | None:
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         return None
-    session = services(request).identity.resolve(session_id, now=now(request))
+    # the session store is a database (or Redis): blocking, so in a worker thread, never on
+    # the event loop (the coroutine waits; the loop serves other requests meanwhile)
+    resolve = services(request).identity.resolve
+    session = await run_in_threadpool(resolve, session_id, now=now(request))
     if session is None:
         return None
     request.state.session = session

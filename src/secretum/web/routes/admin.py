@@ -21,10 +21,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 
+from secretum.access.model import Role
 from secretum.identity.errors import IdentityError, InvalidInput, StepUpRequired
 from secretum.identity.model import SPECIALTIES, AccountStatus
 from secretum.identity.service_accounts import Invitation
-from secretum.policy.model import Role
 from secretum.web import admin_settings
 from secretum.web.authflow import (
     Admin,

@@ -14,16 +14,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy.exc import IntegrityError
 
+from secretum.access.model import Purpose, Role
 from secretum.audit.browse import EntryFilter
 from secretum.audit.model import EventType, Outcome
-from secretum.bootstrap import Platform
+from secretum.policy.breakglass import AlreadyReviewed
 from secretum.policy.grants import ReviewOutcome
-from secretum.policy.model import Role
 from secretum.services import Services
 from secretum.web import care_pages as pages
-from secretum.web import care_reads as reads
 from secretum.web import deps
 from secretum.web.deps import Caller
 from secretum.web.i18n import translate
@@ -33,7 +31,6 @@ router = APIRouter(prefix="/dpo", route_class=pages.CarePageRoute, include_in_sc
 
 DpoCaller = Annotated[Caller, Depends(deps.role(Role.DPO))]
 Svc = Annotated[Services, Depends(deps.services_dep)]
-Plat = Annotated[Platform, Depends(deps.platform_dep)]
 Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 REVIEWS = "/dpo/break-glass"
@@ -44,13 +41,13 @@ _ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit(
-    caller: DpoCaller, request: Request, svc: Svc, plat: Plat, now: Now, verified: int = 0
+    caller: DpoCaller, request: Request, svc: Svc, now: Now, verified: int = 0
 ) -> HTMLResponse:
     """The audit log: tree size, root, last signed checkpoint; a button to verify it; the
     result of the verification just run (``?verified=<id>``) and the last ones."""
-    where = pages.address(caller)
-    status = reads.audit_status(plat, caller.actor, now, source_address=where)
-    history = svc.oversight.verifications(caller.actor, now, source_address=where)
+    ctx = caller.context(Purpose.OPERATIONS, now)
+    status = svc.oversight.audit_status(ctx)
+    history = svc.oversight.verifications(ctx)
     just = next((v for v in history if v.id == verified), None)
     return render(
         request,
@@ -58,7 +55,7 @@ def audit(
         status=status,
         history=history,
         just=just,
-        names=reads.staff(plat, {v.actor_id for v in history}),
+        names=svc.directory.staff({v.actor_id for v in history}),
         **pages.ctx(request),
     )
 
@@ -67,7 +64,7 @@ def audit(
 def verify(caller: DpoCaller, svc: Svc, now: Now) -> RedirectResponse:
     """Verify the whole log now (RFC 9162 tree, signed checkpoints, witness file), keep the
     outcome, and show it on the audit page (post/redirect/get: a refresh never re-verifies)."""
-    done = svc.oversight.verify(caller.actor, now, source_address=pages.address(caller))
+    done = svc.oversight.verify(caller.context(Purpose.OPERATIONS, now))
     return RedirectResponse(f"/dpo/audit?verified={done.id}#verify-h", status_code=303)
 
 
@@ -125,12 +122,7 @@ def audit_entries(
     if before is not None and before < 0:
         raise pages.PageError(400, "error.invalid")
     found = svc.oversight.browse(
-        caller.actor,
-        now,
-        wanted,
-        limit=PAGE_SIZE,
-        before=before,
-        source_address=pages.address(caller),
+        caller.context(Purpose.OPERATIONS, now), wanted, limit=PAGE_SIZE, before=before
     )
     query = {
         k: v
@@ -159,16 +151,14 @@ def reviews_page(
     request: Request,
     caller: Caller,
     svc: Services,
-    plat: Platform,
     now: datetime,
     *,
     reason: tuple[str, str] | None = None,
     done: str = "",
 ) -> HTMLResponse:
-    where = pages.address(caller)
-    queue = reads.break_glass_queue(plat, caller.actor, now, source_address=where)
+    queue = svc.oversight.review_queue(caller.context(Purpose.OPERATIONS, now))
     grants = [grant for grant, _ in queue]
-    reviewed = svc.oversight.reviews(caller.actor, now, limit=PAGE_SIZE, source_address=where)
+    reviewed = svc.oversight.reviews(caller.context(Purpose.OPERATIONS, now), limit=PAGE_SIZE)
     messages = []
     if done == "reviewed":
         messages.append(("success", translate(language(request), "done.reviewed")))
@@ -178,10 +168,9 @@ def reviews_page(
         grants=grants,
         accesses={grant.grant_id: entries for grant, entries in queue},
         reviewed=reviewed,
-        names=reads.staff(
-            plat,
+        names=svc.directory.staff(
             {g.practitioner_id for g in (*grants, *reviewed)}
-            | {g.review.reviewer_id for g in reviewed if g.review is not None},
+            | {g.review.reviewer_id for g in reviewed if g.review is not None}
         ),
         outcomes=[str(o) for o in ReviewOutcome],
         reason=reason,
@@ -193,30 +182,27 @@ def reviews_page(
 
 @router.get("/break-glass", response_class=HTMLResponse)
 def break_glass(
-    caller: DpoCaller, request: Request, svc: Svc, plat: Plat, now: Now, done: str = ""
+    caller: DpoCaller, request: Request, svc: Svc, now: Now, done: str = ""
 ) -> HTMLResponse:
     """Break-the-glass grants waiting for a review: who, which patient (id), when, how long;
     then the reviews already made (who reviewed which grant, when, with which outcome)."""
-    return reviews_page(request, caller, svc, plat, now, done=done)
+    return reviews_page(request, caller, svc, now, done=done)
 
 
 @router.post(
     "/break-glass/{grant_id}/reason", response_class=HTMLResponse, **pages.back_to(REVIEWS)
 )
 def read_reason(
-    grant_id: str, caller: DpoCaller, request: Request, svc: Svc, plat: Plat, now: Now
+    grant_id: str, caller: DpoCaller, request: Request, svc: Svc, now: Now
 ) -> HTMLResponse:
     """Open the written reason of a grant (sealed with the patient's key; audited)."""
-    with plat.engine.begin() as conn:
-        text = svc.break_glass.read_reason(
-            conn, caller.actor, grant_id, now, source_address=pages.address(caller)
-        )
-    return reviews_page(request, caller, svc, plat, now, reason=(grant_id, text))
+    text = svc.break_glass.read_reason(caller.context(Purpose.OPERATIONS, now), grant_id)
+    return reviews_page(request, caller, svc, now, reason=(grant_id, text))
 
 
 @router.post("/break-glass/{grant_id}/review", **pages.back_to(REVIEWS))
 def review(
-    grant_id: str, caller: DpoCaller, svc: Svc, plat: Plat, now: Now, outcome: FormStr = ""
+    grant_id: str, caller: DpoCaller, svc: Svc, now: Now, outcome: FormStr = ""
 ) -> RedirectResponse:
     """Record my conclusion: justified, unjustified, or needs follow-up."""
     try:
@@ -224,10 +210,7 @@ def review(
     except ValueError:
         raise pages.PageError(400, "error.outcome") from None
     try:
-        with plat.engine.begin() as conn:
-            svc.break_glass.review(
-                conn, grant_id, caller.actor, chosen, now, source_address=pages.address(caller)
-            )
-    except IntegrityError:  # reviewed meanwhile (a second submit): the first review stands
+        svc.break_glass.review(caller.context(Purpose.OPERATIONS, now), grant_id, chosen)
+    except AlreadyReviewed:  # reviewed meanwhile (a second submit): the first review stands
         raise pages.PageError(409, "error.already_reviewed") from None
     return pages.done(REVIEWS, "reviewed")

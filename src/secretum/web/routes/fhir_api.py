@@ -44,14 +44,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 
+from secretum.access.context import RequestContext
+from secretum.access.errors import Refused
+from secretum.access.model import Actor, Purpose, Role
 from secretum.identity.errors import IdentityError
 from secretum.logs import get_logger
-from secretum.policy.decide import AccessDenied as PolicyDenied
-from secretum.policy.model import Actor, Purpose, Role
 from secretum.records.fhir import (
     MAX_RESOURCE_BYTES,
-    AccessDenied,
-    FhirError,
     FhirRecord,
     FileTooLarge,
     InvalidResource,
@@ -63,7 +62,7 @@ from secretum.records.fhir import (
 from secretum.records.search import IDENTIFIER_KINDS
 from secretum.services import Services
 from secretum.web import care_pages as pages
-from secretum.web import deps
+from secretum.web import deps, refusals
 from secretum.web.deps import NotSignedIn
 from secretum.web.routes.patient import download
 
@@ -84,24 +83,15 @@ def outcome(status: int, code: str, diagnostics: str) -> Response:
     return fhir_json(operation_outcome(code, diagnostics), status)
 
 
-#: The answer to every request the policy refuses (see the module docstring): one fixed body.
-FORBIDDEN = operation_outcome("forbidden", "access denied")
-
-
 def error_response(exc: BaseException) -> Response:
     """The OperationOutcome of a refused request (fixed texts: the input is never echoed; a
-    policy refusal is :data:`FORBIDDEN`, its reason logged, not sent)."""
+    policy refusal is :data:`~secretum.web.refusals.FORBIDDEN`, its reason logged, not sent:
+    :func:`~secretum.web.refusals.fhir_refusal`)."""
     if isinstance(exc, NotSignedIn | IdentityError):
         return outcome(401, "login", "sign-in required")
-    if pages.needs_step_up(exc):
-        return outcome(
-            401, "login", "step-up required: prove a second factor again (/account/step-up)"
-        )
-    if isinstance(exc, AccessDenied | PolicyDenied):
-        _log.info("fhir.denied", reason=exc.decision.reason)
-        return fhir_json(FORBIDDEN, 403)
-    if isinstance(exc, FhirError):
-        return fhir_json(exc.outcome, exc.status)
+    if isinstance(exc, Refused):
+        status, body = refusals.fhir_refusal(exc)
+        return fhir_json(body, status)
     if isinstance(exc, HTTPException):
         code = "forbidden" if exc.status_code == 403 else "invalid"
         return outcome(exc.status_code, code, "request refused")
@@ -118,8 +108,7 @@ class FhirRoute(APIRoute):
             try:
                 return await handler(request)
             except (
-                FhirError,
-                PolicyDenied,
+                Refused,
                 NotSignedIn,
                 IdentityError,
                 HTTPException,
@@ -168,6 +157,11 @@ class FhirCall:
     @property
     def address(self) -> str | None:
         return pages.address(self.caller)
+
+    @property
+    def ctx(self) -> RequestContext:
+        """The request context of the use case this call makes."""
+        return self.caller.context(self.why, self.now)
 
 
 async def fhir_call(request: Request) -> FhirCall:
@@ -232,17 +226,12 @@ def everything(patient_id: str, request: Request, call: Call) -> Response:
     actor: Actor = call.actor
     if actor.role is Role.PATIENT:
         export = call.svc.rights.export(
-            actor,
-            call.why,
-            call.now,
+            call.ctx,
             patient_id,
             base_url=base_url(request),
-            source_address=call.address,
         )
         return fhir_json(export.bundle)
-    found = call.svc.records.search(
-        actor, call.why, call.now, patient_id, source_address=call.address
-    )
+    found = call.svc.records.search(call.ctx, patient_id)
     return fhir_json(
         bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=call.now)
     )
@@ -251,9 +240,7 @@ def everything(patient_id: str, request: Request, call: Call) -> Response:
 @router.get("/DocumentReference/{document_id}/$content")
 def content(document_id: str, call: Call) -> StreamingResponse:
     """The file of a DocumentReference (audited as a read)."""
-    opened = call.svc.documents.open_document(
-        call.actor, call.why, call.now, document_id, source_address=call.address
-    )
+    opened = call.svc.documents.open_document(call.ctx, document_id)
     return download(opened)
 
 
@@ -269,12 +256,9 @@ async def create(resource_type: str, request: Request, call: Call) -> Response:
     chosen_id = body.get("id") if resource_type == "Patient" else None
     record = await run_in_threadpool(
         call.svc.records.create,
-        call.actor,
-        call.why,
-        call.now,
+        call.ctx,
         body,
         resource_id=chosen_id if isinstance(chosen_id, str) else None,
-        source_address=call.address,
     )
     return record_response(request, record, 201)
 
@@ -303,9 +287,7 @@ def search(
     target = (patient or request.query_params.get("_id", "")).removeprefix("Patient/")
     if resource_type == "Patient" and not target and (identifier or email):
         kind, value = ("email", email) if email else _lookup(identifier)
-        found = call.svc.records.find_patients(
-            call.actor, call.why, call.now, kind, value, source_address=call.address
-        )
+        found = call.svc.records.find_patients(call.ctx, kind, value)
         return fhir_json(
             bundle(
                 [r.resource for r in found], "searchset", base_url=base_url(request), now=call.now
@@ -313,9 +295,7 @@ def search(
         )
     if not target:
         raise InvalidResource("search by patient: ?patient=<id>", code="required")
-    found = call.svc.records.search(
-        call.actor, call.why, call.now, target, resource_type, source_address=call.address
-    )
+    found = call.svc.records.search(call.ctx, target, resource_type)
     return fhir_json(
         bundle([r.resource for r in found], "searchset", base_url=base_url(request), now=call.now)
     )
@@ -328,12 +308,10 @@ async def read(
     request: Request,
     call: Call,
 ) -> Response:
-    """FHIR read: the current version. The busiest route: it runs on the event loop (its
-    reads never wait for a lock) and awaits the commit of its audit entry, shared with the
-    reads of other requests (see :meth:`Door.read_async`), instead of holding a thread."""
-    record = await call.svc.records.read_async(
-        call.actor, call.why, call.now, resource_type, resource_id, source_address=call.address
-    )
+    """FHIR read: the current version. The busiest route: its one read path (the door's
+    synchronous read: a connection, maybe a key unwrap through the KMS, the group commit of
+    its audit entry) runs in a worker thread, never on the event loop."""
+    record = await run_in_threadpool(call.svc.records.read, call.ctx, resource_type, resource_id)
     return record_response(request, record)
 
 
@@ -345,9 +323,7 @@ def history(
     call: Call,
 ) -> Response:
     """FHIR history of one resource: a Bundle of every version, newest first."""
-    versions = call.svc.records.history(
-        call.actor, call.why, call.now, resource_type, resource_id, source_address=call.address
-    )
+    versions = call.svc.records.history(call.ctx, resource_type, resource_id)
     return fhir_json(bundle([r.resource for r in versions], "history", now=call.now))
 
 
@@ -361,13 +337,10 @@ def vread(
 ) -> Response:
     """FHIR vread: one version."""
     record = call.svc.records.read(
-        call.actor,
-        call.why,
-        call.now,
+        call.ctx,
         resource_type,
         resource_id,
         version=version_of(version_id),
-        source_address=call.address,
     )
     return record_response(request, record)
 
@@ -388,13 +361,10 @@ async def update(
     body = await json_body(request)
     record = await run_in_threadpool(
         call.svc.records.update,
-        call.actor,
-        call.why,
-        call.now,
+        call.ctx,
         resource_type,
         resource_id,
         body,
         if_match=expected,
-        source_address=call.address,
     )
     return record_response(request, record)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Response
 
-from secretum.policy.model import Role
+from secretum.access.model import Role
 from secretum.web.authflow import AnyCSRF, MaybeAnySession, redirect, safe_next
 from secretum.web.i18n import LANGUAGES
 

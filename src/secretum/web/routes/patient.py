@@ -17,14 +17,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
-from secretum.bootstrap import Platform
+from secretum.access.context import RequestContext
+from secretum.access.model import CONSENTED_PURPOSES, Purpose, Role
 from secretum.consent.store import ConsentMethod
 from secretum.notices.store import Notice
-from secretum.policy.model import CONSENTED_PURPOSES, Purpose, Role
 from secretum.records.documents import DocumentContent
 from secretum.services import Services
 from secretum.web import care_pages as pages
-from secretum.web import care_reads as reads
 from secretum.web import deps
 from secretum.web.deps import Caller
 from secretum.web.templating import clinic_zone, language, render
@@ -33,7 +32,6 @@ router = APIRouter(prefix="/me", route_class=pages.CarePageRoute, include_in_sch
 
 PatientCaller = Annotated[Caller, Depends(deps.role(Role.PATIENT))]
 Svc = Annotated[Services, Depends(deps.services_dep)]
-Plat = Annotated[Platform, Depends(deps.platform_dep)]
 Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 
@@ -57,15 +55,11 @@ def _people(notices: list[Notice]) -> set[str]:
 
 
 @router.get("/record", response_class=HTMLResponse)
-def my_record(
-    caller: PatientCaller, request: Request, svc: Svc, plat: Plat, now: Now
-) -> HTMLResponse:
+def my_record(caller: PatientCaller, request: Request, svc: Svc, now: Now) -> HTMLResponse:
     """My record: Patient, Observations, DocumentReferences (restricted ones too: mine)."""
-    records = svc.records.search(
-        caller.actor, SELF, now, caller.user_id, source_address=pages.address(caller)
-    )
-    notices = reads.notices(plat, caller.user_id)
-    names = reads.staff(plat, _people(notices))
+    records = svc.records.search(caller.context(SELF, now), caller.user_id)
+    notices = svc.notices.of(caller.user_id)
+    names = svc.directory.staff(_people(notices))
     return render(
         request,
         "patient_record.html",
@@ -79,9 +73,7 @@ def my_record(
 @router.get("/documents/{document_id}")
 def my_document(document_id: str, caller: PatientCaller, svc: Svc, now: Now) -> StreamingResponse:
     """Download one of my documents (decrypted as it streams; audited as a read)."""
-    content = svc.documents.open_document(
-        caller.actor, SELF, now, document_id, source_address=pages.address(caller)
-    )
+    content = svc.documents.open_document(caller.context(SELF, now), document_id)
     return download(content)
 
 
@@ -107,15 +99,15 @@ def download(content: DocumentContent) -> StreamingResponse:
 
 @router.get("/consents", response_class=HTMLResponse)
 def my_consents(
-    caller: PatientCaller, request: Request, svc: Svc, plat: Plat, now: Now, done: str = ""
+    caller: PatientCaller, request: Request, svc: Svc, now: Now, done: str = ""
 ) -> HTMLResponse:
     """Each purpose with its current text (page language), its hash, grant or withdraw; the
     practitioners I share with; the history of my consents with their evidence."""
     lang = language(request)
-    with plat.engine.begin() as conn:
-        history = svc.consent.history(
-            conn, caller.actor, caller.user_id, now, source_address=pages.address(caller)
-        )
+    history = svc.consent.history(
+        RequestContext(caller.actor, Purpose.PATIENT_REQUEST, now, pages.address(caller)),
+        caller.user_id,
+    )
     texts = svc.consent.texts
 
     def section(purpose: Purpose) -> dict[str, object]:
@@ -148,8 +140,8 @@ def my_consents(
             "active": shares,
         },
         history=sorted(history, key=lambda r: r.granted.at, reverse=True),
-        practitioners=reads.practitioners(plat),
-        names=reads.staff(plat, people),
+        practitioners=svc.directory.practitioners(),
+        names=svc.directory.staff(people),
         **pages.ctx(request),
         flashes=pages.flashes(request, done),
     )
@@ -165,9 +157,9 @@ def _purpose(value: str) -> Purpose:
     return purpose
 
 
-def _practitioner(plat: Platform, value: str) -> str:
+def _practitioner(svc: Services, value: str) -> str:
     """An active practitioner's id from a form, or a 400."""
-    if value not in {p.user_id for p in reads.practitioners(plat)}:
+    if value not in {p.user_id for p in svc.directory.practitioners()}:
         raise pages.PageError(400, "error.practitioner")
     return value
 
@@ -176,7 +168,6 @@ def _practitioner(plat: Platform, value: str) -> str:
 def grant_consent(
     caller: PatientCaller,
     svc: Svc,
-    plat: Plat,
     now: Now,
     purpose: FormStr = "",
     text_sha256: FormStr = "",
@@ -184,21 +175,17 @@ def grant_consent(
 ) -> RedirectResponse:
     """I consent to ``purpose`` under the exact text I was shown (its SHA-256)."""
     chosen = _purpose(purpose)
-    grantee = _practitioner(plat, grantee_id) if chosen is Purpose.SHARING else None
+    grantee = _practitioner(svc, grantee_id) if chosen is Purpose.SHARING else None
     if svc.consent.texts.by_hash(text_sha256).purpose is not chosen:
         raise pages.PageError(400, "error.invalid")
-    with plat.engine.begin() as conn:
-        svc.consent.grant(
-            conn,
-            caller.actor,
-            patient_id=caller.user_id,
-            purpose=chosen,
-            text_sha256=text_sha256,
-            method=ConsentMethod.WEB_CHECKBOX,
-            now=now,
-            grantee_id=grantee,
-            source_address=pages.address(caller),
-        )
+    svc.consent.grant(
+        RequestContext(caller.actor, Purpose.PATIENT_REQUEST, now, pages.address(caller)),
+        patient_id=caller.user_id,
+        purpose=chosen,
+        text_sha256=text_sha256,
+        method=ConsentMethod.WEB_CHECKBOX,
+        grantee_id=grantee,
+    )
     return pages.done("/me/consents", "granted")
 
 
@@ -206,24 +193,19 @@ def grant_consent(
 def withdraw_consent(
     caller: PatientCaller,
     svc: Svc,
-    plat: Plat,
     now: Now,
     purpose: FormStr = "",
     grantee_id: FormStr = "",
 ) -> RedirectResponse:
     """I withdraw my consent to ``purpose``: effective for the very next request."""
     chosen = _purpose(purpose)
-    with plat.engine.begin() as conn:
-        svc.consent.withdraw(
-            conn,
-            caller.actor,
-            patient_id=caller.user_id,
-            purpose=chosen,
-            method=ConsentMethod.WEB_CHECKBOX,
-            now=now,
-            grantee_id=(grantee_id or None) if chosen is Purpose.SHARING else None,
-            source_address=pages.address(caller),
-        )
+    svc.consent.withdraw(
+        RequestContext(caller.actor, Purpose.PATIENT_REQUEST, now, pages.address(caller)),
+        patient_id=caller.user_id,
+        purpose=chosen,
+        method=ConsentMethod.WEB_CHECKBOX,
+        grantee_id=(grantee_id or None) if chosen is Purpose.SHARING else None,
+    )
     return pages.done("/me/consents", "withdrawn")
 
 
@@ -232,46 +214,36 @@ def withdraw_consent(
 
 @router.get("/care-team", response_class=HTMLResponse)
 def my_care_team(
-    caller: PatientCaller, request: Request, plat: Plat, now: Now, done: str = ""
+    caller: PatientCaller, request: Request, svc: Svc, now: Now, done: str = ""
 ) -> HTMLResponse:
     """The practitioners caring for me (and since when, on what basis), those I named for my
     restricted data; invite a practitioner, end a relationship, name or un-name."""
-    team = reads.care_team(plat, caller.user_id, now)
+    team = svc.care_reads.care_team(caller.user_id, now)
     return render(
         request,
         "patient_care_team.html",
         relationships=sorted(team.relationships, key=lambda r: r.started_at, reverse=True),
         named=team.named,
-        practitioners=reads.practitioners(plat),
-        names=reads.staff(plat),
+        practitioners=svc.directory.practitioners(),
+        names=svc.directory.staff(),
         now=now,
         **pages.ctx(request),
         flashes=pages.flashes(request, done),
     )
 
 
-def _my_choice(
-    caller: Caller, plat: Platform, now: datetime, act: Callable[..., Any], **what: object
-) -> Any:
-    """One of my care-team choices (``svc.choices.<act>``), in a transaction of its own."""
-    with plat.engine.begin() as conn:
-        return act(
-            conn,
-            caller.actor,
-            patient_id=caller.user_id,
-            now=now,
-            source_address=pages.address(caller),
-            **what,
-        )
+def _my_choice(caller: Caller, now: datetime, act: Callable[..., Any], **what: object) -> Any:
+    """One of my care-team choices (``svc.choices.<act>``: its own transaction, its door)."""
+    return act(caller.context(SELF, now), patient_id=caller.user_id, **what)
 
 
 @router.post("/care-team/invite", **pages.back_to("/me/care-team"))
 def invite_practitioner(
-    caller: PatientCaller, svc: Svc, plat: Plat, now: Now, practitioner_id: FormStr = ""
+    caller: PatientCaller, svc: Svc, now: Now, practitioner_id: FormStr = ""
 ) -> RedirectResponse:
     """I invite a practitioner into my care team (basis INVITATION)."""
-    chosen = _practitioner(plat, practitioner_id)
-    _my_choice(caller, plat, now, svc.choices.invite, practitioner_id=chosen)
+    chosen = _practitioner(svc, practitioner_id)
+    _my_choice(caller, now, svc.choices.invite, practitioner_id=chosen)
     return pages.done("/me/care-team", "invited")
 
 
@@ -279,17 +251,16 @@ def invite_practitioner(
 def book_appointment(
     caller: PatientCaller,
     svc: Svc,
-    plat: Plat,
     now: Now,
     request: Request,
     practitioner_id: FormStr = "",
     at: FormStr = "",
 ) -> RedirectResponse:
     """I book a consultation: the practitioner joins my care team until its follow-up ends."""
-    chosen = _practitioner(plat, practitioner_id)
+    chosen = _practitioner(svc, practitioner_id)
     when = pages.local_time(at, clinic_zone(request))
     try:
-        _my_choice(caller, plat, now, svc.choices.book_appointment, practitioner_id=chosen, at=when)
+        _my_choice(caller, now, svc.choices.book_appointment, practitioner_id=chosen, at=when)
     except ValueError:
         raise pages.PageError(400, "error.appointment") from None
     return pages.done("/me/care-team", "booked")
@@ -297,32 +268,32 @@ def book_appointment(
 
 @router.post("/care-team/end", **pages.back_to("/me/care-team"))
 def end_relationship(
-    caller: PatientCaller, svc: Svc, plat: Plat, now: Now, relationship_id: FormStr = ""
+    caller: PatientCaller, svc: Svc, now: Now, relationship_id: FormStr = ""
 ) -> RedirectResponse:
     """I end one of my care relationships (effective at once)."""
     act = svc.choices.end_relationship
-    if not _my_choice(caller, plat, now, act, relationship_id=relationship_id):
+    if not _my_choice(caller, now, act, relationship_id=relationship_id):
         raise pages.PageError(404, "error.not_found")
     return pages.done("/me/care-team", "ended")
 
 
 @router.post("/care-team/name", **pages.back_to("/me/care-team"))
 def name_for_restricted(
-    caller: PatientCaller, svc: Svc, plat: Plat, now: Now, practitioner_id: FormStr = ""
+    caller: PatientCaller, svc: Svc, now: Now, practitioner_id: FormStr = ""
 ) -> RedirectResponse:
     """I name a practitioner for my restricted data (mental health, HIV...)."""
-    chosen = _practitioner(plat, practitioner_id)
-    _my_choice(caller, plat, now, svc.choices.name_for_restricted, practitioner_id=chosen)
+    chosen = _practitioner(svc, practitioner_id)
+    _my_choice(caller, now, svc.choices.name_for_restricted, practitioner_id=chosen)
     return pages.done("/me/care-team", "named")
 
 
 @router.post("/care-team/unname", **pages.back_to("/me/care-team"))
 def unname(
-    caller: PatientCaller, svc: Svc, plat: Plat, now: Now, practitioner_id: FormStr = ""
+    caller: PatientCaller, svc: Svc, now: Now, practitioner_id: FormStr = ""
 ) -> RedirectResponse:
     """I revoke a naming for restricted data (effective at once)."""
     act = svc.choices.revoke_named
-    revoked = _my_choice(caller, plat, now, act, practitioner_id=practitioner_id)
+    revoked = _my_choice(caller, now, act, practitioner_id=practitioner_id)
     return pages.done("/me/care-team", "unnamed" if revoked else "nothing")
 
 
@@ -334,7 +305,6 @@ def access_log(
     caller: PatientCaller,
     request: Request,
     svc: Svc,
-    plat: Plat,
     now: Now,
     page: int = 1,
 ) -> HTMLResponse:
@@ -342,19 +312,12 @@ def access_log(
     one purpose, on one day grouped ("Dr X viewed your record 3 times, for your care, between
     09:12 and 09:40"), refused attempts said so, break-the-glass accesses highlighted with their
     notices; 50 groups a page, newest first."""
-    found = svc.rights.grouped_access_history(
-        caller.actor,
-        SELF,
-        now,
-        caller.user_id,
-        clinic_zone(request),
-        page=page,
-        per_page=ACCESS_GROUPS,
-        source_address=pages.address(caller),
-    )
-    notices = [n for n in reads.notices(plat, caller.user_id) if n.kind == "break-glass-access"]
-    ids = {g.actor_id for g in found.groups} | _people(notices)
     tz = clinic_zone(request)
+    found = svc.rights.grouped_access_history(
+        caller.context(SELF, now), caller.user_id, tz, page=page, per_page=ACCESS_GROUPS
+    )
+    notices = [n for n in svc.notices.of(caller.user_id) if n.kind == "break-glass-access"]
+    ids = {g.actor_id for g in found.groups} | _people(notices)
     return render(
         request,
         "patient_access_log.html",
@@ -363,7 +326,7 @@ def access_log(
         has_next=found.has_next,
         truncated=found.truncated,
         notices=notices,
-        names=reads.staff(plat, ids),
+        names=svc.directory.staff(ids),
         me=caller.user_id,
         hm=lambda when: when.astimezone(tz).strftime("%H:%M"),
         **pages.ctx(request),

@@ -14,15 +14,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
-from secretum.bootstrap import Platform
+from secretum.access.errors import Refused
+from secretum.access.model import Purpose, Role
 from secretum.notices.store import NoticeKind
-from secretum.policy.model import Purpose, Role
-from secretum.records.fhir import FhirError
 from secretum.rights.erasure import ErasureOutcome
 from secretum.rights.requests import MAX_TEXT
 from secretum.services import Services
 from secretum.web import care_pages as pages
-from secretum.web import care_reads as reads
 from secretum.web import deps
 from secretum.web.deps import Caller
 from secretum.web.i18n import translate
@@ -32,7 +30,6 @@ router = APIRouter(prefix="/me", route_class=pages.CarePageRoute, include_in_sch
 
 PatientCaller = Annotated[Caller, Depends(deps.role(Role.PATIENT))]
 Svc = Annotated[Services, Depends(deps.services_dep)]
-Plat = Annotated[Platform, Depends(deps.platform_dep)]
 Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 
@@ -45,7 +42,6 @@ def rights_page(
     request: Request,
     caller: Caller,
     svc: Services,
-    plat: Platform,
     now: datetime,
     *,
     outcome: ErasureOutcome | None = None,
@@ -56,7 +52,7 @@ def rights_page(
 ) -> HTMLResponse:
     """The rights page: restriction state, erasure state (from the notices), the forms."""
     lang = language(request)
-    notices = reads.notices(plat, caller.user_id)
+    notices = svc.notices.of(caller.user_id)
     scheduled = next((n for n in notices if n.kind is NoticeKind.ERASURE_SCHEDULED), None)
     erased = any(n.kind is NoticeKind.ERASURE_DONE for n in notices)
     messages: list[tuple[str, str]] = []
@@ -65,18 +61,16 @@ def rights_page(
     if error:
         messages.append(("error", translate(lang, error)))
     try:  # what a rectification may be about: my measurements and documents (a read of mine)
-        mine = svc.records.search(
-            caller.actor, SELF, now, caller.user_id, source_address=pages.address(caller)
-        )
+        mine = svc.records.search(caller.context(SELF, now), caller.user_id)
         items = pages.record_view(mine)
-    except FhirError:  # erased, or not readable now: the request stays possible without it
+    except Refused:  # erased, or not readable now: the request stays possible without it
         items = pages.record_view([])
     return render(
         request,
         "patient_rights.html",
         items=items,
         status_code=status,
-        restricted=reads.restricted(plat, caller.user_id, now),
+        restricted=svc.care_reads.restricted(caller.user_id, now),
         scheduled_due=pages.parse_time(scheduled.params.get("due_at")) if scheduled else None,
         erased=erased,
         outcome=outcome,
@@ -93,13 +87,12 @@ def my_rights(
     caller: PatientCaller,
     request: Request,
     svc: Svc,
-    plat: Plat,
     now: Now,
     done: str = "",
     ready: str = "",
 ) -> HTMLResponse:
     """Export, erasure, restriction, rectification: what each does, and the forms."""
-    return rights_page(request, caller, svc, plat, now, done=done, ready=ready)
+    return rights_page(request, caller, svc, now, done=done, ready=ready)
 
 
 @router.get("/rights/export")
@@ -107,12 +100,9 @@ def export(caller: PatientCaller, request: Request, svc: Svc, now: Now) -> Strea
     """My whole record as a zip (FHIR Bundle + files), after a fresh second factor."""
     with pages.step_up_then(f"{RIGHTS}?ready=export"):
         result = svc.rights.export(
-            caller.actor,
-            SELF,
-            now,
+            caller.context(SELF, now),
             caller.user_id,
-            base_url=deps.platform(request).settings.base_url + "/fhir",  # not the Host header
-            source_address=pages.address(caller),
+            base_url=deps.platform(request).settings.base_url + "/fhir",  # not the Host header,
         )
     name = f"secretum-record-{now:%Y%m%d}.zip"
     return StreamingResponse(
@@ -127,21 +117,16 @@ def erase(
     caller: PatientCaller,
     request: Request,
     svc: Svc,
-    plat: Plat,
     now: Now,
     confirm: FormStr = "",
 ) -> HTMLResponse:
     """Erase my record: at once if the retention period is over, else restricted now and
     scheduled for its end. The page shows which."""
     if confirm != "yes":
-        return rights_page(
-            request, caller, svc, plat, now, error="error.confirm_erasure", status=400
-        )
+        return rights_page(request, caller, svc, now, error="error.confirm_erasure", status=400)
     with pages.step_up_then(RIGHTS):
-        outcome = svc.rights.request_erasure(
-            caller.actor, SELF, now, caller.user_id, source_address=pages.address(caller)
-        )
-    return rights_page(request, caller, svc, plat, now, outcome=outcome)
+        outcome = svc.rights.request_erasure(caller.context(SELF, now), caller.user_id)
+    return rights_page(request, caller, svc, now, outcome=outcome)
 
 
 @router.post("/rights/restriction", **pages.back_to(RIGHTS))
@@ -152,12 +137,9 @@ def restrict(
     if restricted not in ("on", "off"):
         raise pages.PageError(400, "error.invalid")
     svc.rights.set_restriction(
-        caller.actor,
-        SELF,
-        now,
+        caller.context(SELF, now),
         caller.user_id,
         restricted == "on",
-        source_address=pages.address(caller),
     )
     return pages.done(RIGHTS, "restricted" if restricted == "on" else "unrestricted")
 
@@ -167,29 +149,23 @@ def rectify(
     caller: PatientCaller,
     request: Request,
     svc: Svc,
-    plat: Plat,
     now: Now,
     text: FormStr = "",
     about: FormStr = "",
 ) -> Response:
     """Ask my care team to correct my record (``about``: ``Observation/<id>``, optional)."""
     if not text.strip() or len(text) > MAX_TEXT:
-        return rights_page(
-            request, caller, svc, plat, now, error="error.rectification_text", status=400
-        )
+        return rights_page(request, caller, svc, now, error="error.rectification_text", status=400)
     target = None
     if about.strip():
         kind, _, rid = about.strip().partition("/")
         if not kind or not rid:
-            return rights_page(request, caller, svc, plat, now, error="error.about", status=400)
+            return rights_page(request, caller, svc, now, error="error.about", status=400)
         target = (kind, rid)
     svc.rights.request_rectification(
-        caller.actor,
-        SELF,
-        now,
+        caller.context(SELF, now),
         caller.user_id,
         text.strip(),
         about=target,
-        source_address=pages.address(caller),
     )
     return pages.done(RIGHTS, "rectification")

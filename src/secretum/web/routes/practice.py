@@ -18,23 +18,21 @@ from fastapi import APIRouter, Depends, File, Form, Request
 from fastapi import UploadFile as FormFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
-from sqlalchemy.engine import Connection
 from starlette.datastructures import UploadFile
 
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role, Sensitivity
 from secretum.audit.model import ID_PATTERN
 from secretum.bootstrap import Platform
-from secretum.consent import store as consent_store
 from secretum.consent.service import PaperForm, PaperFormDate, PaperFormPredatesWithdrawal
 from secretum.consent.store import ConsentMethod
 from secretum.consent.texts import LANGUAGES
-from secretum.policy.model import Actor, Purpose, Role, Sensitivity
 from secretum.policy.rules import CARE_PURPOSES
 from secretum.records.directory import search_my_patients
 from secretum.records.documents import CONTENT_TYPES, CheckedUpload
 from secretum.records.fhir import instant
 from secretum.services import Services
 from secretum.web import care_pages as pages
-from secretum.web import care_reads as reads
 from secretum.web import deps
 from secretum.web.deps import Caller
 from secretum.web.notice_mail import send_consent_recorded
@@ -131,24 +129,21 @@ def to_record(patient_id: str, purpose: Purpose, done: str) -> RedirectResponse:
 
 
 def patients_page(
-    request: Request, caller: Caller, svc: Services, plat: Platform, now: datetime, query: str = ""
+    request: Request, caller: Caller, svc: Services, now: datetime, query: str = ""
 ) -> HTMLResponse:
     """The patients whose care team I am in; each one's name when the policy lets me read it
     (one guarded, audited read each), else the reason why not; only those matching ``query``
     (a name, an INS or an e-mail: see :func:`secretum.records.directory.search_my_patients`)."""
     purpose = default_purpose(caller.actor)
     rows: list[dict[str, Any]] = []
-    for patient_id in reads.patients_of(plat, caller.user_id, now):
-        via = reads.care_relationships_of(plat, patient_id, caller.user_id, now)
+    for patient_id in svc.care_reads.patients_of(caller.user_id, now):
+        via = svc.care_reads.care_relationships_of(patient_id, caller.user_id, now)
         row: dict[str, Any] = {"id": patient_id, "patient": None, "reason": None, "via": via}
         try:
             record = svc.records.read(
-                caller.actor,
-                purpose,
-                now,
+                caller.context(purpose, now),
                 "Patient",
                 patient_id,
-                source_address=pages.address(caller),
             )
             row["patient"] = pages.patient_view(record.resource)
         except pages.HANDLED as exc:
@@ -157,15 +152,7 @@ def patients_page(
     searched = bool(query.strip())
     if searched:
         names = {r["id"]: (r["patient"] or {}).get("name", "") for r in rows}
-        wanted = search_my_patients(
-            svc.records,
-            caller.actor,
-            purpose,
-            now,
-            names,
-            query,
-            source_address=pages.address(caller),
-        )
+        wanted = search_my_patients(svc.records, caller.context(purpose, now), names, query)
         rows = [r for r in rows if r["id"] in wanted]
     return render(
         request,
@@ -173,28 +160,26 @@ def patients_page(
         rows=rows,
         query=query.strip()[:200],
         searched=searched,
-        names=reads.staff(plat, {r.source_id for row in rows for r in row["via"] if r.source_id}),
+        names=svc.directory.staff({r.source_id for row in rows for r in row["via"] if r.source_id}),
         purpose=str(purpose),
-        grants=reads.grants_held(plat, caller.user_id, now),
+        grants=svc.care_reads.grants_held(caller.user_id, now),
         **pages.ctx(request),
     )
 
 
 @router.get("/patients", response_class=HTMLResponse)
-def my_patients(
-    caller: PractitionerCaller, request: Request, svc: Svc, plat: Plat, now: Now
-) -> HTMLResponse:
+def my_patients(caller: PractitionerCaller, request: Request, svc: Svc, now: Now) -> HTMLResponse:
     """My patients (see :func:`patients_page`)."""
-    return patients_page(request, caller, svc, plat, now)
+    return patients_page(request, caller, svc, now)
 
 
 @router.post("/patients", response_class=HTMLResponse, **pages.back_to("/practice/patients"))
 def search_patients(
-    caller: PractitionerCaller, request: Request, svc: Svc, plat: Plat, now: Now, q: FormStr = ""
+    caller: PractitionerCaller, request: Request, svc: Svc, now: Now, q: FormStr = ""
 ) -> HTMLResponse:
     """Search my patients by name, INS or e-mail. A POST, so that the words searched (a name,
     an INS) stay out of URLs, browser history and access logs."""
-    return patients_page(request, caller, svc, plat, now, q)
+    return patients_page(request, caller, svc, now, q)
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
@@ -203,18 +188,17 @@ def patient_record(
     caller: PractitionerCaller,
     request: Request,
     svc: Svc,
-    plat: Plat,
     now: Now,
     purpose: str = "",
     done: str = "",
 ) -> HTMLResponse:
     """A patient's record as the policy lets me see it for ``purpose``, and the forms."""
     chosen = purpose_of(purpose, caller.actor)
-    records = svc.records.search(
-        caller.actor, chosen, now, patient_id, source_address=pages.address(caller)
-    )
-    grants = [g for g in reads.grants_held(plat, caller.user_id, now) if g.patient_id == patient_id]
-    in_team = bool(reads.care_relationships_of(plat, patient_id, caller.user_id, now))
+    records = svc.records.search(caller.context(chosen, now), patient_id)
+    grants = [
+        g for g in svc.care_reads.grants_held(caller.user_id, now) if g.patient_id == patient_id
+    ]
+    in_team = bool(svc.care_reads.care_relationships_of(patient_id, caller.user_id, now))
     return render(
         request,
         "practice_record.html",
@@ -227,7 +211,7 @@ def patient_record(
         observations=OBSERVATIONS,
         content_types=sorted(CONTENT_TYPES),
         max_mib=svc.documents.limits.max_bytes // (1024 * 1024),
-        practitioners=reads.practitioners(plat),
+        practitioners=svc.directory.practitioners(),
         me=caller.user_id,
         genders=GENDERS,
         grant=grants[0] if grants else None,
@@ -262,13 +246,10 @@ def open_file(
     if birth_date:
         resource["birthDate"] = birth_date
     svc.records.create(
-        caller.actor,
-        chosen,
-        now,
+        caller.context(chosen, now),
         resource,
         resource_id=patient_id,
         patient_id=patient_id,
-        source_address=pages.address(caller),
     )
     return to_record(patient_id, chosen, "file")
 
@@ -314,13 +295,10 @@ def add_observation(
     """Add a measurement (blood pressure, heart rate, glycemia, weight, temperature)."""
     chosen = purpose_of(purpose, caller.actor)
     svc.records.create(
-        caller.actor,
-        chosen,
-        now,
+        caller.context(chosen, now),
         observation(patient_id, code, value, now),
         patient_id=patient_id,
         sensitivity=sensitivity_of(sensitivity),
-        source_address=pages.address(caller),
     )
     return to_record(patient_id, chosen, "observation")
 
@@ -364,15 +342,12 @@ async def add_document(
     }
     await run_in_threadpool(
         svc.documents.create_document,
-        caller.actor,
-        chosen,
-        now,
+        caller.context(chosen, now),
         resource,
         upload.file,
         upload.content_type or "",
         patient_id=patient_id,
         sensitivity=sensitivity_of(sensitivity),
-        source_address=pages.address(caller),
     )
     return to_record(patient_id, chosen, "document")
 
@@ -383,11 +358,8 @@ def document(
 ) -> StreamingResponse:
     """Download a document of a patient I may read (audited as a read)."""
     content = svc.documents.open_document(
-        caller.actor,
-        purpose_of(purpose, caller.actor),
-        now,
+        caller.context(purpose_of(purpose, caller.actor), now),
         document_id,
-        source_address=pages.address(caller),
     )
     return download(content)
 
@@ -397,26 +369,18 @@ def refer(
     patient_id: str,
     caller: PractitionerCaller,
     svc: Svc,
-    plat: Plat,
     now: Now,
     practitioner_id: FormStr = "",
     purpose: FormStr = "",
 ) -> RedirectResponse:
     """Refer the patient to a colleague (who joins the care team); the patient is told."""
     chosen = purpose_of(purpose, caller.actor)
-    colleagues = {p.user_id for p in reads.practitioners(plat)} - {caller.user_id}
+    colleagues = {p.user_id for p in svc.directory.practitioners()} - {caller.user_id}
     if practitioner_id not in colleagues:
         raise pages.PageError(400, "error.practitioner")
-    with plat.engine.begin() as conn:
-        svc.care_team.refer(
-            conn,
-            caller.actor,
-            patient_id=patient_id,
-            practitioner_id=practitioner_id,
-            purpose=chosen,
-            now=now,
-            source_address=pages.address(caller),
-        )
+    svc.care_team.refer(
+        caller.context(chosen, now), patient_id=patient_id, practitioner_id=practitioner_id
+    )
     return to_record(patient_id, chosen, "referred")
 
 
@@ -448,7 +412,7 @@ def _checked_scan(svc: Services, upload: UploadFile | None) -> UploadFile:
 
 
 def _form_purpose(
-    conn: Connection,
+    svc: Services,
     caller: Caller,
     patient_id: str,
     chosen: Purpose,
@@ -460,7 +424,7 @@ def _form_purpose(
     the patient consented to)."""
     if chosen is not Purpose.SHARING or grantee == caller.user_id:
         return chosen
-    held = {c.purpose for c in consent_store.active_consents(conn, patient_id, now)}
+    held = svc.consent.active_purposes(patient_id, now)
     for purpose in (Purpose.TELECONSULTATION, Purpose.TELERADIOLOGY, Purpose.REMOTE_MONITORING):
         if purpose in held:
             return purpose
@@ -502,18 +466,16 @@ def paper_consent(
     grantee = (grantee_id or None) if chosen is Purpose.SHARING else None
     if chosen is Purpose.SHARING and grantee is None:
         raise pages.PageError(400, "error.practitioner")
+    ctx = caller.context(Purpose.PATIENT_REQUEST, now)
     common: dict[str, Any] = {
         "patient_id": patient_id,
         "purpose": chosen,
         "method": ConsentMethod.PAPER_SCANNED,
-        "now": now,
         "grantee_id": grantee,
-        "source_address": pages.address(caller),
     }
     if change == "withdraw":
         try:
-            with plat.engine.begin() as conn:
-                svc.consent.withdraw(conn, caller.actor, evidence_id=evidence_id or None, **common)
+            svc.consent.withdraw(ctx, evidence_id=evidence_id or None, **common)
         except ValueError:
             raise pages.PageError(400, "error.invalid") from None
         return to_record(patient_id, default_purpose(caller.actor), "consent-withdraw")
@@ -522,12 +484,9 @@ def paper_consent(
     lang = text_language if text_language in LANGUAGES else language(request)
     text = svc.consent.texts.current(chosen, lang)
     try:
-        with plat.engine.begin() as conn:
-            store_under = _form_purpose(conn, caller, patient_id, chosen, grantee, now)
-            record = svc.consent.grant(
-                conn, caller.actor, text_sha256=text.sha256, paper_form=form, **common
-            )
-            pending = svc.consent.paper_form(conn, record.consent_id)
+        store_under = _form_purpose(svc, caller, patient_id, chosen, grantee, now)
+        record = svc.consent.grant(ctx, text_sha256=text.sha256, paper_form=form, **common)
+        pending = svc.consent.paper_form(record.consent_id)
     except PaperFormPredatesWithdrawal:
         raise pages.PageError(409, "error.paper_predates_withdrawal") from None
     except PaperFormDate:
@@ -536,15 +495,14 @@ def paper_consent(
         raise pages.PageError(400, "error.invalid") from None
     if pending is None or pending[1] is not None:  # granted already: nothing new recorded
         return to_record(patient_id, default_purpose(caller.actor), "consent-unchanged")
-    _store_scan(svc, plat, caller, record.consent_id, store_under, scan, common)
+    _store_scan(svc, ctx, record.consent_id, store_under, scan, common)
     send_consent_recorded(plat, patient_id)
     return to_record(patient_id, default_purpose(caller.actor), "consent-grant")
 
 
 def _store_scan(
     svc: Services,
-    plat: Platform,
-    caller: Caller,
+    ctx: RequestContext,
     consent_id: str,
     purpose: Purpose,
     scan: UploadFile,
@@ -552,7 +510,7 @@ def _store_scan(
 ) -> None:
     """Store the scan as a document of the patient and name it as the consent's evidence; on
     any failure, withdraw the consent just recorded (it must not stand without its form)."""
-    now, patient_id = common["now"], common["patient_id"]
+    now, patient_id = ctx.now, common["patient_id"]
     resource = {
         "resourceType": "DocumentReference",
         "status": "current",
@@ -563,25 +521,13 @@ def _store_scan(
     }
     try:
         stored = svc.documents.create_document(
-            caller.actor,
-            purpose,
-            now,
+            ctx.for_purpose(purpose),
             resource,
             scan.file,
             (scan.content_type or "").split(";")[0].strip().lower(),
             patient_id=patient_id,
-            source_address=pages.address(caller),
         )
-        with plat.engine.begin() as conn:
-            svc.consent.attach_paper_form(
-                conn,
-                caller.actor,
-                consent_id=consent_id,
-                document_id=stored.resource_id,
-                now=now,
-                source_address=pages.address(caller),
-            )
+        svc.consent.attach_paper_form(ctx, consent_id=consent_id, document_id=stored.resource_id)
     except Exception:
-        with plat.engine.begin() as conn:
-            svc.consent.withdraw(conn, caller.actor, **common)
+        svc.consent.withdraw(ctx, **common)
         raise

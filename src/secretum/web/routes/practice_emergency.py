@@ -14,13 +14,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from secretum.access.model import Purpose
 from secretum.audit.model import ID_PATTERN
-from secretum.bootstrap import Platform
 from secretum.policy.breakglass import MAX_REASON_CHARS
 from secretum.records.directory import emergency_lookup
 from secretum.services import Services
 from secretum.web import care_pages as pages
-from secretum.web import care_reads as reads
 from secretum.web import deps
 from secretum.web.i18n import translate
 from secretum.web.routes.practice import PractitionerCaller
@@ -29,7 +28,6 @@ from secretum.web.templating import language, render
 router = APIRouter(prefix="/practice", route_class=pages.CarePageRoute, include_in_schema=False)
 
 Svc = Annotated[Services, Depends(deps.services_dep)]
-Plat = Annotated[Platform, Depends(deps.platform_dep)]
 Now = Annotated[datetime, Depends(deps.now_dep)]
 FormStr = Annotated[str, Form()]
 PAGE = "/practice/break-glass"
@@ -39,7 +37,7 @@ DONE = frozenset({"declared", "stopped", "closed"})
 def emergency_page(
     request: Request,
     caller_id: str,
-    plat: Platform,
+    svc: Services,
     now: datetime,
     *,
     error: str | None = None,
@@ -57,9 +55,9 @@ def emergency_page(
         request,
         "practice_break_glass.html",
         status_code=status,
-        grants=reads.grants_held(plat, caller_id, now),
+        grants=svc.care_reads.grants_held(caller_id, now),
         max_reason=MAX_REASON_CHARS,
-        minutes=plat.settings.break_glass_minutes,
+        minutes=int(svc.break_glass.duration.total_seconds() // 60),
         patient_id=patient_id,
         **pages.ctx(request),
         flashes=messages,
@@ -68,10 +66,10 @@ def emergency_page(
 
 @router.get("/break-glass", response_class=HTMLResponse)
 def break_glass(
-    caller: PractitionerCaller, request: Request, plat: Plat, now: Now, done: str = ""
+    caller: PractitionerCaller, request: Request, svc: Svc, now: Now, done: str = ""
 ) -> HTMLResponse:
     """The declaration form and my active grants (until when)."""
-    return emergency_page(request, caller.user_id, plat, now, done=done)
+    return emergency_page(request, caller.user_id, svc, now, done=done)
 
 
 @router.post("/break-glass", response_class=HTMLResponse, **pages.back_to(PAGE))
@@ -79,7 +77,6 @@ def declare(
     caller: PractitionerCaller,
     request: Request,
     svc: Svc,
-    plat: Plat,
     now: Now,
     patient_id: FormStr = "",
     ins: FormStr = "",
@@ -91,45 +88,35 @@ def declare(
     patient_id = patient_id.strip()
     if ins.strip() and not patient_id:
         with pages.step_up_then(PAGE):
-            found = emergency_lookup(
-                svc.records, caller.actor, now, ins, source_address=pages.address(caller)
-            )
+            found = emergency_lookup(svc.records, caller.context(Purpose.EMERGENCY, now), ins)
         if found is None:
             return emergency_page(
-                request, caller.user_id, plat, now, error="error.unknown_ins", status=404
+                request, caller.user_id, svc, now, error="error.unknown_ins", status=404
             )
         patient_id = found
-    if not ID_PATTERN.fullmatch(patient_id) or not reads.is_patient(plat, patient_id):
+    if not ID_PATTERN.fullmatch(patient_id) or not svc.directory.is_patient(patient_id):
         return emergency_page(
-            request, caller.user_id, plat, now, error="error.unknown_patient", status=404
+            request, caller.user_id, svc, now, error="error.unknown_patient", status=404
         )
     if not reason.strip() or len(reason) > MAX_REASON_CHARS:
         return emergency_page(
             request,
             caller.user_id,
-            plat,
+            svc,
             now,
             error="error.reason",
             status=400,
             patient_id=patient_id,
         )
-    with plat.engine.begin() as conn:
-        svc.break_glass.declare(
-            conn, caller.actor, patient_id, reason, now, source_address=pages.address(caller)
-        )
+    svc.break_glass.declare(caller.context(Purpose.EMERGENCY, now), patient_id, reason)
     return pages.done(f"/practice/patients/{patient_id}?purpose=emergency", "declared")
 
 
 @router.post("/break-glass/{grant_id}/stop", **pages.back_to(PAGE))
-def stop(
-    grant_id: str, caller: PractitionerCaller, svc: Svc, plat: Plat, now: Now
-) -> RedirectResponse:
+def stop(grant_id: str, caller: PractitionerCaller, svc: Svc, now: Now) -> RedirectResponse:
     """End one of my grants now (audited: Emergency Override Stopped)."""
     try:
-        with plat.engine.begin() as conn:
-            stopped = svc.break_glass.stop(
-                conn, caller.actor, grant_id, now, source_address=pages.address(caller)
-            )
+        stopped = svc.break_glass.stop(caller.context(Purpose.EMERGENCY, now), grant_id)
     except PermissionError:  # someone else's grant: as if it did not exist
         raise pages.PageError(404, "error.not_found") from None
     return pages.done(PAGE, "stopped" if stopped else "closed")
