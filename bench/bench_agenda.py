@@ -38,6 +38,8 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import Connection, Engine
 
 from bench.common import Figure
+from secretum.access.context import RequestContext
+from secretum.access.model import Actor, Purpose, Role
 from secretum.agenda import store
 from secretum.agenda.model import Availability, Modality, Slot, WeeklyHours, slots
 from secretum.agenda.service import AgendaService, AgendaSettings, SlotTaken
@@ -48,8 +50,7 @@ from secretum.consent.texts import default_texts
 from secretum.crypto.row_mac import ROW_MAC_KEY_SIZE, RowMac
 from secretum.localtime import zone
 from secretum.mail import Message
-from secretum.policy.model import Actor, Purpose, Role
-from secretum.records.guard import PolicyGuard
+from secretum.policy.guard import PolicyGuard
 from secretum.storage import integrity
 from secretum.storage.db import make_engine
 from secretum.storage.schema import create_main_schema
@@ -116,14 +117,16 @@ def _service(engine: Engine, folder: Path, patients: list[str]) -> AgendaService
         contacts=_NoContacts(),
         settings=AgendaSettings(tz=TZ, platform_url="https://bench.example"),
     )
-    consents = ConsentService(audit)
+    consents = ConsentService(engine, audit, PolicyGuard())
     sha = default_texts().current(Purpose.TELECONSULTATION, "en").sha256
-    with engine.begin() as conn:
-        for p in patients:
-            consents.grant(
-                conn, Actor(p, Role.PATIENT), patient_id=p, purpose=Purpose.TELECONSULTATION,
-                text_sha256=sha, method=ConsentMethod.WEB_CHECKBOX, now=NOW - timedelta(days=1),
-            )  # fmt: skip
+    for p in patients:
+        ctx = RequestContext(
+            Actor(p, Role.PATIENT), Purpose.PATIENT_REQUEST, NOW - timedelta(days=1)
+        )
+        consents.grant(
+            ctx, patient_id=p, purpose=Purpose.TELECONSULTATION, text_sha256=sha,
+            method=ConsentMethod.WEB_CHECKBOX,
+        )  # fmt: skip
     service.publish(Actor("d1", Role.PRACTITIONER), ALWAYS, NOW - timedelta(days=1))
     return service
 

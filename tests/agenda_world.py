@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Connection, Engine
 
+from secretum.access.context import RequestContext
 from secretum.access.model import Actor, Purpose, Role
 from secretum.agenda.model import Availability, Modality, WeeklyHours
 from secretum.agenda.service import AgendaService, AgendaSettings
@@ -106,14 +107,16 @@ def build_clinic(
         contacts=Directory(names),
         settings=AgendaSettings(tz=PARIS, platform_url=URL, change_delay=change_delay),
     )
-    consents = ConsentService(audit)
+    consents = ConsentService(engine, audit, PolicyGuard())
     sha = default_texts().current(Purpose.TELECONSULTATION, "en").sha256
-    with engine.begin() as conn:
-        for p in PATIENTS:
-            consents.grant(
-                conn, Actor(p, Role.PATIENT), patient_id=p, purpose=Purpose.TELECONSULTATION,
-                text_sha256=sha, method=ConsentMethod.WEB_CHECKBOX, now=T0 - timedelta(days=1),
-            )  # fmt: skip
+    for p in PATIENTS:
+        ctx = RequestContext(
+            Actor(p, Role.PATIENT), Purpose.PATIENT_REQUEST, T0 - timedelta(days=1)
+        )
+        consents.grant(
+            ctx, patient_id=p, purpose=Purpose.TELECONSULTATION, text_sha256=sha,
+            method=ConsentMethod.WEB_CHECKBOX,
+        )  # fmt: skip
     clinic = Clinic(engine, audit, agenda, mailer)
     if publish:
         for d in DOCTORS:

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
+from secretum.access.context import RequestContext
 from secretum.access.guard import TableGuard, allow
 from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.log import AuditLog
@@ -64,20 +65,20 @@ class ImagingWorld:
         """A patient with a Patient resource; the sender in their care team; optionally the
         teleradiology consent and a referral to the radiologist."""
         body: dict[str, Any] = {"resourceType": "Patient", "id": pid, "birthDate": "1970-01-01"}
-        self.records.create(Actor(pid, Role.PATIENT), Purpose.PATIENT_REQUEST, NOW, body,
-                            resource_id=pid)  # fmt: skip
+        own = RequestContext(Actor(pid, Role.PATIENT), Purpose.PATIENT_REQUEST, NOW)
+        self.records.create(own, body, resource_id=pid)
         with self.engine.begin() as conn:
             care.start(conn, patient_id=pid, practitioner_id=SENDER.user_id,
                        basis=CareBasis.INVITATION, now=NOW - timedelta(days=1))  # fmt: skip
             if radiologist:
                 care.start(conn, patient_id=pid, practitioner_id=RADIOLOGIST.user_id,
                            basis=CareBasis.REFERRAL, now=NOW - timedelta(days=1))  # fmt: skip
-            if consent:
-                ConsentService(self.audit).grant(
-                    conn, Actor(pid, Role.PATIENT), patient_id=pid, purpose=TR,
-                    text_sha256=default_texts().current(TR, "en").sha256,
-                    method=ConsentMethod.WEB_CHECKBOX, now=NOW - timedelta(days=1),
-                )  # fmt: skip
+        if consent:
+            ConsentService(self.engine, self.audit, PolicyGuard()).grant(
+                own.at(NOW - timedelta(days=1)), patient_id=pid, purpose=TR,
+                text_sha256=default_texts().current(TR, "en").sha256,
+                method=ConsentMethod.WEB_CHECKBOX,
+            )  # fmt: skip
 
     def register(self, pid: str, dicom_pid: str, issuer: str = ISSUER) -> None:
         self.archive.register_patient_identifier(SENDER, TR, NOW, pid, issuer, dicom_pid)

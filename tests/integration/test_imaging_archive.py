@@ -347,6 +347,8 @@ def test_a_carried_out_erasure_covers_imaging(matched: ImagingWorld) -> None:
         also_erase=[iw.archive.erase_patient],
     )  # fmt: skip
     patient = Actor("pat-1", Role.PATIENT, strong_auth_at=NOW)
-    outcome = erasures.request_erasure(patient, Purpose.PATIENT_REQUEST, NOW, "pat-1")
+    outcome = erasures.request_erasure(
+        RequestContext(patient, Purpose.PATIENT_REQUEST, NOW), "pat-1"
+    )
     assert outcome.shredded and shredded == ["pat-1"]
     assert iw.blobs() == [] and iw.count("imaging_instances") == 0

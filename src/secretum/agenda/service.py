@@ -19,7 +19,7 @@ my consultations       SEARCH       Appointment (patient = the actor)    PATIENT
 Booking and moving need the patient's teleconsultation consent (the policy's
 ``allow.book-appointment``); cancelling does not (a patient who withdrew it can still cancel).
 A booking opens the care relationship of its follow-up period with the mechanism of
-:func:`secretum.consent.choices.open_appointment_relationship` (today's rule: from the booking
+:func:`secretum.policy.choices.open_appointment_relationship` (today's rule: from the booking
 until 30 days after the consultation), in the same transaction and under the same audit entry
 (the appointment's; the relationship's ``source_id`` is the appointment id). Cancelling ends
 that relationship; moving ends it and opens the new appointment's.
@@ -59,10 +59,10 @@ from secretum.agenda.model import (
 )
 from secretum.audit.log import AuditLog
 from secretum.audit.model import EventAction, EventType
-from secretum.consent.choices import APPOINTMENT_HORIZON, open_appointment_relationship
 from secretum.logs import get_logger
 from secretum.mail import Mailer, MailError, Message, texts
 from secretum.policy import care
+from secretum.policy.choices import APPOINTMENT_HORIZON, open_appointment_relationship
 from secretum.policy.tables import utc
 from secretum.records.fhir import FhirError
 
