@@ -21,6 +21,7 @@ from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
     imaging_world,
 )
 from imaging_data import make_ct, to_bytes
+from secretum.access.context import RequestContext
 from secretum.access.errors import AccessDenied, RecordErased
 from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.model import Outcome
