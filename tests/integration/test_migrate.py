@@ -64,7 +64,7 @@ def test_concurrent_migrations_end_at_the_newest_schema(db_url: str) -> None:
         start.wait()
         try:
             done.append(schema.migrate(engine, "main"))
-        except BaseException as exc:  # noqa: BLE001 (reported below)
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(e,)) for e in engines]
