@@ -35,11 +35,6 @@ _HERE = Path(__file__).parent / "migrations"
 _PG_LOCK_KEYS: dict[Database, int] = {"main": 0x5EC2E7_0001, "vault": 0x5EC2E7_0002}
 
 
-def register_tables() -> None:
-    """Import every module that declares tables, so the metadata is complete."""
-    import secretum.storage.tables  # noqa: F401
-
-
 def alembic_config(engine: Engine, database: Database) -> Config:
     config = Config()
     config.set_main_option("script_location", str(_HERE / database))
