@@ -18,7 +18,7 @@ from secretum.consent.choices import PatientChoices
 from secretum.consent.service import ConsentService
 from secretum.identity.model import IdentitySettings
 from secretum.identity.ratelimit import DbRateLimiter, RateLimiter
-from secretum.identity.service import IdentityService
+from secretum.identity.service import Identity
 from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    identity: IdentityService
+    identity: Identity
     consent: ConsentService
     choices: PatientChoices
     care_team: CareTeamService
@@ -83,7 +83,7 @@ def care_team_ids(conn: Connection, patient_id: str, now: datetime) -> list[str]
 def build_services(platform: Platform) -> Services:
     s = platform.settings
     sessions, limiter = _session_and_limits(platform)
-    identity = IdentityService(
+    identity = Identity.build(
         platform.engine,
         keyring=platform.keyring,
         blind_index=platform.blind_index,
@@ -102,7 +102,7 @@ def build_services(platform: Platform) -> Services:
     def shred(patient_id: str, *, actor_id: str, actor_role: str) -> None:
         """Erasure: the patient's key shredded, then their account closed for good."""
         shred_key(patient_id, actor_id=actor_id, actor_role=actor_role)
-        identity.close_erased(patient_id, now=platform.clock(), who=Who(actor_id, actor_role))
+        identity.admin.close_erased(patient_id, now=platform.clock(), who=Who(actor_id, actor_role))
 
     return Services(
         identity=identity,

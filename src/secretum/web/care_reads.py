@@ -62,7 +62,7 @@ def staff(
     locked or disabled since keeps their name in a patient's access log. ``active_only`` for
     choices (whom to invite). Patients are never listed."""
     wanted = None if ids is None else set(ids)
-    accounts = platform.services.identity.accounts
+    accounts = platform.services.identity.core.accounts
     statuses = (
         {AccountStatus.ACTIVE}
         if active_only
@@ -88,7 +88,7 @@ def staff(
 def is_patient(platform: Platform, user_id: str) -> bool:
     """Whether ``user_id`` is a patient's account (any status)."""
     with _read(platform) as conn:
-        row = platform.services.identity.accounts.by_id(conn, user_id)
+        row = platform.services.identity.core.accounts.by_id(conn, user_id)
     return row is not None and row.role is Role.PATIENT
 
 

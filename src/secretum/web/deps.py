@@ -123,7 +123,7 @@ async def live_session(request: Request) -> tuple[str, Session] | None:
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         return None
-    session = services(request).identity.resolve(session_id, now=now(request))
+    session = services(request).identity.sessions.resolve(session_id, now=now(request))
     if session is None:
         return None
     request.state.session = session
