@@ -188,6 +188,10 @@ def migrate() -> None:
     _print_migration(report)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _print_migration(report: MigrationReport) -> None:
     from secretum.storage.schema import database_label, show_revisions
 
@@ -198,14 +202,14 @@ def _print_migration(report: MigrationReport) -> None:
             continue
         console.print(
             f"[green]{label}[/green]: {show_revisions(done.before)} → "
-            f"{show_revisions(done.after)} ({len(done.applied)} migrations applied)",
+            f"{show_revisions(done.after)} ({_count(len(done.applied), 'migration')} applied)",
             soft_wrap=True,
         )
     if report.tagged is not None:
         total = sum(report.tagged.values())
         detail = ", ".join(f"{table} {n}" for table, n in sorted(report.tagged.items()) if n)
         console.print(
-            f"row integrity: tagged {total} rows written before it"
+            f"row integrity: tagged {_count(total, 'row')} written before it"
             + (f" ({detail})" if detail else "")
             + ": they are trusted as the database held them (a database you trust)",
             soft_wrap=True,

@@ -211,7 +211,8 @@ def test_serve_refuses_an_old_schema_and_migrate_fixes_it(
     out = runner.invoke(app, ["migrate"])
     assert out.exit_code == 0, out.output
     assert "0009_consent_evidence → 0002_notices, 0006_row_integrity" in out.output
-    assert "tagged 1 rows" in out.output and "database you trust" in out.output
+    assert "(1 migration applied)" in out.output
+    assert "tagged 1 row written" in out.output and "database you trust" in out.output
     assert "key vault: up to date" in out.output
 
     again = runner.invoke(app, ["migrate"])
