@@ -12,7 +12,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from secretum.bootstrap import PlatformError, init_platform, migrate_platform, open_platform
+from secretum.bootstrap import (
+    PlatformError,
+    init_platform,
+    migrate_platform,
+    open_platform,
+    register_tables,
+)
 from secretum.cli import app
 from secretum.config import Settings
 from secretum.policy.tables import processing_restrictions
@@ -44,6 +50,7 @@ def _old_database(url: str) -> Engine:
 
 
 def _no_diff(engine: Engine) -> bool:
+    register_tables()  # the composition root's table modules: the metadata is complete
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
