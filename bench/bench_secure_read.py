@@ -120,18 +120,18 @@ def prepare(data_dir: Path, passphrase: str, database_url: str | None) -> tuple[
     platform = init_platform(_settings(data_dir, database_url), passphrase)
     svc, now = platform.services, utc_now()
     identity = svc.identity
-    token = identity.create_setup_token(None, now)
-    identity.complete_setup(
+    token = identity.accounts.create_setup_token(None, now)
+    identity.accounts.complete_setup(
         token, email="admin@bench.invalid", display_name="Bench Admin", password=PASSWORD, now=now
     )
 
     def strong_session(email: str) -> str:
         """Sign in and enrol TOTP: a session with a fresh second factor."""
-        signed = identity.sign_in_password(email, PASSWORD, now=now)
+        signed = identity.sign_in.sign_in_password(email, PASSWORD, now=now)
         assert isinstance(signed, SignedIn)
-        setup = identity.begin_totp_setup(signed.session_id, now=now)
+        setup = identity.factors.begin_totp_setup(signed.session_id, now=now)
         code = totp_code(setup.secret, time_step(now))
-        enrolled = identity.confirm_totp(signed.session_id, code, now=now)
+        enrolled = identity.factors.confirm_totp(signed.session_id, code, now=now)
         assert enrolled.session is not None
         return enrolled.session.session_id
 
@@ -141,7 +141,7 @@ def prepare(data_dir: Path, passphrase: str, database_url: str | None) -> tuple[
         ("doctor", Role.PRACTITIONER, {"specialty": "general-practice", "rpps": _rpps()}),
         ("patient", Role.PATIENT, {}),
     ):
-        invitation = identity.invite(
+        invitation = identity.accounts.invite(
             admin,
             email=f"{name}@bench.invalid",
             role=role,
@@ -150,7 +150,9 @@ def prepare(data_dir: Path, passphrase: str, database_url: str | None) -> tuple[
             **extra,
         )
         assert invitation.token is not None
-        ids[name] = identity.accept_invitation(invitation.token, password=PASSWORD, now=now)
+        ids[name] = identity.accounts.accept_invitation(
+            invitation.token, password=PASSWORD, now=now
+        )
     doctor = strong_session("doctor@bench.invalid")
     pid, patient = ids["patient"], Actor(ids["patient"], Role.PATIENT)
     gp = Actor(ids["doctor"], Role.PRACTITIONER)

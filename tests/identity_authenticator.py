@@ -1,4 +1,4 @@
-"""A software WebAuthn authenticator (and a test-sized IdentityService), for tests.
+"""A software WebAuthn authenticator (and a test-sized Identity), for tests.
 
 :class:`SoftAuthenticator` plays the browser and the authenticator of W3C WebAuthn Level 2: it
 reads the JSON options the server produced, and answers ``navigator.credentials.create`` with
@@ -37,7 +37,7 @@ from secretum.identity.factors import time_step, totp_code
 from secretum.identity.model import IdentitySettings
 from secretum.identity.passwords import FAST_ARGON2
 from secretum.identity.ratelimit import MemoryRateLimiter, RateLimiter
-from secretum.identity.service import IdentityService
+from secretum.identity.service import Identity
 from secretum.identity.service_signin import SignedIn
 from secretum.identity.sessions import DbSessionStore, SessionStore
 from secretum.identity.webauthn import WebAuthnConfig
@@ -198,14 +198,14 @@ class SoftAuthenticator:
         return mine[0]
 
 
-# -- a test-sized IdentityService -----------------------------------------------------------
+# -- a test-sized Identity -----------------------------------------------------------
 
 
 @dataclass
 class IdentityRig:
-    """An :class:`IdentityService` with its parts, wired for tests (cheap Argon2)."""
+    """An :class:`Identity` with its parts, wired for tests (cheap Argon2)."""
 
-    service: IdentityService
+    service: Identity
     engine: Engine
     keyring: KeyRing
     blind_index: BlindIndex
@@ -229,7 +229,7 @@ def make_identity(
     audit = AuditLog(engine)
     sessions = sessions or DbSessionStore(engine)
     limiter = limiter or MemoryRateLimiter()
-    service = IdentityService(
+    service = Identity.build(
         engine,
         keyring=keyring,
         blind_index=blind_index,
@@ -273,29 +273,31 @@ class SignedInUser:
     recovery_codes: list[str] | None
 
 
-def enrol_totp(service: IdentityService, session_id: str, now: datetime) -> SignedInUser:
+def enrol_totp(service: Identity, session_id: str, now: datetime) -> SignedInUser:
     """Set up TOTP in a session (enrolment or fresh), confirming with the current code."""
-    setup = service.begin_totp_setup(session_id, now=now)
-    enrolled = service.confirm_totp(session_id, totp_code(setup.secret, time_step(now)), now=now)
+    setup = service.factors.begin_totp_setup(session_id, now=now)
+    enrolled = service.factors.confirm_totp(
+        session_id, totp_code(setup.secret, time_step(now)), now=now
+    )
     session_id = enrolled.session.session_id if enrolled.session else session_id
-    session = service.resolve(session_id, now=now)
+    session = service.sessions.resolve(session_id, now=now)
     assert session is not None
     return SignedInUser(session.user_id, session_id, setup.secret, enrolled.recovery_codes)
 
 
-def bootstrap_admin(service: IdentityService, now: datetime) -> SignedInUser:
+def bootstrap_admin(service: Identity, now: datetime) -> SignedInUser:
     """First administrator through the set-up token, signed in with TOTP enrolled."""
-    token = service.create_setup_token(None, now)
-    service.complete_setup(
+    token = service.accounts.create_setup_token(None, now)
+    service.accounts.complete_setup(
         token, email=ADMIN_EMAIL, display_name="Ada Admin", password=PASSWORD, now=now
     )
-    signed = service.sign_in_password(ADMIN_EMAIL, PASSWORD, now=now)
+    signed = service.sign_in.sign_in_password(ADMIN_EMAIL, PASSWORD, now=now)
     assert isinstance(signed, SignedIn) and signed.session.enrolment_only
     return enrol_totp(service, signed.session_id, now)
 
 
 def invite_user(
-    service: IdentityService,
+    service: Identity,
     admin_session: str,
     email: str,
     role: Role,
@@ -305,7 +307,7 @@ def invite_user(
     rpps: str | None = None,
 ) -> str:
     """Invite and activate an account (password :data:`PASSWORD`); its user id."""
-    invitation = service.invite(
+    invitation = service.accounts.invite(
         admin_session,
         email=email,
         role=role,
@@ -315,4 +317,4 @@ def invite_user(
         rpps=rpps,
     )
     assert invitation.token is not None
-    return service.accept_invitation(invitation.token, password=PASSWORD, now=now)
+    return service.accounts.accept_invitation(invitation.token, password=PASSWORD, now=now)

@@ -44,7 +44,7 @@ from secretum.crypto.kms.fake import FakeKMS
 from secretum.identity.factors import time_step, totp_code
 from secretum.identity.model import IdentitySettings, luhn_ok
 from secretum.identity.passwords import FAST_ARGON2
-from secretum.identity.service import IdentityService
+from secretum.identity.service import Identity
 from secretum.identity.service_signin import SecondFactorRequired, SignedIn
 from secretum.keys.keyring import KeyRing
 from secretum.records.files import FileStore
@@ -116,7 +116,9 @@ class WebWorld:
 
     def session(self, name: str) -> Any:
         assert self.users[name].session_id
-        found = self.services.identity.resolve(self.users[name].session_id, now=self.clock.now)
+        found = self.services.identity.sessions.resolve(
+            self.users[name].session_id, now=self.clock.now
+        )
         assert found is not None, f"{name}'s session is gone"
         return found
 
@@ -146,7 +148,7 @@ class WebWorld:
     def step_up(self, name: str) -> None:
         """A fresh second factor: the session rotates with ``strong_auth_at`` = now."""
         user = self.users[name]
-        rotated = self.services.identity.step_up_totp(
+        rotated = self.services.identity.step_up.step_up_totp(
             user.session_id, self._code(name), now=self.clock.now
         )
         user.session_id = rotated.session_id
@@ -155,9 +157,9 @@ class WebWorld:
         """A new session (password, then TOTP), e.g. after the clock jumped past expiry."""
         user = self.users[name]
         identity = self.services.identity
-        first = identity.sign_in_password(user.email, PASSWORD, now=self.clock.now)
+        first = identity.sign_in.sign_in_password(user.email, PASSWORD, now=self.clock.now)
         if isinstance(first, SecondFactorRequired):
-            first = identity.complete_sign_in_totp(
+            first = identity.sign_in.complete_sign_in_totp(
                 first.ticket, self._code(name), now=self.clock.now
             )
         assert isinstance(first, SignedIn)
@@ -221,14 +223,14 @@ def build_platform(data_dir: Path, clock: Clock, **settings: Any) -> Platform:
     )
     services = build_services(platform)
     base = services.identity
-    services.identity = IdentityService(
+    services.identity = Identity.build(
         engine,
         keyring=keyring,
         blind_index=platform.blind_index,
         audit=audit,
-        sessions=base.sessions,
-        rate_limiter=base.limiter,
-        webauthn=base.webauthn,
+        sessions=base.core.sessions,
+        rate_limiter=base.core.limiter,
+        webauthn=base.core.webauthn,
         settings=IdentitySettings(argon2=FAST_ARGON2),
     )
     platform.__dict__["services"] = services  # the cached property, filled
@@ -242,8 +244,8 @@ def build_world(tmp_path: Path, **settings: Any) -> WebWorld:
     platform = build_platform(data_dir, clock, **settings)
     world = WebWorld(platform, create_app(platform.settings, services=platform), clock, data_dir)
     identity = platform.services.identity
-    token = identity.create_setup_token(None, clock.now)
-    identity.complete_setup(
+    token = identity.accounts.create_setup_token(None, clock.now)
+    identity.accounts.complete_setup(
         token, email="ada@clinic.test", display_name="Ada Admin", password=PASSWORD, now=clock.now
     )
     world.users["admin"] = _enrol(world, "admin", Role.ADMIN, "ada@clinic.test")
@@ -258,7 +260,7 @@ def build_world(tmp_path: Path, **settings: Any) -> WebWorld:
     ]
     for n, (name, role, display, specialty) in enumerate(people):
         email = f"{name}@clinic.test"
-        invitation = identity.invite(
+        invitation = identity.accounts.invite(
             world.users["admin"].session_id,
             email=email,
             role=role,
@@ -268,7 +270,7 @@ def build_world(tmp_path: Path, **settings: Any) -> WebWorld:
             rpps=rpps(n) if role is Role.PRACTITIONER else None,
         )
         assert invitation.token is not None
-        identity.accept_invitation(invitation.token, password=PASSWORD, now=clock.now)
+        identity.accounts.accept_invitation(invitation.token, password=PASSWORD, now=clock.now)
         world.users[name] = _enrol(world, name, role, email, specialty)
     return world
 
@@ -277,7 +279,7 @@ def _enrol(
     world: WebWorld, name: str, role: Role, email: str, specialty: str | None = None
 ) -> WebUser:
     identity = world.services.identity
-    signed = identity.sign_in_password(email, PASSWORD, now=world.clock.now)
+    signed = identity.sign_in.sign_in_password(email, PASSWORD, now=world.clock.now)
     assert isinstance(signed, SignedIn)
     enrolled = enrol_totp(identity, signed.session_id, world.clock.now)
     assert enrolled.totp_secret is not None

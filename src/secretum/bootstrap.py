@@ -6,6 +6,7 @@ directory; ``open_platform`` opens an existing one (the CLI and the server both 
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from secretum.audit.log import AuditLog
 from secretum.config import Settings
@@ -40,10 +41,9 @@ from secretum.pki import (
 )
 from secretum.records.files import FileStore
 from secretum.records.store import RecordStore
-from secretum.storage import integrity
-from secretum.storage.blobs import FileSystemBlobStore
-from secretum.storage.db import make_engine
-from secretum.storage.schema import create_main_schema, create_vault_schema
+from secretum.storage import integrity, schema
+from secretum.storage.blobs import BlobStore
+from secretum.storage.db import make_engine, reader
 
 if TYPE_CHECKING:
     from secretum.services import Services
@@ -56,9 +56,51 @@ BLIND_INDEX_KEY = "crypto/blind-index-key"
 ROW_MAC_KEY = "crypto/row-mac-key"
 DEV_PASSPHRASE_FILE = "dev-passphrase"  # noqa: S105 (a file name)
 
+#: Every module that declares tables (one line per context, kept sorted). Each declares its
+#: tables on the shared MetaData of :mod:`secretum.storage.db` when imported; the composition
+#: root is the one place that knows them all (storage imports no context). The schema test
+#: imports this list to compare the migrations with the code.
+TABLE_MODULES = (
+    "secretum.agenda.store",
+    "secretum.audit.browse",
+    "secretum.audit.store",
+    "secretum.consent.paper",
+    "secretum.consent.tables",
+    "secretum.identity.tables",
+    "secretum.imaging.tables",
+    "secretum.keys.tables",
+    "secretum.notices.store",
+    "secretum.policy.tables",
+    "secretum.records.tables",
+)
+
+
+def register_tables() -> None:
+    """Import every module of :data:`TABLE_MODULES`: the metadata is then complete."""
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+
 
 class PlatformError(RuntimeError):
     """The data directory is missing, already initialised, or cannot be unlocked."""
+
+
+#: The migration that added row tags: crossing it tags the rows written before it, once.
+ROW_INTEGRITY_REVISION = "0006_row_integrity"
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """What a migration of the platform's two databases did."""
+
+    main: schema.Migration
+    vault: schema.Migration
+    #: Rows tagged per table after crossing the row-integrity migration (``None``: not crossed).
+    tagged: dict[str, int] | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.main.applied or self.vault.applied)
 
 
 @dataclass
@@ -76,6 +118,8 @@ class Platform:
     audit: AuditLog
     audit_public_key: Ed25519PublicKey
     clock: Callable[[], datetime] = field(default=utc_now)
+    #: What opening the platform migrated (``init``, ``serve --dev``); ``None``: only checked.
+    migration: MigrationReport | None = None
 
     def certificate_authority(self) -> CertificateAuthority:
         """The internal CA with its private key, unwrapped from the vault for this call."""
@@ -105,7 +149,8 @@ class Platform:
         """Periodic work of a serving process, as ``(period in seconds, duty)``: audit
         checkpoints and the witness file; break-the-glass grants closed (and audited) when they
         expire; scheduled erasures shredded when their retention ends; appointment reminders
-        (each sent once). Several instances may
+        (each sent once); blobs an interrupted upload left without a row removed after their
+        grace period. Several instances may
         run them side by side: each is idempotent."""
 
         def audit_tick() -> object:
@@ -121,11 +166,16 @@ class Platform:
         def send_appointment_reminders() -> object:
             return self.services.agenda.send_reminders(self.clock())
 
+        def remove_orphan_blobs() -> object:
+            with reader(self.engine).connect() as conn, conn.begin():
+                return self.files.remove_orphans(conn, self.clock())
+
         return [
             (min(5.0, self.settings.audit_checkpoint_seconds), audit_tick),
             (30.0, close_expired_break_glass),
             (600.0, run_due_erasures),
             (300.0, send_appointment_reminders),
+            (900.0, remove_orphan_blobs),
         ]
 
     def close(self) -> None:
@@ -212,7 +262,7 @@ def init_platform(settings: Settings, passphrase: str | None) -> Platform:
         check_keystore_passphrase(passphrase)  # before anything is written
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     kms = _kms(settings, passphrase, create=True)
-    platform = _wire(settings, kms, create_schemas=True)
+    platform = _wire(settings, kms, migrate=True)
     ca = create_root_ca(platform.clock())
     platform.keyring.secret(CA_KEY, generate=lambda: private_key_to_der(ca.private_key))
     write_certificates_pem(settings.pki_dir / "ca.pem", [ca.certificate])
@@ -221,15 +271,76 @@ def init_platform(settings: Settings, passphrase: str | None) -> Platform:
 
 
 def open_platform(
-    settings: Settings | None = None, *, passphrase: str | None = None, dev: bool = False
+    settings: Settings | None = None,
+    *,
+    passphrase: str | None = None,
+    dev: bool = False,
+    migrate: bool = False,
 ) -> Platform:
-    """Open an initialised data directory."""
+    """Open an initialised data directory.
+
+    The schemas are checked, not migrated: an old one is refused with one line that says to run
+    ``secretum migrate`` (a start never changes the schema under instances already serving).
+    ``migrate=True`` migrates first, under the lock (``serve --dev``: a convenience of the
+    development machine; ``platform.migration`` says what was done).
+    """
     settings = settings or Settings()
     if not is_initialised(settings):
         raise PlatformError(f"{settings.data_dir} is not initialised: run `secretum init`")
     passphrase = passphrase or resolve_passphrase(settings, dev=dev)
     kms = _kms(settings, passphrase, create=False)
-    return _wire(settings, kms, create_schemas=True)
+    return _wire(settings, kms, migrate=migrate)
+
+
+def migrate_platform(
+    settings: Settings | None = None, *, passphrase: str | None = None
+) -> MigrationReport:
+    """``secretum migrate``: bring both databases to this version's schema, then close.
+
+    Resolves the passphrase as every command does (environment, else the development file):
+    the key ring is needed to tag, once, the rows an upgrade across the row-integrity
+    migration finds untagged (:func:`secretum.storage.integrity_backfill.tag_untagged`).
+    """
+    settings = settings or Settings()
+    if not is_initialised(settings):
+        raise PlatformError(f"{settings.data_dir} is not initialised: run `secretum init`")
+    passphrase = passphrase or resolve_passphrase(settings, dev=True)
+    kms = _kms(settings, passphrase, create=False)
+    engine = make_engine(settings.db_url)
+    vault = make_engine(settings.key_vault_url)
+    try:
+        _, report = _migrate(engine, vault, kms)
+        return report
+    finally:
+        kms.close()
+        engine.dispose()
+        vault.dispose()
+
+
+#: Blob store adapters by scheme, imported on first use (``module:factory``, the factory taking
+#: the settings): an optional backend costs nothing until configured (ARCHITECTURE rule 7).
+BLOB_STORES: dict[str, str] = {"local": "secretum.storage.blobs:FileSystemBlobStore.for_settings"}
+#: Schemes promised and not there yet: refused with what to expect, not "unknown".
+_BLOB_STORES_LATER = {"s3": "not available yet: the scale-out issue adds it"}
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The blob store ``SECRETUM_BLOB_STORE`` names (``local``, or a URL whose scheme names
+    the adapter); an unknown or not yet available one is one PlatformError line."""
+    value = settings.blob_store
+    scheme = value.split("://", 1)[0] if "://" in value else value
+    if scheme in _BLOB_STORES_LATER:
+        raise PlatformError(f"SECRETUM_BLOB_STORE={value}: {_BLOB_STORES_LATER[scheme]}")
+    target = BLOB_STORES.get(scheme)
+    if target is None:
+        known = ", ".join(sorted(BLOB_STORES))
+        raise PlatformError(f"SECRETUM_BLOB_STORE={value}: unknown blob store (known: {known})")
+    module, _, attr = target.partition(":")
+    factory: object = importlib.import_module(module)
+    for part in attr.split("."):
+        factory = getattr(factory, part)
+    store: BlobStore = factory(settings)  # type: ignore[operator]
+    return store
 
 
 def bind_row_mac(engine: Engine, keyring: KeyRing) -> None:
@@ -239,14 +350,61 @@ def bind_row_mac(engine: Engine, keyring: KeyRing) -> None:
     integrity.bind(engine, RowMac(key))
 
 
-def _wire(settings: Settings, kms: KeyManagementService, *, create_schemas: bool) -> Platform:
+def _migrate(
+    engine: Engine, vault: Engine, kms: KeyManagementService
+) -> tuple[KeyRing, MigrationReport]:
+    """Migrate the vault, then the main database under its lock; when the main migration
+    crosses the row-integrity revision, tag the rows it found untagged in the same transaction
+    (they come from the database as it was: the operator trusts it, see ``secretum migrate``).
+    On a new database there is nothing to tag."""
+    from secretum.storage.integrity_backfill import tag_untagged
+
+    try:
+        vault_done = schema.migrate(vault, "vault")
+    except schema.SchemaTooNew as exc:
+        raise PlatformError(str(exc)) from None
+    keyring = KeyRing(vault, kms)  # the vault is at its newest schema from here on
+    bind_row_mac(engine, keyring)
+    tagged: dict[str, int] | None = None
+
+    def backfill(conn: Connection, done: schema.Migration) -> None:
+        nonlocal tagged
+        if ROW_INTEGRITY_REVISION in done.applied:
+            tagged = tag_untagged(conn)
+
+    try:
+        main_done = schema.migrate(engine, "main", then=backfill)
+    except schema.SchemaTooNew as exc:
+        raise PlatformError(str(exc)) from None
+    return keyring, MigrationReport(main=main_done, vault=vault_done, tagged=tagged)
+
+
+def _check_schemas(engine: Engine, vault: Engine) -> None:
+    """Refuse to open on a schema this version does not expect, with one line."""
+    checks: tuple[tuple[Engine, schema.Database], ...] = ((vault, "vault"), (engine, "main"))
+    for eng, database in checks:
+        state = schema.status(eng, database)
+        if not state.up_to_date:
+            raise PlatformError(schema.outdated_message(state))
+
+
+def _wire(settings: Settings, kms: KeyManagementService, *, migrate: bool) -> Platform:
+    register_tables()
     engine = make_engine(settings.db_url)
     vault = make_engine(settings.key_vault_url)
-    if create_schemas:
-        create_main_schema(engine)
-        create_vault_schema(vault)
-    keyring = KeyRing(vault, kms)
-    bind_row_mac(engine, keyring)
+    report: MigrationReport | None = None
+    try:
+        if migrate:
+            keyring, report = _migrate(engine, vault, kms)
+        else:
+            _check_schemas(engine, vault)
+            keyring = KeyRing(vault, kms)
+            bind_row_mac(engine, keyring)
+    except PlatformError:
+        engine.dispose()
+        vault.dispose()
+        kms.close()
+        raise
     signing_key = Ed25519PrivateKey.from_private_bytes(
         keyring.secret(AUDIT_SIGNING_KEY, generate=lambda: os.urandom(32))
     )
@@ -264,10 +422,11 @@ def _wire(settings: Settings, kms: KeyManagementService, *, create_schemas: bool
         kms=kms,
         keyring=keyring,
         records=RecordStore(keyring),
-        files=FileStore(keyring, FileSystemBlobStore(settings.blob_dir)),
+        files=FileStore(keyring, open_blob_store(settings)),
         blind_index=BlindIndex(
             keyring.secret(BLIND_INDEX_KEY, generate=lambda: os.urandom(INDEX_KEY_SIZE))
         ),
         audit=audit,
         audit_public_key=signing_key.public_key(),
+        migration=report,
     )

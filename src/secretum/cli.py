@@ -1,4 +1,4 @@
-"""The ``secretum`` command: init, serve, keys, audit, pki.
+"""The ``secretum`` command: init, migrate, serve, keys, audit, pki.
 
 Every command reads its configuration from :class:`secretum.config.Settings` (``SECRETUM_*``
 environment variables or the TOML file) and opens the platform through
@@ -19,11 +19,13 @@ from rich.table import Table
 from secretum import __version__
 from secretum.audit.cli import audit_app
 from secretum.bootstrap import (
+    MigrationReport,
     Platform,
     PlatformError,
     dev_passphrase_path,
     init_platform,
     is_initialised,
+    migrate_platform,
     open_platform,
     resolve_passphrase,
     write_dev_passphrase,
@@ -126,9 +128,14 @@ def serve(
                 f"[yellow]development passphrase kept in {dev_passphrase_path(settings)}"
                 " — never do this in production[/yellow]"
             )
-        platform = open_platform(settings, dev=dev)
+        # Development convenience: a dev data directory follows the code's schema by itself
+        # (said on the console). Without --dev, an old schema is refused: `secretum migrate`.
+        platform = open_platform(settings, dev=dev, migrate=dev)
     except PlatformError as exc:
         raise _fail(str(exc)) from None
+    if platform.migration is not None and platform.migration.changed:
+        err.print("[yellow]development: the schema was migrated automatically[/yellow]")
+        _print_migration(platform.migration)
     if demo:
         if not dev:
             raise _fail("--demo goes with --dev: a demo clinic has no place on a real platform")
@@ -162,6 +169,51 @@ def serve(
         cafile=identity.cafile,
         log_level=settings.log_level.lower(),
     )
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the main database and the key vault to this version's schema.
+
+    Run it once per upgrade, before starting the new version (`serve` refuses an old schema).
+    Several instances may run it at once: a lock makes the others wait, then find nothing to
+    do. Crossing the row-integrity migration also tags, once, the rows written before it: run
+    it on a database you trust (e.g. straight after a verified backup), since whatever the
+    database holds then is vouched for by the platform's key.
+    """
+    try:
+        report = migrate_platform(Settings())
+    except PlatformError as exc:
+        raise _fail(str(exc)) from None
+    _print_migration(report)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _print_migration(report: MigrationReport) -> None:
+    from secretum.storage.schema import database_label, show_revisions
+
+    for done in (report.main, report.vault):
+        label = database_label(done.database)
+        if not done.applied:
+            console.print(f"{label}: up to date at {show_revisions(done.after)}", soft_wrap=True)
+            continue
+        console.print(
+            f"[green]{label}[/green]: {show_revisions(done.before)} → "
+            f"{show_revisions(done.after)} ({_count(len(done.applied), 'migration')} applied)",
+            soft_wrap=True,
+        )
+    if report.tagged is not None:
+        total = sum(report.tagged.values())
+        detail = ", ".join(f"{table} {n}" for table, n in sorted(report.tagged.items()) if n)
+        console.print(
+            f"row integrity: tagged {_count(total, 'row')} written before it"
+            + (f" ({detail})" if detail else "")
+            + ": they are trusted as the database held them (a database you trust)",
+            soft_wrap=True,
+        )
 
 
 @app.command()

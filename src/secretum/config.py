@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     #: that restoring a database backup never brings back a shredded key.
     vault_url: str | None = None
 
+    #: Where encrypted files live: ``local`` (``<data_dir>/blobs``). ``s3://bucket/prefix``
+    #: comes with the scale-out issue (refused with a clear message until then).
+    blob_store: str = "local"
+
     kms: Literal["local", "pkcs11"] = "local"
     keystore_passphrase: SecretStr | None = None
     pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"

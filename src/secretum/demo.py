@@ -138,24 +138,24 @@ def seed_demo(
     svc = platform.services
     identity = svc.identity
     with platform.engine.connect() as conn:
-        if identity.accounts.admin_exists(conn):
+        if identity.core.accounts.admin_exists(conn):
             raise DemoAlreadySeeded("this platform already has an administrator")
     admin = PEOPLE[0]
-    token = identity.create_setup_token(None, now)
-    identity.complete_setup(
+    token = identity.accounts.create_setup_token(None, now)
+    identity.accounts.complete_setup(
         token, email=admin.email, display_name=admin.display_name, password=admin.password, now=now
     )
-    signed = identity.sign_in_password(admin.email, admin.password, now=now)
+    signed = identity.sign_in.sign_in_password(admin.email, admin.password, now=now)
     assert isinstance(signed, SignedIn)
-    setup = identity.begin_totp_setup(signed.session_id, now=now)
-    enrolled = identity.confirm_totp(
+    setup = identity.factors.begin_totp_setup(signed.session_id, now=now)
+    enrolled = identity.factors.confirm_totp(
         signed.session_id, totp_code(setup.secret, time_step(now)), now=now
     )
     session_id = enrolled.session.session_id if enrolled.session else signed.session_id
     ids = {admin.key: signed.session.user_id}
     for n, person in enumerate(PEOPLE[1:]):
         practitioner = person.role is Role.PRACTITIONER
-        invitation = identity.invite(
+        invitation = identity.accounts.invite(
             session_id,
             email=person.email,
             role=person.role,
@@ -165,7 +165,7 @@ def seed_demo(
             rpps=_rpps(n) if practitioner else None,
         )
         assert invitation.token is not None
-        ids[person.key] = identity.accept_invitation(
+        ids[person.key] = identity.accounts.accept_invitation(
             invitation.token, password=person.password, now=now
         )
     _clinic(platform, ids, now)

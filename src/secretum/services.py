@@ -26,7 +26,7 @@ from secretum.identity.accounts import AccountStore
 from secretum.identity.directory import StaffDirectory
 from secretum.identity.model import IdentitySettings
 from secretum.identity.ratelimit import DbRateLimiter, RateLimiter
-from secretum.identity.service import IdentityService
+from secretum.identity.service import Identity
 from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
@@ -84,7 +84,7 @@ class Ports(Protocol):
 
 @dataclass
 class Services:
-    identity: IdentityService
+    identity: Identity
     consent: ConsentService
     choices: PatientChoices
     care_team: CareTeamService
@@ -152,7 +152,7 @@ class AccountContacts:
 def build_services(platform: Ports) -> Services:
     s = platform.settings
     sessions, limiter = _session_and_limits(platform)
-    identity = IdentityService(
+    identity = Identity.build(
         platform.engine,
         keyring=platform.keyring,
         blind_index=platform.blind_index,
@@ -179,7 +179,7 @@ def build_services(platform: Ports) -> Services:
     def shred(patient_id: str, *, actor_id: str, actor_role: str) -> None:
         """Erasure: the patient's key shredded, then their account closed for good."""
         shred_key(patient_id, actor_id=actor_id, actor_role=actor_role)
-        identity.close_erased(patient_id, now=platform.clock(), who=Who(actor_id, actor_role))
+        identity.admin.close_erased(patient_id, now=platform.clock(), who=Who(actor_id, actor_role))
 
     mailer = build_mailer(s)
     agenda = AgendaService(
@@ -187,7 +187,7 @@ def build_services(platform: Ports) -> Services:
         platform.audit,
         guard,
         mailer=mailer,
-        contacts=AccountContacts(identity.accounts),
+        contacts=AccountContacts(identity.core.accounts),
         settings=AgendaSettings(
             tz=zone(s.timezone),
             platform_url=s.base_url,
@@ -218,7 +218,7 @@ def build_services(platform: Ports) -> Services:
         ),
         mailer=mailer,
         agenda=agenda,
-        directory=StaffDirectory(platform.engine, identity.accounts),
+        directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),
         notices=NoticeReads(platform.engine),
         oversight=OversightService(

@@ -29,6 +29,7 @@ from identity_authenticator import (
     invite_user,
     make_identity,
 )
+from secretum.access.model import Role
 from secretum.identity.errors import (
     CredentialBlocked,
     InvalidCredentials,
@@ -39,7 +40,6 @@ from secretum.identity.errors import (
 from secretum.identity.model import CredentialKind, IdentitySettings, requires_step_up
 from secretum.identity.passwords import FAST_ARGON2
 from secretum.identity.service_signin import SignedIn
-from secretum.policy.model import Role
 
 T0 = at("2030-03-01T09:00:00")
 PATIENT = "patient@example.org"

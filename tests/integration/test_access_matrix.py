@@ -223,7 +223,7 @@ def fresh_patient(world: WebWorld, scenario: str) -> str:
     """A new patient without a file, with the scenario's care team and consents for ``gp``."""
     identity, svc, now = world.services.identity, world.services, world.clock.now
     email = f"fresh-{scenario}-{len(world.ids)}@clinic.test"
-    invitation = identity.invite(
+    invitation = identity.accounts.invite(
         world.users["admin"].session_id,
         email=email,
         role=Role.PATIENT,
@@ -231,7 +231,7 @@ def fresh_patient(world: WebWorld, scenario: str) -> str:
         now=now,
     )
     assert invitation.token is not None
-    pid = identity.accept_invitation(invitation.token, password=PASSWORD, now=now)
+    pid = identity.accounts.accept_invitation(invitation.token, password=PASSWORD, now=now)
     actor = Actor(pid, Role.PATIENT)
     if scenario != "nocare":
         svc.choices.invite(

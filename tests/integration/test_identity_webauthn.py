@@ -52,7 +52,7 @@ def patient(rig: IdentityRig) -> tuple[str, str]:
     """(user id, session id) of a patient signed in with a password (no factor yet)."""
     admin = bootstrap_admin(rig.service, T0)
     user_id = invite_user(rig.service, admin.session_id, PATIENT, Role.PATIENT, T0)
-    signed = rig.service.sign_in_password(PATIENT, PASSWORD, now=T0)
+    signed = rig.service.sign_in.sign_in_password(PATIENT, PASSWORD, now=T0)
     assert isinstance(signed, SignedIn) and not signed.session.enrolment_only
     return user_id, signed.session_id
 
@@ -60,8 +60,8 @@ def patient(rig: IdentityRig) -> tuple[str, str]:
 def _register(
     rig: IdentityRig, session_id: str, auth: SoftAuthenticator, kind=CredentialKind.PASSKEY, **kw
 ):  # type: ignore[no-untyped-def]
-    start = rig.service.begin_credential_registration(session_id, kind, now=T0)
-    return rig.service.complete_credential_registration(
+    start = rig.service.factors.begin_credential_registration(session_id, kind, now=T0)
+    return rig.service.factors.complete_credential_registration(
         session_id,
         start.ceremony_id,
         auth.create(start.options_json, **kw),
@@ -78,8 +78,8 @@ def _first_passkey(rig: IdentityRig, session_id: str, auth: SoftAuthenticator) -
 
 
 def _passkey_sign_in(rig: IdentityRig, auth: SoftAuthenticator, when=T0, **kw) -> SignedIn:  # type: ignore[no-untyped-def]
-    start = rig.service.begin_passkey_sign_in(now=when)
-    return rig.service.complete_passkey_sign_in(
+    start = rig.service.sign_in.begin_passkey_sign_in(now=when)
+    return rig.service.sign_in.complete_passkey_sign_in(
         start.ceremony_id, auth.get(start.options_json, **kw), now=when
     )
 
@@ -88,27 +88,29 @@ def test_passkey_registration_then_passwordless_sign_in(
     rig: IdentityRig, patient: tuple[str, str]
 ) -> None:
     user_id, session_id = patient
-    start = rig.service.begin_credential_registration(session_id, CredentialKind.PASSKEY, now=T0)
+    start = rig.service.factors.begin_credential_registration(
+        session_id, CredentialKind.PASSKEY, now=T0
+    )
     options = json.loads(start.options_json)
     assert options["rp"]["id"] == "secretum.test"
     assert options["authenticatorSelection"]["residentKey"] == "required"
     assert options["authenticatorSelection"]["userVerification"] == "required"
     assert user_id not in start.options_json  # the user handle is random, not the id
     auth = SoftAuthenticator()
-    enrolled = rig.service.complete_credential_registration(
+    enrolled = rig.service.factors.complete_credential_registration(
         session_id, start.ceremony_id, auth.create(start.options_json), name="  My   phone ", now=T0
     )
     assert enrolled.credential is not None and enrolled.credential.name == "My phone"
     assert enrolled.recovery_codes is not None and len(enrolled.recovery_codes) == 10
     assert enrolled.session is not None
     session_id = enrolled.session.session_id
-    listed = rig.service.list_credentials(session_id, now=T0)
+    listed = rig.service.factors.list_credentials(session_id, now=T0)
     assert [(c.kind, c.name) for c in listed] == [(CredentialKind.PASSKEY, "My phone")]
 
-    sign_in = rig.service.begin_passkey_sign_in(now=T0)
+    sign_in = rig.service.sign_in.begin_passkey_sign_in(now=T0)
     request = json.loads(sign_in.options_json)
     assert request["allowCredentials"] == [] and request["userVerification"] == "required"
-    signed = rig.service.complete_passkey_sign_in(
+    signed = rig.service.sign_in.complete_passkey_sign_in(
         sign_in.ceremony_id, auth.get(sign_in.options_json), now=T0, device_id="dev-1"
     )
     assert signed.session.user_id == user_id and signed.session.strong_auth_at == T0
@@ -124,20 +126,20 @@ def test_several_named_credentials_renamed_and_revoked(
     phone, key = SoftAuthenticator(), SoftAuthenticator()
     first = _register(rig, session_id, phone)
     assert first.session is not None  # the first factor makes the session strong (rotated)
-    assert rig.service.resolve(session_id, now=T0) is None
+    assert rig.service.sessions.resolve(session_id, now=T0) is None
     session_id = first.session.session_id
     second = _register(rig, session_id, key, CredentialKind.SECURITY_KEY)
     assert second.recovery_codes is None  # only the first factor brings codes
     assert first.credential and second.credential
-    rig.service.rename_credential(session_id, second.credential.ref, "Blue key", now=T0)
-    names = {c.name for c in rig.service.list_credentials(session_id, now=T0)}
+    rig.service.factors.rename_credential(session_id, second.credential.ref, "Blue key", now=T0)
+    names = {c.name for c in rig.service.factors.list_credentials(session_id, now=T0)}
     assert names == {"My phone", "Blue key"}
     later = T0 + timedelta(minutes=6)
     with pytest.raises(StepUpRequired):  # revoking is sensitive
-        rig.service.revoke_credential(session_id, first.credential.ref, now=later)
-    rig.service.revoke_credential(session_id, first.credential.ref, now=T0)
+        rig.service.factors.revoke_credential(session_id, first.credential.ref, now=later)
+    rig.service.factors.revoke_credential(session_id, first.credential.ref, now=T0)
     with pytest.raises(NotFound):
-        rig.service.revoke_credential(session_id, first.credential.ref, now=T0)
+        rig.service.factors.revoke_credential(session_id, first.credential.ref, now=T0)
     with pytest.raises(UnknownCredential):  # a revoked passkey no longer signs in
         _passkey_sign_in(rig, phone)
 
@@ -164,7 +166,7 @@ def test_registration_for_another_origin_or_rp_is_refused(
         _register(rig, patient[1], SoftAuthenticator(), origin="https://evil.example")
     with pytest.raises(WebAuthnRefused):
         _register(rig, patient[1], SoftAuthenticator(), rp_id="evil.example")
-    assert rig.service.list_credentials(patient[1], now=T0) == []
+    assert rig.service.factors.list_credentials(patient[1], now=T0) == []
 
 
 def test_assertion_for_another_rp_id_is_refused(rig: IdentityRig, patient: tuple[str, str]) -> None:
@@ -178,28 +180,30 @@ def test_assertion_for_another_rp_id_is_refused(rig: IdentityRig, patient: tuple
 def test_challenges_are_single_use_and_expire(rig: IdentityRig, patient: tuple[str, str]) -> None:
     auth = SoftAuthenticator()
     _register(rig, patient[1], auth)
-    start = rig.service.begin_passkey_sign_in(now=T0)
+    start = rig.service.sign_in.begin_passkey_sign_in(now=T0)
     assertion = auth.get(start.options_json)
-    rig.service.complete_passkey_sign_in(start.ceremony_id, assertion, now=T0)
+    rig.service.sign_in.complete_passkey_sign_in(start.ceremony_id, assertion, now=T0)
     with pytest.raises(ChallengeExpired):  # replaying the same ceremony and assertion
-        rig.service.complete_passkey_sign_in(start.ceremony_id, assertion, now=T0)
-    other = rig.service.begin_passkey_sign_in(now=T0)
+        rig.service.sign_in.complete_passkey_sign_in(start.ceremony_id, assertion, now=T0)
+    other = rig.service.sign_in.begin_passkey_sign_in(now=T0)
     with pytest.raises(WebAuthnRefused):  # an assertion of another challenge
-        rig.service.complete_passkey_sign_in(
+        rig.service.sign_in.complete_passkey_sign_in(
             other.ceremony_id, auth.get(start.options_json), now=T0
         )
-    late = rig.service.begin_passkey_sign_in(now=T0)
+    late = rig.service.sign_in.begin_passkey_sign_in(now=T0)
     with pytest.raises(ChallengeExpired):
-        rig.service.complete_passkey_sign_in(
+        rig.service.sign_in.complete_passkey_sign_in(
             late.ceremony_id, auth.get(late.options_json), now=T0 + timedelta(minutes=5)
         )
-    failed = rig.service.begin_passkey_sign_in(now=T0)  # a failed try spends the challenge too
+    failed = rig.service.sign_in.begin_passkey_sign_in(
+        now=T0
+    )  # a failed try spends the challenge too
     with pytest.raises(WebAuthnRefused):
-        rig.service.complete_passkey_sign_in(
+        rig.service.sign_in.complete_passkey_sign_in(
             failed.ceremony_id, auth.get(failed.options_json, origin="https://evil.example"), now=T0
         )
     with pytest.raises(ChallengeExpired):
-        rig.service.complete_passkey_sign_in(
+        rig.service.sign_in.complete_passkey_sign_in(
             failed.ceremony_id, auth.get(failed.options_json), now=T0
         )
 
@@ -227,7 +231,7 @@ def test_counter_going_backwards_blocks_the_credential(
         notices = list_notices(conn, user_id)
     blocked_notices = [n for n in notices if n.kind is NoticeKind.CREDENTIAL_BLOCKED]
     assert len(blocked_notices) == 1 and blocked_notices[0].params == {"credential": ref}
-    [listed] = rig.service.list_credentials(session_id, now=T0)
+    [listed] = rig.service.factors.list_credentials(session_id, now=T0)
     assert listed.blocked_at == T0
     with pytest.raises(CredentialBlocked):  # even a "good" counter now
         _passkey_sign_in(rig, auth, sign_count=100)
@@ -237,13 +241,13 @@ def test_forged_low_counter_does_not_block(rig: IdentityRig, patient: tuple[str,
     auth = SoftAuthenticator()
     _register(rig, patient[1], auth)
     _passkey_sign_in(rig, auth, sign_count=5)
-    start = rig.service.begin_passkey_sign_in(now=T0)
+    start = rig.service.sign_in.begin_passkey_sign_in(now=T0)
     forged = auth.get(start.options_json, sign_count=1)
     signature = bytearray(base64url_to_bytes(forged["response"]["signature"]))
     signature[-1] ^= 1
     forged["response"]["signature"] = b64(bytes(signature))
     with pytest.raises(WebAuthnRefused):
-        rig.service.complete_passkey_sign_in(start.ceremony_id, forged, now=T0)
+        rig.service.sign_in.complete_passkey_sign_in(start.ceremony_id, forged, now=T0)
     assert _passkey_sign_in(rig, auth, sign_count=6).session.user_id == patient[0]
 
 
@@ -260,7 +264,7 @@ def test_unregistered_credential_is_refused(rig: IdentityRig, patient: tuple[str
     session_id = _first_passkey(rig, patient[1], SoftAuthenticator())
     stranger = SoftAuthenticator()
     stranger.create(
-        rig.service.begin_credential_registration(
+        rig.service.factors.begin_credential_registration(
             session_id, CredentialKind.PASSKEY, now=T0
         ).options_json
     )
@@ -294,15 +298,15 @@ def test_security_key_as_second_factor_for_a_practitioner(rig: IdentityRig) -> N
     invite_user(
         svc, admin.session_id, DOC, Role.PRACTITIONER, T0, specialty="radiology", rpps="10000000009"
     )
-    enrolment = svc.sign_in_password(DOC, PASSWORD, now=T0)
+    enrolment = svc.sign_in.sign_in_password(DOC, PASSWORD, now=T0)
     assert isinstance(enrolment, SignedIn) and enrolment.session.enrolment_only
     key = SoftAuthenticator()
-    start = svc.begin_credential_registration(
+    start = svc.factors.begin_credential_registration(
         enrolment.session_id, CredentialKind.SECURITY_KEY, now=T0
     )
     options = json.loads(start.options_json)
     assert options["authenticatorSelection"]["userVerification"] == "discouraged"
-    enrolled = svc.complete_credential_registration(
+    enrolled = svc.factors.complete_credential_registration(
         enrolment.session_id,
         start.ceremony_id,
         key.create(start.options_json, user_verified=False),
@@ -310,15 +314,15 @@ def test_security_key_as_second_factor_for_a_practitioner(rig: IdentityRig) -> N
         now=T0,
     )
     assert enrolled.session is not None and not enrolled.session.session.enrolment_only
-    assert svc.resolve(enrolment.session_id, now=T0) is None  # rotated
+    assert svc.sessions.resolve(enrolment.session_id, now=T0) is None  # rotated
     when = T0 + timedelta(minutes=1)
-    pending = svc.sign_in_password(DOC, PASSWORD, now=when)
+    pending = svc.sign_in.sign_in_password(DOC, PASSWORD, now=when)
     assert isinstance(pending, SecondFactorRequired)
     assert pending.methods == ("security-key", "recovery-code")
-    second = svc.second_factor_options(pending.ticket, now=when)
+    second = svc.sign_in.second_factor_options(pending.ticket, now=when)
     allowed = json.loads(second.options_json)["allowCredentials"]
     assert [base64url_to_bytes(c["id"]) for c in allowed] == list(key.credentials)
-    signed = svc.complete_sign_in_security_key(
+    signed = svc.sign_in.complete_sign_in_security_key(
         pending.ticket,
         second.ceremony_id,
         key.get(second.options_json, user_verified=False),
@@ -329,11 +333,11 @@ def test_security_key_as_second_factor_for_a_practitioner(rig: IdentityRig) -> N
         _passkey_sign_in(rig, key, when, user_verified=True)
     stranger = SoftAuthenticator()
     stranger.create(start.options_json)
-    again = svc.sign_in_password(DOC, PASSWORD, now=when)
+    again = svc.sign_in.sign_in_password(DOC, PASSWORD, now=when)
     assert isinstance(again, SecondFactorRequired)
-    options2 = svc.second_factor_options(again.ticket, now=when)
+    options2 = svc.sign_in.second_factor_options(again.ticket, now=when)
     with pytest.raises(UnknownCredential):
-        svc.complete_sign_in_security_key(
+        svc.sign_in.complete_sign_in_security_key(
             again.ticket,
             options2.ceremony_id,
             stranger.get(options2.options_json, credential_id=next(iter(stranger.credentials))),
@@ -349,19 +353,19 @@ def test_webauthn_step_up_needs_user_verification(
     session_id = _first_passkey(rig, session_id, auth)
     later = T0 + timedelta(minutes=10)
     with pytest.raises(StepUpRequired):
-        rig.service.generate_recovery_codes(session_id, now=later)
-    start = rig.service.begin_step_up(session_id, now=later)
+        rig.service.factors.generate_recovery_codes(session_id, now=later)
+    start = rig.service.step_up.begin_step_up(session_id, now=later)
     assert json.loads(start.options_json)["userVerification"] == "required"
     with pytest.raises(UserVerificationRequired):
-        rig.service.complete_step_up_webauthn(
+        rig.service.step_up.complete_step_up_webauthn(
             session_id,
             start.ceremony_id,
             auth.get(start.options_json, user_verified=False),
             now=later,
         )
-    start = rig.service.begin_step_up(session_id, now=later)
-    stepped = rig.service.complete_step_up_webauthn(
+    start = rig.service.step_up.begin_step_up(session_id, now=later)
+    stepped = rig.service.step_up.complete_step_up_webauthn(
         session_id, start.ceremony_id, auth.get(start.options_json), now=later
     )
     assert stepped.session.strong_auth_at == later and stepped.session_id != session_id
-    assert len(rig.service.generate_recovery_codes(stepped.session_id, now=later)) == 10
+    assert len(rig.service.factors.generate_recovery_codes(stepped.session_id, now=later)) == 10

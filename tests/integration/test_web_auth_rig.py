@@ -68,7 +68,7 @@ def web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Web]:
     platform = init_platform(settings, "a passphrase for the web tests")
     clock = Clock()
     platform.clock = clock
-    platform.services.identity.hasher = PasswordHasher(FAST_ARGON2)
+    platform.services.identity.core.hasher = PasswordHasher(FAST_ARGON2)
     app = create_app(settings, services=platform)
     with TestClient(app, base_url=BASE, follow_redirects=False, client=ADDRESS) as client:
         yield Web(platform, client, clock)

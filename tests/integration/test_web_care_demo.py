@@ -46,7 +46,7 @@ def test_demo_clinic_is_seeded_once_and_usable(tmp_path: Path) -> None:
     assert kinds.count("Observation") == 3 and "DocumentReference" in kinds and "Patient" in kinds
     # a demo patient signs in with the printed password and sees their record
     account = next(a for a in result["accounts"] if a["user_id"] == paul)
-    signed = platform.services.identity.sign_in_password(
+    signed = platform.services.identity.sign_in.sign_in_password(
         account["email"], account["password"], now=clock.now
     )
     assert isinstance(signed, SignedIn)

@@ -94,10 +94,11 @@ def test_erasure_is_scheduled_then_nothing_can_be_decrypted(world: WebWorld) -> 
     assert done["run_due_erasures"].shredded == [pid]
     # the patient's account is closed with their data: session ended, sign-in refused (410)
     assert (
-        world.services.identity.resolve(world.users["own"].session_id, now=world.clock.now) is None
+        world.services.identity.sessions.resolve(world.users["own"].session_id, now=world.clock.now)
+        is None
     )
     with pytest.raises(AccountErased):
-        world.services.identity.sign_in_password(
+        world.services.identity.sign_in.sign_in_password(
             world.users["own"].email, PASSWORD, now=world.clock.now
         )
     # what the record service answers the patient now: erased (FHIR 410 "deleted")
@@ -140,7 +141,9 @@ def test_erasure_past_retention_is_done_at_once(tmp_path: Path) -> None:
     assert outcome.status_code == 200
     assert "plus personne ne peut le lire" in unescape(outcome.text)
     # the account is closed for good: its session ended, sign-in says why, admins cannot reopen
-    ended = world.services.identity.resolve(world.users["own"].session_id, now=world.clock.now)
+    ended = world.services.identity.sessions.resolve(
+        world.users["own"].session_id, now=world.clock.now
+    )
     assert ended is None
     anonymous = world.client(html=True)
     form = anonymous.get("/sign-in")

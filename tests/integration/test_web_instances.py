@@ -53,7 +53,7 @@ class Cluster:
         if who is not None:
             session_id = self.sessions[who]
             client.cookies.set(SESSION_COOKIE, session_id)
-            found = platform.services.identity.resolve(session_id, now=platform.clock())
+            found = platform.services.identity.sessions.resolve(session_id, now=platform.clock())
             if found is not None:
                 client.headers[CSRF_HEADER] = found.csrf_token
         return client
@@ -86,7 +86,7 @@ def cluster(pg_admin: Engine, tmp_path: Path) -> Iterator[Cluster]:
     for platform in (a, b):  # (tests: Argon2 at its cheapest)
         from secretum.identity.passwords import FAST_ARGON2, PasswordHasher
 
-        platform.services.identity.hasher = PasswordHasher(FAST_ARGON2)
+        platform.services.identity.core.hasher = PasswordHasher(FAST_ARGON2)
     world = Cluster(a, b)
     _seed(world)
     yield world
@@ -106,16 +106,16 @@ def _seed(world: Cluster) -> None:
 
     platform = world.a
     identity, now = platform.services.identity, platform.clock()
-    token = identity.create_setup_token(None, now)
-    identity.complete_setup(
+    token = identity.accounts.create_setup_token(None, now)
+    identity.accounts.complete_setup(
         token, email="admin@inst.test", display_name="Ada Admin", password=PASSWORD, now=now
     )
 
     def strong(email: str) -> str:
-        signed = identity.sign_in_password(email, PASSWORD, now=now)
+        signed = identity.sign_in.sign_in_password(email, PASSWORD, now=now)
         assert isinstance(signed, SignedIn)
-        setup = identity.begin_totp_setup(signed.session_id, now=now)
-        enrolled = identity.confirm_totp(
+        setup = identity.factors.begin_totp_setup(signed.session_id, now=now)
+        enrolled = identity.factors.confirm_totp(
             signed.session_id, totp_code(setup.secret, time_step(now)), now=now
         )
         assert enrolled.session is not None
@@ -128,11 +128,13 @@ def _seed(world: Cluster) -> None:
         ("doctor", Role.PRACTITIONER, {"specialty": "general-practice", "rpps": rpps}),
         ("patient", Role.PATIENT, {}),
     ):
-        invitation = identity.invite(
+        invitation = identity.accounts.invite(
             admin, email=f"{name}@inst.test", role=role, display_name=name.title(), now=now, **extra
         )
         assert invitation.token is not None
-        world.ids[name] = identity.accept_invitation(invitation.token, password=PASSWORD, now=now)
+        world.ids[name] = identity.accounts.accept_invitation(
+            invitation.token, password=PASSWORD, now=now
+        )
         world.sessions[name] = strong(f"{name}@inst.test")
     svc, pid = platform.services, world.ids["patient"]
     patient, doctor = Actor(pid, Role.PATIENT), Actor(world.ids["doctor"], Role.PRACTITIONER)
@@ -200,7 +202,7 @@ def test_failed_sign_ins_count_across_instances(cluster: Cluster) -> None:
     for attempt in range(12):
         platform = cluster.a if attempt % 2 == 0 else cluster.b
         try:
-            platform.services.identity.sign_in_password(
+            platform.services.identity.sign_in.sign_in_password(
                 "doctor@inst.test", "not the password", now=platform.clock()
             )
         except (InvalidCredentials, Throttled, Locked) as exc:
@@ -208,7 +210,7 @@ def test_failed_sign_ins_count_across_instances(cluster: Cluster) -> None:
     assert refused[0] == "InvalidCredentials"
     assert {"Throttled", "Locked"} & set(refused)  # the two instances counted together
     with pytest.raises((Throttled, Locked)):  # now the right password waits too, on both
-        cluster.b.services.identity.sign_in_password(
+        cluster.b.services.identity.sign_in.sign_in_password(
             "doctor@inst.test", PASSWORD, now=cluster.b.clock()
         )
 

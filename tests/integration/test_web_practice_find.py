@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from secretum.access.model import Purpose
 from secretum.audit.store import audit_entries
-from secretum.policy.model import Purpose
 from web_world import WebWorld, clinic
 
 INS_OID = "urn:oid:1.2.250.1.213.1.4.10"  # INS-NIR, test

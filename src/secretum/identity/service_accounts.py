@@ -1,5 +1,5 @@
-"""Account use cases: first-admin set-up, invitations, patient self-registration, status
-changes by administrators, profile, password change.
+"""Account use cases: first-admin set-up, invitations, patient self-registration; one's
+profile and password (status changes are :mod:`.service_admin`'s).
 
 * **Set-up**: while no administrator exists, :meth:`create_setup_token` makes a one-time token
   (the server prints it at first start; a new one retires the previous); :meth:`complete_setup`
@@ -27,17 +27,18 @@ from sqlalchemy import Connection
 
 from secretum.access.model import Role
 from secretum.audit.model import Outcome
-from secretum.identity.accounts import TokenRow
+from secretum.identity.accounts import AccountRow, TokenRow
 from secretum.identity.errors import (
     EmailUnavailable,
     Forbidden,
+    InvalidCredentials,
     InvalidInput,
     InvitationExpired,
     InvitationUsed,
     NotFound,
     RegistrationClosed,
+    SessionExpired,
     SetupClosed,
-    StepUpRequired,
     TokenExpired,
     TokenInvalid,
     TokenUsed,
@@ -46,8 +47,8 @@ from secretum.identity.model import (
     Account,
     AccountStatus,
     PersonalData,
+    Profile,
     Session,
-    requires_step_up,
     utc,
     validate_display_name,
     validate_email,
@@ -59,7 +60,7 @@ from secretum.identity.service_base import (
     ATTRS_CHANGED,
     ROLE_GRANTED,
     SETUP,
-    ServiceBase,
+    IdentityCore,
     Who,
 )
 
@@ -85,7 +86,12 @@ class Invitation:
         return f"Invitation(user_id={self.user_id}, expires_at={self.expires_at.isoformat()})"
 
 
-class AccountOps(ServiceBase):
+class Accounts:
+    """First-admin set-up, invitations, patient self-registration; one's profile and password."""
+
+    def __init__(self, core: IdentityCore) -> None:
+        self.core = core
+
     # -- first administrator ----------------------------------------------------------------
 
     def create_setup_token(self, conn: Connection | None, now: datetime) -> str:
@@ -93,16 +99,20 @@ class AccountOps(ServiceBase):
         ``conn``: the caller's transaction, or None for one of our own."""
         now = utc(now)
         if conn is None:
-            with self._write() as own:
+            with self.core.write() as own:
                 return self.create_setup_token(own, now)
-        if self.accounts.admin_exists(conn):
+        if self.core.accounts.admin_exists(conn):
             raise SetupClosed("an administrator exists: sign in instead")
-        token = self._token()
-        self.accounts.retire_tokens(conn, SETUP_TOKEN, now)
-        self.accounts.add_token(
-            conn, token, kind=SETUP_TOKEN, now=now, expires_at=now + self.settings.setup_token_ttl
+        token = self.core.token()
+        self.core.accounts.retire_tokens(conn, SETUP_TOKEN, now)
+        self.core.accounts.add_token(
+            conn,
+            token,
+            kind=SETUP_TOKEN,
+            now=now,
+            expires_at=now + self.core.settings.setup_token_ttl,
         )
-        self._audit(conn, now, SETUP, _SYSTEM)
+        self.core.record(conn, now, SETUP, _SYSTEM)
         return token
 
     def complete_setup(
@@ -118,17 +128,17 @@ class AccountOps(ServiceBase):
         """Create the first administrator with the set-up token; returns their user id.
         Raises SetupClosed, TokenInvalid/TokenExpired/TokenUsed, WeakPassword, InvalidInput."""
         now = utc(now)
-        with self._failures_audited(now, ROLE_GRANTED, Who.of(None), address=address):
+        with self.core.failures_audited(now, ROLE_GRANTED, Who.of(None), address=address):
             personal = PersonalData(validate_display_name(display_name), validate_email(email))
-            with self._read() as conn:
-                if self.accounts.admin_exists(conn):
+            with self.core.read() as conn:
+                if self.core.accounts.admin_exists(conn):
                     raise SetupClosed("an administrator exists: sign in instead")
                 self._valid_token(conn, token, (SETUP_TOKEN,), now)
             check_strength(password, (personal.email, personal.display_name))
-            password_hash = self.hasher.hash(password)
-            user_id = self._new_user_id()
-            with self._write() as conn:
-                if self.accounts.admin_exists(conn) or not self.accounts.use_token(
+            password_hash = self.core.hasher.hash(password)
+            user_id = self.core.new_user_id()
+            with self.core.write() as conn:
+                if self.core.accounts.admin_exists(conn) or not self.core.accounts.use_token(
                     conn, token, now
                 ):
                     raise SetupClosed("the set-up was completed meanwhile")
@@ -141,7 +151,7 @@ class AccountOps(ServiceBase):
                     now,
                     password_hash=password_hash,
                 )
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ROLE_GRANTED,
@@ -155,24 +165,24 @@ class AccountOps(ServiceBase):
         """Raise what :meth:`complete_setup` would for this link alone (SetupClosed,
         TokenInvalid/TokenExpired/TokenUsed), so that a dead link is said so before anyone
         fills in the form. Changes nothing."""
-        with self._read() as conn:
-            if self.accounts.admin_exists(conn):
+        with self.core.read() as conn:
+            if self.core.accounts.admin_exists(conn):
                 raise SetupClosed("an administrator exists: sign in instead")
             self._valid_token(conn, token, (SETUP_TOKEN,), utc(now))
 
     def check_invitation_link(self, token: str, *, now: datetime) -> None:
         """Raise what :meth:`accept_invitation` would for this link alone (TokenInvalid,
         InvitationExpired, InvitationUsed). Changes nothing."""
-        with self._read() as conn:
+        with self.core.read() as conn:
             found = self._valid_token(conn, token, (INVITATION, REGISTRATION), utc(now))
-            row = self.accounts.by_id(conn, found.user_id or "")
+            row = self.core.accounts.by_id(conn, found.user_id or "")
         if row is None or row.account.status is not AccountStatus.INVITED:
             raise InvitationUsed("this account is active already: sign in")
 
     def _valid_token(
         self, conn: Connection, token: str, kinds: tuple[str, ...], now: datetime
     ) -> TokenRow:
-        found = self.accounts.find_token(conn, token, kinds)
+        found = self.core.accounts.find_token(conn, token, kinds)
         invitation = INVITATION in kinds
         if found is None:
             raise TokenInvalid("this link is not valid")
@@ -194,32 +204,21 @@ class AccountOps(ServiceBase):
         specialty: str | None = None,
         password_hash: str | None = None,
     ) -> Account:
-        if self.accounts.by_email(conn, personal.email) is not None:
+        if self.core.accounts.by_email(conn, personal.email) is not None:
             raise EmailUnavailable("an account with this e-mail exists")
-        return self.accounts.create(
+        return self.core.accounts.create(
             conn,
             user_id=user_id,
             role=role,
             status=status,
             personal=personal,
-            user_handle=self._rng(32),
+            user_handle=self.core.rng(32),
             now=now,
             specialty=specialty,
             password_hash=password_hash,
         )
 
     # -- invitations ------------------------------------------------------------------------
-
-    def _admin(self, session_id: str, now: datetime) -> Session:
-        """The session of an administrator who proved a second factor recently."""
-        session = self._session(session_id, now)
-        actor = session.to_actor()
-        if actor.role is not Role.ADMIN:
-            self._audit_failure(now, ATTRS_CHANGED, Who.of(session))
-            raise Forbidden("only administrators manage accounts")
-        if requires_step_up(actor, now, self.settings.step_up_window):
-            raise StepUpRequired()
-        return session
 
     def invite(
         self,
@@ -237,8 +236,8 @@ class AccountOps(ServiceBase):
         number; other roles have neither. Raises Forbidden, StepUpRequired, InvalidInput,
         EmailUnavailable."""
         now = utc(now)
-        admin = self._admin(session_id, now)
-        with self._failures_audited(now, ROLE_GRANTED, Who.of(admin), address=address):
+        admin = self.core.admin_session(session_id, now)
+        with self.core.failures_audited(now, ROLE_GRANTED, Who.of(admin), address=address):
             role = Role(role)
             if role is Role.PRACTITIONER:
                 if specialty is None or rpps is None:
@@ -251,14 +250,14 @@ class AccountOps(ServiceBase):
             personal = PersonalData(
                 validate_display_name(display_name), validate_email(email), rpps
             )
-            user_id = self._new_user_id()
-            token = self._token()
-            expires_at = now + self.settings.invitation_ttl
-            with self._write() as conn:
+            user_id = self.core.new_user_id()
+            token = self.core.token()
+            expires_at = now + self.core.settings.invitation_ttl
+            with self.core.write() as conn:
                 self._create(
                     conn, user_id, role, AccountStatus.INVITED, personal, now, specialty=specialty
                 )
-                self.accounts.add_token(
+                self.core.accounts.add_token(
                     conn,
                     token,
                     kind=INVITATION,
@@ -267,7 +266,7 @@ class AccountOps(ServiceBase):
                     user_id=user_id,
                     created_by=admin.user_id,
                 )
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ROLE_GRANTED,
@@ -282,16 +281,16 @@ class AccountOps(ServiceBase):
     ) -> Invitation:
         """A new invitation link for an account still ``invited`` (the old link expired)."""
         now = utc(now)
-        admin = self._admin(session_id, now)
-        with self._failures_audited(now, ROLE_GRANTED, Who.of(admin), address=address):
-            token = self._token()
-            expires_at = now + self.settings.invitation_ttl
-            with self._write() as conn:
-                row = self.accounts.by_id(conn, user_id)
+        admin = self.core.admin_session(session_id, now)
+        with self.core.failures_audited(now, ROLE_GRANTED, Who.of(admin), address=address):
+            token = self.core.token()
+            expires_at = now + self.core.settings.invitation_ttl
+            with self.core.write() as conn:
+                row = self.core.accounts.by_id(conn, user_id)
                 if row is None or row.account.status is not AccountStatus.INVITED:
                     raise NotFound("no invited account with this id")
-                email = self.accounts.open_personal(row).email
-                self.accounts.add_token(
+                email = self.core.accounts.open_personal(row).email
+                self.core.accounts.add_token(
                     conn,
                     token,
                     kind=INVITATION,
@@ -300,7 +299,7 @@ class AccountOps(ServiceBase):
                     user_id=user_id,
                     created_by=admin.user_id,
                 )
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ROLE_GRANTED,
@@ -316,16 +315,16 @@ class AccountOps(ServiceBase):
         """Self-registration of a patient (if the setting allows it): mail the token as a
         confirmation link; :meth:`accept_invitation` completes it."""
         now = utc(now)
-        with self._failures_audited(now, ROLE_GRANTED, Who.of(None), address=address):
-            if not self.settings.allow_patient_self_registration:
+        with self.core.failures_audited(now, ROLE_GRANTED, Who.of(None), address=address):
+            if not self.core.settings.allow_patient_self_registration:
                 raise RegistrationClosed("patients are invited by their practice here")
             personal = PersonalData(validate_display_name(display_name), validate_email(email))
-            user_id = self._new_user_id()
-            token = self._token()
-            expires_at = now + self.settings.invitation_ttl
-            with self._write() as conn:
-                if self.accounts.by_email(conn, personal.email) is not None:
-                    self._audit(
+            user_id = self.core.new_user_id()
+            token = self.core.token()
+            expires_at = now + self.core.settings.invitation_ttl
+            with self.core.write() as conn:
+                if self.core.accounts.by_email(conn, personal.email) is not None:
+                    self.core.record(
                         conn,
                         now,
                         ROLE_GRANTED,
@@ -335,10 +334,10 @@ class AccountOps(ServiceBase):
                     )
                     return Invitation(None, None, expires_at, personal.email)
                 self._create(conn, user_id, Role.PATIENT, AccountStatus.INVITED, personal, now)
-                self.accounts.add_token(
+                self.core.accounts.add_token(
                     conn, token, kind=REGISTRATION, now=now, expires_at=expires_at, user_id=user_id
                 )
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ROLE_GRANTED,
@@ -355,22 +354,22 @@ class AccountOps(ServiceBase):
         user then signs in). Raises TokenInvalid, InvitationExpired, InvitationUsed,
         WeakPassword."""
         now = utc(now)
-        with self._failures_audited(now, ATTRS_CHANGED, Who.of(None), address=address):
-            with self._read() as conn:
+        with self.core.failures_audited(now, ATTRS_CHANGED, Who.of(None), address=address):
+            with self.core.read() as conn:
                 found = self._valid_token(conn, token, (INVITATION, REGISTRATION), now)
-                row = self.accounts.by_id(conn, found.user_id or "")
+                row = self.core.accounts.by_id(conn, found.user_id or "")
             if row is None or row.account.status is not AccountStatus.INVITED:
                 raise InvitationUsed("this account is active already: sign in")
-            personal = self.accounts.open_personal(row)
+            personal = self.core.accounts.open_personal(row)
             check_strength(password, (personal.email, personal.display_name))
-            password_hash = self.hasher.hash(password)
-            with self._write() as conn:
-                if not self.accounts.use_token(conn, token, now):
+            password_hash = self.core.hasher.hash(password)
+            with self.core.write() as conn:
+                if not self.core.accounts.use_token(conn, token, now):
                     raise InvitationUsed("this link was used already")
-                self.accounts.update(
+                self.core.accounts.update(
                     conn, row.user_id, now, password_hash=password_hash, status=AccountStatus.ACTIVE
                 )
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ATTRS_CHANGED,
@@ -379,3 +378,60 @@ class AccountOps(ServiceBase):
                     address=address,
                 )
         return row.user_id
+
+    # -- one's profile and password ----------------------------------------------------------
+
+    def get_profile(self, session_id: str, *, now: datetime, user_id: str | None = None) -> Profile:
+        """The session user's own profile, or (administrators) a staff account's. A patient's
+        name and address are not for administrators: that someone is a patient here is
+        already health data (Forbidden)."""
+        now = utc(now)
+        session = self.core.session(session_id, now)
+        other = user_id is not None and user_id != session.user_id
+        if other:
+            self.core.admin_session(session_id, now)
+        with self.core.read() as conn:
+            row = self.core.accounts.by_id(conn, user_id or session.user_id)
+        if row is None:
+            raise NotFound("no such account")
+        if other and row.role is Role.PATIENT:
+            raise Forbidden("administrators do not read patients' personal data")
+        return Profile(row.account, self.core.accounts.open_personal(row))
+
+    def change_password(
+        self,
+        session_id: str,
+        *,
+        current: str,
+        new: str,
+        now: datetime,
+        address: str | None = None,
+    ) -> None:
+        """Change one's password (the current one is required); other sessions end."""
+        now = utc(now)
+        session = self.core.session(session_id, now)
+        with self.core.failures_audited(now, ATTRS_CHANGED, Who.of(session), address=address):
+            row = self._row(session)
+            if not self.core.hasher.verify(row.password_hash, current):
+                raise InvalidCredentials()
+            personal = self.core.accounts.open_personal(row)
+            check_strength(new, (personal.email, personal.display_name))
+            password_hash = self.core.hasher.hash(new)
+            with self.core.write() as conn:
+                self.core.accounts.update(conn, row.user_id, now, password_hash=password_hash)
+                self.core.record(
+                    conn,
+                    now,
+                    ATTRS_CHANGED,
+                    Who.of(session),
+                    resource=("Account", row.user_id),
+                    address=address,
+                )
+        self.core.sessions.revoke_user(row.user_id, keep_ref=session.ref)
+
+    def _row(self, session: Session) -> AccountRow:
+        with self.core.read() as conn:
+            row = self.core.accounts.by_id(conn, session.user_id)
+        if row is None:
+            raise SessionExpired()
+        return row

@@ -1,4 +1,5 @@
-"""What every identity use case shares: dependencies, transactions, audit, limits, sessions.
+"""What every identity service shares (:class:`IdentityCore`, held by composition, never
+inherited): dependencies, transactions, audit, limits, sessions.
 
 Transactions: a use case reads what it needs, does slow work (Argon2, signature checks) with
 no transaction open, then writes its changes *and its one audit entry* in one short
@@ -21,12 +22,14 @@ from typing import NamedTuple, Protocol
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
+from secretum.access.model import Role
 from secretum.audit.model import AuditEvent, EventAction, EventType, Outcome
 from secretum.crypto.blind_index import BlindIndex
 from secretum.identity.accounts import AccountRow, AccountStore
 from secretum.identity.devices import DEVICE_COOKIE_KEY, KEY_SIZE, DeviceCookies
 from secretum.identity.errors import (
     CredentialBlocked,
+    Forbidden,
     IdentityError,
     Locked,
     SessionExpired,
@@ -105,8 +108,10 @@ class _CounterRegressed(CredentialBlocked):
         self.credential = credential
 
 
-class ServiceBase:
-    """Dependencies and helpers of :class:`~secretum.identity.service.IdentityService`."""
+class IdentityCore:
+    """What every identity use case shares, held by each of them (composition): the engine,
+    the stores, the hasher, the limiter, the session store, the audit, randomness; and the
+    helpers of transactions, audit entries, brute-force limits and sessions."""
 
     def __init__(
         self,
@@ -130,31 +135,31 @@ class ServiceBase:
         self.limiter = rate_limiter
         self.webauthn = webauthn
         self.hasher = PasswordHasher(self.settings.argon2)
-        self._rng = rng
-        self._keyring = keyring
+        self.rng = rng
+        self.keyring = keyring
         self._devices: DeviceCookies | None = None
 
     # -- randomness -------------------------------------------------------------------------
 
-    def _token(self, size: int = 32) -> str:
+    def token(self, size: int = 32) -> str:
         """A random URL-safe secret (``secrets.token_urlsafe``-shaped, from ``rng``)."""
-        return base64.urlsafe_b64encode(self._rng(size)).rstrip(b"=").decode("ascii")
+        return base64.urlsafe_b64encode(self.rng(size)).rstrip(b"=").decode("ascii")
 
-    def _new_user_id(self) -> str:
+    def new_user_id(self) -> str:
         """A FHIR id: 32 hex characters (128 random bits)."""
-        return self._rng(16).hex()
+        return self.rng(16).hex()
 
     # -- transactions and audit -------------------------------------------------------------
 
-    def _read(self) -> Connection:
+    def read(self) -> Connection:
         return self.engine.connect().execution_options(sqlite_begin="DEFERRED")
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def write(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
 
-    def _audit(
+    def record(
         self,
         conn: Connection,
         now: datetime,
@@ -181,7 +186,7 @@ class ServiceBase:
             ),
         )
 
-    def _audit_failure(
+    def record_failure(
         self,
         now: datetime,
         ev: Ev,
@@ -190,8 +195,8 @@ class ServiceBase:
         resource: tuple[str, str] | None = None,
         address: str | None = None,
     ) -> None:
-        with self._write() as conn:
-            self._audit(
+        with self.write() as conn:
+            self.record(
                 conn,
                 now,
                 ev,
@@ -202,7 +207,7 @@ class ServiceBase:
             )
 
     @contextmanager
-    def _failures_audited(
+    def failures_audited(
         self,
         now: datetime,
         ev: Ev,
@@ -217,7 +222,7 @@ class ServiceBase:
         except IdentityError as exc:
             if not exc.audited:
                 exc.audited = True
-                self._audit_failure(now, ev, who, resource=resource, address=address)
+                self.record_failure(now, ev, who, resource=resource, address=address)
             raise
 
     # -- brute force ------------------------------------------------------------------------
@@ -226,16 +231,16 @@ class ServiceBase:
     def devices(self) -> DeviceCookies:
         """Signs and checks device cookies (key from the key ring, created on first use)."""
         if self._devices is None:
-            key = self._keyring.secret(DEVICE_COOKIE_KEY, generate=lambda: self._rng(KEY_SIZE))
+            key = self.keyring.secret(DEVICE_COOKIE_KEY, generate=lambda: self.rng(KEY_SIZE))
             self._devices = DeviceCookies(key)
         return self._devices
 
     @staticmethod
-    def _keys(account_key: str | None, address: str | None) -> list[str]:
+    def limit_keys(account_key: str | None, address: str | None) -> list[str]:
         keys = [] if account_key is None else [account_key]
         return keys + ([] if address is None else [f"addr:{address}"])
 
-    def _attempt_keys(
+    def attempt_keys(
         self, account_key: str, address: str | None, device_cookie: str | None, now: datetime
     ) -> tuple[list[str], str | None]:
         """The limiter keys of a sign-in attempt on ``account_key`` (see :mod:`.devices`):
@@ -244,19 +249,19 @@ class ServiceBase:
         device_key = self.devices.trusted_key(device_cookie, account_key, now)
         if device_key is not None and not self.limiter.check([device_key], now).locked:
             return [device_key], device_key
-        return self._keys(account_key, address), None
+        return self.limit_keys(account_key, address), None
 
-    def _check_limits(
+    def check_limits(
         self, keys: list[str], now: datetime, who: Who, address: str | None, ev: Ev = LOGIN
     ) -> None:
         verdict = self.limiter.check(keys, now)
         if verdict.retry_at is not None:
-            self._audit_failure(now, ev, who, address=address)
+            self.record_failure(now, ev, who, address=address)
             error = (Locked if verdict.locked else Throttled)(verdict.retry_at)
             error.audited = True
             raise error
 
-    def _refuse(
+    def refuse(
         self,
         exc: IdentityError,
         now: datetime,
@@ -274,12 +279,12 @@ class ServiceBase:
         exc.audited = True
         verdict = self.limiter.fail(keys, now) if exc.counts_as_failure and keys else Verdict()
         who = Who.of(account)
-        with self._write() as conn:
+        with self.write() as conn:
             if isinstance(exc, _CounterRegressed):
                 cred = exc.credential
                 self.factors.block_credential(conn, cred, now)
                 notify(conn, cred.user_id, NoticeKind.CREDENTIAL_BLOCKED, now, credential=cred.ref)
-                self._audit(
+                self.record(
                     conn,
                     now,
                     ALERT,
@@ -292,7 +297,7 @@ class ServiceBase:
                 if account is not None and account.limit_key in verdict.locked_keys:
                     until = verdict.retry_at.isoformat() if verdict.retry_at else ""
                     notify(conn, account.user_id, NoticeKind.ACCOUNT_LOCKED, now, until=until)
-                self._audit(
+                self.record(
                     conn,
                     now,
                     ALERT,
@@ -302,7 +307,7 @@ class ServiceBase:
                     address=address,
                 )
             else:
-                self._audit(
+                self.record(
                     conn,
                     now,
                     ev,
@@ -315,24 +320,24 @@ class ServiceBase:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def _session(self, session_id: str, now: datetime) -> Session:
+    def session(self, session_id: str, now: datetime) -> Session:
         session = self.sessions.resolve(session_id, now)
         if session is None:
             raise SessionExpired()
         return session
 
-    def _has_factor(self, conn: Connection, user_id: str) -> bool:
+    def has_factor(self, conn: Connection, user_id: str) -> bool:
         if any(c.blocked_at is None for c in self.factors.credentials_of(conn, user_id)):
             return True
         state = self.factors.totp(conn, user_id)
         return state is not None and state.secret is not None
 
-    def _fresh_session(self, session_id: str, now: datetime) -> tuple[Session, AccountRow]:
+    def fresh_session(self, session_id: str, now: datetime) -> tuple[Session, AccountRow]:
         """The session of a sensitive act: a second factor within the step-up window; or an
         enrolment session; or, for an account with no second factor at all, a password or
         passkey proved within the window."""
-        session = self._session(session_id, now)
-        with self._read() as conn:
+        session = self.session(session_id, now)
+        with self.read() as conn:
             row = self.accounts.by_id(conn, session.user_id)
             if row is None:
                 raise SessionExpired()
@@ -341,12 +346,23 @@ class ServiceBase:
             actor = session.to_actor()
             window = self.settings.step_up_window
             if requires_step_up(actor, now, window) and (
-                self._has_factor(conn, session.user_id) or now - session.auth_at > window
+                self.has_factor(conn, session.user_id) or now - session.auth_at > window
             ):
                 raise StepUpRequired()
         return session, row
 
-    def _grant(
+    def admin_session(self, session_id: str, now: datetime) -> Session:
+        """The session of an administrator who proved a second factor recently."""
+        session = self.session(session_id, now)
+        actor = session.to_actor()
+        if actor.role is not Role.ADMIN:
+            self.record_failure(now, ATTRS_CHANGED, Who.of(session))
+            raise Forbidden("only administrators manage accounts")
+        if requires_step_up(actor, now, self.settings.step_up_window):
+            raise StepUpRequired()
+        return session
+
+    def grant(
         self,
         row: AccountRow,
         strong_auth_at: datetime | None,
@@ -362,7 +378,7 @@ class ServiceBase:
             enrolment_only=enrolment_only,
         )
 
-    def _rotate(self, session_id: str, now: datetime, *, strong: bool) -> NewSession:
+    def rotate(self, session_id: str, now: datetime, *, strong: bool) -> NewSession:
         rotated = self.sessions.rotate(
             session_id,
             now,

@@ -41,10 +41,11 @@ from secretum.identity.service_base import (
     ATTRS_CHANGED,
     ATTRS_CREATED,
     ATTRS_DELETED,
+    IdentityCore,
     WebAuthnStart,
     Who,
 )
-from secretum.identity.service_webauthn import WebAuthnSteps
+from secretum.identity.service_webauthn import Ceremonies
 
 MAX_CREDENTIALS = 20
 WA_REGISTER = "webauthn-register:"
@@ -82,7 +83,13 @@ class TotpSetup:
         return "TotpSetup(<secret>)"
 
 
-class FactorOps(WebAuthnSteps):
+class Factors:
+    """Second factors of a signed-in user: WebAuthn credentials, TOTP, recovery codes."""
+
+    def __init__(self, core: IdentityCore, ceremonies: Ceremonies) -> None:
+        self.core = core
+        self.ceremonies = ceremonies
+
     # -- WebAuthn credentials ---------------------------------------------------------------
 
     def begin_credential_registration(
@@ -90,24 +97,24 @@ class FactorOps(WebAuthnSteps):
     ) -> WebAuthnStart:
         """Creation options for a new passkey or security key of the session's user."""
         now = utc(now)
-        _session, row = self._fresh_session(session_id, now)
-        personal = self.accounts.open_personal(row)
-        challenge = self._rng(wa.CHALLENGE_BYTES)
-        ceremony_id = self._token()
-        with self._write() as conn:
-            existing = self.factors.credentials_of(conn, row.user_id)
+        _session, row = self.core.fresh_session(session_id, now)
+        personal = self.core.accounts.open_personal(row)
+        challenge = self.core.rng(wa.CHALLENGE_BYTES)
+        ceremony_id = self.core.token()
+        with self.core.write() as conn:
+            existing = self.core.factors.credentials_of(conn, row.user_id)
             if len(existing) >= MAX_CREDENTIALS:
                 raise InvalidInput("credential", f"at most {MAX_CREDENTIALS} credentials")
-            self.factors.open_ceremony(
+            self.core.factors.open_ceremony(
                 conn,
                 ceremony_id,
                 kind=WA_REGISTER + str(kind),
                 user_id=row.user_id,
                 challenge=challenge,
-                expires_at=now + self.webauthn.challenge_ttl,
+                expires_at=now + self.core.webauthn.challenge_ttl,
             )
         options = wa.registration_options(
-            self.webauthn,
+            self.core.webauthn,
             kind=kind,
             challenge=challenge,
             user_handle=row.user_handle,
@@ -130,19 +137,19 @@ class FactorOps(WebAuthnSteps):
         """Verify the new credential's attestation and store it under ``name``. Raises
         ChallengeExpired, WebAuthnRefused, UserVerificationRequired (passkeys), InvalidInput."""
         now = utc(now)
-        session, row = self._fresh_session(session_id, now)
-        with self._failures_audited(now, ATTRS_CREATED, Who.of(session), address=address):
+        session, row = self.core.fresh_session(session_id, now)
+        with self.core.failures_audited(now, ATTRS_CREATED, Who.of(session), address=address):
             name = _credential_name(name)
             kind, challenge = self._take_registration(ceremony_id, row.user_id, now)
             verified = wa.verify_registration(
-                self.webauthn, kind=kind, credential=credential, challenge=challenge
+                self.core.webauthn, kind=kind, credential=credential, challenge=challenge
             )
             ref = wa.credential_ref(verified.credential_id)
-            with self._write() as conn:
-                if self.factors.credential(conn, ref) is not None:
+            with self.core.write() as conn:
+                if self.core.factors.credential(conn, ref) is not None:
                     raise WebAuthnRefused("this credential is registered already")
-                first = not self._has_factor(conn, row.user_id)
-                self.factors.add_credential(
+                first = not self.core.has_factor(conn, row.user_id)
+                self.core.factors.add_credential(
                     conn,
                     ref=ref,
                     credential_id=verified.credential_id,
@@ -156,7 +163,7 @@ class FactorOps(WebAuthnSteps):
                     now=now,
                 )
                 codes = self._first_codes(conn, row.user_id, now) if first else None
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ATTRS_CREATED,
@@ -172,7 +179,7 @@ class FactorOps(WebAuthnSteps):
     ) -> tuple[CredentialKind, bytes]:
         for kind in CredentialKind:
             try:
-                return kind, self._take_challenge(
+                return kind, self.ceremonies.take_challenge(
                     ceremony_id, WA_REGISTER + str(kind), now, user_id
                 )
             except AuthError:
@@ -180,10 +187,10 @@ class FactorOps(WebAuthnSteps):
         raise ChallengeExpired("the registration challenge is unknown, used or expired")
 
     def _first_codes(self, conn: Connection, user_id: str, now: datetime) -> list[str] | None:
-        if self.factors.recovery_codes_left(conn, user_id):
+        if self.core.factors.recovery_codes_left(conn, user_id):
             return None
-        return self.factors.replace_recovery_codes(
-            conn, user_id, self._rng, now, self.settings.recovery_code_count
+        return self.core.factors.replace_recovery_codes(
+            conn, user_id, self.core.rng, now, self.core.settings.recovery_code_count
         )
 
     def _after_enrolment(
@@ -192,26 +199,26 @@ class FactorOps(WebAuthnSteps):
         """Enrolling the first factor proved it: the session becomes strong (rotated)."""
         if not (first or session.enrolment_only):
             return None
-        return self._rotate(session_id, now, strong=True)
+        return self.core.rotate(session_id, now, strong=True)
 
     def list_credentials(self, session_id: str, *, now: datetime) -> list[CredentialInfo]:
         """The session user's WebAuthn credentials, oldest first."""
-        session = self._session(session_id, utc(now))
-        with self._read() as conn:
-            return self.factors.list_credentials(conn, session.user_id)
+        session = self.core.session(session_id, utc(now))
+        with self.core.read() as conn:
+            return self.core.factors.list_credentials(conn, session.user_id)
 
     def rename_credential(
         self, session_id: str, ref: str, name: str, *, now: datetime, address: str | None = None
     ) -> None:
         now = utc(now)
-        session = self._session(session_id, now)
+        session = self.core.session(session_id, now)
         who = Who.of(session)
-        with self._failures_audited(now, ATTRS_CHANGED, who, address=address):
+        with self.core.failures_audited(now, ATTRS_CHANGED, who, address=address):
             name = _credential_name(name)
-            with self._write() as conn:
-                if not self.factors.rename_credential(conn, session.user_id, ref, name):
+            with self.core.write() as conn:
+                if not self.core.factors.rename_credential(conn, session.user_id, ref, name):
                     raise NotFound("no such credential")
-                self._audit(
+                self.core.record(
                     conn, now, ATTRS_CHANGED, who, resource=("Credential", ref), address=address
                 )
 
@@ -220,15 +227,15 @@ class FactorOps(WebAuthnSteps):
     ) -> None:
         """Delete a credential (step-up required)."""
         now = utc(now)
-        session = self._session(session_id, now)
+        session = self.core.session(session_id, now)
         who = Who.of(session)
-        with self._failures_audited(now, ATTRS_DELETED, who, address=address):
-            self._fresh_session(session_id, now)
-            with self._write() as conn:
-                if not self.factors.delete_credential(conn, session.user_id, ref):
+        with self.core.failures_audited(now, ATTRS_DELETED, who, address=address):
+            self.core.fresh_session(session_id, now)
+            with self.core.write() as conn:
+                if not self.core.factors.delete_credential(conn, session.user_id, ref):
                     raise NotFound("no such credential")
                 self._after_removal(conn, session)
-                self._audit(
+                self.core.record(
                     conn, now, ATTRS_DELETED, who, resource=("Credential", ref), address=address
                 )
 
@@ -236,42 +243,42 @@ class FactorOps(WebAuthnSteps):
         """After a factor is removed: keep one where MFA is required; where it is not and none
         is left, forget the rest (codes, blocked credentials) so the password alone works.
         Recovery codes are thus never left as the only factor of an account."""
-        if self._has_factor(conn, session.user_id):
+        if self.core.has_factor(conn, session.user_id):
             return
-        if mfa_required(session.role, self.settings):
+        if mfa_required(session.role, self.core.settings):
             raise InvalidInput("factor", "enrol another second factor before removing the last")
-        self.factors.reset(conn, session.user_id)
+        self.core.factors.reset(conn, session.user_id)
 
     # -- TOTP -------------------------------------------------------------------------------
 
     def begin_totp_setup(self, session_id: str, *, now: datetime) -> TotpSetup:
         """A new secret, waiting for :meth:`confirm_totp` (any confirmed one stays in use)."""
         now = utc(now)
-        _session, row = self._fresh_session(session_id, now)
-        secret = new_totp_secret(self._rng)
-        with self._write() as conn:
-            self.factors.set_pending_totp(conn, row.user_id, secret, now)
-        email = self.accounts.open_personal(row).email
-        return TotpSetup(secret, provisioning_uri(secret, email, self.settings.totp_issuer))
+        _session, row = self.core.fresh_session(session_id, now)
+        secret = new_totp_secret(self.core.rng)
+        with self.core.write() as conn:
+            self.core.factors.set_pending_totp(conn, row.user_id, secret, now)
+        email = self.core.accounts.open_personal(row).email
+        return TotpSetup(secret, provisioning_uri(secret, email, self.core.settings.totp_issuer))
 
     def confirm_totp(
         self, session_id: str, code: str, *, now: datetime, address: str | None = None
     ) -> Enrolled:
         """Make the pending secret active once a code from the app matches it."""
         now = utc(now)
-        session, row = self._fresh_session(session_id, now)
-        with self._failures_audited(now, ATTRS_CREATED, Who.of(session), address=address):
-            with self._read() as conn:
-                state = self.factors.totp(conn, row.user_id)
+        session, row = self.core.fresh_session(session_id, now)
+        with self.core.failures_audited(now, ATTRS_CREATED, Who.of(session), address=address):
+            with self.core.read() as conn:
+                state = self.core.factors.totp(conn, row.user_id)
             pending = None if state is None else state.pending
             step = None if pending is None else match_step(pending, code, now)
             if pending is None or step is None:
                 raise InvalidCode("the code does not match the new secret")
-            with self._write() as conn:
-                first = not self._has_factor(conn, row.user_id)
-                self.factors.confirm_totp(conn, row.user_id, pending, step, now)
+            with self.core.write() as conn:
+                first = not self.core.has_factor(conn, row.user_id)
+                self.core.factors.confirm_totp(conn, row.user_id, pending, step, now)
                 codes = self._first_codes(conn, row.user_id, now) if first else None
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ATTRS_CREATED,
@@ -284,14 +291,14 @@ class FactorOps(WebAuthnSteps):
     def remove_totp(self, session_id: str, *, now: datetime, address: str | None = None) -> None:
         """Stop using TOTP (step-up required)."""
         now = utc(now)
-        session = self._session(session_id, now)
-        with self._failures_audited(now, ATTRS_DELETED, Who.of(session), address=address):
-            self._fresh_session(session_id, now)
-            with self._write() as conn:
-                if not self.factors.remove_totp(conn, session.user_id):
+        session = self.core.session(session_id, now)
+        with self.core.failures_audited(now, ATTRS_DELETED, Who.of(session), address=address):
+            self.core.fresh_session(session_id, now)
+            with self.core.write() as conn:
+                if not self.core.factors.remove_totp(conn, session.user_id):
                     raise NotFound("TOTP is not set up")
                 self._after_removal(conn, session)
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ATTRS_DELETED,
@@ -315,16 +322,16 @@ class FactorOps(WebAuthnSteps):
         Removing the last real factor forgets the codes too (:meth:`_after_removal`).
         """
         now = utc(now)
-        session = self._session(session_id, now)
-        with self._failures_audited(now, ATTRS_CHANGED, Who.of(session), address=address):
-            session, row = self._fresh_session(session_id, now)
-            with self._write() as conn:
-                if not self._has_factor(conn, row.user_id):
+        session = self.core.session(session_id, now)
+        with self.core.failures_audited(now, ATTRS_CHANGED, Who.of(session), address=address):
+            session, row = self.core.fresh_session(session_id, now)
+            with self.core.write() as conn:
+                if not self.core.has_factor(conn, row.user_id):
                     raise NoSecondFactor("recovery codes need a real second factor first")
-                codes = self.factors.replace_recovery_codes(
-                    conn, row.user_id, self._rng, now, self.settings.recovery_code_count
+                codes = self.core.factors.replace_recovery_codes(
+                    conn, row.user_id, self.core.rng, now, self.core.settings.recovery_code_count
                 )
-                self._audit(
+                self.core.record(
                     conn,
                     now,
                     ATTRS_CHANGED,

@@ -9,15 +9,20 @@ from secretum.access.model import Actor
 from secretum.audit.model import Outcome
 from secretum.identity.errors import NotFound
 from secretum.identity.model import Session, utc
-from secretum.identity.service_base import LOGOUT, ServiceBase, Who
+from secretum.identity.service_base import LOGOUT, IdentityCore, Who
 
 
-class SessionOps(ServiceBase):
+class Sessions:
+    """Resolve, list and end sessions."""
+
+    def __init__(self, core: IdentityCore) -> None:
+        self.core = core
+
     # -- sessions ---------------------------------------------------------------------------
 
     def resolve(self, session_id: str, *, now: datetime) -> Session | None:
         """The live session of this id (idle and absolute timeouts enforced), or None."""
-        return self.sessions.resolve(session_id, utc(now))
+        return self.core.sessions.resolve(session_id, utc(now))
 
     def actor(self, session_id: str, *, now: datetime) -> Actor | None:
         """The policy :class:`Actor` of a live, fully signed-in session, or None.
@@ -28,11 +33,11 @@ class SessionOps(ServiceBase):
     def sign_out(self, session_id: str, *, now: datetime, address: str | None = None) -> bool:
         """End this session. False if it was not live."""
         now = utc(now)
-        session = self.sessions.resolve(session_id, now)
-        if session is None or not self.sessions.revoke(session_id):
+        session = self.core.sessions.resolve(session_id, now)
+        if session is None or not self.core.sessions.revoke(session_id):
             return False
-        with self._write() as conn:
-            self._audit(conn, now, LOGOUT, Who.of(session), address=address)
+        with self.core.write() as conn:
+            self.core.record(conn, now, LOGOUT, Who.of(session), address=address)
         return True
 
     def sign_out_everywhere(
@@ -40,10 +45,10 @@ class SessionOps(ServiceBase):
     ) -> int:
         """End every session of this session's user, this one included; how many."""
         now = utc(now)
-        session = self._session(session_id, now)
-        count = self.sessions.revoke_user(session.user_id)
-        with self._write() as conn:
-            self._audit(
+        session = self.core.session(session_id, now)
+        count = self.core.sessions.revoke_user(session.user_id)
+        with self.core.write() as conn:
+            self.core.record(
                 conn,
                 now,
                 LOGOUT,
@@ -56,19 +61,19 @@ class SessionOps(ServiceBase):
     def list_sessions(self, session_id: str, *, now: datetime) -> list[Session]:
         """The live sessions of this session's user (``ref`` identifies each)."""
         now = utc(now)
-        session = self._session(session_id, now)
-        return self.sessions.list_user(session.user_id, now)
+        session = self.core.session(session_id, now)
+        return self.core.sessions.list_user(session.user_id, now)
 
     def revoke_session(
         self, session_id: str, ref: str, *, now: datetime, address: str | None = None
     ) -> bool:
         """End one of the user's other sessions by its ``ref``."""
         now = utc(now)
-        session = self._session(session_id, now)
-        done = self.sessions.revoke_ref(session.user_id, ref)
+        session = self.core.session(session_id, now)
+        done = self.core.sessions.revoke_ref(session.user_id, ref)
         outcome = Outcome.SUCCESS if done else Outcome.MINOR_FAILURE
-        with self._write() as conn:
-            self._audit(conn, now, LOGOUT, Who.of(session), address=address, outcome=outcome)
+        with self.core.write() as conn:
+            self.core.record(conn, now, LOGOUT, Who.of(session), address=address, outcome=outcome)
         if not done:
             raise NotFound("no such session")
         return done

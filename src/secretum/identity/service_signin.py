@@ -49,10 +49,11 @@ from secretum.identity.model import (
 )
 from secretum.identity.service_base import (
     LOGIN,
+    IdentityCore,
     WebAuthnStart,
     Who,
 )
-from secretum.identity.service_webauthn import WebAuthnSteps
+from secretum.identity.service_webauthn import Ceremonies
 from secretum.notices.store import NoticeKind, notify
 
 SIGN_IN = "sign-in"  # ceremony kind of a pending sign-in (password proved, factor awaited)
@@ -94,7 +95,14 @@ def inactive(status: AccountStatus) -> AccountInactive | AccountErased:
     return AccountErased() if status is AccountStatus.ERASED else AccountInactive()
 
 
-class SignInOps(WebAuthnSteps):
+class SignIn:
+    """Sign-in: password, then a second factor (TOTP, recovery code, security key), or a
+    passkey; device cookies spare a known browser the brute-force limits of strangers."""
+
+    def __init__(self, core: IdentityCore, ceremonies: Ceremonies) -> None:
+        self.core = core
+        self.ceremonies = ceremonies
+
     # -- password ---------------------------------------------------------------------------
 
     def sign_in_password(
@@ -110,25 +118,31 @@ class SignInOps(WebAuthnSteps):
         """First step of a sign-in. Raises InvalidCredentials, Throttled, Locked,
         AccountInactive."""
         now = utc(now)
-        account_key = "acct:" + self.accounts.email_index(email).hex()
-        keys, device_key = self._attempt_keys(account_key, address, device_cookie, now)
-        self._check_limits(keys, now, Who.of(None), address)
-        with self._read() as conn:
-            row = self.accounts.by_email(conn, email)
-        if not self.hasher.verify(None if row is None else row.password_hash, password):
-            raise self._refuse(InvalidCredentials(), now, account=row, keys=keys, address=address)
+        account_key = "acct:" + self.core.accounts.email_index(email).hex()
+        keys, device_key = self.core.attempt_keys(account_key, address, device_cookie, now)
+        self.core.check_limits(keys, now, Who.of(None), address)
+        with self.core.read() as conn:
+            row = self.core.accounts.by_email(conn, email)
+        if not self.core.hasher.verify(None if row is None else row.password_hash, password):
+            raise self.core.refuse(
+                InvalidCredentials(), now, account=row, keys=keys, address=address
+            )
         assert row is not None and row.password_hash is not None
         if row.account.status is not AccountStatus.ACTIVE:
             refusal = inactive(row.account.status)
-            raise self._refuse(refusal, now, account=row, keys=keys, address=address)
-        rehash = self.hasher.hash(password) if self.hasher.needs_rehash(row.password_hash) else None
-        with self._read() as conn:
+            raise self.core.refuse(refusal, now, account=row, keys=keys, address=address)
+        rehash = (
+            self.core.hasher.hash(password)
+            if self.core.hasher.needs_rehash(row.password_hash)
+            else None
+        )
+        with self.core.read() as conn:
             methods = self._methods(conn, row.user_id)
-            enrolled_before = self.factors.has_factor_history(conn, row.user_id)
+            enrolled_before = self.core.factors.has_factor_history(conn, row.user_id)
         if not methods and enrolled_before:  # every factor blocked or gone: no silent downgrade
-            raise self._refuse(MfaUnavailable(), now, account=row, keys=keys, address=address)
+            raise self.core.refuse(MfaUnavailable(), now, account=row, keys=keys, address=address)
         if not methods:
-            enrol = mfa_required(row.role, self.settings)
+            enrol = mfa_required(row.role, self.core.settings)
             return self._finish(
                 row,
                 now,
@@ -139,27 +153,27 @@ class SignInOps(WebAuthnSteps):
                 rehash=rehash,
                 device=(device_cookie, device_key),
             )
-        ticket = self._token()
-        expires_at = now + self.settings.pending_sign_in_ttl
-        with self._write() as conn:
-            self.factors.open_ceremony(
+        ticket = self.core.token()
+        expires_at = now + self.core.settings.pending_sign_in_ttl
+        with self.core.write() as conn:
+            self.core.factors.open_ceremony(
                 conn, ticket, kind=SIGN_IN, expires_at=expires_at, user_id=row.user_id
             )
             if rehash is not None:
-                self.accounts.update(conn, row.user_id, now, password_hash=rehash)
-            self._audit(
+                self.core.accounts.update(conn, row.user_id, now, password_hash=rehash)
+            self.core.record(
                 conn, now, LOGIN, Who.of(row), resource=("Account", row.user_id), address=address
             )
         return SecondFactorRequired(ticket, methods, expires_at)
 
     def _methods(self, conn: Connection, user_id: str) -> tuple[str, ...]:
         methods = []
-        if any(c.blocked_at is None for c in self.factors.credentials_of(conn, user_id)):
+        if any(c.blocked_at is None for c in self.core.factors.credentials_of(conn, user_id)):
             methods.append("security-key")
-        state = self.factors.totp(conn, user_id)
+        state = self.core.factors.totp(conn, user_id)
         if state is not None and state.secret is not None:
             methods.append("totp")
-        if self.factors.recovery_codes_left(conn, user_id):
+        if self.core.factors.recovery_codes_left(conn, user_id):
             methods.append("recovery-code")
         return tuple(methods)
 
@@ -167,14 +181,14 @@ class SignInOps(WebAuthnSteps):
         self, ticket: str, now: datetime, address: str | None, device_cookie: str | None
     ) -> tuple[AccountRow, list[str], str | None]:
         """The account of a pending sign-in, its limiter keys and trusted device key."""
-        with self._read() as conn:
-            pending = self.factors.peek_ceremony(conn, ticket, SIGN_IN, now)
-            row = None if pending is None else self.accounts.by_id(conn, pending.user_id or "")
+        with self.core.read() as conn:
+            pending = self.core.factors.peek_ceremony(conn, ticket, SIGN_IN, now)
+            row = None if pending is None else self.core.accounts.by_id(conn, pending.user_id or "")
         if row is None:
-            self._audit_failure(now, LOGIN, Who.of(None), address=address)
+            self.core.record_failure(now, LOGIN, Who.of(None), address=address)
             raise ChallengeExpired("the sign-in expired: enter your password again")
-        keys, device_key = self._attempt_keys(row.limit_key, address, device_cookie, now)
-        self._check_limits(keys, now, Who.of(row), address)
+        keys, device_key = self.core.attempt_keys(row.limit_key, address, device_cookie, now)
+        self.core.check_limits(keys, now, Who.of(row), address)
         return row, keys, device_key
 
     def complete_sign_in_totp(
@@ -192,8 +206,8 @@ class SignInOps(WebAuthnSteps):
         now = utc(now)
         row, keys, device_key = self._pending(ticket, now, address, device_cookie)
         try:
-            with self._read() as conn:
-                state = self.factors.totp(conn, row.user_id)
+            with self.core.read() as conn:
+                state = self.core.factors.totp(conn, row.user_id)
             secret = None if state is None else state.secret
             step = None if secret is None else match_step(secret, code, now)
             if step is None:
@@ -209,7 +223,7 @@ class SignInOps(WebAuthnSteps):
                 device=(device_cookie, device_key),
             )
         except AuthError as exc:
-            raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
+            raise self.core.refuse(exc, now, account=row, keys=keys, address=address) from None
 
     def complete_sign_in_recovery_code(
         self,
@@ -236,17 +250,17 @@ class SignInOps(WebAuthnSteps):
                 device=(device_cookie, device_key),
             )
         except AuthError as exc:
-            raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
+            raise self.core.refuse(exc, now, account=row, keys=keys, address=address) from None
 
     def second_factor_options(self, ticket: str, *, now: datetime) -> WebAuthnStart:
         """WebAuthn request options for the security-key step of a pending sign-in."""
         now = utc(now)
-        with self._read() as conn:
-            pending = self.factors.peek_ceremony(conn, ticket, SIGN_IN, now)
+        with self.core.read() as conn:
+            pending = self.core.factors.peek_ceremony(conn, ticket, SIGN_IN, now)
         if pending is None or pending.user_id is None:
             raise ChallengeExpired("the sign-in expired: enter your password again")
-        return self._webauthn_start(
-            WA_SECOND, pending.user_id, now, self.webauthn.security_key_user_verification
+        return self.ceremonies.start(
+            WA_SECOND, pending.user_id, now, self.core.webauthn.security_key_user_verification
         )
 
     def complete_sign_in_security_key(
@@ -264,12 +278,12 @@ class SignInOps(WebAuthnSteps):
         now = utc(now)
         row, keys, device_key = self._pending(ticket, now, address, device_cookie)
         try:
-            challenge = self._take_challenge(ceremony_id, WA_SECOND, now, row.user_id)
-            cred, assertion = self._assert(
+            challenge = self.ceremonies.take_challenge(ceremony_id, WA_SECOND, now, row.user_id)
+            cred, assertion = self.ceremonies.verify(
                 credential,
                 challenge,
                 row,
-                require_uv=self.webauthn.security_key_user_verification
+                require_uv=self.core.webauthn.security_key_user_verification
                 is UserVerificationRequirement.REQUIRED,
             )
             return self._finish(
@@ -283,20 +297,20 @@ class SignInOps(WebAuthnSteps):
                 device=(device_cookie, device_key),
             )
         except AuthError as exc:
-            raise self._refuse(
+            raise self.core.refuse(
                 exc,
                 now,
                 account=row,
                 keys=keys,
                 address=address,
-                resource=self._cred_resource(credential),
+                resource=self.ceremonies.credential_resource(credential),
             ) from None
 
     # -- passkeys ---------------------------------------------------------------------------
 
     def begin_passkey_sign_in(self, *, now: datetime) -> WebAuthnStart:
         """Options for a passwordless sign-in with a discoverable credential (UV required)."""
-        return self._webauthn_start(
+        return self.ceremonies.start(
             WA_PASSKEY, None, utc(now), UserVerificationRequirement.REQUIRED
         )
 
@@ -317,26 +331,26 @@ class SignInOps(WebAuthnSteps):
         throttled address still signs in; an unknown credential is checked (and counted)
         against the address alone."""
         now = utc(now)
-        keys = self._keys(None, address)
+        keys = self.core.limit_keys(None, address)
         row: AccountRow | None = None
         device_key: str | None = None
         try:
-            challenge = self._take_challenge(ceremony_id, WA_PASSKEY, now, None)
+            challenge = self.ceremonies.take_challenge(ceremony_id, WA_PASSKEY, now, None)
             parsed = wa.parse_assertion(credential)
-            with self._read() as conn:
-                cred = self.factors.credential(conn, wa.credential_ref(parsed.raw_id))
-                row = None if cred is None else self.accounts.by_id(conn, cred.user_id)
+            with self.core.read() as conn:
+                cred = self.core.factors.credential(conn, wa.credential_ref(parsed.raw_id))
+                row = None if cred is None else self.core.accounts.by_id(conn, cred.user_id)
             if cred is None or row is None:
-                self._check_limits(keys, now, Who.of(None), address)
+                self.core.check_limits(keys, now, Who.of(None), address)
                 raise UnknownCredential()
-            keys, device_key = self._attempt_keys(row.limit_key, address, device_cookie, now)
-            self._check_limits(keys, now, Who.of(row), address)
+            keys, device_key = self.core.attempt_keys(row.limit_key, address, device_cookie, now)
+            self.core.check_limits(keys, now, Who.of(row), address)
             if cred.kind is not CredentialKind.PASSKEY:
                 raise WebAuthnRefused("this credential is a second factor, not a passkey")
             handle = parsed.response.user_handle
             if handle is None or handle != row.user_handle:
                 raise WebAuthnRefused("the user handle does not match the credential")
-            cred, assertion = self._assert(parsed, challenge, row, require_uv=True)
+            cred, assertion = self.ceremonies.verify(parsed, challenge, row, require_uv=True)
             if row.account.status is not AccountStatus.ACTIVE:
                 raise inactive(row.account.status)
             return self._finish(
@@ -349,13 +363,13 @@ class SignInOps(WebAuthnSteps):
                 device=(device_cookie, device_key),
             )
         except AuthError as exc:
-            raise self._refuse(
+            raise self.core.refuse(
                 exc,
                 now,
                 account=row,
                 keys=keys,
                 address=address,
-                resource=self._cred_resource(credential),
+                resource=self.ceremonies.credential_resource(credential),
             ) from None
 
     # -- the last step of every sign-in -----------------------------------------------------
@@ -379,47 +393,47 @@ class SignInOps(WebAuthnSteps):
         """Complete a sign-in. ``device`` is the browser's device cookie and, if it was
         trusted for this account, its limiter key: that key is reset (a success from a trusted
         device leaves the untrusted bucket as the attacker left it), else the account's."""
-        device_id = device_id or self._token()
-        device_ref = self.accounts.device_ref(device_id)
+        device_id = device_id or self.core.token()
+        device_ref = self.core.accounts.device_ref(device_id)
         resource = ("Account", row.user_id)
-        with self._write() as conn:
+        with self.core.write() as conn:
             if (
                 ticket is not None
-                and self.factors.take_ceremony(conn, ticket, SIGN_IN, now) is None
+                and self.core.factors.take_ceremony(conn, ticket, SIGN_IN, now) is None
             ):
                 raise ChallengeExpired("the sign-in expired: enter your password again")
-            if totp_step is not None and not self.factors.spend_totp_step(
+            if totp_step is not None and not self.core.factors.spend_totp_step(
                 conn, row.user_id, totp_step
             ):
                 raise TotpReplayed()
-            if recovery_code is not None and not self.factors.spend_recovery_code(
+            if recovery_code is not None and not self.core.factors.spend_recovery_code(
                 conn, row.user_id, recovery_code, now
             ):
                 raise InvalidCode()
             if credential is not None:
                 cred, assertion = credential
-                if not self.factors.record_use(
+                if not self.core.factors.record_use(
                     conn, cred, assertion.new_sign_count, assertion.backed_up, now
                 ):
                     raise WebAuthnRefused("the credential was used concurrently; try again")
                 resource = ("Credential", cred.ref)
             if rehash is not None:
-                self.accounts.update(conn, row.user_id, now, password_hash=rehash)
-            known = self.accounts.has_devices(conn, row.user_id)
-            new_device = self.accounts.remember_device(conn, row.user_id, device_ref, now)
+                self.core.accounts.update(conn, row.user_id, now, password_hash=rehash)
+            known = self.core.accounts.has_devices(conn, row.user_id)
+            new_device = self.core.accounts.remember_device(conn, row.user_id, device_ref, now)
             if new_device and known:
                 params = {"device": device_ref[:16]}
                 if address is not None:
                     params["address"] = address
                 notify(conn, row.user_id, NoticeKind.NEW_DEVICE_SIGN_IN, now, **params)
-            self.accounts.update(conn, row.user_id, now, last_sign_in_at=now)
-            self._audit(conn, now, LOGIN, Who.of(row), resource=resource, address=address)
-        grant = self._grant(row, now if strong else None, device_ref, enrolment_only)
-        created: NewSession = self.sessions.create(grant, now)
+            self.core.accounts.update(conn, row.user_id, now, last_sign_in_at=now)
+            self.core.record(conn, now, LOGIN, Who.of(row), resource=resource, address=address)
+        grant = self.core.grant(row, now if strong else None, device_ref, enrolment_only)
+        created: NewSession = self.core.sessions.create(grant, now)
         cookie, device_key = device
-        self.limiter.reset(device_key or row.limit_key)
+        self.core.limiter.reset(device_key or row.limit_key)
         renewed = ""
         if not enrolment_only:  # the password and every enrolled factor were proved
-            token = self.devices.issue(row.limit_key, now, self._rng(NONCE_BYTES))
-            renewed = self.devices.renewed(cookie, token, row.limit_key, now)
+            token = self.core.devices.issue(row.limit_key, now, self.core.rng(NONCE_BYTES))
+            renewed = self.core.devices.renewed(cookie, token, row.limit_key, now)
         return SignedIn(created.session_id, created.session, device_id, new_device, renewed)

@@ -30,20 +30,26 @@ from secretum.identity.errors import (
 from secretum.identity.factor_store import StoredCredential
 from secretum.identity.factors import match_step
 from secretum.identity.model import NewSession, Session, mfa_required, utc
-from secretum.identity.service_base import LOGIN, WebAuthnStart, Who
-from secretum.identity.service_webauthn import WebAuthnSteps
+from secretum.identity.service_base import LOGIN, IdentityCore, WebAuthnStart, Who
+from secretum.identity.service_webauthn import Ceremonies
 
 WA_STEP_UP = "webauthn-step-up"  # ceremony kind
 
 
-class StepUpOps(WebAuthnSteps):
+class StepUp:
+    """Step-up: prove a second factor again before a sensitive act."""
+
+    def __init__(self, core: IdentityCore, ceremonies: Ceremonies) -> None:
+        self.core = core
+        self.ceremonies = ceremonies
+
     # -- step-up ----------------------------------------------------------------------------
 
     def begin_step_up(self, session_id: str, *, now: datetime) -> WebAuthnStart:
         """WebAuthn options to refresh ``strong_auth_at`` (user verification required)."""
         now = utc(now)
-        session = self._session(session_id, now)
-        return self._webauthn_start(
+        session = self.core.session(session_id, now)
+        return self.ceremonies.start(
             WA_STEP_UP, session.user_id, now, UserVerificationRequirement.REQUIRED
         )
 
@@ -62,19 +68,19 @@ class StepUpOps(WebAuthnSteps):
         session, row = self._step_up_session(session_id, now, address)
         keys = self._step_up_keys(row)
         try:
-            challenge = self._take_challenge(ceremony_id, WA_STEP_UP, now, row.user_id)
-            cred, assertion = self._assert(credential, challenge, row, require_uv=True)
+            challenge = self.ceremonies.take_challenge(ceremony_id, WA_STEP_UP, now, row.user_id)
+            cred, assertion = self.ceremonies.verify(credential, challenge, row, require_uv=True)
             return self._stepped_up(
                 session_id, session, row, now, address, credential=(cred, assertion)
             )
         except AuthError as exc:
-            raise self._refuse(
+            raise self.core.refuse(
                 exc,
                 now,
                 account=row,
                 keys=keys,
                 address=address,
-                resource=self._cred_resource(credential),
+                resource=self.ceremonies.credential_resource(credential),
             ) from None
 
     def step_up_totp(
@@ -85,32 +91,32 @@ class StepUpOps(WebAuthnSteps):
         session, row = self._step_up_session(session_id, now, address)
         keys = self._step_up_keys(row)
         try:
-            with self._read() as conn:
-                state = self.factors.totp(conn, row.user_id)
+            with self.core.read() as conn:
+                state = self.core.factors.totp(conn, row.user_id)
             secret = None if state is None else state.secret
             step = None if secret is None else match_step(secret, code, now)
             if step is None:
                 raise InvalidCode()
             return self._stepped_up(session_id, session, row, now, address, totp_step=step)
         except AuthError as exc:
-            raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
+            raise self.core.refuse(exc, now, account=row, keys=keys, address=address) from None
 
     def password_step_up_allowed(self, session_id: str, *, now: datetime) -> bool:
         """True when the session's account may step up with its password: no usable second
         factor, none ever enrolled (every factor blocked or removed is not "none": no silent
         downgrade, as at sign-in), and MFA optional for its role."""
-        session = self._session(session_id, utc(now))
-        with self._read() as conn:
-            row = self.accounts.by_id(conn, session.user_id)
+        session = self.core.session(session_id, utc(now))
+        with self.core.read() as conn:
+            row = self.core.accounts.by_id(conn, session.user_id)
             return row is not None and self._password_only(conn, row)
 
     def _password_only(self, conn: Connection, row: AccountRow) -> bool:
-        if mfa_required(row.role, self.settings):
+        if mfa_required(row.role, self.core.settings):
             return False
-        if self.factors.has_factor_history(conn, row.user_id):
+        if self.core.factors.has_factor_history(conn, row.user_id):
             return False
-        state = self.factors.totp(conn, row.user_id)
-        return not self.factors.credentials_of(conn, row.user_id) and (
+        state = self.core.factors.totp(conn, row.user_id)
+        return not self.core.factors.credentials_of(conn, row.user_id) and (
             state is None or state.secret is None
         )
 
@@ -125,10 +131,10 @@ class StepUpOps(WebAuthnSteps):
         now = utc(now)
         session, row = self._step_up_session(session_id, now, address)
         keys = self._step_up_keys(row)
-        with self._read() as conn:
+        with self.core.read() as conn:
             allowed = self._password_only(conn, row)
         if not allowed:
-            raise self._refuse(
+            raise self.core.refuse(
                 StepUpRequired("this account steps up with its second factor"),
                 now,
                 account=row,
@@ -136,21 +142,21 @@ class StepUpOps(WebAuthnSteps):
                 address=address,
             )
         try:
-            if not self.hasher.verify(row.password_hash, password):
+            if not self.core.hasher.verify(row.password_hash, password):
                 raise InvalidCredentials()
             return self._stepped_up(session_id, session, row, now, address)
         except AuthError as exc:
-            raise self._refuse(exc, now, account=row, keys=keys, address=address) from None
+            raise self.core.refuse(exc, now, account=row, keys=keys, address=address) from None
 
     def _step_up_session(
         self, session_id: str, now: datetime, address: str | None
     ) -> tuple[Session, AccountRow]:
-        session = self._session(session_id, now)
-        with self._read() as conn:
-            row = self.accounts.by_id(conn, session.user_id)
+        session = self.core.session(session_id, now)
+        with self.core.read() as conn:
+            row = self.core.accounts.by_id(conn, session.user_id)
         if row is None:
             raise StepUpRequired("the account is gone")
-        self._check_limits(self._step_up_keys(row), now, Who.of(row), address)
+        self.core.check_limits(self._step_up_keys(row), now, Who.of(row), address)
         return session, row
 
     def _stepped_up(
@@ -165,21 +171,21 @@ class StepUpOps(WebAuthnSteps):
         credential: tuple[StoredCredential, wa.Assertion] | None = None,
     ) -> NewSession:
         resource = ("Account", row.user_id)
-        with self._write() as conn:
-            if totp_step is not None and not self.factors.spend_totp_step(
+        with self.core.write() as conn:
+            if totp_step is not None and not self.core.factors.spend_totp_step(
                 conn, row.user_id, totp_step
             ):
                 raise TotpReplayed()
             if credential is not None:
                 cred, assertion = credential
-                if not self.factors.record_use(
+                if not self.core.factors.record_use(
                     conn, cred, assertion.new_sign_count, assertion.backed_up, now
                 ):
                     raise WebAuthnRefused("the credential was used concurrently; try again")
                 resource = ("Credential", cred.ref)
-            self._audit(conn, now, LOGIN, Who.of(session), resource=resource, address=address)
-        rotated = self._rotate(session_id, now, strong=True)
-        self.limiter.reset(self._step_up_keys(row)[0])
+            self.core.record(conn, now, LOGIN, Who.of(session), resource=resource, address=address)
+        rotated = self.core.rotate(session_id, now, strong=True)
+        self.core.limiter.reset(self._step_up_keys(row)[0])
         return rotated
 
     @staticmethod

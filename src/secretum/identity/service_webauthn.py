@@ -18,49 +18,54 @@ from secretum.identity.errors import (
     UnknownCredential,
 )
 from secretum.identity.factor_store import StoredCredential
-from secretum.identity.service_base import ServiceBase, WebAuthnStart, _CounterRegressed
+from secretum.identity.service_base import IdentityCore, WebAuthnStart, _CounterRegressed
 
 
-class WebAuthnSteps(ServiceBase):
-    def _webauthn_start(
+class Ceremonies:
+    """The WebAuthn steps of sign-in, second factor and step-up (see the module docstring)."""
+
+    def __init__(self, core: IdentityCore) -> None:
+        self.core = core
+
+    def start(
         self, kind: str, user_id: str | None, now: datetime, uv: UserVerificationRequirement
     ) -> WebAuthnStart:
-        challenge = self._rng(wa.CHALLENGE_BYTES)
-        ceremony_id = self._token()
-        with self._write() as conn:
+        challenge = self.core.rng(wa.CHALLENGE_BYTES)
+        ceremony_id = self.core.token()
+        with self.core.write() as conn:
             allow = (
                 []
                 if user_id is None
                 else [
                     c.credential_id
-                    for c in self.factors.credentials_of(conn, user_id)
+                    for c in self.core.factors.credentials_of(conn, user_id)
                     if c.blocked_at is None
                 ]
             )
-            self.factors.open_ceremony(
+            self.core.factors.open_ceremony(
                 conn,
                 ceremony_id,
                 kind=kind,
                 user_id=user_id,
                 challenge=challenge,
-                expires_at=now + self.webauthn.challenge_ttl,
+                expires_at=now + self.core.webauthn.challenge_ttl,
             )
         options = wa.authentication_options(
-            self.webauthn, challenge=challenge, allow=allow, user_verification=uv
+            self.core.webauthn, challenge=challenge, allow=allow, user_verification=uv
         )
         return WebAuthnStart(ceremony_id, options)
 
-    def _take_challenge(
+    def take_challenge(
         self, ceremony_id: str, kind: str, now: datetime, user_id: str | None
     ) -> bytes:
         """Spend the ceremony's challenge (committed at once: a failed try spends it too)."""
-        with self._write() as conn:
-            ceremony = self.factors.take_ceremony(conn, ceremony_id, kind, now)
+        with self.core.write() as conn:
+            ceremony = self.core.factors.take_ceremony(conn, ceremony_id, kind, now)
         if ceremony is None or ceremony.challenge is None or ceremony.user_id != user_id:
             raise ChallengeExpired("the WebAuthn challenge is unknown, used or expired")
         return ceremony.challenge
 
-    def _assert(
+    def verify(
         self,
         credential: wa.CredentialJSON | AuthenticationCredential,
         challenge: bytes,
@@ -73,14 +78,14 @@ class WebAuthnSteps(ServiceBase):
             if isinstance(credential, AuthenticationCredential)
             else wa.parse_assertion(credential)
         )
-        with self._read() as conn:
-            cred = self.factors.credential(conn, wa.credential_ref(parsed.raw_id))
+        with self.core.read() as conn:
+            cred = self.core.factors.credential(conn, wa.credential_ref(parsed.raw_id))
         if cred is None or cred.user_id != row.user_id:
             raise UnknownCredential()
         if cred.blocked_at is not None:
             raise CredentialBlocked("this credential is blocked")
         assertion = wa.verify_assertion(
-            self.webauthn,
+            self.core.webauthn,
             credential=parsed,
             challenge=challenge,
             public_key=cred.public_key,
@@ -92,7 +97,7 @@ class WebAuthnSteps(ServiceBase):
         return cred, assertion
 
     @staticmethod
-    def _cred_resource(credential: object) -> tuple[str, str] | None:
+    def credential_resource(credential: object) -> tuple[str, str] | None:
         try:
             parsed = wa.parse_assertion(credential)  # type: ignore[arg-type]
         except IdentityError:

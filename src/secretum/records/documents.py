@@ -34,6 +34,8 @@ from secretum.records.fhir import (
     resource_type_of,
     validate,
 )
+from secretum.records.files import StagedFile
+from secretum.records.guard import Attempt
 from secretum.records.service import SERVER_ATTACHMENT, RecordService, file_url, sensitivity_for
 
 FILE_TYPE = "DocumentReference"
@@ -124,6 +126,10 @@ class CheckedUpload(io.RawIOBase):
         return base64.b64encode(self._sha1.digest()).decode("ascii")
 
 
+def _io(upload: CheckedUpload) -> BinaryIO:
+    return cast(BinaryIO, upload)
+
+
 def _utf8_prefix(head: bytes) -> bool:
     """``head`` is UTF-8, allowing a character cut at its end."""
     try:
@@ -177,44 +183,128 @@ class DocumentService:
         ``content_type`` must be allowed (:class:`FileLimits`) and match the file's first bytes;
         past ``limits.max_bytes`` the upload stops (FileTooLarge). Either way nothing is kept.
         The server fills the attachment's contentType, url, size and hash (SHA-1).
+
+        The file is encrypted into its blob *before* the transaction that records it, so that
+        the transaction (and the audit's write lock it holds) never waits for the upload: a
+        pre-flight on a reading connection (not audited, nothing written) checks that the body
+        holds and that the actor may create it; only then is the stream read. The transaction
+        asks the guard again (the audited decision); an upload error is raised there, after
+        it, so it is audited as before. If the transaction fails, the blob is deleted.
         """
-        attempt = self.records.attempt(ctx, "create", EventAction.CREATE)
+        records = self.records
+        attempt = records.attempt(ctx, "create", EventAction.CREATE)
+        staged: StagedFile | None = None
+        upload: CheckedUpload | None = None
+        upload_error: Exception | None = None
+        plan = self._preflight(ctx, resource, content_type, patient_id, sensitivity)
+        if plan is not None:
+            rid, pid, media = plan
+            upload = CheckedUpload(content, media, self.limits.max_bytes)
+            try:
+                staged = records.files.stage(
+                    patient_id=pid, file_type=FILE_TYPE, file_id=rid, version=1, src=_io(upload)
+                )
+            except Exception as exc:  # raised in the transaction, after the guard: audited
+                upload_error = exc
+        used = False
 
         def work(conn: Connection) -> FhirRecord:
-            media = self.limits.content_type(content_type)
-            body = parse_json(resource)
-            if resource_type_of(body, WRITABLE_TYPES) != "DocumentReference":
-                raise InvalidResource("resourceType must be DocumentReference")
-            rid = self.records.fresh_id(conn, None)
-            attempt.target("DocumentReference", rid)
-            body["id"] = rid
-            entries = body.get("content") or [{}]
-            if not isinstance(entries, list) or len(entries) != 1:
-                raise UnprocessableResource("a DocumentReference holds exactly one file")
-            entry = dict(entries[0]) if isinstance(entries[0], Mapping) else {}
-            attachment = entry.get("attachment")
-            attachment = dict(attachment) if isinstance(attachment, Mapping) else {}
-            for name in (*SERVER_ATTACHMENT, "data"):
-                attachment.pop(name, None)
-            body["content"] = [{**entry, "attachment": {**attachment, "contentType": media}}]
-            body = validate(body, "DocumentReference")
-            pid = self.records.patient_of(conn, body, patient_id)
-            sens = sensitivity_for(body, sensitivity, None)
+            nonlocal upload, used
+            wanted = staged.file_id if staged is not None else None
+            media, rid, body, pid, sens = self._prepare(
+                conn, attempt, resource, content_type, patient_id, sensitivity, wanted
+            )
             resource_ = Resource("DocumentReference", pid, rid, sens)
-            self.records.door.authorize(conn, attempt, Action.CREATE, resource_)
+            records.door.authorize(conn, attempt, Action.CREATE, resource_)
             if pid is None:  # pragma: no cover - validate() requires the subject
                 raise UnprocessableResource("a DocumentReference needs a subject")
-            upload = CheckedUpload(content, media, self.limits.max_bytes)
-            src = cast(BinaryIO, upload)
-            stored = self.records.files.put(
-                conn, patient_id=pid, file_type=FILE_TYPE, file_id=rid, src=src, now=ctx.now
-            )
+            if upload_error is not None:
+                raise upload_error
+            if staged is not None and staged.patient_id == pid:
+                stored = records.files.record(conn, staged, now=ctx.now)
+                used = True
+            else:  # not staged (the pre-flight was refused, the transaction is not): upload now
+                upload = CheckedUpload(content, media, self.limits.max_bytes)
+                stored = records.files.put(
+                    conn,
+                    patient_id=pid,
+                    file_type=FILE_TYPE,
+                    file_id=rid,
+                    src=_io(upload),
+                    now=ctx.now,
+                )
+            assert upload is not None
             body["content"][0]["attachment"].update(
                 url=file_url(rid, stored.version), size=stored.size, hash=upload.attachment_hash()
             )
-            return self.records.write(conn, body, None, pid, sens, ctx.now, stored.version)
+            return records.write(conn, body, None, pid, sens, ctx.now, stored.version)
 
-        return self.records.door.run(attempt, work)
+        try:
+            result = records.door.run(attempt, work)
+        except BaseException:
+            if staged is not None:  # rolled back (or the commit failed): the row is not there
+                records.files.discard(staged)
+            raise
+        if staged is not None and not used:
+            records.files.discard(staged)
+        return result
+
+    def _prepare(
+        self,
+        conn: Connection,
+        attempt: Attempt,
+        resource: bytes | str | Mapping[str, Any],
+        content_type: str,
+        patient_id: str | None,
+        sensitivity: Sensitivity | None,
+        wanted_id: str | None,
+    ) -> tuple[str, str, dict[str, Any], str | None, Sensitivity]:
+        """Media type, id, checked body (server-owned attachment fields dropped), patient and
+        sensitivity of a new DocumentReference."""
+        media = self.limits.content_type(content_type)
+        body = parse_json(resource)
+        if resource_type_of(body, WRITABLE_TYPES) != "DocumentReference":
+            raise InvalidResource("resourceType must be DocumentReference")
+        rid = self.records.fresh_id(conn, wanted_id)
+        attempt.target("DocumentReference", rid)
+        body["id"] = rid
+        entries = body.get("content") or [{}]
+        if not isinstance(entries, list) or len(entries) != 1:
+            raise UnprocessableResource("a DocumentReference holds exactly one file")
+        entry = dict(entries[0]) if isinstance(entries[0], Mapping) else {}
+        attachment = entry.get("attachment")
+        attachment = dict(attachment) if isinstance(attachment, Mapping) else {}
+        for name in (*SERVER_ATTACHMENT, "data"):
+            attachment.pop(name, None)
+        body["content"] = [{**entry, "attachment": {**attachment, "contentType": media}}]
+        body = validate(body, "DocumentReference")
+        pid = self.records.patient_of(conn, body, patient_id)
+        return media, rid, body, pid, sensitivity_for(body, sensitivity, None)
+
+    def _preflight(
+        self,
+        ctx: RequestContext,
+        resource: bytes | str | Mapping[str, Any],
+        content_type: str,
+        patient_id: str | None,
+        sensitivity: Sensitivity | None,
+    ) -> tuple[str, str, str] | None:
+        """``(id, patient, media type)`` if the body holds and the actor may create it now;
+        ``None`` otherwise (the transaction then meets the same answer, and audits it)."""
+        door = self.records.door
+        probe = self.records.attempt(ctx, "create", EventAction.CREATE)
+        try:
+            with door.reads.connect() as conn, conn.begin():
+                media, rid, _, pid, sens = self._prepare(
+                    conn, probe, resource, content_type, patient_id, sensitivity, None
+                )
+                if pid is None:
+                    return None
+                resource_ = Resource("DocumentReference", pid, rid, sens)
+                allowed = door.permits(conn, probe, Action.CREATE, resource_)
+        except Exception:  # the transaction raises it again, audited
+            return None
+        return (rid, pid, media) if allowed else None
 
     def open_document(
         self,

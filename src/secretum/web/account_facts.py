@@ -3,7 +3,7 @@ expose as use cases yet: which second factors are set up, the TOTP secret being 
 its QR code), the user's notices.
 
 Each function takes the raw session id and resolves it through the service first, so it only
-ever reads the session owner's rows. Candidates to become ``IdentityService`` methods
+ever reads the session owner's rows. Candidates to become ``Identity`` methods
 (``factor_summary``, ``pending_totp``, ``list_notices``); the pages would not change.
 No web framework here.
 """
@@ -16,7 +16,7 @@ from datetime import datetime
 from secretum.identity.errors import SessionExpired
 from secretum.identity.factors import provisioning_uri
 from secretum.identity.model import Session
-from secretum.identity.service import IdentityService
+from secretum.identity.service import Identity
 from secretum.identity.service_factors import TotpSetup
 from secretum.notices.store import Notice, NoticeKind, list_notices
 
@@ -34,33 +34,33 @@ class FactorSummary:
         return self.totp or self.webauthn > 0
 
 
-def _session(identity: IdentityService, session_id: str, now: datetime) -> Session:
-    session = identity.resolve(session_id, now=now)
+def _session(identity: Identity, session_id: str, now: datetime) -> Session:
+    session = identity.sessions.resolve(session_id, now=now)
     if session is None:
         raise SessionExpired()
     return session
 
 
-def factor_summary(identity: IdentityService, session_id: str, *, now: datetime) -> FactorSummary:
+def factor_summary(identity: Identity, session_id: str, *, now: datetime) -> FactorSummary:
     """The second factors of the session's user."""
     session = _session(identity, session_id, now)
-    with identity.engine.connect() as conn:
-        state = identity.factors.totp(conn, session.user_id)
-        creds = identity.factors.credentials_of(conn, session.user_id)
-        left = identity.factors.recovery_codes_left(conn, session.user_id)
+    with identity.core.engine.connect() as conn:
+        state = identity.core.factors.totp(conn, session.user_id)
+        creds = identity.core.factors.credentials_of(conn, session.user_id)
+        left = identity.core.factors.recovery_codes_left(conn, session.user_id)
     usable = sum(1 for c in creds if c.blocked_at is None)
     return FactorSummary(state is not None and state.secret is not None, usable, left)
 
 
-def pending_totp(identity: IdentityService, session_id: str, *, now: datetime) -> TotpSetup | None:
+def pending_totp(identity: Identity, session_id: str, *, now: datetime) -> TotpSetup | None:
     """The TOTP secret being set up and its ``otpauth://`` URI (None if none is pending)."""
     session = _session(identity, session_id, now)
-    with identity.engine.connect() as conn:
-        state = identity.factors.totp(conn, session.user_id)
+    with identity.core.engine.connect() as conn:
+        state = identity.core.factors.totp(conn, session.user_id)
     if state is None or state.pending is None:
         return None
-    email = identity.get_profile(session_id, now=now).personal.email
-    uri = provisioning_uri(state.pending, email, identity.settings.totp_issuer)
+    email = identity.accounts.get_profile(session_id, now=now).personal.email
+    uri = provisioning_uri(state.pending, email, identity.core.settings.totp_issuer)
     return TotpSetup(state.pending, uri)
 
 
@@ -71,10 +71,10 @@ SECURITY_NOTICES = frozenset(
 
 
 def security_notices(
-    identity: IdentityService, session_id: str, *, now: datetime, limit: int = 20
+    identity: Identity, session_id: str, *, now: datetime, limit: int = 20
 ) -> list[Notice]:
     """The latest security notices of the session's user, newest first."""
     session = _session(identity, session_id, now)
-    with identity.engine.connect() as conn:
+    with identity.core.engine.connect() as conn:
         found = list_notices(conn, session.user_id)
     return [n for n in found if n.kind in SECURITY_NOTICES][:limit]

@@ -8,7 +8,7 @@ the start-up values hold. Each read checks the file's modification time, so ever
 sharing the data directory sees a change at its next request. A table would serve several
 hosts better; this keeps the embedded deployment simple and needs no migration.
 
-Applying means replacing ``IdentityService.settings`` (a frozen dataclass) with a copy holding
+Applying means replacing ``IdentityCore.settings`` (a frozen dataclass) with a copy holding
 the new values: the service reads them at each call. Saving is for administrators who proved
 a second factor recently (the same rule as the service's administration), and is audited as
 ``SECURITY_ALERT`` / 110129 "Security Configuration" (update) in one transaction.
@@ -51,7 +51,7 @@ def settings_path(platform: Platform) -> Path:
 
 def _apply(platform: Platform, values: AdminSettings) -> None:
     identity = platform.services.identity
-    identity.settings = replace(identity.settings, **asdict(values))
+    identity.core.settings = replace(identity.core.settings, **asdict(values))
 
 
 def current(platform: Platform) -> AdminSettings:
@@ -72,7 +72,7 @@ def current(platform: Platform) -> AdminSettings:
                 ),
             )
             _seen[path] = mtime
-    s = platform.services.identity.settings
+    s = platform.services.identity.core.settings
     return AdminSettings(s.mfa_required_for_patients, s.allow_patient_self_registration)
 
 
@@ -88,13 +88,13 @@ def save(
     SessionExpired, Forbidden, StepUpRequired."""
     now = utc(now)
     identity = platform.services.identity
-    session = identity.resolve(session_id, now=now)
+    session = identity.sessions.resolve(session_id, now=now)
     if session is None:
         raise SessionExpired()
     actor = session.to_actor()
     if actor.role is not Role.ADMIN:
         raise Forbidden("only administrators change the platform's settings")
-    if requires_step_up(actor, now, identity.settings.step_up_window):
+    if requires_step_up(actor, now, identity.core.settings.step_up_window):
         raise StepUpRequired()
     path = settings_path(platform)
     with platform.engine.begin() as conn:

@@ -35,7 +35,7 @@ from secretum.identity.errors import (
     WeakPassword,
 )
 from secretum.identity.model import Session
-from secretum.identity.service import IdentityService
+from secretum.identity.service import Identity
 from secretum.identity.service_base import WebAuthnStart
 from secretum.identity.service_signin import SignedIn as SignInResult
 from secretum.localtime import labelled
@@ -62,7 +62,7 @@ TRUST_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
 STEP_UP_PATH = "/account/step-up"
 
 
-def identity(request: Request) -> IdentityService:
+def identity(request: Request) -> Identity:
     """The identity service of the running platform."""
     return services(request).identity
 

@@ -132,7 +132,7 @@ async def live_session(request: Request) -> tuple[str, Session] | None:
         return None
     # the session store is a database (or Redis): blocking, so in a worker thread, never on
     # the event loop (the coroutine waits; the loop serves other requests meanwhile)
-    resolve = services(request).identity.resolve
+    resolve = services(request).identity.sessions.resolve
     session = await run_in_threadpool(resolve, session_id, now=now(request))
     if session is None:
         return None

@@ -19,10 +19,10 @@ def send_consent_recorded(platform: Platform, patient_id: str) -> bool:
     """Mail the patient that a consent was recorded for them; False if it was not sent."""
     identity = platform.services.identity
     with platform.engine.connect() as conn:
-        row = identity.accounts.by_id(conn, patient_id)
+        row = identity.core.accounts.by_id(conn, patient_id)
     if row is None:  # a patient record without an account: the notice is all there is
         return False
-    to = identity.accounts.open_personal(row).email
+    to = identity.core.accounts.open_personal(row).email
     try:
         platform.services.mailer.send(texts.consent_recorded(to, platform.settings.base_url))
     except MailError as exc:

@@ -78,13 +78,13 @@ def security_page(
         headers=problem_.headers if problem_ else None,
         problem=problem_,
         flashes=flashes,
-        credentials=svc.list_credentials(caller.session_id, now=when),
-        sessions=svc.list_sessions(caller.session_id, now=when),
+        credentials=svc.factors.list_credentials(caller.session_id, now=when),
+        sessions=svc.sessions.list_sessions(caller.session_id, now=when),
         factors=factor_summary(svc, caller.session_id, now=when),
         notices=security_notices(svc, caller.session_id, now=when),
         this_ref=caller.session.ref,
-        this_device=svc.accounts.device_ref(device) if device else None,
-        step_up_needed=requires_step_up(caller.actor, when, svc.settings.step_up_window),
+        this_device=svc.core.accounts.device_ref(device) if device else None,
+        step_up_needed=requires_step_up(caller.actor, when, svc.core.settings.step_up_window),
     )
 
 
@@ -109,7 +109,7 @@ async def rename_credential(
 ) -> Response:
     """Rename one of the user's passkeys or security keys."""
     try:
-        identity(request).rename_credential(
+        identity(request).factors.rename_credential(
             caller.session_id, ref, name, now=now(request), address=caller.address
         )
     except IdentityError as exc:
@@ -122,7 +122,7 @@ async def revoke_credential(request: Request, caller: FullSession, ref: str) -> 
     """Delete one of the user's credentials (step-up)."""
     admin_settings.current(platform(request))
     try:
-        identity(request).revoke_credential(
+        identity(request).factors.revoke_credential(
             caller.session_id, ref, now=now(request), address=caller.address
         )
     except IdentityError as exc:
@@ -135,7 +135,9 @@ async def remove_totp(request: Request, caller: FullSession) -> Response:
     """Stop using the authenticator app (step-up)."""
     admin_settings.current(platform(request))
     try:
-        identity(request).remove_totp(caller.session_id, now=now(request), address=caller.address)
+        identity(request).factors.remove_totp(
+            caller.session_id, now=now(request), address=caller.address
+        )
     except IdentityError as exc:
         return _refused(request, caller, exc)
     return redirect(f"{HERE}?done=totp-removed")
@@ -145,7 +147,7 @@ async def remove_totp(request: Request, caller: FullSession) -> Response:
 async def new_recovery_codes(request: Request, caller: FullSession) -> Response:
     """A new set of recovery codes, shown once (step-up); the old ones stop working."""
     try:
-        codes = identity(request).generate_recovery_codes(
+        codes = identity(request).factors.generate_recovery_codes(
             caller.session_id, now=now(request), address=caller.address
         )
     except IdentityError as exc:
@@ -157,7 +159,7 @@ async def new_recovery_codes(request: Request, caller: FullSession) -> Response:
 async def revoke_session(request: Request, caller: FullSession, ref: str) -> Response:
     """End another session of the user."""
     try:
-        identity(request).revoke_session(
+        identity(request).sessions.revoke_session(
             caller.session_id, ref, now=now(request), address=caller.address
         )
     except IdentityError as exc:
@@ -172,7 +174,7 @@ async def revoke_session(request: Request, caller: FullSession, ref: str) -> Res
 @router.post("/sign-out-everywhere")
 async def sign_out_everywhere(request: Request, caller: FullSession) -> Response:
     """End every session of the user, this one included."""
-    identity(request).sign_out_everywhere(
+    identity(request).sessions.sign_out_everywhere(
         caller.session_id, now=now(request), address=caller.address
     )
     response = redirect("/sign-in")
@@ -194,7 +196,7 @@ async def change_password(
         found = Problem("password-mismatch", text, 400, field="confirm")
         return security_page(request, caller, problem_=found)
     try:
-        identity(request).change_password(
+        identity(request).accounts.change_password(
             caller.session_id, current=current, new=new, now=now(request), address=caller.address
         )
     except IdentityError as exc:

@@ -80,7 +80,7 @@ async def credential_options(
             kind = CredentialKind(str(body.get("kind", "")))
         except ValueError:
             raise InvalidInput("kind", "passkey or security-key") from None
-        start = identity(request).begin_credential_registration(
+        start = identity(request).factors.begin_credential_registration(
             holder.session_id, kind, now=now(request)
         )
     except IdentityError as exc:
@@ -98,7 +98,7 @@ async def credential_verify(
 ) -> JSONResponse:
     """Store the new credential (the session's user); recovery codes after the first."""
     try:
-        enrolled = identity(request).complete_credential_registration(
+        enrolled = identity(request).factors.complete_credential_registration(
             holder.session_id,
             ceremony,
             credential,
@@ -129,7 +129,7 @@ def _grouped(secret: str) -> str:
 async def totp_setup(request: Request, holder: AnySession) -> Response:
     """A new authenticator-app secret: QR code, secret for manual entry, confirmation."""
     try:
-        setup = identity(request).begin_totp_setup(holder.session_id, now=now(request))
+        setup = identity(request).factors.begin_totp_setup(holder.session_id, now=now(request))
     except StepUpRequired:
         return step_up_redirect("/account/mfa")
     except IdentityError as exc:
@@ -159,7 +159,7 @@ async def totp_confirm(request: Request, holder: AnySession, code: Code = "") ->
     """Activate the new secret once a code from the app matches it."""
     svc = identity(request)
     try:
-        enrolled = svc.confirm_totp(
+        enrolled = svc.factors.confirm_totp(
             holder.session_id, "".join(code.split()), now=now(request), address=holder.address
         )
     except StepUpRequired:
@@ -213,7 +213,7 @@ def _step_up_page(
         headers=found.headers if found else None,
         problem=found,
         factors=factor_summary(svc, caller.session_id, now=when),
-        password_ok=svc.password_step_up_allowed(caller.session_id, now=when),
+        password_ok=svc.step_up.password_step_up_allowed(caller.session_id, now=when),
         next=target,
         verify_url=f"/account/step-up/verify?next={quote(target)}",
     )
@@ -229,7 +229,7 @@ async def step_up_form(request: Request, caller: FullSession, next: str = "/") -
 async def step_up_options(request: Request, caller: FullSession) -> JSONResponse:
     """WebAuthn options for a step-up (user verification required)."""
     try:
-        start = identity(request).begin_step_up(caller.session_id, now=now(request))
+        start = identity(request).step_up.begin_step_up(caller.session_id, now=now(request))
     except IdentityError as exc:
         return json_problem(request, exc)
     return JSONResponse(ceremony_json(start))
@@ -245,7 +245,7 @@ async def step_up_verify(
 ) -> JSONResponse:
     """A fresh WebAuthn user verification: the session is strengthened (new id)."""
     try:
-        rotated = identity(request).complete_step_up_webauthn(
+        rotated = identity(request).step_up.complete_step_up_webauthn(
             caller.session_id, ceremony, credential, now=now(request), address=caller.address
         )
     except IdentityError as exc:
@@ -265,7 +265,7 @@ async def step_up_totp(
     """A fresh authenticator-app code: the session is strengthened (new id)."""
     target = safe_next(next)
     try:
-        rotated = identity(request).step_up_totp(
+        rotated = identity(request).step_up.step_up_totp(
             caller.session_id, "".join(code.split()), now=now(request), address=caller.address
         )
     except IdentityError as exc:
@@ -286,7 +286,7 @@ async def step_up_password(
     the session is strengthened (new id). The service refuses every other account."""
     target = safe_next(next)
     try:
-        rotated = identity(request).step_up_password(
+        rotated = identity(request).step_up.step_up_password(
             caller.session_id, password, now=now(request), address=caller.address
         )
     except IdentityError as exc:
@@ -301,7 +301,7 @@ async def sign_in_again(
     request: Request, caller: FullSession, next: Annotated[str, Form(max_length=2048)] = "/"
 ) -> Response:
     """Sign out and sign in again (for accounts without a factor that can step up)."""
-    identity(request).sign_out(caller.session_id, now=now(request), address=caller.address)
+    identity(request).sessions.sign_out(caller.session_id, now=now(request), address=caller.address)
     response = redirect(f"/sign-in?next={quote(safe_next(next))}")
     clear_session_cookie(response)
     return response

@@ -61,9 +61,11 @@ def _users_page(
     svc = identity(request)
     when = now(request)
     try:
-        accounts = svc.list_accounts(caller.session_id, now=when)
+        accounts = svc.admin.list_accounts(caller.session_id, now=when)
         staff: dict[str, Any] = {
-            a.user_id: svc.get_profile(caller.session_id, now=when, user_id=a.user_id).personal
+            a.user_id: svc.accounts.get_profile(
+                caller.session_id, now=when, user_id=a.user_id
+            ).personal
             for a in accounts
             if a.role is not Role.PATIENT
         }
@@ -95,7 +97,7 @@ async def set_status(
     try:
         if status not in {str(s) for s in AccountStatus}:
             raise InvalidInput("status", "active, locked or disabled")
-        identity(request).set_account_status(
+        identity(request).admin.set_account_status(
             caller.session_id,
             user_id,
             AccountStatus(status),
@@ -113,7 +115,7 @@ async def set_status(
 async def reset_mfa(request: Request, caller: Admin, user_id: str) -> Response:
     """Forget an account's second factors (lost authenticator, checked out of band)."""
     try:
-        identity(request).reset_mfa(
+        identity(request).admin.reset_mfa(
             caller.session_id, user_id, now=now(request), address=caller.address
         )
     except StepUpRequired:
@@ -128,7 +130,7 @@ async def reset_mfa(request: Request, caller: Admin, user_id: str) -> Response:
 
 def _invitations_page(request: Request, caller: Admin, **ctx: Any) -> Response:
     try:
-        accounts = identity(request).list_accounts(caller.session_id, now=now(request))
+        accounts = identity(request).admin.list_accounts(caller.session_id, now=now(request))
     except StepUpRequired:
         return step_up_redirect("/admin/invitations")
     found: Problem | None = ctx.get("problem")
@@ -184,7 +186,7 @@ async def invite(
     try:
         if role not in {str(r) for r in Role}:
             raise InvalidInput("role", "patient, practitioner, admin or dpo")
-        invitation = identity(request).invite(
+        invitation = identity(request).accounts.invite(
             caller.session_id,
             email=email,
             role=Role(role),
@@ -205,7 +207,7 @@ async def invite(
 async def renew(request: Request, caller: Admin, user_id: str) -> Response:
     """A new link for an invitation not yet accepted (the previous one may have expired)."""
     try:
-        invitation = identity(request).reinvite(
+        invitation = identity(request).accounts.reinvite(
             caller.session_id, user_id, now=now(request), address=caller.address
         )
     except StepUpRequired:

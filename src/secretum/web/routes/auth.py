@@ -63,7 +63,7 @@ def setup_link(platform: Platform) -> str | None:
     ``IdentitySettings.setup_token_ttl`` (24 h). ``secretum serve`` prints it at start.
     """
     try:
-        token = platform.services.identity.create_setup_token(None, platform.clock())
+        token = platform.services.identity.accounts.create_setup_token(None, platform.clock())
     except SetupClosed:
         return None
     return f"{platform.settings.base_url}/setup/{token}"
@@ -102,7 +102,7 @@ async def sign_in(
     next_url = safe_next(next)
     admin_settings.current(platform(request))
     try:
-        result = identity(request).sign_in_password(
+        result = identity(request).sign_in.sign_in_password(
             email,
             password,
             now=now(request),
@@ -185,9 +185,9 @@ async def second_factor(
     code = "".join(code.split())
     try:
         if method == "recovery-code":
-            result = svc.complete_sign_in_recovery_code(ticket, code, **kwargs)
+            result = svc.sign_in.complete_sign_in_recovery_code(ticket, code, **kwargs)
         else:
-            result = svc.complete_sign_in_totp(ticket, code, **kwargs)
+            result = svc.sign_in.complete_sign_in_totp(ticket, code, **kwargs)
     except ChallengeExpired:
         return _expired(next_url)
     except IdentityError as exc:
@@ -213,7 +213,7 @@ async def second_factor_options(request: Request) -> JSONResponse:
     try:
         if pending is None:
             raise ChallengeExpired()
-        start = identity(request).second_factor_options(pending[0], now=now(request))
+        start = identity(request).sign_in.second_factor_options(pending[0], now=now(request))
     except IdentityError as exc:
         return json_problem(request, exc)
     return JSONResponse(ceremony_json(start))
@@ -231,7 +231,7 @@ async def second_factor_verify(
     try:
         if pending is None:
             raise ChallengeExpired()
-        result = identity(request).complete_sign_in_security_key(
+        result = identity(request).sign_in.complete_sign_in_security_key(
             pending[0],
             ceremony,
             credential,
@@ -254,7 +254,7 @@ async def second_factor_verify(
 async def passkey_options(request: Request) -> JSONResponse:
     """Options for a passwordless sign-in with a discoverable credential (anyone)."""
     try:
-        start = identity(request).begin_passkey_sign_in(now=now(request))
+        start = identity(request).sign_in.begin_passkey_sign_in(now=now(request))
     except IdentityError as exc:
         return json_problem(request, exc)
     return JSONResponse(ceremony_json(start))
@@ -270,7 +270,7 @@ async def passkey_verify(
     """Passwordless sign-in: the assertion of a registered passkey (anyone)."""
     admin_settings.current(platform(request))
     try:
-        result = identity(request).complete_passkey_sign_in(
+        result = identity(request).sign_in.complete_passkey_sign_in(
             ceremony,
             credential,
             now=now(request),
@@ -292,7 +292,9 @@ async def passkey_verify(
 async def sign_out(request: Request, holder: MaybeAnySession) -> Response:
     """End this session (its holder, CSRF checked); without a session, just go to sign-in."""
     if holder is not None:
-        identity(request).sign_out(holder.session_id, now=now(request), address=holder.address)
+        identity(request).sessions.sign_out(
+            holder.session_id, now=now(request), address=holder.address
+        )
     response = redirect("/sign-in")
     clear_session_cookie(response)
     return response

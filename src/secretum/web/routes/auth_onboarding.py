@@ -65,7 +65,7 @@ def _dead_link(request: Request, exc: IdentityError) -> Response:
 async def setup_form(request: Request, token: str) -> Response:
     """The first-administrator form (anyone holding a live link; checked again on POST)."""
     try:
-        identity(request).check_setup_link(token, now=now(request))
+        identity(request).accounts.check_setup_link(token, now=now(request))
     except IdentityError as exc:
         return _dead_link(request, exc)
     return public_page(request, "auth_setup.html", token=token)
@@ -88,7 +88,7 @@ async def setup(
             request, "auth_setup.html", status_code=400, token=token, problem=found, form=form
         )
     try:
-        identity(request).complete_setup(
+        identity(request).accounts.complete_setup(
             token,
             email=email,
             display_name=display_name,
@@ -116,7 +116,7 @@ async def setup(
 async def invitation_form(request: Request, token: str) -> Response:
     """Choose a password (anyone holding a live link; checked again on POST)."""
     try:
-        identity(request).check_invitation_link(token, now=now(request))
+        identity(request).accounts.check_invitation_link(token, now=now(request))
     except IdentityError as exc:
         return _dead_link(request, exc)
     return public_page(request, "auth_invite.html", token=token)
@@ -131,7 +131,7 @@ async def accept_invitation(
         found = _mismatch(request)
         return public_page(request, "auth_invite.html", status_code=400, token=token, problem=found)
     try:
-        identity(request).accept_invitation(
+        identity(request).accounts.accept_invitation(
             token, password=password, now=now(request), address=client_address(request)
         )
     except IdentityError as exc:
@@ -161,7 +161,7 @@ async def register(request: Request, display_name: Text = "", email: Text = "") 
     or a field that is not an e-mail address / a name is said so."""
     admin_settings.current(platform(request))
     try:
-        asked = identity(request).register_patient(
+        asked = identity(request).accounts.register_patient(
             email=email,
             display_name=display_name,
             now=now(request),

@@ -3,9 +3,10 @@
 from alembic import context
 
 from secretum.storage.db import vault_metadata
-from secretum.storage.schema import register_tables
 
-register_tables()
+# The migrations are explicit operations: they do not read the metadata, which holds the tables
+# of the modules the caller imported (the composition root imports them all:
+# secretum.bootstrap.register_tables; the schema test compares the two).
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=vault_metadata, render_as_batch=True)
 with context.begin_transaction():
