@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
-from secretum.records.guard import deny
 from test_records_documents import PDF, docref
 from test_records_fixtures import (  # noqa: F401 (world_fixture is a fixture)
     DOCTOR,
@@ -23,10 +22,15 @@ from test_records_fixtures import (  # noqa: F401 (world_fixture is a fixture)
     world_fixture,
 )
 
+from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied
+from secretum.access.guard import deny
 from secretum.bootstrap import PlatformError, open_blob_store
 from secretum.config import Settings
-from secretum.records.fhir import AccessDenied, FileTooLarge
+from secretum.records.fhir import FileTooLarge
 from secretum.storage.blobs import FileSystemBlobStore
+
+CTX = RequestContext(DOCTOR, TREAT, NOW)
 
 
 def _checked_out_during_writes(world: World, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -51,12 +55,10 @@ def test_an_upload_is_written_before_its_transaction(
     while the file streams in. (Before: the blob was written inside the transaction.)"""
     world.new_patient()
     seen = _checked_out_during_writes(world, monkeypatch)
-    doc = world.documents.create_document(
-        DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "application/pdf"
-    )
+    doc = world.documents.create_document(CTX, docref(), io.BytesIO(PDF), "application/pdf")
     assert seen == [0]
     assert len(world.blobs()) == 1
-    with world.documents.open_document(DOCTOR, TREAT, NOW, doc.resource_id) as content:
+    with world.documents.open_document(CTX, doc.resource_id) as content:
         assert content.reader.read() == PDF
     assert world.audit_rows()[-2]["subtype"] == "create"
 
@@ -68,11 +70,9 @@ def test_a_failed_transaction_leaves_no_blob(world: World, monkeypatch: pytest.M
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the database failed after the upload")
 
-    monkeypatch.setattr(world.records, "_write", broken)
+    monkeypatch.setattr(world.records, "write", broken)
     with pytest.raises(RuntimeError, match="failed after the upload"):
-        world.documents.create_document(
-            DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "application/pdf"
-        )
+        world.documents.create_document(CTX, docref(), io.BytesIO(PDF), "application/pdf")
     assert seen == [0], "the blob was written (before the transaction)"
     assert world.blobs() == []
     assert world.count("encrypted_files") == 0
@@ -87,7 +87,7 @@ def test_a_refused_upload_reads_and_writes_nothing(
     world.guard.rules.insert(0, deny(kind="DocumentReference"))
     stream = io.BytesIO(PDF)
     with pytest.raises(AccessDenied):
-        world.documents.create_document(DOCTOR, TREAT, NOW, docref(), stream, "application/pdf")
+        world.documents.create_document(CTX, docref(), stream, "application/pdf")
     assert seen == [] and stream.tell() == 0 and world.blobs() == []
     assert world.audit_rows()[-1]["outcome"] != 0  # the refusal is audited, once
 
@@ -96,9 +96,7 @@ def test_an_upload_error_is_audited_and_leaves_no_blob(world: World) -> None:
     world.new_patient()
     world.documents.limits = type(world.documents.limits)(max_bytes=1024)
     with pytest.raises(FileTooLarge):
-        world.documents.create_document(
-            DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "application/pdf"
-        )
+        world.documents.create_document(CTX, docref(), io.BytesIO(PDF), "application/pdf")
     assert world.blobs() == []
     last = world.audit_rows()[-1]
     assert (last["subtype"], last["outcome"]) == ("create", 4)  # refused, audited as before
@@ -112,9 +110,7 @@ def _age(path: Path, seconds: float) -> None:
 def test_orphans_are_removed_and_referenced_or_young_blobs_kept(world: World) -> None:
     world.new_patient()
     files = world.records.files
-    world.documents.create_document(
-        DOCTOR, TREAT, NOW, docref(), io.BytesIO(PDF), "application/pdf"
-    )
+    world.documents.create_document(CTX, docref(), io.BytesIO(PDF), "application/pdf")
     (referenced,) = world.blobs()
     old = files.stage(
         patient_id="pat-1", file_type="document", file_id="o1", version=1, src=io.BytesIO(b"x")

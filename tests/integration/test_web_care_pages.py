@@ -241,7 +241,9 @@ def test_dpo_verifies_the_audit_log_and_sees_the_first_finding(world: WebWorld) 
     location = posted.headers["location"]
     assert location.startswith("/dpo/audit?verified=")
     verified = unescape(dpo.get(location).text)
-    assert "Journal intègre" in verified and "1 point(s) de contrôle signé(s)" in verified
+    # every committed transaction's signed head is in the witness: at least the checkpoint
+    assert "Journal intègre" in verified
+    assert re.search(r"[1-9][0-9]* point\(s\) de contrôle signé\(s\)", verified)
     assert "Dora Delegate" in verified  # who verified, in the history
     with world.platform.engine.begin() as conn:
         conn.execute(text("UPDATE audit_entries SET actor_id = 'forged' WHERE seq = 3"))

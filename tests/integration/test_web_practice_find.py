@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from secretum.access.context import RequestContext
 from secretum.access.model import Purpose
 from secretum.audit.store import audit_entries
 from web_world import WebWorld, clinic
@@ -29,7 +30,9 @@ def _give_ins(world: WebWorld, name: str, ins: str, writer: str, purpose: Purpos
     """Add an INS to a patient's Patient resource (as their practitioner would)."""
     pid = world.users[name].user_id
     svc, now = world.services, world.clock.now
-    record = svc.records.read(world.users[writer].actor, purpose, now, "Patient", pid)
+    record = svc.records.read(
+        RequestContext(world.users[writer].actor, purpose, now), "Patient", pid
+    )
     body = {k: v for k, v in record.resource.items() if k != "meta"}
     body["identifier"] = [{"system": INS_OID, "value": ins.replace(" ", "")}]
     svc.records.update(

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, cast
 from sqlalchemy.engine import Connection
 
 from secretum.access.context import RequestContext
+from secretum.access.door import Attempt
 from secretum.access.model import Action, Resource, Sensitivity
 from secretum.audit.model import EventAction
 from secretum.crypto.streaming import DecryptingReader
@@ -35,7 +36,6 @@ from secretum.records.fhir import (
     validate,
 )
 from secretum.records.files import StagedFile
-from secretum.records.guard import Attempt
 from secretum.records.service import SERVER_ATTACHMENT, RecordService, file_url, sensitivity_for
 
 FILE_TYPE = "DocumentReference"
