@@ -30,14 +30,11 @@ def _give_ins(world: WebWorld, name: str, ins: str, writer: str, purpose: Purpos
     """Add an INS to a patient's Patient resource (as their practitioner would)."""
     pid = world.users[name].user_id
     svc, now = world.services, world.clock.now
-    record = svc.records.read(
-        RequestContext(world.users[writer].actor, purpose, now), "Patient", pid
-    )
+    ctx = RequestContext(world.users[writer].actor, purpose, now)
+    record = svc.records.read(ctx, "Patient", pid)
     body = {k: v for k, v in record.resource.items() if k != "meta"}
     body["identifier"] = [{"system": INS_OID, "value": ins.replace(" ", "")}]
-    svc.records.update(
-        world.users[writer].actor, purpose, now, "Patient", pid, body, if_match=record.version
-    )
+    svc.records.update(ctx, "Patient", pid, body, if_match=record.version)
 
 
 def _audit(world: WebWorld, **where: str) -> list[dict[str, object]]:
