@@ -76,7 +76,7 @@ class GroupCommit:
         append_many: AppendMany,
         max_batch: int = MAX_BATCH,
         idle_seconds: float = IDLE_SECONDS,
-        durable: Callable[[], None] | None = None,
+        durable: Callable[[], object] | None = None,
     ) -> None:
         """``durable``: makes what the committed batches wrote outside the database durable
         (the witness flush), run by the syncer thread before it answers them; None: the writer
