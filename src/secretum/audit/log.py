@@ -20,31 +20,33 @@ one, so a checkpoint exists in the database exactly when its entries do. They se
 
 **Witnessed tree heads.** A checkpoint every thousand entries leaves the newest entries covered
 by nothing outside the database: an intruder could delete or rewrite them (a shred, a
-break-the-glass) and recompute their hashes. So every transaction that appends entries, once it
-has committed and *before its caller gets control back*, appends a signed tree head (a
-:class:`~secretum.audit.checkpoint.Checkpoint`: size, root, time, Ed25519 signature) covering its
-entries to the witness file and flushes it to disk: one signature and one witness line per
-transaction (a whole group-commit batch, whose flush its syncer thread does before answering,
-see :mod:`secretum.audit.group`), never per entry. When
-the transaction signed a checkpoint at its end, that checkpoint is its head (no second
-signature), so every checkpoint of the database reaches the witness too, CLI ones included.
+break-the-glass) and recompute their hashes. So every committed entry is covered by a signed
+tree head (a :class:`~secretum.audit.checkpoint.Checkpoint`: size, root, time, Ed25519
+signature) on disk in the witness file *before the answer to its action leaves the server*
+(not before ``append`` or the commit returns: that would put a signature and a second
+``fdatasync`` in every transaction). A transaction that appended entries, once committed, only
+notes them for the witness flusher (:mod:`secretum.audit.witnessing`): one background thread
+per log that signs one head covering everything committed so far, appends it (with the
+checkpoints the transactions signed: every checkpoint of the database reaches the witness,
+CLI ones included) and flushes it, once per flush, however many transactions it covers. Whoever
+answers waits for it: :meth:`AuditLog.wait_witnessed` / :meth:`AuditLog.witnessed_async`, the
+barrier (the web layer before a response starts, CLI commands before they print success,
+``Platform.close`` and server shutdown). A failed witness write fails the barrier with
+:class:`~secretum.audit.checkpoint.WitnessError`: the entries committed, the action is not
+reported done.
 
-How it is wired: an append notes its leaf hashes on the transaction (``_Pending``); the engine's
+How it is wired: an append notes its leaf hashes on the transaction (``Pending``); the engine's
 ``commit`` event (SQLAlchemy Core has no after-commit event) commits the driver connection
-itself, then witnesses, then lets SQLAlchemy's own commit run (a no-op on a driver connection
-with nothing left to commit). A failed driver commit is raised as SQLAlchemy's error (nothing
-witnessed); a failed witness write raises :class:`~secretum.audit.checkpoint.WitnessError`
-after the entries committed (the caller is not told "done", and the group commit does not
-retry). A savepoint rolled back, or appends that were not contiguous, make the head be computed
-from what the database holds once committed. Rolled-back transactions witness nothing.
+itself, then hands the note to the flusher (after a savepoint rolled back, or appends that were
+not contiguous, with the committed size read back: the flusher then reads those leaves from the
+database), then lets SQLAlchemy's own commit run (a no-op on a driver connection with nothing
+left to commit). A failed driver commit is raised as SQLAlchemy's error (nothing noted).
+Rolled-back transactions note nothing. The flusher keeps the committed tree as a compact range,
+extended with the noted leaves and the leaves other processes appended (read back, committed).
 
-The root of a head comes from a compact range of the committed log kept in memory
-(``_tree``): extended with the transaction's own leaf hashes, after the leaves other processes
-appended since (read back, committed, on the same driver connection). A lock orders the heads of
-this process; a head another thread already wrote that covers a transaction's entries spares it
-a line. The flush (``fdatasync``) runs after the lock, so concurrent transactions share
-flushes: each waits until the file is on disk, whoever wrote the line covering it. Processes
-sharing the witness may write their heads out of size order: verify accepts that.
+Crash semantics: entries committed but not yet witnessed when the process dies were never
+answered (the barrier had not passed); verify reports them as an unwitnessed tail, a note, not
+a finding. Every entry covered by a witnessed head is protected as below.
 
 ``verify`` then checks the database against every witnessed head (see
 :mod:`secretum.audit.verify`): deleting, rewriting (hashes recomputed or not) or reordering any

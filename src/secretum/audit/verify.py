@@ -24,9 +24,12 @@ What is checked, in order:
    witnessed size above the number of rows names the first missing entry), and the entries
    after the last seal against the checkpoint policy, when given (:class:`CheckpointPolicy`):
    an entry that the log would have checkpointed on append, but that no checkpoint follows, was
-   not appended through the log (insertion). Entries after the largest witnessed head (a
-   transaction committing right now, or a crash between commit and witness) are only as
-   trustworthy as the database: a note says how many there are.
+   not appended through the log (insertion). Entries after the largest witnessed head, the
+   *unwitnessed tail*, were committed but never answered: the witness flusher had not covered
+   them yet (it runs behind the commits, see :mod:`secretum.audit.witnessing`), or the process
+   stopped first; since no answer leaves before the witness covers its entries, nobody was told
+   these actions were done. They are only as trustworthy as the database: a note (not a
+   finding) says how many there are.
 
 The first bad entry is classified from its neighbours (the canonical entry includes ``seq``, so
 the stored hash of a moved entry still matches its old position): ``modified``, ``deleted``,
@@ -172,8 +175,11 @@ def verify_log(
         covered = max(witnessed, default=0)
         if witness_path is not None and n > covered:
             notes.append(
-                f"{n - covered} entries after the largest witnessed head (size {covered}) are "
-                "not covered by the witness file yet"
+                f"unwitnessed tail: {n - covered} entries after the largest witnessed head "
+                f"(size {covered}) are not covered by the witness file: committed but not yet "
+                "answered (their witness flush is under way, or the process stopped before it: "
+                "no answer leaves before the witness covers its entries), only as trustworthy "
+                "as the database"
             )
         if n > head.tree_size:
             notes.append(
