@@ -5,9 +5,10 @@ among the newest entries: after the last signed checkpoint (or before the first 
 platform). Each attack here is done in SQL, as an intruder would, and the strong one recomputes
 every leaf hash and the head row's compact range and drops the database checkpoints that no
 longer match (those it cannot re-sign), so that the database alone is consistent again. What
-defeats it: the signed tree head that every committing transaction writes to the witness file
-(outside the database) before its caller is answered. ``verify`` must fail and name the first
-affected entry.
+defeats it: the signed tree head covering every committed entry that the witness flusher
+writes to the witness file (outside the database) before the action is answered (the barrier
+``wait_witnessed``, which ``build`` calls after each transaction as an answer would).
+``verify`` must fail and name the first affected entry.
 
 All run on SQLite and PostgreSQL. On the code before the witnessed heads, every attack here
 verified "OK" (the witness then only held the periodic checkpoints).

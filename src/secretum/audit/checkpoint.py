@@ -14,9 +14,9 @@ several keys (rotation) knows which one to use.
 
 The **witness file** receives one JSON line per signed tree head, appended and made durable
 (``fdatasync``) before the action that committed the entries is answered (see
-:mod:`secretum.audit.log`): a head per committed transaction of audit entries, and every
-checkpoint signed in the database. Several processes (instances of the server, CLI commands) may
-share the file on one machine:
+:mod:`secretum.audit.witnessing`): a head per flush of the witness flusher, covering every
+transaction of audit entries committed before it, and every checkpoint signed in the database.
+Several processes (instances of the server, CLI commands) may share the file on one machine:
 
 * each head is one ``write`` of one whole line on a descriptor opened with ``O_APPEND``, under an
   exclusive ``flock`` (which also lets a writer mend a torn last line, left by a crash, before it

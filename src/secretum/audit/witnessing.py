@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from secretum.audit import store
 from secretum.audit.checkpoint import Checkpoint, WitnessError, WitnessFile
@@ -297,7 +297,7 @@ class WitnessFlusher:
         appended after the one before it committed)."""
         tree = None if self._tree is None else self._tree.copy()
         if tree is None or target - tree.size > self._every:
-            with self._engine.connect() as conn:
+            with self._read() as conn:
                 head = store.read_head(conn) or store.EMPTY_HEAD
             if tree is None or head.tree_size > tree.size:
                 tree = CompactRange.from_bytes(head.tree_size, head.compact_range)
@@ -313,8 +313,13 @@ class WitnessFlusher:
         return tree
 
     def _read_into(self, tree: CompactRange, start: int, end: int) -> None:
-        with self._engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+        with self._read() as conn:
             tree.extend(store.read_leaf_range(conn, start, end))
+
+    def _read(self) -> Connection:
+        """A connection for reading beside writers (SQLite: a deferred transaction, which takes
+        no write lock)."""
+        return self._engine.connect().execution_options(sqlite_begin="DEFERRED")
 
     def _settle_async(self) -> None:
         """(Under the lock.) Settle the coroutines whose size is witnessed, or whose wait saw a
