@@ -333,7 +333,8 @@ def test_one_head_covers_every_transaction_committed_during_a_flush(
             log.append(conn, event(i))
     gate.set()
     assert log.wait_witnessed() == 10
-    assert [c.tree_size for c in WitnessFile(witness).read().checkpoints] in ([1, 10], [10])
+    sizes = [c.tree_size for c in WitnessFile(witness).read().checkpoints]
+    assert sizes[-1] == 10 and len(sizes) <= 2, sizes  # the held flush, then one for the rest
     assert verify(log).ok
 
 

@@ -480,6 +480,7 @@ def test_the_witness_file_is_created_with_its_folder(engine: Engine, tmp_path: P
     log = AuditLog(engine, KEY, witness, checkpoint_every=2, checkpoint_seconds=3600)
     for i in range(2):
         log.append_committed(event(i))
+        log.wait_witnessed()
     assert log.flush_witness() == 2
     assert witness.parent.stat().st_mode & 0o777 == 0o700
     assert [c.tree_size for c in WitnessFile(witness).read().checkpoints] == [1, 2]

@@ -14,7 +14,9 @@ returns: between the commit and the answer there is room to batch. So:
   appends it to the witness file with the checkpoints the transactions signed (one ``write``)
   and ``fdatasync``-s, then raises the *witnessed size* and wakes the waiters. While it
   flushes, more transactions commit: the next flush covers them all with one signature and one
-  line. The witness grows by one head per flush, not per transaction.
+  line. The witness grows by one head per flush, not per transaction. While no one waits for
+  the witness (no answer is held: a batch job appending, say), a flush lets commits gather for
+  up to :data:`LINGER_SECONDS` first; a waiter arriving ends that at once.
 * The **barrier**: :meth:`WitnessFlusher.wait` (threads) and :meth:`WitnessFlusher.wait_async`
   (coroutines) return once the witnessed size reaches a size (by default the committed size of
   this process when called), at once and without a lock when it already has. If the flush
@@ -52,6 +54,10 @@ _log = logging.getLogger(__name__)
 
 #: Seconds the flusher thread waits for work before it ends (the next commit starts another).
 IDLE_SECONDS = 1.0
+#: Seconds a flush may wait for more commits while no one waits for it (no answer is held):
+#: commits not yet answered need no head yet, and one head then covers several. A waiter
+#: (the barrier) cuts it short at once.
+LINGER_SECONDS = 0.005
 #: Sizes whose written root the flusher remembers (to skip a second line for a checkpoint).
 _REMEMBERED = 256
 #: Default patience of a barrier: a witness that cannot be flushed in this time fails it.
@@ -109,12 +115,15 @@ class WitnessFlusher:
         witness: WitnessFile,
         checkpoint_every: int,
         idle_seconds: float = IDLE_SECONDS,
+        linger_seconds: float = LINGER_SECONDS,
     ) -> None:
         self._engine = engine
         self._key = key
         self._witness = witness
         self._every = checkpoint_every
         self._idle = idle_seconds
+        self._linger = linger_seconds
+        self._waiters = 0  # threads in wait(): with them (or coroutines), no lingering
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._queue: list[Pending] = []  # committed, not yet taken by the flusher
@@ -170,18 +179,22 @@ class WitnessFlusher:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             failures = self._failures
-            self._wake()
-            while self.witnessed_size < target:
-                if self._failures != failures:
-                    raise self._failed(target)
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise WitnessError(
-                        f"audit entries up to size {target} committed, but the witness file "
-                        f"did not cover them within {timeout} s"
-                    )
-                self._cond.wait(remaining)
-            return self.witnessed_size
+            self._waiters += 1
+            try:
+                self._wake()
+                while self.witnessed_size < target:
+                    if self._failures != failures:
+                        raise self._failed(target)
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise WitnessError(
+                            f"audit entries up to size {target} committed, but the witness "
+                            f"file did not cover them within {timeout} s"
+                        )
+                    self._cond.wait(remaining)
+                return self.witnessed_size
+            finally:
+                self._waiters -= 1
 
     async def wait_async(
         self, size: int | None = None, timeout: float | None = WAIT_SECONDS
@@ -224,6 +237,7 @@ class WitnessFlusher:
                 if not self._kick:
                     self._thread = None  # (a later _wake, under this lock, starts another)
                     return
+                self._linger_while_no_one_waits()
                 self._kick = False
                 batch, self._queue = self._queue, []
                 target = self.committed_size
@@ -260,6 +274,16 @@ class WitnessFlusher:
                 self.witnessed_size = max(self.witnessed_size, tree.size)
                 self._cond.notify_all()
                 self._settle_async()
+
+    def _linger_while_no_one_waits(self) -> None:
+        """(Under the lock.) While no answer waits for the witness, let commits gather for a
+        few milliseconds (one head then covers them all); a waiter ends it at once."""
+        deadline = time.monotonic() + self._linger
+        while not self._waiters and not self._async:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _fail(self, exc: Exception) -> None:
         """Every waiter of the moment is told (WitnessError); the next commit or waiter retries."""
