@@ -57,7 +57,7 @@ IDLE_SECONDS = 1.0
 #: Seconds a flush may wait for more commits while no one waits for it (no answer is held):
 #: commits not yet answered need no head yet, and one head then covers several. A waiter
 #: (the barrier) cuts it short at once.
-LINGER_SECONDS = 0.005
+LINGER_SECONDS = 0.05
 #: Sizes whose written root the flusher remembers (to skip a second line for a checkpoint).
 _REMEMBERED = 256
 #: Default patience of a barrier: a witness that cannot be flushed in this time fails it.
