@@ -35,10 +35,12 @@ protected against deletion, rewriting and reordering exactly as before.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +62,8 @@ IDLE_SECONDS = 1.0
 LINGER_SECONDS = 0.05
 #: Sizes whose written root the flusher remembers (to skip a second line for a checkpoint).
 _REMEMBERED = 256
+#: Patience of the last flush at a normal exit of the process.
+EXIT_SECONDS = 5.0
 #: Default patience of a barrier: a witness that cannot be flushed in this time fails it.
 WAIT_SECONDS = 30.0
 
@@ -97,6 +101,18 @@ class Pending:
 
 _AsyncWaiter = tuple[int, int, asyncio.Future[None]]
 
+#: The flushers of this process, for a last flush when it exits normally (``atexit``): a
+#: script or command that forgot to wait still leaves no unwitnessed tail.
+_LIVE: weakref.WeakSet[WitnessFlusher] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for flusher in list(_LIVE):
+        if flusher.committed_size > flusher.witnessed_size:
+            with contextlib.suppress(Exception):
+                flusher.wait(timeout=EXIT_SECONDS)
+
 
 class WitnessFlusher:
     """Signs and flushes tree heads for what this process committed; the barrier (module doc).
@@ -124,6 +140,7 @@ class WitnessFlusher:
         self._idle = idle_seconds
         self._linger = linger_seconds
         self._waiters = 0  # threads in wait(): with them (or coroutines), no lingering
+        self._hurry = False  # a commit signed a checkpoint: no lingering either
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._queue: list[Pending] = []  # committed, not yet taken by the flusher
@@ -146,6 +163,7 @@ class WitnessFlusher:
         self.flushes = 0
         #: Test hook: called by the flusher thread before it writes (to slow it, or fail it).
         self.before_flush: Callable[[], None] | None = None
+        _LIVE.add(self)
 
     # -- commits ---------------------------------------------------------------------------
 
@@ -154,6 +172,9 @@ class WitnessFlusher:
         with self._cond:
             self._queue.append(pending)
             self.committed_size = max(self.committed_size, pending.end)
+            # A checkpoint reaches the witness at once (verify expects every database
+            # checkpoint below the last witnessed head in the file).
+            self._hurry = self._hurry or pending.checkpoint is not None
             self._wake()
 
     def _wake(self) -> None:
@@ -238,7 +259,7 @@ class WitnessFlusher:
                     self._thread = None  # (a later _wake, under this lock, starts another)
                     return
                 self._linger_while_no_one_waits()
-                self._kick = False
+                self._kick = self._hurry = False
                 batch, self._queue = self._queue, []
                 target = self.committed_size
                 if not batch and not self._unwritten and target <= self.witnessed_size:
@@ -279,7 +300,7 @@ class WitnessFlusher:
         """(Under the lock.) While no answer waits for the witness, let commits gather for a
         few milliseconds (one head then covers them all); a waiter ends it at once."""
         deadline = time.monotonic() + self._linger
-        while not self._waiters and not self._async:
+        while not self._waiters and not self._async and not self._hurry:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
