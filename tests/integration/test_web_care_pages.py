@@ -14,6 +14,7 @@ import pytest
 from fhir.resources.R4B.observation import Observation
 from sqlalchemy import select, text
 
+from secretum.audit.checkpoint import WitnessFile
 from secretum.audit.store import audit_entries
 from secretum.logs import configure_logging
 from secretum.policy.model import Purpose
@@ -226,9 +227,13 @@ def test_dpo_verifies_the_audit_log_and_sees_the_first_finding(world: WebWorld) 
     dpo = world.client("dpo", html=True)
     state = unescape(dpo.get("/dpo/audit").text)
     assert "Nombre d'entrées" in state and "Vérifier maintenant" in state
-    world.platform.audit.checkpoint(world.clock.now)
+    audit = world.platform.audit
+    audit.checkpoint(world.clock.now)
+    # every signed root: the witnessed heads (one per witness flush) and the checkpoint
+    witnessed = WitnessFile(world.platform.settings.witness_path).read().checkpoints
+    signed = len({c.tree_size for c in witnessed} | {c.tree_size for c in audit.checkpoints()})
     verified = unescape(dpo.post("/dpo/audit/verify").text)
-    assert "Journal intègre" in verified and "1 point(s) de contrôle signé(s)" in verified
+    assert "Journal intègre" in verified and f", {signed} point(s) de contrôle signé(s)" in verified
     with world.platform.engine.begin() as conn:
         conn.execute(text("UPDATE audit_entries SET actor_id = 'forged' WHERE seq = 3"))
     tampered = unescape(dpo.post("/dpo/audit/verify").text)
