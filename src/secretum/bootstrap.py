@@ -179,9 +179,15 @@ class Platform:
         ]
 
     def close(self) -> None:
-        self.kms.close()
-        self.engine.dispose()
-        self.vault_engine.dispose()
+        """Let go of the platform: first every audit entry this process committed reaches the
+        witness file (WitnessError if it cannot: the caller must not report success), then the
+        KMS and the engines are closed (whatever happened)."""
+        try:
+            self.audit.close()
+        finally:
+            self.kms.close()
+            self.engine.dispose()
+            self.vault_engine.dispose()
 
 
 def dev_passphrase_path(settings: Settings) -> Path:

@@ -160,15 +160,18 @@ def serve(
             f"(valid 24 hours; a new one is printed at each start):\n[bold]{link}[/bold]",
             soft_wrap=True,
         )
-    serve_https(
-        create_app(settings, services=platform, duties=platform.duties()),
-        host=settings.host,
-        port=settings.port,
-        certfile=identity.certfile,
-        keyfile=identity.keyfile,
-        cafile=identity.cafile,
-        log_level=settings.log_level.lower(),
-    )
+    try:
+        serve_https(
+            create_app(settings, services=platform, duties=platform.duties()),
+            host=settings.host,
+            port=settings.port,
+            certfile=identity.certfile,
+            keyfile=identity.keyfile,
+            cafile=identity.cafile,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        platform.close()  # the audit witness flushed, then the engines let go
 
 
 @app.command()
@@ -229,6 +232,7 @@ def _seed_demo(platform: Platform) -> None:
         seed_demo(platform, platform.clock(), echo=console.print)
     except DemoAlreadySeeded:
         console.print("the demo clinic is already there (accounts printed at first seeding)")
+    _witnessed(platform)
 
 
 # -- keys -------------------------------------------------------------------------------------
@@ -287,6 +291,7 @@ def keys_rotate(
             batch_size=batch_size,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
+    _witnessed(platform)
     verb = "resumed rotation to" if report.resumed else "rotated to"
     console.print(
         f"[green]{verb} KEK v{report.to_version}[/green]: {report.rewrapped} keys rewrapped"
@@ -306,6 +311,7 @@ def keys_retire(
         audited_retire(platform, below)
     except (RetireRefused, ValueError) as exc:
         raise _fail(str(exc)) from None
+    _witnessed(platform)
     console.print(f"[green]KEK versions below {below} destroyed[/green]")
 
 
@@ -328,6 +334,7 @@ def keys_shred(
         audited_shred(platform, patient_id, actor_id="cli", actor_role="admin")
     except (KeyNotFoundError, NotAPatient) as exc:
         raise _fail(str(exc)) from None
+    _witnessed(platform)
     console.print(f"[green]shredded[/green] the data key of {patient_id}")
 
 
@@ -395,6 +402,19 @@ def _open() -> Platform:
         return open_platform(Settings(), dev=True)
     except PlatformError as exc:
         raise _fail(str(exc)) from None
+
+
+def _witnessed(platform: Platform) -> None:
+    """The audit barrier before a command reports success: every audit entry it committed is
+    covered by a signed tree head on disk in the witness file (``secretum.audit.witnessing``).
+    If the witness cannot be written, the command fails: its action committed, but it must not
+    say "done" while the audit entry is covered by nothing outside the database."""
+    from secretum.audit.checkpoint import WitnessError
+
+    try:
+        platform.audit.wait_witnessed()
+    except WitnessError as exc:
+        raise _fail(f"the action was done but its audit entry is not witnessed: {exc}") from None
 
 
 def main() -> None:

@@ -5,9 +5,10 @@ among the newest entries: after the last signed checkpoint (or before the first 
 platform). Each attack here is done in SQL, as an intruder would, and the strong one recomputes
 every leaf hash and the head row's compact range and drops the database checkpoints that no
 longer match (those it cannot re-sign), so that the database alone is consistent again. What
-defeats it: the signed tree head that every committing transaction writes to the witness file
-(outside the database) before its caller is answered. ``verify`` must fail and name the first
-affected entry.
+defeats it: the signed tree head covering every committed entry that the witness flusher
+writes to the witness file (outside the database) before the action is answered (the barrier
+``wait_witnessed``, which ``build`` calls after each transaction as an answer would).
+``verify`` must fail and name the first affected entry.
 
 All run on SQLite and PostgreSQL. On the code before the witnessed heads, every attack here
 verified "OK" (the witness then only held the periodic checkpoints).
@@ -78,6 +79,7 @@ def build(engine: Engine, witness: Path, n: int, every: int) -> AuditLog:
                 log.append_many(conn, [event(i)])
         else:
             log.append_committed(event(i))
+        log.wait_witnessed()  # the barrier before the action's answer
     log.tick(T0)
     report = verify(log)
     assert report.ok and report.entries_verified == n, report.findings
@@ -284,32 +286,71 @@ def durable_head(witness: Path, spy: SyncSpy, seq: int) -> Checkpoint:
     raise AssertionError(f"no witnessed head covers entry {seq}")
 
 
-def test_the_head_is_durable_when_append_returns(
+def test_the_head_is_durable_when_the_barrier_returns(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The commit only notes the entries; the barrier (what every answer waits for) returns
+    once a head covering them is on disk."""
     witness = tmp_path / "witness.log"
     spy = SyncSpy(monkeypatch)
     log = AuditLog(engine, KEY, witness, checkpoint_every=1000)
     for i in range(3):
         with engine.begin() as conn:
             seq = log.append(conn, event(i))
-        head = durable_head(witness, spy, seq)  # right after the commit returned
+        assert log.wait_witnessed() > seq
+        head = durable_head(witness, spy, seq)  # right after the barrier returned
         assert (head.tree_size, head.root_hash) == log.tree_head()
+    for i in range(3, 23):  # the group commit: answered on commit, then the barrier
+        seq = log.append_committed(event(i))
+        log.wait_witnessed()
+        assert durable_head(witness, spy, seq).tree_size > seq
+
+    async def main() -> list[Checkpoint]:
+        heads = []
+        for i in range(23, 28):
+            seq = await log.append_committed_async(event(i))
+            await log.witnessed_async()
+            heads.append(durable_head(witness, spy, seq))  # the coroutine's continuation
+        return heads
+
+    assert [h.tree_size for h in asyncio.run(main())] == list(range(24, 29))
 
 
-def test_the_head_is_durable_when_the_group_commit_answers(
+def test_one_head_covers_every_transaction_committed_during_a_flush(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """While the flusher writes, transactions commit: the next flush covers them all with one
+    signed head (one line), not a line per transaction."""
+    witness = tmp_path / "witness.log"
+    log = AuditLog(engine, KEY, witness, checkpoint_every=1000)
+    assert log.flusher is not None
+    gate = threading.Event()
+    log.flusher.before_flush = lambda: gate.wait(10)
+    with engine.begin() as conn:
+        log.append(conn, event(0))
+    for i in range(1, 10):  # committed while the first flush is held
+        with engine.begin() as conn:
+            log.append(conn, event(i))
+    gate.set()
+    assert log.wait_witnessed() == 10
+    sizes = [c.tree_size for c in WitnessFile(witness).read().checkpoints]
+    assert sizes[-1] == 10 and len(sizes) <= 2, sizes  # the held flush, then one for the rest
+    assert verify(log).ok
+
+
+def test_the_head_is_durable_when_the_group_commit_answers_if_it_waits(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Read from within the waiter's continuation: the writer thread settles the future only
-    once the batch's head is on disk."""
+    """With ``group_waits_for_witness``: the group commit settles a future only once the
+    batch's head is on disk (read from within the waiter's continuation)."""
     witness = tmp_path / "witness.log"
     spy = SyncSpy(monkeypatch)
-    log = AuditLog(engine, KEY, witness, checkpoint_every=1000)
+    log = AuditLog(engine, KEY, witness, checkpoint_every=1000, group_waits_for_witness=True)
     seen: list[Any] = []
     lock = threading.Lock()
     all_seen = threading.Event()
 
-    def check(future: Any) -> None:  # runs in the writer thread, as the future is settled
+    def check(future: Any) -> None:  # runs in the syncer thread, as the future is settled
         try:
             seq = future.result()
             result: Any = durable_head(witness, spy, seq).tree_size > seq
@@ -328,15 +369,6 @@ def test_the_head_is_durable_when_the_group_commit_answers(
     seqs = sorted(f.result() for f in futures)
     assert seqs == list(range(20))
     assert all_seen.wait(10) and all(x is True for x in seen), seen
-
-    async def main() -> list[Checkpoint]:
-        heads = []
-        for i in range(20, 25):
-            seq = await log.append_committed_async(event(i))
-            heads.append(durable_head(witness, spy, seq))  # the coroutine's continuation
-        return heads
-
-    assert [h.tree_size for h in asyncio.run(main())] == list(range(21, 26))
 
 
 def test_heads_arrive_out_of_order_between_processes(engine: Engine, tmp_path: Path) -> None:

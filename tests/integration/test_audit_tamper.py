@@ -62,6 +62,7 @@ def log(engine: Engine, tmp_path: Path) -> AuditLog:
     for i in range(SIZE):
         with engine.begin() as conn:
             audit.append(conn, event(i))
+        audit.wait_witnessed()  # the action's answer waits for its head: one per transaction
     audit.flush_witness()
     return audit
 

@@ -14,9 +14,9 @@ several keys (rotation) knows which one to use.
 
 The **witness file** receives one JSON line per signed tree head, appended and made durable
 (``fdatasync``) before the action that committed the entries is answered (see
-:mod:`secretum.audit.log`): a head per committed transaction of audit entries, and every
-checkpoint signed in the database. Several processes (instances of the server, CLI commands) may
-share the file on one machine:
+:mod:`secretum.audit.witnessing`): a head per flush of the witness flusher, covering every
+transaction of audit entries committed before it, and every checkpoint signed in the database.
+Several processes (instances of the server, CLI commands) may share the file on one machine:
 
 * each head is one ``write`` of one whole line on a descriptor opened with ``O_APPEND``, under an
   exclusive ``flock`` (which also lets a writer mend a torn last line, left by a crash, before it
@@ -173,10 +173,16 @@ class WitnessFile:
             return 0
 
     def append_head(self, head: Checkpoint, *, sync: bool = True) -> None:
-        """Append one signed tree head, whatever the sizes already there (module doc: heads may
-        arrive out of order between processes); on disk when this returns, unless ``sync`` is
-        False (then :meth:`sync` must follow before anyone is told)."""
-        line = (head.to_line() + "\n").encode("ascii")
+        """Append one signed tree head (see :meth:`append_heads`)."""
+        self.append_heads([head], sync=sync)
+
+    def append_heads(self, heads: Sequence[Checkpoint], *, sync: bool = True) -> None:
+        """Append signed tree heads in one ``write``, whatever the sizes already there (module
+        doc: heads may arrive out of order between processes); on disk when this returns,
+        unless ``sync`` is False (then :meth:`sync` must follow before anyone is told)."""
+        if not heads:
+            return
+        data = "".join(head.to_line() + "\n" for head in heads).encode("ascii")
         created = not self.path.exists()
         if created:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -186,8 +192,8 @@ class WitnessFile:
             try:
                 end = os.fstat(fd).st_size
                 if end and os.pread(fd, 1, end - 1) != b"\n":  # a torn line from a crash
-                    line = b"\n" + line
-                if os.write(fd, line) != len(line):  # O_APPEND: one write, at the end
+                    data = b"\n" + data
+                if os.write(fd, data) != len(data):  # O_APPEND: one write, at the end
                     raise OSError("short write to the witness file")
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)

@@ -20,21 +20,18 @@ serves the next request, take that one alone, and so on: a transaction (and a th
 per read, measured at 1.4 events a batch with 50 concurrent readers.
 
 The promise to each caller: when ``append`` returns, its entry is committed (on SQLite with
-``synchronous=FULL``, on disk) *and* a signed tree head covering it is on disk in the witness
-file (:mod:`secretum.audit.log`): one Ed25519 signature and one witness line per batch. The
-writer's transaction writes the batch's head line as it commits (the ``commit`` hook), but
-leaves the flush (``fdatasync``) to a second thread, the *syncer*, given as ``durable``: the
-writer hands it the batch's answers and goes on with the next batch at once, so the database
-commit of one batch overlaps the witness flush of the one before, and one flush serves every
-batch waiting for it. The syncer answers the waiters once the flush returned. (Flushing in the
-writer instead, between commit and answers, cost half the throughput: two flushes in a row per
-batch.)
+``synchronous=FULL``, on disk). A signed tree head covering it reaches the witness file just
+after, written by the log's witness flusher (:mod:`secretum.audit.witnessing`) off this path:
+whoever answers the action waits for it (the web layer's barrier before a response starts).
+With ``durable`` (``AuditLog(group_waits_for_witness=True)``), the writer instead hands each
+committed batch to a second thread, the *syncer*, which calls ``durable`` (the barrier) and only
+then answers: the database commit of one batch overlaps the wait for the witness of the one
+before, and one wait serves every batch committed meanwhile.
 
 When ``append`` raises, the entry is not committed, except with
 :class:`~secretum.audit.checkpoint.WitnessError` (committed, not witnessed: the caller must not
 say "done"). If a batch fails to commit, its events are retried one transaction each, so one bad
-event fails only its own caller; a batch whose witness line failed is not retried (it
-committed).
+event fails only its own caller; a batch that committed is never retried.
 """
 
 from __future__ import annotations
@@ -76,7 +73,7 @@ class GroupCommit:
         append_many: AppendMany,
         max_batch: int = MAX_BATCH,
         idle_seconds: float = IDLE_SECONDS,
-        durable: Callable[[], None] | None = None,
+        durable: Callable[[], object] | None = None,
     ) -> None:
         """``durable``: makes what the committed batches wrote outside the database durable
         (the witness flush), run by the syncer thread before it answers them; None: the writer

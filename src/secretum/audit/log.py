@@ -20,31 +20,33 @@ one, so a checkpoint exists in the database exactly when its entries do. They se
 
 **Witnessed tree heads.** A checkpoint every thousand entries leaves the newest entries covered
 by nothing outside the database: an intruder could delete or rewrite them (a shred, a
-break-the-glass) and recompute their hashes. So every transaction that appends entries, once it
-has committed and *before its caller gets control back*, appends a signed tree head (a
-:class:`~secretum.audit.checkpoint.Checkpoint`: size, root, time, Ed25519 signature) covering its
-entries to the witness file and flushes it to disk: one signature and one witness line per
-transaction (a whole group-commit batch, whose flush its syncer thread does before answering,
-see :mod:`secretum.audit.group`), never per entry. When
-the transaction signed a checkpoint at its end, that checkpoint is its head (no second
-signature), so every checkpoint of the database reaches the witness too, CLI ones included.
+break-the-glass) and recompute their hashes. So every committed entry is covered by a signed
+tree head (a :class:`~secretum.audit.checkpoint.Checkpoint`: size, root, time, Ed25519
+signature) on disk in the witness file *before the answer to its action leaves the server*
+(not before ``append`` or the commit returns: that would put a signature and a second
+``fdatasync`` in every transaction). A transaction that appended entries, once committed, only
+notes them for the witness flusher (:mod:`secretum.audit.witnessing`): one background thread
+per log that signs one head covering everything committed so far, appends it (with the
+checkpoints the transactions signed: every checkpoint of the database reaches the witness,
+CLI ones included) and flushes it, once per flush, however many transactions it covers. Whoever
+answers waits for it: :meth:`AuditLog.wait_witnessed` / :meth:`AuditLog.witnessed_async`, the
+barrier (the web layer before a response starts, CLI commands before they print success,
+``Platform.close`` and server shutdown). A failed witness write fails the barrier with
+:class:`~secretum.audit.checkpoint.WitnessError`: the entries committed, the action is not
+reported done.
 
-How it is wired: an append notes its leaf hashes on the transaction (``_Pending``); the engine's
+How it is wired: an append notes its leaf hashes on the transaction (``Pending``); the engine's
 ``commit`` event (SQLAlchemy Core has no after-commit event) commits the driver connection
-itself, then witnesses, then lets SQLAlchemy's own commit run (a no-op on a driver connection
-with nothing left to commit). A failed driver commit is raised as SQLAlchemy's error (nothing
-witnessed); a failed witness write raises :class:`~secretum.audit.checkpoint.WitnessError`
-after the entries committed (the caller is not told "done", and the group commit does not
-retry). A savepoint rolled back, or appends that were not contiguous, make the head be computed
-from what the database holds once committed. Rolled-back transactions witness nothing.
+itself, then hands the note to the flusher (after a savepoint rolled back, or appends that were
+not contiguous, with the committed size read back: the flusher then reads those leaves from the
+database), then lets SQLAlchemy's own commit run (a no-op on a driver connection with nothing
+left to commit). A failed driver commit is raised as SQLAlchemy's error (nothing noted).
+Rolled-back transactions note nothing. The flusher keeps the committed tree as a compact range,
+extended with the noted leaves and the leaves other processes appended (read back, committed).
 
-The root of a head comes from a compact range of the committed log kept in memory
-(``_tree``): extended with the transaction's own leaf hashes, after the leaves other processes
-appended since (read back, committed, on the same driver connection). A lock orders the heads of
-this process; a head another thread already wrote that covers a transaction's entries spares it
-a line. The flush (``fdatasync``) runs after the lock, so concurrent transactions share
-flushes: each waits until the file is on disk, whoever wrote the line covering it. Processes
-sharing the witness may write their heads out of size order: verify accepts that.
+Crash semantics: entries committed but not yet witnessed when the process dies were never
+answered (the barrier had not passed); verify reports them as an unwitnessed tail, a note, not
+a finding. Every entry covered by a witnessed head is protected as below.
 
 ``verify`` then checks the database against every witnessed head (see
 :mod:`secretum.audit.verify`): deleting, rewriting (hashes recomputed or not) or reordering any
@@ -54,9 +56,8 @@ committed entry, the newest included, is found and the first affected entry name
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
@@ -84,9 +85,7 @@ from secretum.audit.merkle import (
 from secretum.audit.model import AuditEvent
 from secretum.audit.store import HeadState
 from secretum.audit.verify import CheckpointPolicy, VerifyReport, verify_log
-
-#: Execution option of the group commit's connections: its syncer flushes the witness file.
-_DEFER_FLUSH = "secretum_audit_defer_witness_flush"
+from secretum.audit.witnessing import WAIT_SECONDS, Pending, WitnessFlusher
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -102,26 +101,6 @@ def _ms(when: datetime) -> int:
     if when.tzinfo is None:
         raise ValueError("time must be timezone-aware")
     return (when - _EPOCH) // _ONE_MS
-
-
-@dataclass(slots=True)
-class _Pending:
-    """What one transaction appended, to witness once it commits (module doc)."""
-
-    start: int  # seq of its first entry
-    leaves: list[bytes]  # leaf hashes of its entries start, start + 1, ...
-    ms: int  # the latest event time among them: the head's timestamp
-    #: The last checkpoint it signed, and the tree at that size.
-    checkpoint: Checkpoint | None = None
-    tree: CompactRange | None = None
-    #: False when the leaves above may not be what commits (a savepoint rolled back, appends
-    #: that did not follow each other): the head is then computed from the committed log.
-    exact: bool = True
-    extra: list[Checkpoint] = field(default_factory=list)  # earlier checkpoints it signed
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.leaves)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +155,7 @@ class AuditLog:
         *,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
+        group_waits_for_witness: bool = False,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_seconds <= 0:
             raise ValueError("checkpoint_every >= 1 and checkpoint_seconds > 0")
@@ -191,20 +171,19 @@ class AuditLog:
         # reserved ahead: on SQLite the caller's BEGIN IMMEDIATE already holds the write lock
         # when append reads it, so the last append of this process tells the truth.
         self._next_seq: int | None = None
-        witnessing = self.witness is not None and signing_key is not None
-        # The group commit's transactions leave the witness flush to its syncer thread.
-        self._group = GroupCommit(
-            engine.execution_options(**{_DEFER_FLUSH: True}) if witnessing else engine,
-            self.append_many,
-            durable=self._flush_witness_file if witnessing else None,
-        )
-        # Witnessing (module doc): per open transaction, what it appended; the committed tree
-        # as this process knows it; the largest size it has on disk in the witness.
-        self._pending: dict[Transaction, _Pending] = {}
-        self._tree: CompactRange | None = None
-        self._covered = 0
-        self._witness_lock = threading.Lock()
-        if witnessing:
+        # Witnessing (module doc): per open transaction, what it appended; the flusher that
+        # signs heads for what committed, and the barrier before answers.
+        self._pending: dict[Transaction, Pending] = {}
+        self._flusher: WitnessFlusher | None = None
+        if self.witness is not None and signing_key is not None:
+            self._flusher = WitnessFlusher(engine, signing_key, self.witness, checkpoint_every)
+        # The group commit answers right after its commit (or, with group_waits_for_witness,
+        # once the witness covers the batch: its syncer thread waits for the flusher).
+        durable: Callable[[], object] | None = None
+        if self._flusher is not None and group_waits_for_witness:
+            durable = self._flusher.wait
+        self._group = GroupCommit(engine, self.append_many, durable=durable)
+        if self._flusher is not None:
             sa_event.listen(engine, "commit", self._on_commit)
             sa_event.listen(engine, "rollback", self._on_rollback)
             sa_event.listen(engine, "rollback_savepoint", self._on_savepoint_rollback)
@@ -354,14 +333,14 @@ class AuditLog:
         tree: CompactRange | None = None,
     ) -> None:
         """Remember what the open transaction of ``connection`` appended, for its commit."""
-        if self.witness is None or self._key is None:
+        if self._flusher is None:
             return
         txn = connection.get_transaction()
         if txn is None:  # (append began one: there is one)
             return
         pending = self._pending.get(txn)
         if pending is None:
-            self._pending[txn] = _Pending(start, list(leaves), ms, checkpoint, tree)
+            self._pending[txn] = Pending(start, list(leaves), ms, checkpoint, tree)
             return
         if start != pending.end:
             pending.exact = False
@@ -382,80 +361,67 @@ class AuditLog:
 
     def _on_commit(self, conn: Connection) -> None:
         """The engine's ``commit`` event, before SQLAlchemy commits: commit the driver
-        connection here, then witness, so the head is on disk before the commit returns."""
+        connection here, then note what committed for the flusher (no I/O but, after a
+        savepoint rolled back, reading the committed size)."""
         pending = self._pending.pop(conn.get_transaction(), None)  # type: ignore[arg-type]
         if pending is None:
             return
+        assert self._flusher is not None
         dbapi: Any = conn.connection.dbapi_connection
         try:
             dbapi.commit()
         except conn.dialect.loaded_dbapi.Error as exc:
             base = conn.dialect.loaded_dbapi.Error
             raise DBAPIError.instance("COMMIT", (), exc, base, dialect=conn.dialect) from exc
-        flush = not conn.get_execution_options().get(_DEFER_FLUSH, False)
-        try:
-            self._witness_committed(dbapi, conn.dialect.name, pending, flush=flush)
-        except Exception as exc:
-            raise WitnessError(
-                f"audit entries from {pending.start} committed, but their tree head could not "
-                f"be written to the witness file: {exc.__class__.__name__}"
-            ) from exc
+        if not pending.exact:  # what committed: the log's size now covers it
+            try:
+                pending.committed_end = store.committed_size(dbapi, conn.dialect.name)
+            except Exception as exc:
+                raise WitnessError(
+                    f"audit entries from {pending.start} committed, but the size of the log "
+                    f"could not be read back for the witness: {exc.__class__.__name__}"
+                ) from exc
+        self._flusher.committed(pending)
 
-    def _witness_committed(
-        self, dbapi: Any, dialect: str, pending: _Pending, *, flush: bool = True
-    ) -> None:
-        """Append a signed head covering ``pending``'s (committed) entries to the witness, and
-        flush it unless told not to (the group commit's syncer does, before answering)."""
-        assert self.witness is not None and self._key is not None
-        with self._witness_lock:
-            heads = list(pending.extra) if pending.exact else []
-            cp = pending.checkpoint if pending.exact else None
-            if cp is not None and cp.tree_size == pending.end:
-                heads.append(cp)  # the checkpoint it signed at its end is its head
-                if pending.tree is not None:
-                    self._tree = pending.tree.copy()
-            else:
-                if cp is not None:  # an earlier checkpoint of the transaction: it goes too
-                    heads.append(cp)
-                if heads or not pending.exact or self._covered < pending.end:
-                    tree = self._committed_tree(dbapi, dialect, pending)
-                    heads.append(Checkpoint.sign(self._key, tree.size, tree.root(), pending.ms))
-                # else: a head written by another thread of this process covers the entries
-            for head in heads:
-                self.witness.append_head(head, sync=False)
-            if heads:
-                self._covered = max(self._covered, heads[-1].tree_size)
-        # Outside the lock, so that the threads of this process share flushes: the one that
-        # covered these entries may still be flushing; this returns once they are on disk.
-        if flush:
-            self.witness.sync()
+    # -- the barrier (module doc, and secretum.audit.witnessing) ----------------------------
 
-    def _flush_witness_file(self) -> None:
-        """The group commit's syncer: the heads its batches wrote, on disk."""
-        assert self.witness is not None
-        self.witness.sync()
+    @property
+    def witnessed_size(self) -> int:
+        """The largest tree size this process has on disk in the witness file."""
+        return 0 if self._flusher is None else self._flusher.witnessed_size
 
-    def _committed_tree(self, dbapi: Any, dialect: str, pending: _Pending) -> CompactRange:
-        """The committed tree up to ``pending``'s end (at least): the remembered one plus the
-        leaves appended since by others, plus ``pending``'s; else (nothing remembered, or
-        others appended more than a checkpoint's worth since) rebuilt from the head row, sealed
-        fewer than ``checkpoint_every`` entries before the end. The leaves read back are
-        committed: ``pending``'s entries needed them committed."""
-        tree = self._tree
-        near = tree is not None and pending.start - tree.size <= self.checkpoint_every
-        if pending.exact and tree is not None and tree.size <= pending.start and near:
-            tree = tree.copy()  # (kept only once the head is built)
-            if tree.size < pending.start:
-                tree.extend(store.committed_leaves(dbapi, dialect, tree.size, pending.start))
-            tree.extend(pending.leaves)
-        else:
-            head = store.committed_head(dbapi, dialect)
-            tree = CompactRange.from_bytes(head.tree_size, head.compact_range)
-            end = pending.end if pending.exact else store.committed_size(dbapi, dialect)
-            if end > tree.size:
-                tree.extend(store.committed_leaves(dbapi, dialect, tree.size, end))
-        self._tree = tree
-        return tree
+    @property
+    def committed_size(self) -> int:
+        """The largest tree size this process knows committed (by its own transactions)."""
+        return 0 if self._flusher is None else self._flusher.committed_size
+
+    @property
+    def flusher(self) -> WitnessFlusher | None:
+        """The witness flusher (None without a witness file or a key): tests, metrics."""
+        return self._flusher
+
+    def wait_witnessed(self, size: int | None = None, timeout: float | None = WAIT_SECONDS) -> int:
+        """Block until a signed tree head covering ``size`` entries (default: every entry this
+        process committed so far) is on disk in the witness file; return the witnessed size.
+        Call it before answering after audited work. Raises
+        :class:`~secretum.audit.checkpoint.WitnessError` when the witness cannot be written
+        (the entries committed: do not say the action was done, do not redo it). Free when
+        nothing was committed since the last flush, and without a witness."""
+        if self._flusher is None:
+            return 0
+        return self._flusher.wait(size, timeout)
+
+    async def witnessed_async(
+        self, size: int | None = None, timeout: float | None = WAIT_SECONDS
+    ) -> int:
+        """:meth:`wait_witnessed` for a coroutine (the event loop runs on meanwhile)."""
+        if self._flusher is None:
+            return 0
+        return await self._flusher.wait_async(size, timeout)
+
+    def close(self) -> None:
+        """Before the process lets go: everything it committed, witnessed (WitnessError else)."""
+        self.wait_witnessed()
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -475,14 +441,19 @@ class AuditLog:
                 store.insert_checkpoint(conn, checkpoint)
                 sealed = HeadState(size, root.to_bytes(), size, checkpoint.timestamp_ms)
                 store.set_head(conn, sealed)
-                # witnessed on commit, before this returns (an empty transaction of entries)
+                # to the witness, before this returns (an empty transaction of entries)
                 self._note(conn, size, [], checkpoint.timestamp_ms, checkpoint, root)
-        self.flush_witness()
+        if checkpoint is not None:
+            self.wait_witnessed()
+        else:
+            self.flush_witness()
         return checkpoint
 
     def tick(self, now: datetime) -> Checkpoint | None:
-        """Periodic duty (call every few seconds): copy committed checkpoints to the witness, and
-        sign one if entries are waiting for longer than ``checkpoint_seconds``."""
+        """Periodic duty (call every few seconds): wait for the flusher, copy committed
+        checkpoints to the witness, and sign one if entries are waiting for longer than
+        ``checkpoint_seconds``."""
+        self.wait_witnessed()
         self.flush_witness()
         if self._key is None:
             return None

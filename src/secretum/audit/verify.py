@@ -4,7 +4,8 @@ What is checked, in order:
 
 1. The witness file (read first: every line in it was committed before the database snapshot
    that follows): each line parses and carries a valid Ed25519 signature (RFC 9162 §4.10). It
-   holds a signed tree head per committed transaction of audit entries (and every checkpoint),
+   holds a signed tree head per witness flush, covering the transactions committed before it
+   (and every checkpoint),
    in no particular order (processes sharing it append concurrently): each is a statement "the
    log had this root at this size", and all of them are checked. Two heads at one size must
    have the same root (else a fork: ``witness_mismatch``).
@@ -15,18 +16,21 @@ What is checked, in order:
    at every witnessed or checkpointed size (an attacker who rewrites entries *and* their hashes
    cannot sign), and with the head row's compact range at its sealed size. Sizes are visited in
    increasing order, so the first size whose root differs, after the last one that matched,
-   brackets the first rewritten entry: with one head per transaction, the first entry of the
-   first transaction whose head no longer matches (the exact entry for a one-entry
-   transaction). A binary search over the witnessed sizes would find the same bracket (the
+   brackets the first rewritten entry: the first entry after the last head that matched (the
+   exact entry when each head covers one entry, as when every action is answered before the
+   next commits). A binary search over the witnessed sizes would find the same bracket (the
    tree at a smaller size is a prefix of the tree at every larger one, so once a root differs,
    every larger one does); the streaming pass gets it without a second read of the rows.
 4. The end of the log against the head row and every signed size (truncation: the largest
    witnessed size above the number of rows names the first missing entry), and the entries
    after the last seal against the checkpoint policy, when given (:class:`CheckpointPolicy`):
    an entry that the log would have checkpointed on append, but that no checkpoint follows, was
-   not appended through the log (insertion). Entries after the largest witnessed head (a
-   transaction committing right now, or a crash between commit and witness) are only as
-   trustworthy as the database: a note says how many there are.
+   not appended through the log (insertion). Entries after the largest witnessed head, the
+   *unwitnessed tail*, were committed but never answered: the witness flusher had not covered
+   them yet (it runs behind the commits, see :mod:`secretum.audit.witnessing`), or the process
+   stopped first; since no answer leaves before the witness covers its entries, nobody was told
+   these actions were done. They are only as trustworthy as the database: a note (not a
+   finding) says how many there are.
 
 The first bad entry is classified from its neighbours (the canonical entry includes ``seq``, so
 the stored hash of a moved entry still matches its old position): ``modified``, ``deleted``,
@@ -172,8 +176,11 @@ def verify_log(
         covered = max(witnessed, default=0)
         if witness_path is not None and n > covered:
             notes.append(
-                f"{n - covered} entries after the largest witnessed head (size {covered}) are "
-                "not covered by the witness file yet"
+                f"unwitnessed tail: {n - covered} entries after the largest witnessed head "
+                f"(size {covered}) are not covered by the witness file: committed but not yet "
+                "answered (their witness flush is under way, or the process stopped before it: "
+                "no answer leaves before the witness covers its entries), only as trustworthy "
+                "as the database"
             )
         if n > head.tree_size:
             notes.append(
@@ -267,7 +274,7 @@ def _anchors(
     elif late and has_witness:
         msg = f"the witness file holds no checkpoint, the database holds {late}: file lost?"
         findings.append(Finding(Kind.WITNESS_MISMATCH, None, msg))
-    # Witnessed heads without a database checkpoint are the rule (one per transaction): the
+    # Witnessed heads without a database checkpoint are the rule (one per witness flush): the
     # tree is checked against them all; a missing database checkpoint above the last entry
     # shows as truncation.
     return anchors

@@ -16,6 +16,8 @@ Routers come from ``web/routes/``; services (use cases) are reached by routes th
   500 gets them too;
 * no interactive docs and no OpenAPI schema unless ``debug`` (note: the Swagger page needs
   inline script and a CDN, which the CSP forbids; use the JSON schema at ``/openapi.json``);
+* the audit barrier (:mod:`secretum.web.witness`), inside those two: no response starts before
+  the witness file covers every audit entry committed so far; a 503 if it cannot be written;
 * FastAPI's native OpenTelemetry hooks switched off: they would export exception messages and
   validation inputs (patient data) to whatever exporter the environment configures.
 """
@@ -45,6 +47,7 @@ from secretum.web.deps import NotSignedIn, wants_html
 from secretum.web.headers import SecurityHeadersMiddleware
 from secretum.web.requestlog import RequestLogMiddleware
 from secretum.web.templating import render
+from secretum.web.witness import AuditBarrierMiddleware
 
 _log = get_logger(__name__)
 
@@ -61,9 +64,12 @@ class SecretumAPI(FastAPI):
     """FastAPI whose outermost layers are the security headers and the request log."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        """Wrap Starlette's stack (ServerErrorMiddleware first) in our two middlewares."""
+        """Wrap Starlette's stack (ServerErrorMiddleware first) in the audit barrier (no response
+        starts before the witness covers the audit entries committed so far,
+        :mod:`secretum.web.witness`), then our two outer middlewares."""
         inner = super().build_middleware_stack()
-        return SecurityHeadersMiddleware(RequestLogMiddleware(inner))
+        barrier = AuditBarrierMiddleware(inner, self)
+        return SecurityHeadersMiddleware(RequestLogMiddleware(barrier))
 
 
 health_router = APIRouter()
