@@ -27,7 +27,7 @@ from secretum.audit import (
     verify_log,
 )
 from secretum.audit.merkle import CompactRange
-from secretum.audit.model import LEAF_TEMPLATE
+from secretum.audit.model import CANONICAL_FIELDS, LEAF_TEMPLATE
 from secretum.audit.store import (
     ENTRY_COLUMNS,
     audit_checkpoints,
@@ -100,7 +100,7 @@ def rehash_everything(engine: Engine) -> None:
         for row in rows:
             leaf = hashlib.sha256((LEAF_TEMPLATE % tuple(row[:-1])).encode()).digest()
             crange.append(leaf)
-            seq = row[10]
+            seq = row[CANONICAL_FIELDS.index("seq")]
             conn.execute(
                 update(audit_entries).where(audit_entries.c.seq == seq).values(leaf_hash=leaf)
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -117,12 +118,16 @@ events = st.builds(
     patient_id=st.none() | ids,
     purpose=st.none() | st.sampled_from(sorted(PURPOSES)),
     source_address=st.none() | st.ip_addresses().map(str),
+    outcome_desc=st.none() | st.from_regex(r"[a-z][a-z0-9.\-]{0,63}", fullmatch=True),
 )
 
 
 @given(events, st.integers(0, 2**62))
 def test_canonical_entry_is_sorted_compact_json(event: AuditEvent, seq: int) -> None:
     values = dict(zip(CANONICAL_FIELDS, event.values(seq), strict=True))
+    del values["outcome_desc"]  # its slot holds the whole member: present only with a code
+    if event.outcome_desc is not None:
+        values["outcome_desc"] = event.outcome_desc
     expected = json.dumps({**values, "v": 1}, sort_keys=True, separators=(",", ":"))
     assert event.canonical(seq) == expected.encode("utf-8")
     assert json.loads(event.canonical(seq))["seq"] == seq
@@ -139,6 +144,69 @@ def test_canonical_entry_known_answer() -> None:
         b'"subtype":"read","v":1}'
     )
     assert make(patient_id=None).canonical(0).count(b'"patient_id":""') == 1
+
+
+#: SHA-256(0x00 || the pinned entry above), computed with the encoding as it was before
+#: ``outcome_desc`` existed: an entry without a reason code must keep this leaf hash.
+_LEAF_BEFORE_OUTCOME_DESC = "75c53f7d4695bc066938fbc9d2b819e05bbfc7c6e199975c8d75e5fcf77fc5d9"
+
+
+def test_an_entry_without_outcome_desc_keeps_its_bytes_and_leaf_hash() -> None:
+    """Logs written before the field existed still verify: no member, not even an empty one."""
+    event = make()
+    assert event.outcome_desc is None and b"outcome_desc" not in event.canonical(5)
+    assert hashlib.sha256(event.leaf_input(5)).hexdigest() == _LEAF_BEFORE_OUTCOME_DESC
+    assert hash_leaf(event.canonical(5)).hex() == _LEAF_BEFORE_OUTCOME_DESC
+
+
+def test_outcome_desc_is_hashed_in_its_sorted_place() -> None:
+    """A reason code is part of the hashed entry: rewriting it changes the leaf hash."""
+    event = make(outcome=Outcome.MINOR_FAILURE, outcome_desc="deny.not-own-record")
+    assert event.canonical(5) == (
+        b'{"action":"R","actor_id":"u-42","actor_role":"doctor","event_type":"110110",'
+        b'"outcome":4,"outcome_desc":"deny.not-own-record","patient_id":"p-1","purpose":"TREAT",'
+        b'"recorded":"2025-03-01T08:30:15.123456Z","resource_id":"obs-7",'
+        b'"resource_type":"Observation","seq":5,"source_address":"192.0.2.10",'
+        b'"subtype":"read","v":1}'
+    )
+    other = make(outcome=Outcome.MINOR_FAILURE, outcome_desc="deny.no-consent")
+    bare = make(outcome=Outcome.MINOR_FAILURE)
+    leaves = {hash_leaf(e.canonical(5)) for e in (event, other, bare)}
+    assert len(leaves) == 3
+    assert event.leaf_input(5) == b"\x00" + event.canonical(5)
+    assert event != other  # a reason code is part of the event's identity
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "access denied to p-1",  # free text
+        "Deny.No-Consent",  # upper case
+        "deny.no consent",
+        "deny.no_consent",
+        '","outcome":0,"x":"',  # an injection into the canonical JSON
+        "",
+        ".deny",
+        "d" * 65,
+        "déni",
+        "deny.x\n",
+        5,
+        b"deny.x",
+    ],
+)
+def test_outcome_desc_takes_a_code_only(value: Any) -> None:
+    with pytest.raises(ValueError, match="outcome_desc") as refused:
+        make(outcome_desc=value)
+    if isinstance(value, str) and value:
+        assert value not in str(refused.value)  # never echoed
+
+
+def test_fhir_export_carries_outcome_desc() -> None:
+    event = make(outcome=Outcome.MINOR_FAILURE, outcome_desc="deny.no-consent")
+    resource = to_audit_event(_row(event, 3))
+    FhirAuditEvent.model_validate(resource)
+    assert resource["outcomeDesc"] == "deny.no-consent" and resource["outcome"] == "4"
+    assert "outcomeDesc" not in to_audit_event(_row(make(), 3))
 
 
 def test_entry_row_matches_insert_columns() -> None:

@@ -7,12 +7,15 @@ exactly one audit entry (DICOM event id, subtype, C/R/U/D/E, ids, v3 PurposeOfUs
 written in that same transaction. A refused or failed attempt rolls everything back and is
 audited in a transaction of its own, with a failure outcome: 4 (minor) for a refusal
 (:class:`~secretum.access.errors.Refused`, or input the use case rejected: ``ValueError``,
-``LookupError``), 8 (serious) for anything else.
+``LookupError``), 8 (serious) for anything else. A refusal of the policy
+(:class:`~secretum.access.errors.AccessDenied`) writes its reason code (``deny.no-consent``...)
+in the entry's ``outcome_desc``: the reason goes to the audit, never to the client.
 
 A row that fails its integrity check (:class:`~secretum.storage.integrity.RowTampered`: an
 index row rolled back or relabelled, a forged care relationship, consent or grant) refuses the
 request as :class:`~secretum.access.errors.Tampered` (403, reason ``deny.tampered``), audited
-as tampering: the attempt's entry with outcome 12 (major failure) and a Security Alert
+as tampering: the attempt's entry with outcome 12 (major failure) and ``outcome_desc``
+``deny.tampered``, and a Security Alert
 (DCM 110113) entry beside it. A shredded key ends as
 :class:`~secretum.access.errors.RecordErased` (410).
 
@@ -34,7 +37,14 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from secretum.access.context import RequestContext
-from secretum.access.errors import TAMPERED, RecordErased, Refused, Tampered, refuse
+from secretum.access.errors import (
+    TAMPERED,
+    AccessDenied,
+    RecordErased,
+    Refused,
+    Tampered,
+    refuse,
+)
 from secretum.access.guard import Guard
 from secretum.access.model import (
     AUDIT_PURPOSE,
@@ -46,7 +56,14 @@ from secretum.access.model import (
     Sensitivity,
 )
 from secretum.audit.log import AuditLog
-from secretum.audit.model import ID_PATTERN, AuditEvent, EventAction, EventType, Outcome
+from secretum.audit.model import (
+    ID_PATTERN,
+    OUTCOME_DESC_PATTERN,
+    AuditEvent,
+    EventAction,
+    EventType,
+    Outcome,
+)
 from secretum.crypto.errors import KeyShreddedError
 from secretum.storage.db import reader
 from secretum.storage.integrity import RowTampered
@@ -94,7 +111,7 @@ class Attempt:
         if patient_id and ID_PATTERN.fullmatch(patient_id):
             self.patient_id = patient_id
 
-    def event(self, outcome: Outcome) -> AuditEvent:
+    def event(self, outcome: Outcome, outcome_desc: str | None = None) -> AuditEvent:
         broke_glass = self.decision is not None and self.decision.break_glass
         return AuditEvent(
             recorded=self.ctx.now,
@@ -109,6 +126,7 @@ class Attempt:
             patient_id=self.patient_id,
             purpose=BREAK_GLASS_PURPOSE if broke_glass else AUDIT_PURPOSE[self.ctx.purpose],
             source_address=self.ctx.source_address,
+            outcome_desc=outcome_desc,
         )
 
 
@@ -249,9 +267,19 @@ def _failure(attempt: Attempt, exc: Exception) -> AuditEvent:
     """The audit entry of a refused (MINOR_FAILURE) or failed (SERIOUS_FAILURE) attempt, or
     of one that met tampered data (MAJOR_FAILURE)."""
     if isinstance(exc, Tampered):
-        return attempt.event(Outcome.MAJOR_FAILURE)
+        return attempt.event(Outcome.MAJOR_FAILURE, TAMPERED.reason)
     outcome = Outcome.MINOR_FAILURE if isinstance(exc, CALLER_ERRORS) else Outcome.SERIOUS_FAILURE
-    return attempt.event(outcome)
+    return attempt.event(outcome, _reason(exc))
+
+
+def _reason(exc: Exception) -> str | None:
+    """The reason code a refusal goes to the audit with (the policy's ``decision.reason``),
+    only if it is a code: the client only ever gets the fixed "access denied"."""
+    if isinstance(exc, AccessDenied):
+        reason = exc.reason
+        if OUTCOME_DESC_PATTERN.fullmatch(reason):
+            return reason
+    return None
 
 
 def _failure_events(attempt: Attempt, exc: Exception) -> list[AuditEvent]:
@@ -272,6 +300,7 @@ def _failure_events(attempt: Attempt, exc: Exception) -> list[AuditEvent]:
         patient_id=entry.patient_id,
         purpose=entry.purpose,
         source_address=entry.source_address,
+        outcome_desc=entry.outcome_desc,
     )
     return [entry, alert]
 

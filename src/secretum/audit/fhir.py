@@ -4,7 +4,8 @@ Mapping of one entry (IHE BALP, FHIR R4 AuditEvent):
 
 * ``type``: the DICOM event id (DCM, e.g. 110110 Patient Record); ``subtype``: the DICOM event
   type code or FHIR restful interaction; ``action``: C/R/U/D/E; ``recorded``; ``outcome``
-  (0/4/8/12); ``purposeOfEvent``: v3 PurposeOfUse.
+  (0/4/8/12); ``outcomeDesc``: the reason code of a refusal (``deny.no-consent``), when there
+  is one; ``purposeOfEvent``: v3 PurposeOfUse.
 * ``agent[0]``: the user who asked (``requestor``: true, type ``humanuser``), identified by
   ``who.identifier`` (system :data:`ACTOR_SYSTEM`), its role (system :data:`ROLE_SYSTEM`) and
   network address (type 2: IP address).
@@ -56,6 +57,7 @@ def to_audit_event(entry: Mapping[str, Any], *, observer: str = "secretum") -> d
         "action": entry["action"],
         "recorded": entry["recorded"],
         "outcome": str(entry["outcome"]),
+        **({"outcomeDesc": entry["outcome_desc"]} if entry.get("outcome_desc") else {}),
         "agent": [agent],
         "source": {
             "observer": {"display": observer},

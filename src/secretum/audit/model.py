@@ -16,6 +16,15 @@ entry's fields plus ``"seq"`` and ``"v": 1``, keys sorted, no whitespace (separa
 integers; ``recorded`` is UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``. Since validated values contain no
 character that JSON escapes, this equals ``json.dumps(obj, sort_keys=True, separators=(",", ":"))``
 and is built with one ``%`` format (:data:`CANONICAL_TEMPLATE`), which keeps verify fast.
+
+``outcome_desc`` (the code of why an attempt was refused, e.g. ``deny.not-own-record``; FHIR
+``AuditEvent.outcomeDesc``) came later, and is the one exception to "absent = ``""``": an absent
+``outcome_desc`` leaves no member at all, so that every entry written before it existed keeps
+exactly its bytes and leaf hash (old logs still verify). A present one is the member
+``"outcome_desc":"<code>"`` in its sorted place, right after ``"outcome"``: the template's slot
+there takes the whole fragment ``,"outcome_desc":"<code>"`` or ``""`` (see
+:func:`outcome_desc_member`, and the same expression in SQL in :mod:`secretum.audit.verify`),
+so the entry is still ``json.dumps(obj, sort_keys=True, ...)`` of its fields.
 """
 
 from __future__ import annotations
@@ -148,6 +157,8 @@ ROLE_PATTERN = re.compile(r"[a-z][a-z0-9_\-]{0,31}")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 RESOURCE_TYPE_PATTERN = re.compile(r"[A-Z][A-Za-z]{1,63}")  # FHIR resource type names
+#: A reason code (``deny.no-consent``): lower case, dots and hyphens, never free text.
+OUTCOME_DESC_PATTERN = re.compile(r"[a-z][a-z0-9.\-]{0,63}")
 
 #: Canonical entry fields, in the (sorted) order of :data:`CANONICAL_TEMPLATE`.
 CANONICAL_FIELDS = (
@@ -156,6 +167,7 @@ CANONICAL_FIELDS = (
     "actor_role",
     "event_type",
     "outcome",
+    "outcome_desc",  # its slot takes the whole member or "": see the module docstring
     "patient_id",
     "purpose",
     "recorded",
@@ -166,12 +178,22 @@ CANONICAL_FIELDS = (
     "subtype",
 )
 CANONICAL_TEMPLATE = (
-    '{"action":"%s","actor_id":"%s","actor_role":"%s","event_type":"%s","outcome":%d,'
+    '{"action":"%s","actor_id":"%s","actor_role":"%s","event_type":"%s","outcome":%d%s,'
     '"patient_id":"%s","purpose":"%s","recorded":"%s","resource_id":"%s","resource_type":"%s",'
     '"seq":%d,"source_address":"%s","subtype":"%s","v":1}'
 )
 #: The leaf input of RFC 9162 §2.1.1 with its 0x00 prefix, ready for one SHA-256 call.
 LEAF_TEMPLATE = "\x00" + CANONICAL_TEMPLATE
+
+
+_DESC_MEMBER = ',"outcome_desc":"%s"'
+
+
+def outcome_desc_member(code: str | None) -> str:
+    """What the ``outcome_desc`` slot of :data:`CANONICAL_TEMPLATE` takes: the JSON member
+    with its leading comma, or ``""`` when there is no code (the entry's bytes are then those
+    of an entry written before the field existed)."""
+    return "" if code is None else _DESC_MEMBER % code
 
 
 _TIME_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
@@ -233,6 +255,7 @@ _ID_MATCH = ID_PATTERN.fullmatch
 _ROLE_MATCH = ROLE_PATTERN.fullmatch
 _TYPE_MATCH = RESOURCE_TYPE_PATTERN.fullmatch
 _IPV4_MATCH = _IPV4.fullmatch
+_DESC_MATCH = OUTCOME_DESC_PATTERN.fullmatch
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -256,7 +279,9 @@ class AuditEvent:
     patient_id: str | None = None
     purpose: str | None = None
     source_address: str | None = None
+    outcome_desc: str | None = None  # the reason code of a refusal; FHIR outcomeDesc
     recorded_text: str = field(init=False, repr=False, compare=False)
+    desc_member: str = field(init=False, repr=False, compare=False)
 
     def __init__(
         self,
@@ -272,6 +297,7 @@ class AuditEvent:
         patient_id: str | None = None,
         purpose: str | None = None,
         source_address: str | None = None,
+        outcome_desc: str | None = None,
     ) -> None:
         recorded_text = format_time(recorded)
         try:
@@ -295,6 +321,7 @@ class AuditEvent:
                 )
                 and (patient_id is None or _ID_MATCH(patient_id) is not None)
                 and (source_address is None or _IPV4_MATCH(source_address) is not None)
+                and (outcome_desc is None or _DESC_MATCH(outcome_desc) is not None)
             )
         except (KeyError, TypeError):  # an unknown code, not a string
             valid = False
@@ -314,6 +341,7 @@ class AuditEvent:
                 patient_id,
                 purpose,
                 source_address,
+                outcome_desc,
             )
         put = object.__setattr__
         put(self, "recorded", recorded)
@@ -328,16 +356,20 @@ class AuditEvent:
         put(self, "patient_id", patient_id)
         put(self, "purpose", purpose)
         put(self, "source_address", source_address)
+        put(self, "outcome_desc", outcome_desc)
         put(self, "recorded_text", recorded_text)
+        put(self, "desc_member", "" if outcome_desc is None else _DESC_MEMBER % outcome_desc)
 
     def values(self, seq: int) -> tuple[str | int, ...]:
-        """The canonical field values in :data:`CANONICAL_FIELDS` order (absent = ``""``)."""
+        """The canonical field values in :data:`CANONICAL_FIELDS` order (absent = ``""``; for
+        ``outcome_desc``, its whole member or ``""``: see the module docstring)."""
         return (
             self.action,
             self.actor_id,
             self.actor_role,
             self.event_type,
             self.outcome,
+            self.desc_member,
             self.patient_id or "",
             self.purpose or "",
             self.recorded_text,
@@ -369,6 +401,7 @@ def _normalise(
     patient_id: object,
     purpose: object,
     source_address: object,
+    outcome_desc: object = None,
 ) -> tuple[str, str, int, str | None, str | None, str | None]:
     """Field by field: the normalised ``(event_type, action, outcome, subtype, purpose,
     source_address)``, or the ValueError that names the first refused field."""
@@ -388,6 +421,7 @@ def _normalise(
         raise _refuse("resource_id", "resource_type and resource_id go together")
     why = None if purpose is None else _code("purpose", purpose, PURPOSES, "v3 PurposeOfUse code")
     address = None if source_address is None else _ip_address(source_address)
+    _optional("outcome_desc", outcome_desc, OUTCOME_DESC_PATTERN, "a reason code [a-z0-9.-]")
     return (*codes, int(outcome), sub, why, address)
 
 

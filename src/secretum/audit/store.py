@@ -58,6 +58,7 @@ audit_entries = Table(
     Column("patient_id", String(64)),  # not indexed: see the module docstring
     Column("purpose", String(16)),
     Column("source_address", String(45)),
+    Column("outcome_desc", String(64)),  # the reason code of a refusal (deny.no-consent)
     Column("leaf_hash", LargeBinary(32), nullable=False),
 )
 
@@ -377,6 +378,7 @@ def entry_row(seq: int, event: AuditEvent, leaf_hash: bytes) -> tuple[Any, ...]:
         event.actor_role,
         event.event_type,
         event.outcome,
+        event.outcome_desc,
         event.patient_id,
         event.purpose,
         event.recorded_text,

@@ -59,10 +59,18 @@ from secretum.audit.merkle import NODE_PREFIX, CompactRange
 from secretum.audit.model import CANONICAL_FIELDS, LEAF_TEMPLATE, format_time
 
 _SEQ = CANONICAL_FIELDS.index("seq")
-_COLUMNS = ", ".join(
-    name if not store.audit_entries.c[name].nullable else f"COALESCE({name}, '')"
-    for name in CANONICAL_FIELDS
-)
+#: ``outcome_desc`` in SQL as :func:`~secretum.audit.model.outcome_desc_member` has it: the
+#: whole member with its leading comma, or ``''`` (no member) when NULL, as before it existed.
+_DESC_MEMBER_SQL = """COALESCE(',"outcome_desc":"' || outcome_desc || '"', '')"""
+
+
+def _column(name: str) -> str:
+    if name == "outcome_desc":
+        return _DESC_MEMBER_SQL
+    return name if not store.audit_entries.c[name].nullable else f"COALESCE({name}, '')"
+
+
+_COLUMNS = ", ".join(_column(name) for name in CANONICAL_FIELDS)
 _SCAN_SQL = f"SELECT {_COLUMNS}, leaf_hash FROM audit_entries ORDER BY seq"  # noqa: S608
 _WINDOW_SQL = text(
     f"SELECT {_COLUMNS}, leaf_hash FROM audit_entries "  # noqa: S608

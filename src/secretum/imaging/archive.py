@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from secretum.access.context import RequestContext
 from secretum.access.door import Attempt, Door
-from secretum.access.errors import AccessDenied
+from secretum.access.errors import TAMPERED, AccessDenied
 from secretum.access.guard import Guard
 from secretum.access.model import Action, Actor, Purpose, Resource, Sensitivity
 from secretum.audit.log import AuditLog
@@ -426,7 +426,7 @@ class ImagingArchive:
         attempt = self._attempt(
             actor, purpose, now, EventType.SECURITY_ALERT, "create", EventAction.EXECUTE, None
         )
-        self.door.audit.append_committed(attempt.event(Outcome.MAJOR_FAILURE))
+        self.door.audit.append_committed(attempt.event(Outcome.MAJOR_FAILURE, TAMPERED.reason))
 
     def _known(
         self, conn: Connection, sop_index: bytes, pending: dict[str, _Pending]
