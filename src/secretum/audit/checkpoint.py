@@ -204,17 +204,6 @@ class WitnessFile:
             if created:
                 _fsync_dir(self.path.parent)
 
-    def sync(self) -> None:
-        """Flush the file to disk (``fdatasync``: its data and size), whoever wrote it.
-
-        Concurrent callers share the flushes: one that finds nothing left to write returns at
-        once; the file system commits several waiting ones together."""
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-
     def append(self, checkpoints: Iterable[Checkpoint]) -> int:
         """Append the checkpoints larger than the last line, durably; return the new last size.
 

@@ -55,8 +55,9 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     lang = language(request)
     session = getattr(request.state, "session", None)
     tz = clinic_zone(request)
-    cookies = Response()
+    cookies: Response | None = None
     if session is None and not getattr(request.state, "anonymous_csrf", ""):
+        cookies = Response()
         anonymous_csrf_token(request, cookies)
     page = _env.get_template(template).render(
         request=request,
@@ -72,5 +73,6 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         public_url=public_url(request),
     )
     response = HTMLResponse(page, status_code=status_code, headers={"Cache-Control": "no-store"})
-    response.raw_headers.extend(h for h in cookies.raw_headers if h[0] == b"set-cookie")
+    if cookies is not None:
+        response.raw_headers.extend(h for h in cookies.raw_headers if h[0] == b"set-cookie")
     return response
