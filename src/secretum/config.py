@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     retention_years: int = 20
     break_glass_minutes: int = 60
     max_upload_mib: int = 50
+    #: Largest DICOM instance the imaging archive accepts (a Part-10 file is checked in memory).
+    max_instance_mib: int = 512
 
     #: Mail relay for invitations and registration links: ``smtps://user:pass@host:465`` or
     #: ``smtp://user:pass@host:587`` (STARTTLS required; TLS 1.3 only). Default: no relay, the
@@ -117,6 +119,10 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    def blob_area_dir(self, area: str) -> Path:
+        """The folder of a blob area other than the record files (``imaging``)."""
+        return self.data_dir / f"blobs-{area}"
 
     @property
     def pki_dir(self) -> Path:

@@ -30,6 +30,7 @@ from secretum.identity.service import Identity
 from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
+from secretum.imaging.archive import ImagingArchive
 from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
@@ -47,6 +48,7 @@ from secretum.records.store import RecordStore
 from secretum.rights.oversight import OversightService
 from secretum.rights.ports import PolicyRestrictionFlags, platform_shredder
 from secretum.rights.service import RightsService
+from secretum.storage.blobs import BlobStore
 
 
 class Ports(Protocol):
@@ -76,6 +78,9 @@ class Ports(Protocol):
     def files(self) -> FileStore: ...
 
     @property
+    def imaging_blobs(self) -> BlobStore: ...
+
+    @property
     def clock(self) -> Callable[[], datetime]: ...
 
     @property
@@ -94,6 +99,7 @@ class Services:
     rights: RightsService
     mailer: Mailer
     agenda: AgendaService
+    imaging: ImagingArchive
     #: read models of the pages (ids, codes, names of staff: no health data)
     directory: StaffDirectory
     care_reads: CareReads
@@ -181,6 +187,15 @@ def build_services(platform: Ports) -> Services:
         shred_key(patient_id, actor_id=actor_id, actor_role=actor_role)
         identity.admin.close_erased(patient_id, now=platform.clock(), who=Who(actor_id, actor_role))
 
+    imaging = ImagingArchive(
+        platform.engine,
+        platform.keyring,
+        platform.imaging_blobs,
+        platform.blind_index,
+        platform.audit,
+        guard,
+        max_instance_bytes=s.max_instance_mib * 1024 * 1024,
+    )
     mailer = build_mailer(s)
     agenda = AgendaService(
         platform.engine,
@@ -215,9 +230,11 @@ def build_services(platform: Ports) -> Services:
             flags=PolicyRestrictionFlags(),
             shred=shred,
             retention_years=s.retention_years,
+            also_erase=[imaging.erase_patient],
         ),
         mailer=mailer,
         agenda=agenda,
+        imaging=imaging,
         directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),
         notices=NoticeReads(platform.engine),
