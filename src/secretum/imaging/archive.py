@@ -617,16 +617,20 @@ class ImagingArchive:
         *,
         patient_id: str | None = None,
         query: StudyQuery | None = None,
+        dicom_patient: tuple[str | None, str] | None = None,
     ) -> list[StudyMatch]:
         """The studies of one patient that the actor may see, filtered by ``query``. Without
-        a patient, ``query.study_uid`` names the study (and so its patient); a study that
-        does not exist and one that is not the actor's end alike (AccessDenied)."""
+        a patient, ``dicom_patient`` (IssuerOfPatientID, PatientID: a C-FIND's keys) or else
+        ``query.study_uid`` names the patient; a patient or study that does not exist and one
+        that is not the actor's end alike (AccessDenied)."""
         q = query or StudyQuery()
         attempt = Attempt(ctx, EventType.QUERY, "search", EventAction.EXECUTE)
 
         def work(conn: Connection) -> list[StudyMatch]:
             pid = patient_id
-            if pid is None and q.study_uid:
+            if pid is None and dicom_patient is not None:
+                pid, _ = self.store.match_patient(conn, *dicom_patient)
+            elif pid is None and q.study_uid:
                 found = self.store.find_study(conn, q.study_uid)
                 pid = found.patient_id if found is not None else None
             if pid is not None:
