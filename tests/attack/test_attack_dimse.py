@@ -212,3 +212,28 @@ def test_bad_identifiers(dw: DimseWorld, level: str) -> None:
     assert statuses[-1] in (0xA900, 0xC000)
     assoc.release()
     _still_up(dw)
+
+
+def test_no_health_data_in_logs(dw: DimseWorld, caplog: pytest.LogCaptureFixture) -> None:
+    """pynetdicom logs identifiers at INFO, pydicom quotes bad values: none of it reaches the
+    logs, whatever the level."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    [ds] = make_ct(1)
+    ds.InstanceNumber = "1"
+    assoc = scu(dw, "MODALITY")
+    assert int(assoc.send_c_store(ds).Status) == 0
+    assoc.release()
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.PatientID = "SYN0001"
+    q.IssuerOfPatientID = "HOPITAL-NORD"
+    q.StudyInstanceUID = ""
+    q.PatientName = ""
+    assoc = scu(dw, "PACS")
+    assert [int(s.Status) for s, _ in assoc.send_c_find(q, FIND)][-1] == 0
+    assoc.release()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in ("SYN0001", "Martin", "HOPITAL-NORD"):
+        assert secret not in text

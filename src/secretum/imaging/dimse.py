@@ -206,6 +206,10 @@ class DicomServer:
             raise ValueError("the DICOM port speaks TLS 1.3 only")
         if ssl_context.verify_mode is not ssl.CERT_REQUIRED:
             raise ValueError("the DICOM port requires client certificates")
+        # pynetdicom logs C-FIND/C-GET identifiers (PatientID...) at INFO, pydicom quotes
+        # invalid values in its warnings: neither belongs in our logs (no health data).
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
         self.archive = archive
         self.nodes = nodes
         self.audit = audit
@@ -310,8 +314,8 @@ class DicomServer:
                     ),
                 )
             )
-        except Exception:
-            LOG.exception("dicom: the refusal could not be audited")
+        except Exception as exc:
+            LOG.error("dicom: the refusal could not be audited (%s)", type(exc).__name__)
 
     def _node(self, event: Event) -> Node:
         node = self._nodes.get(event.assoc)
@@ -340,8 +344,8 @@ class DicomServer:
             return UNABLE_TO_PROCESS
         try:
             [result] = self.archive.ingest(self._ctx(event, node), [data])
-        except Exception:
-            LOG.exception("dicom: C-STORE failed")
+        except Exception as exc:
+            LOG.error("dicom: C-STORE failed (%s)", type(exc).__name__)
             return PROCESSING_FAILURE
         if result.status in (InstanceStatus.STORED, InstanceStatus.DUPLICATE):
             return SUCCESS
@@ -372,8 +376,8 @@ class DicomServer:
         except Refused:
             yield NOT_AUTHORIZED, None
             return
-        except Exception:
-            LOG.exception("dicom: C-FIND failed")
+        except Exception as exc:
+            LOG.error("dicom: C-FIND failed (%s)", type(exc).__name__)
             yield PROCESSING_FAILURE, None
             return
         for match in matches:
@@ -412,8 +416,8 @@ class DicomServer:
                 failure = _status(exc.status, exc.comment)
             except (Refused, StudyNotFound):
                 failure = _status(NOT_AUTHORIZED)
-            except Exception:
-                LOG.exception("dicom: C-GET failed")
+            except Exception as exc:
+                LOG.error("dicom: C-GET failed (%s)", type(exc).__name__)
                 failure = _status(PROCESSING_FAILURE)
         if failure is not None or reader is None:
             yield 1
@@ -451,8 +455,8 @@ class DicomServer:
                 failure = _status(exc.status, exc.comment)
             except (Refused, StudyNotFound):
                 failure = _status(NOT_AUTHORIZED)
-            except Exception:
-                LOG.exception("dicom: C-MOVE failed")
+            except Exception as exc:
+                LOG.error("dicom: C-MOVE failed (%s)", type(exc).__name__)
                 failure = _status(PROCESSING_FAILURE)
         contexts = _move_contexts(instances)
         kwargs = {
@@ -497,8 +501,8 @@ def _send(event: Event, reader: StudyReader, instances: list[InstanceMatch]) -> 
         try:
             data = reader.instance_bytes(instance.sop_instance_uid)
             ds = pydicom.dcmread(io.BytesIO(data))
-        except Exception:
-            LOG.exception("dicom: an instance could not be read (integrity)")
+        except Exception as exc:
+            LOG.error("dicom: an instance could not be read (%s)", type(exc).__name__)
             yield PROCESSING_FAILURE, None
             return
         yield PENDING, ds
