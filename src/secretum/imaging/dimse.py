@@ -36,6 +36,7 @@ import logging
 import os
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -210,6 +211,7 @@ class DicomServer:
         # invalid values in its warnings: neither belongs in our logs (no health data).
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
         logging.getLogger("pydicom").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
         self.archive = archive
         self.nodes = nodes
         self.audit = audit
