@@ -201,6 +201,14 @@ def test_bad_input_gets_failure_statuses(dw: DimseWorld) -> None:
     dw.iw.archive.max_instance_bytes = 512
     [big] = make_ct(1)
     assert _store(dw, [big]) == [0xA700]
+    # far over the limit: the connection is cut as the data arrives (memory stays bounded)
+    [huge] = make_ct(1)
+    huge.Rows = huge.Columns = 256
+    huge.PixelData = bytes(256 * 256 * 2)
+    assoc = scu(dw, "MODALITY")
+    status = assoc.send_c_store(huge)
+    assert "Status" not in status  # no answer: the connection was cut
+    assoc.abort()
     dw.iw.archive.max_instance_bytes = 512 * 1024 * 1024
     # a malformed data set (a value that cannot be decoded)
     [bad] = make_ct(1)

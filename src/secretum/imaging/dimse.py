@@ -30,17 +30,19 @@ with ``SECRETUM_DICOM_ENABLED``, or ``secretum dicom``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import logging
 import os
+import socket
 import ssl
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, WeakSet
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -85,9 +87,12 @@ LOG = logging.getLogger("secretum.dicom")
 SUCCESS, PENDING, CANCEL = 0x0000, 0xFF00, 0xFE00
 PROCESSING_FAILURE = 0x0110
 IDENTIFIER_MISMATCH = 0xA900
+TOO_LARGE = 0xA700
 UNABLE_TO_PROCESS = 0xC000
 #: Node Authentication (DICOM CID 401): the audit subtype of a refused association.
 NODE_AUTHENTICATION = "110126"
+#: Room for the command set and encoding around a data set of the archive's largest size.
+MESSAGE_SLACK = 64 * 1024
 #: A TLS handshake must finish within this many seconds.
 HANDSHAKE_TIMEOUT = 10.0
 _TELERADIOLOGY = Purpose.TELERADIOLOGY
@@ -219,6 +224,10 @@ class DicomServer:
         self.move_ssl_context = move_ssl_context
         self.clock = clock
         self._nodes: WeakKeyDictionary[Association, Node] = WeakKeyDictionary()
+        #: P-DATA bytes received since the association's last request was handled
+        self._received: WeakKeyDictionary[Association, int] = WeakKeyDictionary()
+        #: associations cut for an oversize request: nothing they sent is stored
+        self._cut: WeakSet[Association] = WeakSet()
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
         ae = AE(ae_title=ae_title)
@@ -248,6 +257,7 @@ class DicomServer:
         """Listen on ``host:port`` (0: a free port) in background threads; the bound port."""
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_DATA_RECV, self._on_data),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
@@ -298,6 +308,25 @@ class DicomServer:
             cx for cx in assoc.acceptor.supported_contexts if _allowed(cx, node)
         ]
 
+    def _on_data(self, event: Event) -> None:
+        """Bound what one request may make us hold: pynetdicom keeps a message in memory
+        until it is complete, so a data set larger than the archive accepts (plus room for
+        the command) cuts the connection as it arrives, rather than after it filled the
+        memory. (Runs in the association's transport thread, per PDU.)"""
+        data = event.data
+        if data[:1] != b"\x04":  # P-DATA-TF only
+            return
+        assoc = event.assoc
+        total = self._received.get(assoc, 0) + len(data)
+        self._received[assoc] = total
+        if total > self.archive.max_instance_bytes + MESSAGE_SLACK:
+            LOG.warning("dicom: a request over the size limit; connection cut")
+            self._cut.add(assoc)
+            sock = getattr(assoc.dul.socket, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
     def _refused(self, assoc: Association, had_certificate: bool) -> None:
         LOG.info("dicom: association refused from %s", assoc.requestor.address)
         try:
@@ -320,6 +349,7 @@ class DicomServer:
             LOG.error("dicom: the refusal could not be audited (%s)", type(exc).__name__)
 
     def _node(self, event: Event) -> Node:
+        self._received[event.assoc] = 0  # a complete request: count the next one afresh
         node = self._nodes.get(event.assoc)
         if node is None:  # unreachable: every accepted association has its node
             raise AccessDenied(DEFAULT_DENY)
@@ -338,6 +368,8 @@ class DicomServer:
 
     def _on_store(self, event: Event) -> int:
         node = self._node(event)
+        if event.assoc in self._cut:  # its last PDU completed the message as it was cut
+            return TOO_LARGE
         if not node.can("store"):
             return NOT_AUTHORIZED
         try:
