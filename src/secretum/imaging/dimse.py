@@ -140,6 +140,7 @@ class _TLSServer(ThreadedAssociationServer):
     def get_request(self) -> tuple[Any, tuple[str, int]]:
         listener = cast(Any, self.socket)
         client, address = listener.accept()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.settimeout(HANDSHAKE_TIMEOUT)
         context = self.ssl_context
         if context is None:  # DicomServer always sets one
