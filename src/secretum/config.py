@@ -89,6 +89,11 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    #: Test mode of the call page (``SECRETUM_CALL_TEST_HOOKS``): the page honours
+    #: ``window.__secretumTest`` (force a wrong key, relay only, capture frames, export the
+    #: epoch's keys) for the browser tests and benchmarks. Never on a real platform.
+    call_test_hooks: bool = False
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
