@@ -40,7 +40,7 @@ ARGS = [
 ]
 
 # One run: a call of `seconds` after `warmup`, with or without the transforms.
-_RUN = """async ([e2ee, warmup, seconds]) => {
+_RUN = r"""async ([e2ee, warmup, seconds]) => {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   let nextId = 0;
   const ask = (worker, message) => new Promise((resolve, reject) => {
@@ -69,7 +69,9 @@ _RUN = """async ([e2ee, warmup, seconds]) => {
     await ask(alice, {type: 'useKid', peer: 'b', kid: 7});
   }
   const transceiver = pc1.addTransceiver(track, {direction: 'sendonly', streams: [media]});
-  if (e2ee) transceiver.sender.transform = new RTCRtpScriptTransform(alice, {side: 'send', peer: 'b'});
+  if (e2ee) {
+    transceiver.sender.transform = new RTCRtpScriptTransform(alice, {side: 'send', peer: 'b'});
+  }
   const vp8 = RTCRtpReceiver.getCapabilities('video').codecs.filter((c) => /VP8/i.test(c.mimeType));
   transceiver.setCodecPreferences(vp8);
   let receiver = null;
@@ -123,7 +125,7 @@ _RUN = """async ([e2ee, warmup, seconds]) => {
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -173,7 +175,8 @@ def measure(quick: bool) -> dict[str, Any]:
 def run(quick: bool = False) -> list[Figure]:
     m = measure(quick)
     size = f"{m['size']}, {m['bytes'] / 1000:.1f} kB/frame"
-    camera = f"{m['capture']['width']}x{m['capture']['height']} at {m['capture']['frameRate']:g} fps"
+    capture = m["capture"]
+    camera = f"{capture['width']}x{capture['height']} at {capture['frameRate']:g} fps"
     return [
         Figure(
             name=f"call frames decoded per second, SFrame E2EE (2 peers, fake camera {camera})",
