@@ -47,7 +47,8 @@ def book(
 ) -> str:
     """A booked appointment of ``patient`` with ``practitioner`` (default: in 5 minutes)."""
     now = world.clock.now
-    start = start or now + timedelta(minutes=5)
+    world.ids["booked"] = world.ids.get("booked", 0) + 1  # distinct starts: no double booking
+    start = (start or now + timedelta(minutes=5)) - timedelta(seconds=world.ids["booked"])
     appointment_id = store.new_id()
     p, d = world.users[patient].user_id, world.users[practitioner].user_id
     with world.platform.engine.begin() as conn:

@@ -38,12 +38,12 @@ from secretum.access.context import RequestContext
 from secretum.access.door import Attempt, Door
 from secretum.access.errors import AccessDenied
 from secretum.access.guard import Guard
-from secretum.access.model import Action, Actor, Decision, Purpose, Resource
+from secretum.access.model import AUDIT_PURPOSE, Action, Actor, Decision, Purpose, Resource
 from secretum.access.model import Role as AccountRole
 from secretum.agenda import store
 from secretum.agenda.model import Appointment, Modality, Status
 from secretum.audit.log import AuditLog
-from secretum.audit.model import EventAction, EventType, Outcome
+from secretum.audit.model import ID_PATTERN, AuditEvent, EventAction, EventType, Outcome
 from secretum.consult.model import (
     ENDED_BY,
     NOT_BOOKED,
@@ -163,6 +163,31 @@ class ConsultService:
         """The call page's facts (names, times): the same decision without the time window
         (the page says "too early" or "over"), audited as a read."""
         return self._decide(ctx, appointment_id, "read", EventAction.READ, window=False)
+
+    def refuse_socket(
+        self, actor: Actor | None, appointment_id: str, reason: str, now: datetime,
+        source_address: str | None = None,
+    ) -> None:  # fmt: skip
+        """Audit a join refused before any decision could be taken: no live session (``actor``
+        None: ``anonymous``) or a foreign ``Origin`` (``deny.bad-origin``). The appointment is
+        named; its patient is not looked up (nothing is read)."""
+        named = ID_PATTERN.fullmatch(appointment_id) is not None
+        self.audit.append_committed(
+            AuditEvent(
+                recorded=utc(now),
+                event_type=EventType.PATIENT_RECORD,
+                action=EventAction.EXECUTE,
+                actor_id=actor.user_id if actor is not None else "anonymous",
+                actor_role=str(actor.role) if actor is not None else "anonymous",
+                outcome=Outcome.MINOR_FAILURE,
+                subtype="operation",
+                resource_type="Appointment" if named else None,
+                resource_id=appointment_id if named else None,
+                purpose=AUDIT_PURPOSE[PURPOSE],
+                source_address=source_address,
+                outcome_desc=reason,
+            )
+        )
 
     # -- during the call -----------------------------------------------------------------------
 

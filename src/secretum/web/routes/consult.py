@@ -120,21 +120,28 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
 
 @router.websocket("/{appointment_id}/ws")
 async def signaling(websocket: WebSocket, appointment_id: str) -> None:
-    origin = (websocket.headers.get("origin") or "").rstrip("/").lower()
-    if origin not in allowed_origins(websocket):
-        await _refuse(websocket, REFUSED, "origin")
-        return
     platform = deps.platform(websocket)  # type: ignore[arg-type]
     svc = platform.services
     now = platform.clock()
+    host = deps.valid_address(websocket.client.host if websocket.client else None)
     session_id = websocket.cookies.get(deps.SESSION_COOKIE) or ""
     resolve = svc.identity.sessions.resolve
     session = await run_in_threadpool(resolve, session_id, now=now) if session_id else None
     if session is None or session.enrolment_only:
+        await run_in_threadpool(
+            svc.consult.refuse_socket, None, appointment_id, "deny.no-session", now, host
+        )
         await _refuse(websocket, UNAUTHENTICATED, "session")
         return
-    host = websocket.client.host if websocket.client else None
-    ctx = RequestContext(session.to_actor(), PURPOSE, now, deps.valid_address(host))
+    actor = session.to_actor()
+    origin = (websocket.headers.get("origin") or "").rstrip("/").lower()
+    if origin not in allowed_origins(websocket):
+        await run_in_threadpool(
+            svc.consult.refuse_socket, actor, appointment_id, "deny.bad-origin", now, host
+        )
+        await _refuse(websocket, REFUSED, "origin")
+        return
+    ctx = RequestContext(actor, PURPOSE, now, host)
     try:
         admission = await run_in_threadpool(svc.consult.join, ctx, appointment_id)
     except Refused:
