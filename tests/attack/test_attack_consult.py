@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import structlog
-from pydantic import ValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
@@ -79,7 +79,7 @@ def test_no_session_is_4401_and_audited(world: WebWorld) -> None:
             headers={
                 "origin": world.platform.settings.base_url,
                 "cookie": f"{SESSION_COOKIE}=forged-{secrets.token_hex(16)}",
-            },  # fmt: skip
+            },
         ) as ws,
     ):
         assert closed(ws) == (4401, "session")

@@ -229,7 +229,7 @@ CASES = [
         TC,
         ONLY_CONSENT,
         "deny.not-own-record",
-    ),  # fmt: skip
+    ),
     ("patient joins for another purpose", PATIENT, JOIN, APPT, PR, ONLY_CONSENT, DEFAULT),
     ("doctor joins, care team", DOC, JOIN, APPT, TC, CARE, "allow.join-call-care-team"),
     ("doctor joins, no care team", DOC, JOIN, APPT, TC, ONLY_CONSENT, "deny.not-in-care-team"),
