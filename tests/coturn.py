@@ -109,7 +109,7 @@ def allocate(server: Coturn, username: str, password: str) -> bool:
             "-w",
             password,
             server.host,
-        ],  # fmt: skip
+        ],
         capture_output=True,
         timeout=60,
         check=False,

@@ -86,30 +86,34 @@ def world(tmp_path: Path) -> WebWorld:
 def test_one_peer_on_each_instance(world: WebWorld) -> None:
     aid = book(world)
     other = second_instance(world)
-    with serving(world.app) as one, serving(other) as two:
-        with join(world, one, "gp", aid) as doctor, join(world, two, "own", aid) as patient:
-            d = until(doctor, "welcome")["you"]
-            p = until(patient, "welcome")["you"]
-            until(patient, "waiting")
+    with (
+        serving(world.app) as one,
+        serving(other) as two,
+        join(world, one, "gp", aid) as doctor,
+        join(world, two, "own", aid) as patient,
+    ):
+        d = until(doctor, "welcome")["you"]
+        p = until(patient, "welcome")["you"]
+        until(patient, "waiting")
+        lobby = until(doctor, "lobby")
+        while not lobby["waiting"]:
             lobby = until(doctor, "lobby")
-            while not lobby["waiting"]:
-                lobby = until(doctor, "lobby")
-            assert lobby["waiting"] == [{"pid": p, "name": "Apolline Zéphyrin-Test"}]
-            doctor.send(json.dumps({"type": "admit", "pid": p}))
-            assert until(patient, "admitted")["peers"] == [d]
-            assert until(doctor, "joined")["pid"] == p
-            offer = {"description": {"type": "offer", "sdp": "v=0\r\n"}}
-            doctor.send(json.dumps({"type": "signal", "to": p, "data": offer}))
-            assert until(patient, "signal") == {"type": "signal", "from": d, "data": offer}
-            answer = {"description": {"type": "answer", "sdp": "v=0\r\n"}}
-            patient.send(json.dumps({"type": "signal", "to": d, "data": answer}))
-            assert until(doctor, "signal") == {"type": "signal", "from": p, "data": answer}
-            patient.send(json.dumps({"type": "key", "commitment": "C" * 43}))
-            assert until(doctor, "key") == {"type": "key", "from": p, "commitment": "C" * 43}
-            doctor.send(json.dumps({"type": "key", "public_key": "K" * 87}))
-            assert until(patient, "key") == {"type": "key", "from": d, "public_key": "K" * 87}
-            patient.close()
-            assert until(doctor, "left")["pid"] == p
+        assert lobby["waiting"] == [{"pid": p, "name": "Apolline Zéphyrin-Test"}]
+        doctor.send(json.dumps({"type": "admit", "pid": p}))
+        assert until(patient, "admitted")["peers"] == [d]
+        assert until(doctor, "joined")["pid"] == p
+        offer = {"description": {"type": "offer", "sdp": "v=0\r\n"}}
+        doctor.send(json.dumps({"type": "signal", "to": p, "data": offer}))
+        assert until(patient, "signal") == {"type": "signal", "from": d, "data": offer}
+        answer = {"description": {"type": "answer", "sdp": "v=0\r\n"}}
+        patient.send(json.dumps({"type": "signal", "to": d, "data": answer}))
+        assert until(doctor, "signal") == {"type": "signal", "from": p, "data": answer}
+        patient.send(json.dumps({"type": "key", "commitment": "C" * 43}))
+        assert until(doctor, "key") == {"type": "key", "from": p, "commitment": "C" * 43}
+        doctor.send(json.dumps({"type": "key", "public_key": "K" * 87}))
+        assert until(patient, "key") == {"type": "key", "from": d, "public_key": "K" * 87}
+        patient.close()
+        assert until(doctor, "left")["pid"] == p
     codes = settled(world, aid, "call.", 2)
     assert sum(c.startswith("call.disconnected.") for c in codes) == 2
     # each instance used Redis, not a room of its own
