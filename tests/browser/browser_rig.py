@@ -62,10 +62,15 @@ class Server:
 
     def spki_hash(self) -> str:
         """base64(SHA-256(SubjectPublicKeyInfo)) of the server certificate, for Chromium."""
-        pem = (self.data_dir / "pki" / "server.pem").read_bytes()
-        cert = x509.load_pem_x509_certificates(pem)[0]
-        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+        return spki_hash(self.data_dir / "pki" / "server.pem")
+
+
+def spki_hash(pem_file: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)) of the first certificate in ``pem_file``, for
+    Chromium's ``--ignore-certificate-errors-spki-list``."""
+    cert = x509.load_pem_x509_certificates(pem_file.read_bytes())[0]
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def _prepare(data_dir: Path, port: int, env: dict[str, str]) -> str | None:

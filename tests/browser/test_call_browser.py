@@ -35,11 +35,13 @@ from browser_rig import (
     CHROMIUM_ARGS,
     Server,
     sign_in_demo,
+    spki_hash,
     start_server,
     stop_server,
     virtual_authenticator,
 )
 
+from coturn import coturn
 from secretum.crypto.errors import IntegrityError
 from secretum.crypto.sframe import SFrameContext, decode_header
 from secretum.demo import PEOPLE
@@ -140,21 +142,30 @@ def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
         pytest.skip("browser tests need the system Chromium at /usr/bin/chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
     tmp = tmp_path_factory.mktemp("call")
-    server = start_server(tmp, "data", "--demo", settings={"SECRETUM_CALL_TEST_HOOKS": "1"})
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=[
-                    *CHROMIUM_ARGS,
-                    *MEDIA_ARGS,
-                    f"--ignore-certificate-errors-spki-list={server.spki_hash()}",
-                ],
-            )
-            yield Clinic(server, browser)
-            browser.close()
-    finally:
-        stop_server(server)
+    (tmp / "coturn").mkdir()
+    with coturn(tmp / "coturn") as turn:
+        settings = {
+            "SECRETUM_CALL_TEST_HOOKS": "1",
+            "SECRETUM_TURN_URLS": json.dumps([turn.url]),
+            "SECRETUM_TURN_SECRET": turn.secret,
+        }
+        server = start_server(tmp, "data", "--demo", settings=settings)
+        # Chromium trusts the server's and coturn's certificates by their public keys.
+        trusted = f"{server.spki_hash()},{spki_hash(tmp / 'coturn' / 'cert.pem')}"
+        try:
+            with sync_api.sync_playwright() as p:
+                browser = p.chromium.launch(
+                    executable_path=str(CHROMIUM),
+                    args=[
+                        *CHROMIUM_ARGS,
+                        *MEDIA_ARGS,
+                        f"--ignore-certificate-errors-spki-list={trusted}",
+                    ],
+                )
+                yield Clinic(server, browser)
+                browser.close()
+        finally:
+            stop_server(server)
 
 
 def until(page: Any, predicate: str, timeout: float = 30) -> None:
@@ -347,3 +358,20 @@ def test_a_browser_without_encoded_transform_cannot_join(clinic: Clinic) -> None
     assert sockets == []  # never joined
     shot(page, "en-unsupported-browser")
     page.close()
+
+
+def test_a_relay_only_call_through_coturn(clinic: Clinic) -> None:
+    """Both sides force ``iceTransportPolicy: "relay"`` (test hook): media can only go through
+    coturn (TURN over TLS, credentials from the server's welcome), and both decode it."""
+    doctor = clinic.open("gp", "paul", "fr", relay=True)
+    patient = clinic.open("paul", "paul", "fr", relay=True)
+    admit(doctor, "paul")
+    assert in_call(doctor) == in_call(patient)
+    deadline = time.monotonic() + 60
+    while min(decoded(doctor), decoded(patient)) < 30:
+        assert time.monotonic() < deadline, (stats(doctor), stats(patient))
+        time.sleep(0.5)
+    for page in (doctor, patient):
+        assert page.evaluate("window.__secretumTest.relayed()") is True
+    until(patient, "!document.getElementById('quality-relay').hidden", 10)
+    hang_up(patient, doctor)
