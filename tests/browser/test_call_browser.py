@@ -231,7 +231,8 @@ def test_two_party_call_both_decode_and_show_the_same_code(clinic: Clinic) -> No
     code = in_call(doctor)
     assert in_call(patient) == code and len(code) == 6
     # Both show the words of the code, each in its language, the same three things.
-    assert doctor.locator("#code-words").inner_text() and patient.locator("#code-words")
+    words = [p.locator("#code-words").inner_text().split(" · ") for p in (doctor, patient)]
+    assert [len(w) for w in words] == [3, 3] and words[0] != words[1], words  # en, fr
     assert doctor.locator("#e2ee").get_attribute("data-state") == "on"
 
     # Both sides decode video, and keep decoding for 10 s.
