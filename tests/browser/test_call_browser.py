@@ -146,6 +146,7 @@ def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
     with coturn(tmp / "coturn") as turn:
         settings = {
             "SECRETUM_CALL_TEST_HOOKS": "1",
+            "SECRETUM_CONSULT_RECHECK_SECONDS": "1",
             "SECRETUM_TURN_URLS": json.dumps([turn.url]),
             "SECRETUM_TURN_SECRET": turn.secret,
         }
@@ -376,3 +377,51 @@ def test_a_relay_only_call_through_coturn(clinic: Clinic) -> None:
         assert page.evaluate("window.__secretumTest.relayed()") is True
     until(patient, "!document.getElementById('quality-relay').hidden", 10)
     hang_up(patient, doctor)
+
+
+_SOCKET = """async (url) => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  const got = [];
+  ws.onmessage = (e) => got.push(JSON.parse(e.data).type);
+  ws.onclose = (e) => resolve({code: e.code, reason: e.reason, got});
+})"""
+
+
+@pytest.mark.parametrize("intruder", ["lea", "admin"])
+def test_someone_else_is_refused_page_and_socket(clinic: Clinic, intruder: str) -> None:
+    """Another signed-in patient, or the administrator, gets a refusal for the page of
+    Paul's call, and their browser's socket to it is closed with 4403 before any message."""
+    context = clinic.context(intruder, "fr")
+    page = context.new_page()
+    url = f"{clinic.server.url}/consult/{clinic.appointments['paul']}"
+    response = page.goto(url)
+    assert response is not None
+    # A refusal page (patient), or away to the sign-in page (a role that has no calls).
+    assert response.status in (403, 404) or "/consult/" not in response.url, response.url
+    assert page.locator("#call").count() == 0
+    ws_url = url.replace("https://", "wss://") + "/ws"
+    assert page.evaluate(_SOCKET, ws_url) == {"code": 4403, "reason": "refused", "got": []}
+    page.close()
+
+
+def test_consent_withdrawn_during_the_call_ends_it(clinic: Clinic) -> None:
+    """The patient withdraws the teleconsultation consent in another tab: the server ends
+    the call (re-check every second here) and both pages say why; media stops."""
+    doctor = clinic.open("gp", "hugo", "fr")
+    patient = clinic.open("hugo", "hugo", "fr")
+    admit(doctor, "hugo")
+    assert in_call(doctor) == in_call(patient)
+    consents = patient.context.new_page()
+    consents.goto(clinic.server.url + "/me/consents")
+    consents.locator(
+        "form[action='/me/consents/withdraw']:has(input[value='teleconsultation']) button"
+    ).click()
+    consents.wait_for_load_state()
+    until(patient, "document.getElementById('e2ee').dataset.state === 'ended'", 30)
+    assert "consentement" in patient.locator("#stage").inner_text()
+    until(doctor, "document.getElementById('empty-stage').hidden === false", 30)
+    assert patient.locator("#hangup").is_disabled()
+    shot(patient, "fr-patient-consent-withdrawn")
+    doctor.close()
+    patient.close()
+    consents.close()

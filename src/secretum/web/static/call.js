@@ -396,6 +396,7 @@ async function measure() {
     const level = rtt < 0.3 && loss < 0.02 ? 0 : rtt < 0.6 && loss < 0.08 ? 1 : 2;
     worst = Math.max(worst ?? 0, level);
   }
+  if (state.ended) return;
   const box = $("quality");
   box.dataset.level = worst === null ? "none" : ["good", "fair", "poor"][worst];
   $("quality-text").textContent = worst === null ? S.quality_none : [S.quality_good, S.quality_fair, S.quality_poor][worst];
@@ -523,6 +524,10 @@ function finish(text) {
   state.worker?.terminate();
   setStage(text);
   setE2ee("ended", S.e2ee_ended);
+  $("quality").dataset.level = "none";
+  $("quality-text").textContent = S.quality_none;
+  $("quality-relay").hidden = true;
+  $("local-video").srcObject = null;
   $("waiting-note").hidden = true;
   for (const id of ["mute", "camera", "hangup", "mic", "cam", "chat-text", "chat-send", "chat-file"]) $(id).disabled = true;
   $("after").hidden = false;
