@@ -85,7 +85,7 @@ def make_app(redis_url: str | None) -> Any:
 
 
 def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -176,7 +176,7 @@ async def _hold(port: int, pid: int, n: int) -> tuple[int, float]:
 
 async def _pair(one: int, two: int, seconds: float, latencies: list[float]) -> None:
     room = secrets.token_hex(8)
-    a, a_id = await _open(one, room)
+    a, _ = await _open(one, room)
     b, b_id = await _open(two, room)
     while True:  # b sees a as a peer (joined reached a): both in the call
         message = json.loads(await a.recv())
