@@ -28,6 +28,7 @@ SUITES = {
     "secure_read": "bench.bench_secure_read",
     "passwords": "bench.bench_passwords",
     "agenda": "bench.bench_agenda",
+    "signaling": "bench.bench_signaling",
     "call": "bench.bench_call",
 }
 #: Programs a suite drives as real peers; checked for every chosen suite before any runs, so a

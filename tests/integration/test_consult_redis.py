@@ -32,7 +32,7 @@ REDIS = "redis://127.0.0.1:6379/0"
 def serving(app: Any) -> Iterator[int]:
     """``app`` served by uvicorn on a free loopback port (plain HTTP), in a thread."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, ws="websockets")
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, ws="websockets-sansio")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
