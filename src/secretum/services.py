@@ -21,6 +21,11 @@ from secretum.agenda.service import AgendaService, AgendaSettings
 from secretum.audit.log import AuditLog
 from secretum.config import Settings
 from secretum.consent.service import ConsentService
+from secretum.consult.model import ConsultSettings
+from secretum.consult.rooms import Hub, LocalHub, RedisHub
+from secretum.consult.service import ConsultService
+from secretum.consult.signaling import Calls
+from secretum.consult.turn import TurnConfig
 from secretum.crypto.blind_index import BlindIndex
 from secretum.identity.accounts import AccountStore
 from secretum.identity.directory import StaffDirectory
@@ -106,6 +111,9 @@ class Services:
     notices: NoticeReads
     #: the DPO's reads of the audit trail (through the door)
     oversight: OversightService
+    #: teleconsultation calls: the join decision, and this instance's signaling sockets
+    consult: ConsultService
+    calls: Calls
 
 
 def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
@@ -153,6 +161,29 @@ class AccountContacts:
     def email(self, conn: Connection, user_id: str) -> str | None:
         row = self.accounts.by_id(conn, user_id)
         return None if row is None else self.accounts.open_personal(row).email
+
+
+def _calls(platform: Ports, consult: ConsultService) -> Calls:
+    """The signaling of this instance: rooms in process, or across instances through Redis."""
+    s = platform.settings
+
+    def hub() -> Hub:
+        if s.redis_url:
+            return RedisHub.from_url(s.redis_url, s.redis_prefix)
+        return LocalHub()
+
+    turn = None
+    if s.turn_urls and s.turn_secret is not None:
+        secret = s.turn_secret.get_secret_value().encode()
+        turn = TurnConfig(tuple(s.turn_urls), secret, s.turn_ttl_seconds)
+    return Calls(
+        consult,
+        hub,
+        clock=platform.clock,
+        turn=turn,
+        recheck_seconds=s.consult_recheck_seconds,
+        witnessed=platform.audit.witnessed_async,
+    )
 
 
 def build_services(platform: Ports) -> Services:
@@ -210,6 +241,17 @@ def build_services(platform: Ports) -> Services:
             reminder_lead=timedelta(hours=s.agenda_reminder_hours),
         ),
     )
+    consult = ConsultService(
+        platform.engine,
+        platform.audit,
+        guard,
+        contacts=AccountContacts(identity.core.accounts),
+        settings=ConsultSettings(
+            waiting_room=timedelta(minutes=s.waiting_room_minutes),
+            grace=timedelta(minutes=s.consult_grace_minutes),
+            recheck_seconds=s.consult_recheck_seconds,
+        ),
+    )
     return Services(
         identity=identity,
         consent=ConsentService(platform.engine, platform.audit, guard),
@@ -241,4 +283,6 @@ def build_services(platform: Ports) -> Services:
         oversight=OversightService(
             platform.engine, platform.audit, guard, platform.audit_public_key
         ),
+        consult=consult,
+        calls=_calls(platform, consult),
     )
