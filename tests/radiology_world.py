@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from identity_authenticator import ORIGIN, RP_ID, SoftAuthenticator, SoftCredential, cose_key
 from imaging_archive_world import RADIOLOGIST, ImagingWorld
@@ -39,7 +39,7 @@ class MemoryKeys:
     def key(self, credential_id: bytes) -> SignerKey | None:
         return self.keys.get(credential_id)
 
-    def record_use(self, key: SignerKey, sign_count: int, now: datetime) -> bool:
+    def record_use(self, conn: Connection, key: SignerKey, sign_count: int, now: datetime) -> bool:
         current = self.keys.get(key.credential_id)
         if current is None or current.sign_count != key.sign_count:
             return False

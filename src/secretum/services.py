@@ -189,13 +189,11 @@ class IdentitySignerKeys:
             cred = self.core.factors.credential(conn, credential_ref(credential_id))
         return None if cred is None else self._key(cred)
 
-    def record_use(self, key: SignerKey, sign_count: int, now: datetime) -> bool:
-        with self.core.read() as conn:
-            cred = self.core.factors.credential(conn, credential_ref(key.credential_id))
+    def record_use(self, conn: Connection, key: SignerKey, sign_count: int, now: datetime) -> bool:
+        cred = self.core.factors.credential(conn, credential_ref(key.credential_id))
         if cred is None or cred.sign_count != key.sign_count:
             return False
-        with self.core.write() as conn:
-            return self.core.factors.record_use(conn, cred, sign_count, False, now)
+        return self.core.factors.record_use(conn, cred, sign_count, False, now)
 
 
 def build_services(platform: Ports) -> Services:

@@ -415,7 +415,7 @@ class ReportService:
                 raise SigningRefused("the assertion does not sign this report")
             if (count or key.sign_count) and (count or 0) <= key.sign_count:
                 raise SigningRefused("the authenticator's counter went back (a cloned key?)")
-            if not self.keys.record_use(key, count or 0, ctx.now):
+            if not self.keys.record_use(conn, key, count or 0, ctx.now):
                 raise SigningRefused("the credential was used meanwhile")
             body["extension"] = [*body.get("extension", []), sig.extension()]
             body = validate(body, REPORT)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy.engine import Connection
 from webauthn import (
     generate_authentication_options,
     options_to_json,
@@ -60,7 +61,9 @@ class SignerKeys(Protocol):
 
     def key(self, credential_id: bytes) -> SignerKey | None: ...
 
-    def record_use(self, key: SignerKey, sign_count: int, now: datetime) -> bool: ...
+    def record_use(self, conn: Connection, key: SignerKey, sign_count: int, now: datetime) -> bool:
+        """Store the new counter in the caller's transaction (False if it moved meanwhile)."""
+        ...
 
 
 def signing_options(rp: RelyingParty, challenge: bytes, keys: list[SignerKey]) -> str:
