@@ -49,10 +49,10 @@ def _changed(record: FhirRecord, resource: dict) -> FhirRecord:  # type: ignore[
 
 def test_a_report_changed_by_one_byte_fails_verification(rw: RadiologyWorld) -> None:
     signed = _signed(rw)
-    assert rw.reports._verify(signed).valid
+    assert rw.reports.check(signed).valid
     body = copy.deepcopy(signed.resource)
     body["conclusion"] = "Normal chest CT!"  # one byte
-    verdict = rw.reports._verify(_changed(signed, body))
+    verdict = rw.reports.check(_changed(signed, body))
     assert not verdict.valid
     assert verdict.check is not None
     assert {"content_matches", "signature_valid"} <= set(verdict.check.failures())
@@ -81,10 +81,10 @@ def test_a_signature_moved_to_another_report_or_version_fails(rw: RadiologyWorld
     other = _signed(rw, "Report two.")
     moved = copy.deepcopy(other.resource)
     moved["extension"] = first.resource["extension"]
-    assert not rw.reports._verify(_changed(other, moved)).valid
+    assert not rw.reports.check(_changed(other, moved)).valid
     # the whole signed body written back as a later version: its signed version is not this one
     later = _changed(dataclasses.replace(first, version=first.version + 1), first.resource)
-    verdict = rw.reports._verify(later)
+    verdict = rw.reports.check(later)
     assert not verdict.valid and verdict.check is not None
     assert verdict.check.failures() == ["version_matches"]
     # and the signed-version extension removed: the content hash no longer matches
@@ -92,7 +92,7 @@ def test_a_signature_moved_to_another_report_or_version_fails(rw: RadiologyWorld
     stripped["extension"] = [
         e for e in stripped["extension"] if e["url"] != SIGNED_VERSION_EXTENSION
     ]
-    assert not rw.reports._verify(_changed(first, stripped)).valid
+    assert not rw.reports.check(_changed(first, stripped)).valid
 
 
 def test_an_assertion_made_for_another_reports_hash_is_refused(rw: RadiologyWorld) -> None:

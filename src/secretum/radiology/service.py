@@ -462,7 +462,7 @@ class ReportService:
 
     # -- verification ---------------------------------------------------------------------------
 
-    def _verify(self, record: FhirRecord) -> ReportVerification:
+    def check(self, record: FhirRecord) -> ReportVerification:
         sig = StoredSignature.of(record.resource)
         if sig is None:
             return ReportVerification(record.resource_id, record.version, False, None, None, None)
@@ -483,7 +483,7 @@ class ReportService:
         self, ctx: RequestContext, report_id: str, version: int | None = None
     ) -> ReportVerification:
         """Verify a version (default: the current one) of a report the actor may read."""
-        return self._verify(self.records.read(ctx, REPORT, report_id, version=version))
+        return self.check(self.records.read(ctx, REPORT, report_id, version=version))
 
     def verify_for_operator(
         self, ctx: RequestContext, report_id: str, version: int | None = None
@@ -499,7 +499,7 @@ class ReportService:
             self.door.rule(attempt, OPERATOR_CHECK)
             if version is not None and not 1 <= version <= row.version:
                 raise ResourceNotFound("no such version of this report")
-            return self._verify(self.records.repo.load(conn, row, version))
+            return self.check(self.records.repo.load(conn, row, version))
 
         return self.door.read(attempt, work)
 
@@ -533,7 +533,7 @@ class ReportService:
                 if row is not None and row.sensitivity in scope.labels
             ]
 
-        return [SignedReport(r, self._verify(r)) for r in self.door.read(attempt, work)]
+        return [SignedReport(r, self.check(r)) for r in self.door.read(attempt, work)]
 
 
 def _utc(value: datetime) -> datetime:
