@@ -73,7 +73,7 @@ def test_worklist_write_sign_and_the_patient_sees_it(world: tuple[WebWorld, str]
     assert saved.status_code == 303
     page = radio.get(f"/radiology/studies/{uid}")
     assert "Normal chest CT." in page.text and "not signed" in page.text
-    report_id = next(iter(w.services.reports._reports_of(w.users["own"].user_id)))["report_id"]
+    report_id = next(iter(w.services.reports.report_index(w.users["own"].user_id)))["report_id"]
     auth = _security_key(w, "radio")
     api = w.client("radio")
     start = _json(api.post(f"/radiology/reports/{report_id}/sign/options", json={}))
@@ -106,7 +106,7 @@ def test_worklist_write_sign_and_the_patient_sees_it(world: tuple[WebWorld, str]
 def test_the_patient_and_other_practitioners_cannot_sign(world: tuple[WebWorld, str]) -> None:
     w, uid = world
     w.client("radio").post(f"/radiology/studies/{uid}/report", data={"text": "Draft."})
-    report_id = next(iter(w.services.reports._reports_of(w.users["own"].user_id)))["report_id"]
+    report_id = next(iter(w.services.reports.report_index(w.users["own"].user_id)))["report_id"]
     # the patient has no access to the radiologist's pages at all
     assert w.client("own").post(f"/radiology/reports/{report_id}/sign/options").status_code == 403
     # gp is in the care team but nothing was referred to them: empty worklist

@@ -26,20 +26,16 @@ Signing (see :mod:`secretum.radiology.canonical` for what is signed)
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import AuthenticationCredential
 
 from secretum.access.context import RequestContext
 from secretum.access.door import Attempt
-from secretum.access.errors import Refused
+from secretum.access.errors import AccessDenied
 from secretum.access.model import Action, Decision, Resource, Sensitivity
 from secretum.audit.model import EventAction
 from secretum.imaging.archive import ImagingArchive
@@ -49,30 +45,37 @@ from secretum.radiology.canonical import (
     REPORT_CODE,
     StoredSignature,
     content_hash,
-    set_signed_version,
     signed_version_of,
 )
+from secretum.radiology.ceremony import (
+    CHALLENGE_TTL,
+    REPORT,
+    SigningRefused,
+    SigningStart,
+    open_ceremony,
+    stored_signature,
+    take_ceremony,
+    to_sign,
+    utc,
+)
+from secretum.radiology.model import ReportVerification, SignedReport, WorkItem
 from secretum.radiology.signing import (
     RelyingParty,
-    SignatureCheck,
     SignerKeys,
     check_signature,
     signing_options,
 )
-from secretum.radiology.tables import radiology_reports, radiology_sign_challenges
+from secretum.radiology.tables import radiology_reports
 from secretum.records.fhir import (
     FhirRecord,
     ResourceNotFound,
     UnprocessableResource,
     VersionConflict,
-    instant,
     validate,
 )
 from secretum.records.search import IndexRow
 from secretum.records.service import RecordService
 
-REPORT = "DiagnosticReport"
-CHALLENGE_TTL = timedelta(minutes=5)
 MAX_REPORT_CHARS = 20_000
 #: The one decision of the operator's verification (``secretum report verify``): it opens the
 #: report only to hash it and returns a verdict (ids, booleans), never its content.
@@ -80,54 +83,6 @@ OPERATOR_CHECK = Decision(True, "allow.signature-check")
 
 #: ``referred(practitioner_id, now)``: the patients referred to this practitioner now.
 Referred = Callable[[str, datetime], list[str]]
-
-
-class SigningRefused(Refused):
-    """The assertion does not sign this report (unknown ceremony, wrong credential, bad
-    signature, report changed meanwhile)."""
-
-    status = 422
-    code = "signature-refused"
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """A study referred to the radiologist and not yet reported (attributes: DICOM JSON)."""
-
-    study_uid: str
-    patient_id: str
-    attributes: dict[str, Any]
-    modalities: tuple[str, ...]
-    number_of_instances: int
-    draft_id: str | None
-
-
-@dataclass(frozen=True)
-class SigningStart:
-    challenge_id: str
-    options: str  # PublicKeyCredentialRequestOptions JSON
-
-
-@dataclass(frozen=True)
-class ReportVerification:
-    report_id: str
-    version: int
-    signed: bool
-    check: SignatureCheck | None
-    signer_id: str | None
-    signed_at: str | None
-
-    @property
-    def valid(self) -> bool:
-        return self.check is not None and self.check.valid
-
-
-@dataclass(frozen=True)
-class SignedReport:
-    """A signed version of a report as a patient or a clinician sees it."""
-
-    record: FhirRecord
-    verification: ReportVerification
 
 
 class ReportService:
@@ -159,15 +114,13 @@ class ReportService:
         """Studies of the patients referred to the actor, without a signed report. Each
         patient's studies are one audited query of the archive (a patient whose studies the
         actor may no longer see, e.g. after a withdrawn consent, is left out)."""
-        from secretum.access.errors import AccessDenied
-
         items: list[WorkItem] = []
         for pid in self.referred(ctx.actor.user_id, ctx.now):
             try:
                 studies = self.archive.search_studies(ctx, patient_id=pid)
             except AccessDenied:
                 continue
-            reports = self._reports_of(pid)
+            reports = self.report_index(pid)
             for study in studies:
                 index = self.archive.store.study_index(study.study_uid)
                 of_study = [r for r in reports if r["study_uid_index"] == index]
@@ -177,7 +130,7 @@ class ReportService:
                 items.append(_item(study, draft))
         return items
 
-    def _reports_of(self, patient_id: str) -> list[dict[str, Any]]:
+    def report_index(self, patient_id: str) -> list[dict[str, Any]]:
         t = radiology_reports.c
         with self.door.reads.connect() as conn:
             rows = conn.execute(
@@ -193,7 +146,7 @@ class ReportService:
             raise ResourceNotFound("no such study")
         index = self.archive.store.study_index(study_uid)
         reports = [
-            r for r in self._reports_of(found[0].patient_id or "") if r["study_uid_index"] == index
+            r for r in self.report_index(found[0].patient_id or "") if r["study_uid_index"] == index
         ]
         return found[0], reports
 
@@ -290,18 +243,6 @@ class ReportService:
 
     # -- signing --------------------------------------------------------------------------------
 
-    def _to_sign(
-        self, current: FhirRecord, signer_id: str, issued: datetime, previously_signed: bool
-    ) -> dict[str, Any]:
-        body = dict(current.resource)
-        body.pop("meta", None)
-        body["status"] = "amended" if previously_signed else "final"
-        body["issued"] = instant(issued)
-        body["resultsInterpreter"] = [{"reference": f"Practitioner/{signer_id}"}]
-        body["extension"] = [e for e in body.get("extension", []) if isinstance(e, dict)]
-        set_signed_version(body, current.version + 1)
-        return validate(body, REPORT)
-
     def _signed_before(self, conn: Connection, report_id: str) -> bool:
         t = radiology_reports.c
         return (
@@ -315,7 +256,7 @@ class ReportService:
         attempt = RecordService.attempt(ctx, "operation", EventAction.UPDATE)
         signer = ctx.actor.user_id
 
-        def work(conn: Connection) -> SigningStart:
+        def work(conn: Connection) -> tuple[str, bytes]:
             row = self._report_row(conn, attempt, report_id)
             resource = Resource(REPORT, row.patient_id, report_id, row.sensitivity)
             self.door.authorize(conn, attempt, Action.UPDATE, resource)
@@ -323,55 +264,22 @@ class ReportService:
             if current.resource.get("status") != "preliminary":
                 raise UnprocessableResource("this version is signed already: amend it first")
             issued = ctx.now.astimezone(UTC).replace(microsecond=0)
-            body = self._to_sign(current, signer, issued, self._signed_before(conn, report_id))
+            body = to_sign(current, signer, issued, self._signed_before(conn, report_id))
             challenge = content_hash(body)
-            challenge_id = secrets.token_hex(16)
-            conn.execute(
-                insert(radiology_sign_challenges).values(
-                    challenge_id=challenge_id,
-                    report_id=report_id,
-                    signer_id=signer,
-                    base_version=row.version,
-                    issued_at=issued,
-                    content_sha256=challenge,
-                    expires_at=ctx.now + self.challenge_ttl,
-                )
+            challenge_id = open_ceremony(
+                conn,
+                report_id=report_id,
+                signer_id=signer,
+                base_version=row.version,
+                issued=issued,
+                content_sha256=challenge,
+                expires_at=ctx.now + self.challenge_ttl,
             )
-            return SigningStart(challenge_id, "")
+            return challenge_id, challenge
 
-        started = self.door.run(attempt, work)
-        with self.door.reads.connect() as conn:
-            challenge = conn.execute(
-                select(radiology_sign_challenges.c.content_sha256).where(
-                    radiology_sign_challenges.c.challenge_id == started.challenge_id
-                )
-            ).scalar_one()
-        options = signing_options(self.rp, bytes(challenge), self.keys.keys_of(signer))
-        return SigningStart(started.challenge_id, options)
-
-    def _take_challenge(
-        self, challenge_id: str, report_id: str, signer: str, now: datetime
-    ) -> dict[str, Any]:
-        """Spend a ceremony (committed at once, even if what follows is refused)."""
-        t = radiology_sign_challenges.c
-        with self.engine.begin() as conn:
-            row = (
-                conn.execute(
-                    select(radiology_sign_challenges).where(t.challenge_id == challenge_id)
-                )
-                .mappings()
-                .first()
-            )
-            conn.execute(delete(radiology_sign_challenges).where(t.challenge_id == challenge_id))
-            conn.execute(delete(radiology_sign_challenges).where(t.expires_at < now))
-        if (
-            row is None
-            or row["report_id"] != report_id
-            or row["signer_id"] != signer
-            or _utc(row["expires_at"]) < now
-        ):
-            raise SigningRefused("the signing ceremony is unknown, used or expired")
-        return dict(row)
+        challenge_id, challenge = self.door.run(attempt, work)
+        options = signing_options(self.rp, challenge, self.keys.keys_of(signer))
+        return SigningStart(challenge_id, options)
 
     def finish_signing(
         self,
@@ -385,7 +293,7 @@ class ReportService:
         signer = ctx.actor.user_id
         taken: dict[str, Any] = {}
         try:
-            taken.update(self._take_challenge(challenge_id, report_id, signer, ctx.now))
+            taken.update(take_ceremony(self.engine, challenge_id, report_id, signer, ctx.now))
         except SigningRefused as exc:
             refusal: Exception | None = exc
         else:
@@ -401,12 +309,12 @@ class ReportService:
             if row.version != ceremony["base_version"]:
                 raise VersionConflict("the report changed since signing began")
             current = self.records.repo.load(conn, row)
-            issued = _utc(ceremony["issued_at"])
-            body = self._to_sign(current, signer, issued, self._signed_before(conn, report_id))
+            issued = utc(ceremony["issued_at"])
+            body = to_sign(current, signer, issued, self._signed_before(conn, report_id))
             digest = content_hash(body)
             if digest != bytes(ceremony["content_sha256"]):
                 raise SigningRefused("the report changed since signing began")
-            sig = self._signature(credential, signer, digest, ctx.now)
+            sig = stored_signature(credential, signer, digest, ctx.now, self.rp.rp_id)
             key = self.keys.key(sig.credential_id)
             check, count = check_signature(
                 self.rp, sig, content_sha256=digest, key=key, version_matches=True
@@ -430,35 +338,6 @@ class ReportService:
             return record
 
         return self.door.run(attempt, work)
-
-    def _signature(
-        self, credential: str | dict[str, Any], signer: str, digest: bytes, now: datetime
-    ) -> StoredSignature:
-        from webauthn.helpers import parse_authentication_credential_json
-
-        try:
-            parsed: AuthenticationCredential = parse_authentication_credential_json(credential)
-        except (WebAuthnException, ValueError, TypeError, KeyError):
-            raise SigningRefused("the assertion is malformed") from None
-        response = parsed.response
-        try:
-            import json
-
-            origin = str(json.loads(response.client_data_json).get("origin", ""))
-        except (ValueError, AttributeError):
-            origin = ""
-        return StoredSignature(
-            signer_id=signer,
-            when=instant(now),
-            content_sha256=digest,
-            credential_id=parsed.raw_id,
-            authenticator_data=response.authenticator_data,
-            client_data_json=response.client_data_json,
-            signature=response.signature,
-            user_handle=response.user_handle,
-            rp_id=self.rp.rp_id,
-            origin=origin,
-        )
 
     # -- verification ---------------------------------------------------------------------------
 
@@ -534,10 +413,6 @@ class ReportService:
             ]
 
         return [SignedReport(r, self.check(r)) for r in self.door.read(attempt, work)]
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _item(study: StudyMatch, draft: str | None) -> WorkItem:

@@ -23,7 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from secretum.access.errors import Refused
 from secretum.access.model import Purpose
 from secretum.radiology.canonical import StoredSignature
-from secretum.radiology.service import REPORT, report_digest
+from secretum.radiology.ceremony import REPORT
+from secretum.radiology.service import report_digest
 from secretum.services import Services
 from secretum.web import care_pages as pages
 from secretum.web import deps
