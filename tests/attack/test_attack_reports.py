@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 
 import pytest
 from sqlalchemy import select, update
+from webauthn.helpers import base64url_to_bytes
 
 from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
     NOW,
@@ -21,13 +23,15 @@ from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
     ImagingWorld,
     imaging_world,
 )
-from radiology_world import RadiologyWorld, radiology_world  # noqa: F401 (rw is a fixture)
+from radiology_world import RP, RadiologyWorld, radiology_world  # noqa: F401 (rw is a fixture)
 from secretum.access.context import RequestContext
 from secretum.access.errors import AccessDenied
 from secretum.access.model import Actor, Purpose, Role
 from secretum.crypto.errors import IntegrityError
 from secretum.radiology.canonical import SIGNED_VERSION_EXTENSION
+from secretum.radiology.ceremony import stored_signature
 from secretum.radiology.service import SigningRefused
+from secretum.radiology.signing import check_signature
 from secretum.records.fhir import FhirRecord, UnprocessableResource
 from secretum.records.tables import sealed_records
 
@@ -134,10 +138,27 @@ def test_a_replayed_assertion_is_refused(rw: RadiologyWorld) -> None:
     ],
     ids=["origin", "rp-id", "no-user-verification", "challenge"],
 )
-def test_a_forged_assertion_is_refused(rw: RadiologyWorld, forgery: dict) -> None:  # type: ignore[type-arg]
+def test_a_forged_assertion_is_refused(
+    rw: RadiologyWorld,
+    forgery: dict,  # type: ignore[type-arg]
+    request: pytest.FixtureRequest,
+) -> None:
     draft = rw.reports.save_draft(READING, rw.study(1), "Normal.")
     start = rw.reports.begin_signing(READING, draft.resource_id)
     assertion = rw.authenticators[RADIOLOGIST.user_id].get(start.options, **forgery)
+    # the check that catches it is named (py_webauthn's own refusal comes on top)
+    options = json.loads(start.options)
+    digest = base64url_to_bytes(options["challenge"])
+    sig = stored_signature(assertion, RADIOLOGIST.user_id, digest, NOW, RP.rp_id)
+    key = rw.keys.key(sig.credential_id)
+    check, _ = check_signature(RP, sig, content_sha256=digest, key=key, version_matches=True)
+    expected = {
+        "origin": "origin_ok",
+        "rp-id": "rp_ok",
+        "no-user-verification": "signature_valid",
+        "challenge": "challenge_matches",
+    }
+    assert expected[request.node.callspec.id.split("-", 1)[1]] in check.failures()
     with pytest.raises(SigningRefused):
         rw.reports.finish_signing(READING, draft.resource_id, start.challenge_id, assertion)
 
