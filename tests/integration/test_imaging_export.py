@@ -5,7 +5,14 @@ burned-in annotation refused / excluded / flagged, one decision and one audit en
 from __future__ import annotations
 
 import io
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
@@ -33,6 +40,7 @@ from secretum.imaging.export import (
 )
 
 RESEARCH = RequestContext(RADIOLOGIST, Purpose.RESEARCH, NOW)
+ORTHANC = "/usr/sbin/Orthanc"
 
 
 @pytest.fixture
@@ -162,3 +170,61 @@ def test_stow_rs_to_another_server(world: ImagingWorld) -> None:
     for ds in receiver.received:
         assert ds.PatientIdentityRemoved == "YES" and ds.PatientID != "SYN0001"
         assert ds.StudyInstanceUID != uid
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[str]:
+    """Orthanc from Debian with its DICOMweb plugin, on free ports (the receiving server)."""
+    http_port, dicom_port = _free_port(), _free_port()
+    config = {
+        "Name": "deid-receiver",
+        "StorageDirectory": str(tmp_path / "orthanc"),
+        "IndexDirectory": str(tmp_path / "orthanc"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "Plugins": ["/usr/share/orthanc/plugins"],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    path = tmp_path / "orthanc.json"
+    path.write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [ORTHANC, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(url + "/system", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("Orthanc did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_stow_rs_to_orthanc(world: ImagingWorld, orthanc: str) -> None:
+    slices = ct_study(world, 2)
+    uid = str(slices[0].StudyInstanceUID)
+    plan = DeidentifiedExport(world.archive).prepare(READING, uid, ExportRequest("orthanc"))
+    outcome = plan.stow(orthanc + "/dicom-web/studies")
+    assert (outcome.stored, outcome.failed, outcome.status_code) == (2, 0, 200)
+    instances = httpx.get(orthanc + "/instances?expand", timeout=10).json()
+    assert len(instances) == 2
+    for instance in instances:
+        tags = httpx.get(f"{orthanc}/instances/{instance['ID']}/simplified-tags", timeout=10)
+        found = tags.json()
+        assert found["PatientIdentityRemoved"] == "YES"
+        assert found.get("PatientName") != "Martin^Sophie" and found.get("PatientID") != "SYN0001"
+        assert found["StudyInstanceUID"] != uid
