@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from secretum.access.errors import Refused
 from secretum.access.model import Purpose
-from secretum.radiology.canonical import StoredSignature
+from secretum.radiology.canonical import study_uid_of
 from secretum.radiology.ceremony import REPORT
 from secretum.radiology.service import report_digest
 from secretum.services import Services
@@ -172,9 +172,5 @@ def sign_verify(
         )
     except Refused as exc:
         return _json_refusal(request, exc)
-    sig = StoredSignature.of(record.resource)
-    uid = ""
-    for ref in record.resource.get("imagingStudy", []):
-        uid = str(ref.get("identifier", {}).get("value", "")).removeprefix("urn:oid:")
-    assert sig is not None
+    uid = study_uid_of(record.resource) or ""
     return JSONResponse({"next": f"/radiology/studies/{uid}?done=signed"})
