@@ -31,6 +31,7 @@ from secretum.bootstrap import (
     write_dev_passphrase,
 )
 from secretum.config import Settings
+from secretum.report_cli import report_app
 
 console = Console()
 err = Console(stderr=True)
@@ -64,6 +65,7 @@ pki_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(pki_app, name="pki")
+app.add_typer(report_app, name="report")
 
 
 def _error_line(message: str) -> None:

@@ -97,6 +97,8 @@ IDENTITIES = {
 #: Fictitious INS (test INS-NIR system): a practitioner outside the care team declares a
 #: break-the-glass access by INS (see secretum.records.directory).
 INS_TEST_SYSTEM = "urn:oid:1.2.250.1.213.1.4.10"
+#: IssuerOfPatientID of the demo clinic's imaging.
+DEMO_ISSUER = "CLINIQUE-DEMO"
 DEMO_INS = {"paul": "162047512345671", "lea": "288097512345682", "hugo": "101017512345693"}
 #: (LOINC, display, UCUM unit, value) per patient
 MEASURES: dict[str, list[tuple[str, str, str, float]]] = {
@@ -281,6 +283,23 @@ def _clinic(platform: DemoPorts, ids: dict[str, str], now: datetime) -> None:
         "application/pdf",
         patient_id=ids["paul"],
     )
+    _imaging(platform, ids, gp, now)
+
+
+def _imaging(platform: DemoPorts, ids: dict[str, str], gp: Actor, now: datetime) -> None:
+    """Paul's synthetic chest CT, sent by his GP, and his referral to the radiologist: it is
+    on her worklist, waiting for a report."""
+    from secretum.imaging.synthetic import synthetic_ct
+
+    svc = platform.services
+    sending = RequestContext(gp, Purpose.TELERADIOLOGY, now)
+    svc.imaging.register_patient_identifier(sending, ids["paul"], DEMO_ISSUER, "DEMO-PAUL-1")
+    svc.care_team.refer(
+        RequestContext(gp, Purpose.TELECONSULTATION, now),
+        patient_id=ids["paul"],
+        practitioner_id=ids["radio"],
+    )
+    svc.imaging.ingest(sending, synthetic_ct("DEMO-PAUL-1", DEMO_ISSUER, "Exemple^Paul"))
 
 
 def _observation(

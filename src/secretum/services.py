@@ -29,13 +29,15 @@ from secretum.consult.turn import TurnConfig
 from secretum.crypto.blind_index import BlindIndex
 from secretum.identity.accounts import AccountStore
 from secretum.identity.directory import StaffDirectory
+from secretum.identity.factor_store import StoredCredential
 from secretum.identity.model import IdentitySettings
 from secretum.identity.ratelimit import DbRateLimiter, RateLimiter
 from secretum.identity.service import Identity
-from secretum.identity.service_base import Who
+from secretum.identity.service_base import IdentityCore, Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
-from secretum.identity.webauthn import WebAuthnConfig
+from secretum.identity.webauthn import WebAuthnConfig, credential_ref
 from secretum.imaging.archive import ImagingArchive
+from secretum.imaging.export import DeidentifiedExport
 from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
@@ -46,6 +48,8 @@ from secretum.policy.choices import PatientChoices
 from secretum.policy.guard import PolicyGuard
 from secretum.policy.reads import CareReads
 from secretum.policy.referrals import CareTeamService
+from secretum.radiology.service import ReportService
+from secretum.radiology.signing import RelyingParty, SignerKey
 from secretum.records.documents import DocumentService, FileLimits
 from secretum.records.files import FileStore
 from secretum.records.service import RecordService
@@ -105,6 +109,10 @@ class Services:
     mailer: Mailer
     agenda: AgendaService
     imaging: ImagingArchive
+    #: de-identified export of studies (zip, STOW-RS)
+    imaging_export: DeidentifiedExport
+    #: the radiologist's worklist, reports and their signatures
+    reports: ReportService
     #: read models of the pages (ids, codes, names of staff: no health data)
     directory: StaffDirectory
     care_reads: CareReads
@@ -184,6 +192,39 @@ def _calls(platform: Ports, consult: ConsultService) -> Calls:
         recheck_seconds=s.consult_recheck_seconds,
         witnessed=platform.audit.witnessed_async,
     )
+
+
+@dataclass(frozen=True)
+class IdentitySignerKeys:
+    """The radiology context's :class:`~secretum.radiology.signing.SignerKeys`: the WebAuthn
+    credentials of the identity context (passkeys and security keys)."""
+
+    core: IdentityCore
+
+    @staticmethod
+    def _key(cred: StoredCredential) -> SignerKey:
+        return SignerKey(
+            cred.credential_id,
+            cred.user_id,
+            cred.public_key,
+            cred.sign_count,
+            cred.blocked_at is not None,
+        )
+
+    def keys_of(self, user_id: str) -> list[SignerKey]:
+        with self.core.read() as conn:
+            return [self._key(c) for c in self.core.factors.credentials_of(conn, user_id)]
+
+    def key(self, credential_id: bytes) -> SignerKey | None:
+        with self.core.read() as conn:
+            cred = self.core.factors.credential(conn, credential_ref(credential_id))
+        return None if cred is None else self._key(cred)
+
+    def record_use(self, conn: Connection, key: SignerKey, sign_count: int, now: datetime) -> bool:
+        cred = self.core.factors.credential(conn, credential_ref(key.credential_id))
+        if cred is None or cred.sign_count != key.sign_count:
+            return False
+        return self.core.factors.record_use(conn, cred, sign_count, False, now)
 
 
 def build_services(platform: Ports) -> Services:
@@ -277,6 +318,15 @@ def build_services(platform: Ports) -> Services:
         mailer=mailer,
         agenda=agenda,
         imaging=imaging,
+        imaging_export=DeidentifiedExport(imaging),
+        reports=ReportService(
+            platform.engine,
+            records,
+            imaging,
+            IdentitySignerKeys(identity.core),
+            RelyingParty(identity.core.webauthn.rp_id, identity.core.webauthn.origins),
+            CareReads(platform.engine).referred_patients_of,
+        ),
         directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),
         notices=NoticeReads(platform.engine),

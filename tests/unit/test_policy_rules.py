@@ -77,6 +77,7 @@ TR, RS = Purpose.TELERADIOLOGY, Purpose.RESEARCH
 NONE = Facts()
 STORE, REC = Action.STORE_IMAGING, Action.RECONCILE_IMAGING
 JOIN = Action.JOIN_CALL
+DEID = Action.EXPORT_DEIDENTIFIED
 UNMATCHED = Resource("ImagingStudy", resource_id="s1")
 STUDY = Resource("ImagingStudy", patient_id="p1", resource_id="s1")
 VIGIL = Actor("v1", Role.PRACTITIONER, specialty="identity-vigilance")
@@ -199,6 +200,23 @@ CASES = [
     ("reconcile: vigilance only", DOC_UP, REC, UNMATCHED, OPS, NONE, "deny.not-identity-vigilance"),
     ("reconcile: admin never", ADMIN_UP, REC, UNMATCHED, OPS, NONE, NEVER),
     ("reconcile: unmatched only", VIGIL_UP, REC, STUDY, OPS, CARE, DEFAULT),
+    # de-identified export of a study (issue 10, section 5): research consent or care purpose
+    (
+        "export for research",
+        DOC,
+        DEID,
+        STUDY,
+        RS,
+        RESEARCH_CARE,
+        "allow.imaging-deidentified-export",
+    ),
+    ("export for care", DOC, DEID, STUDY, TC, CARE, "allow.imaging-deidentified-export"),
+    ("export, no research consent", DOC, DEID, STUDY, RS, CARE, "deny.no-consent"),
+    ("export, not in care team", DOC, DEID, STUDY, TC, ONLY_CONSENT, "deny.not-in-care-team"),
+    ("export, other kinds", DOC, DEID, OBS, TC, CARE, DEFAULT),
+    ("export, unmatched study", DOC, DEID, UNMATCHED, TC, CARE, NO_PATIENT),
+    ("export by a patient", PATIENT, DEID, STUDY, PR, NONE, DEFAULT),
+    ("export by the dpo", DPO, DEID, STUDY, OPS, NONE, NEVER),
     # -- the agenda (secretum.agenda) --
     ("patient books, consent", PATIENT, C, APPT, TC, ONLY_CONSENT, "allow.book-appointment"),
     ("patient books, no consent", PATIENT, C, APPT, TC, NONE, "deny.no-consent"),

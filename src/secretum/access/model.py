@@ -46,6 +46,8 @@ class Action(StrEnum):
     RECONCILE_IMAGING = "reconcile-imaging"
     #: join the video call of an appointment (secretum.consult)
     JOIN_CALL = "join-call"
+    #: a study leaves de-identified (PS3.15 Annex E): a zip or a STOW-RS to another server
+    EXPORT_DEIDENTIFIED = "export-deidentified"
 
 
 class Purpose(StrEnum):

@@ -106,6 +106,7 @@ _CHECKS: dict[Condition, Callable[[Request], bool]] = {
         and r.resource.resource_id == r.actor.user_id
     ),
     Condition.APPOINTMENT: lambda r: r.resource.kind == "Appointment",
+    Condition.IMAGING: lambda r: r.resource.kind in IMAGING_KINDS,
 }
 
 

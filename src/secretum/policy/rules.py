@@ -119,6 +119,8 @@ class Condition(StrEnum):
     OWN_AGENDA = "own-agenda"
     #: the resource is an appointment (``Appointment``)
     APPOINTMENT = "appointment"
+    #: the resource is an imaging study (:data:`IMAGING_KINDS`)
+    IMAGING = "imaging"
 
 
 #: Why a request was refused when this condition did not hold.
@@ -142,6 +144,7 @@ DENY_REASONS: dict[Condition, str] = {
     Condition.SCHEDULE: "deny.not-schedule",
     Condition.OWN_AGENDA: "deny.not-own-agenda",
     Condition.APPOINTMENT: "deny.not-appointment",
+    Condition.IMAGING: "deny.not-imaging",
 }
 
 DEFAULT_DENY = "deny.default"
@@ -156,6 +159,7 @@ SELECTORS = frozenset(
         Condition.SLOTS,
         Condition.SCHEDULE,
         Condition.APPOINTMENT,
+        Condition.IMAGING,
     }
 )
 
@@ -325,6 +329,23 @@ RULES: tuple[Rule, ...] = (
         frozenset({Action.RECONCILE_IMAGING}),
         _OPERATIONS,
         (Condition.UNMATCHED_IMAGING, Condition.IDENTITY_VIGILANCE, Condition.STEP_UP),
+    ),
+    # A study leaves de-identified (issue 10, section 5) for a second opinion (a care purpose,
+    # with its consent) or for research (the patient's research consent), by a practitioner of
+    # the care team, who may read it: the same conditions as reading it, for the export's
+    # purpose.
+    Rule(
+        "allow.imaging-deidentified-export",
+        _PRACTITIONER,
+        frozenset({Action.EXPORT_DEIDENTIFIED}),
+        CARE_PURPOSES | {Purpose.RESEARCH},
+        (
+            Condition.IMAGING,
+            Condition.HEALTH_DATA,
+            Condition.CARE_TEAM,
+            Condition.CONSENT,
+            Condition.NAMED_IF_RESTRICTED,
+        ),
     ),
     # A practitioner publishes their availability and reads their own agenda (their own
     # appointments, with each patient's name: every one of them booked it, for

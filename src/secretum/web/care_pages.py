@@ -399,3 +399,17 @@ def record_view(records: list[Any]) -> dict[str, Any]:
         "documents": newest([document_view(r) for r in by_type.get("DocumentReference", [])]),
         "requests": newest([task_view(r) for r in by_type.get("Task", [])]),
     }
+
+
+def signed_report_view(signed: Any, names: dict[str, Any]) -> dict[str, Any]:
+    """A signed radiology report as the patient's record shows it (its signature checked)."""
+    verification = signed.verification
+    member = names.get(verification.signer_id or "")
+    return {
+        "signed": verification.signed,
+        "valid": verification.valid,
+        "when": parse_time(verification.signed_at) if verification.signed_at else None,
+        "signer_name": member.display_name if member is not None else "",
+        "status": signed.record.resource.get("status", ""),
+        "conclusion": signed.record.resource.get("conclusion", ""),
+    }
