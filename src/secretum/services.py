@@ -8,6 +8,7 @@ Sessions and brute-force counters live in the main database by default, in Redis
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
 from secretum.imaging.archive import ImagingArchive
+from secretum.imaging.viewing import TICKET_SECRET, ImagingViewer
 from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
@@ -100,6 +102,8 @@ class Services:
     mailer: Mailer
     agenda: AgendaService
     imaging: ImagingArchive
+    #: viewing sessions over the archive (the viewer's frames: one audit entry per opening)
+    imaging_viewer: ImagingViewer
     #: read models of the pages (ids, codes, names of staff: no health data)
     directory: StaffDirectory
     care_reads: CareReads
@@ -235,6 +239,10 @@ def build_services(platform: Ports) -> Services:
         mailer=mailer,
         agenda=agenda,
         imaging=imaging,
+        imaging_viewer=ImagingViewer(
+            imaging,
+            lambda: platform.keyring.secret(TICKET_SECRET, generate=lambda: os.urandom(32)),
+        ),
         directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),
         notices=NoticeReads(platform.engine),
