@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
+import pydicom
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
@@ -419,3 +420,37 @@ class ImagingViewer:
             owner = study.owner
         pixels = StudyReader(store, owner, [row]).read_frame(sop_uid, number or 1)
         return FrameSource(pixels, PixelModule.from_json(meta or {}, row.transfer_syntax_uid))
+
+
+# -- frames of a reader already opened (WADO-RS rendered: one opening per request) --------------
+
+
+def pixel_module(reader: StudyReader, sop_uid: str) -> PixelModule:
+    """The pixel module of an instance of ``reader``: its header decrypted (the elements before
+    Pixel Data; pydicom stops there), not its pixels."""
+    match = next((m for m in reader.instances if m.sop_instance_uid == sop_uid), None)
+    if match is None:
+        raise StudyNotFound("no such instance in what was opened")
+    with reader.open_instance(sop_uid) as stream:
+        ds = pydicom.dcmread(stream, stop_before_pixels=True)
+    return PixelModule.from_dataset(ds, match.transfer_syntax_uid)
+
+
+def frame_source(reader: StudyReader, sop_uid: str, number: int) -> FrameSource:
+    """Frame ``number`` (1-based) of an instance of ``reader``, ready to render."""
+    module = pixel_module(reader, sop_uid)
+    return FrameSource(reader.read_frame(sop_uid, number), module)
+
+
+def representative(reader: StudyReader, series_uid: str | None = None) -> str:
+    """The SOP Instance UID a study or series thumbnail shows: the middle instance (by
+    instance number) of the series (the first series of the study when none is named)."""
+    instances = [m for m in reader.instances if series_uid in (None, m.series_uid)]
+    if not instances:
+        raise StudyNotFound("no such series in what was opened")
+    first = instances[0].series_uid
+    members = sorted(
+        (m for m in instances if m.series_uid == first),
+        key=lambda m: (m.instance_number or 0, m.sop_instance_uid),
+    )
+    return members[len(members) // 2].sop_instance_uid
