@@ -38,7 +38,6 @@ from secretum.web.templating import language
 from secretum.web.templating import render as render_page
 
 router = APIRouter(prefix="/practice", route_class=pages.CarePageRoute, include_in_schema=False)
-images = APIRouter(prefix="/imaging/view", route_class=RenderedRoute)
 
 Svc = Annotated[Services, Depends(deps.services_dep)]
 Now = Annotated[datetime, Depends(deps.now_dep)]
@@ -190,7 +189,7 @@ def stack_viewer(
         series=series,
         frames=frames,
         default_window=[window.center, window.width],
-        presets={name: [w.center, w.width] for name, w in CT_PRESETS.items()},
+        presets=[[name, w.center, w.width] for name, w in CT_PRESETS.items()],
         **_viewing_context(viewing, language(request)),
         **pages.ctx(request),
     )
@@ -199,7 +198,6 @@ def stack_viewer(
 # -- images under a viewing ticket ---------------------------------------------------------------
 
 
-@images.get("/{ticket}/frames/{sop_uid}/{number}")
 def viewing_frame(
     ticket: str,
     sop_uid: str,
@@ -218,7 +216,6 @@ def viewing_frame(
     return Response(image, media_type="image/png", headers={"cache-control": "private, no-store"})
 
 
-@images.get("/{ticket}/series/{series_uid}/thumbnail")
 def viewing_thumbnail(
     ticket: str,
     series_uid: str,
@@ -233,5 +230,9 @@ def viewing_thumbnail(
     return Response(image, media_type="image/jpeg", headers={"cache-control": "private, no-store"})
 
 
-# the module's routers: the pages, then the images (both included by the app)
-router.include_router(images)
+# The images answer images or the DICOMweb refusal bodies, not pages: their own route class.
+for _path, _endpoint in (
+    ("/imaging/view/{ticket}/frames/{sop_uid}/{number}", viewing_frame),
+    ("/imaging/view/{ticket}/series/{series_uid}/thumbnail", viewing_thumbnail),
+):
+    router.add_api_route(_path, _endpoint, methods=["GET"], route_class_override=RenderedRoute)

@@ -7,7 +7,7 @@
 //
 // Mouse: wheel = next/previous image, Ctrl+wheel = zoom, drag = window (left/right: width,
 // up/down: center), Shift+drag or middle/right drag = pan.
-// Keyboard (canvas focused): arrows ↑/↓ (and ←/→) = one image, Page Up/Page Down = a tenth of
+// Keyboard (canvas or a viewer button focused): arrows ↑/↓ (and ←/→) = one image, Page Up/Page Down = a tenth of
 // the stack, Home/End = first/last, +/- = zoom, 1..4 = presets, 0 = default window, R = reset.
 
 const CACHE_SIZE = 96;
@@ -21,8 +21,10 @@ function start(root) {
   const base = root.dataset.base;
   const frames = JSON.parse(root.dataset.frames); // [[sop_uid, frame number, position], ...]
   const defaultWindow = JSON.parse(root.dataset.window); // [center, width]
-  const presets = JSON.parse(root.dataset.presets); // {name: [center, width]}
-  const presetNames = Object.keys(presets);
+  // [[name, center, width], ...] in the order of the buttons (keys 1, 2, 3...)
+  const presetList = JSON.parse(root.dataset.presets);
+  const presets = Object.fromEntries(presetList.map(([name, c, w]) => [name, [c, w]]));
+  const presetNames = presetList.map(([name]) => name);
   const numbers = new Intl.NumberFormat(root.dataset.lang === "fr" ? "fr-FR" : "en-GB", {
     maximumFractionDigits: 1,
   });
@@ -147,7 +149,7 @@ function start(root) {
     const ratio = window.devicePixelRatio || 1;
     const x = (canvas.width - bitmap.width * scale) / 2 + state.panX * ratio;
     const y = (canvas.height - bitmap.height * scale) / 2 + state.panY * ratio;
-    g.imageSmoothingEnabled = scale < 4;
+    g.imageSmoothingEnabled = scale < 8; // pixels show as squares only when zoomed in far
     g.drawImage(bitmap, x, y, bitmap.width * scale, bitmap.height * scale);
     root.dataset.shown = key;
     if (!failed) {
@@ -254,7 +256,7 @@ function start(root) {
 
   // -- keyboard -------------------------------------------------------------------------------
   const page = Math.max(1, Math.round(frames.length / 10));
-  canvas.addEventListener("keydown", (event) => {
+  root.addEventListener("keydown", (event) => {
     const actions = {
       ArrowDown: () => go(state.index + 1),
       ArrowRight: () => go(state.index + 1),
