@@ -98,7 +98,7 @@ def test_a_flipped_or_forged_ticket_is_refused(world: WebWorld) -> None:
 
 def test_a_series_ticket_does_not_reach_another_series_or_patient(world: WebWorld) -> None:
     ticket = _ticket(world)
-    study, series, sops = add_study(world, "nocare")  # a second study of the same patient
+    _study, series, sops = add_study(world, "nocare")  # a second study of the same patient
     _refused(world.client("radio").get(_frame(ticket, sops[0])))
     _refused(
         world.client("radio").get(f"/practice/imaging/view/{ticket}/series/{series}/thumbnail")
