@@ -120,3 +120,15 @@ def test_unknown_and_forbidden_studies_look_alike_on_the_frames(world: WebWorld)
     real = world.client("gp").get(_frame(ticket, world.ids["sops:nocare"][0]))
     fake = world.client("gp").get(_frame(ticket, "1.2.3.4"))
     assert (real.status_code, real.content) == (fake.status_code, fake.content)
+
+
+def test_a_forbidden_study_under_another_url_looks_unknown(world: WebWorld) -> None:
+    """gp cares for ``own`` but not ``nocare``: nocare's study under own's URL answers as a
+    UID that does not exist (not "you are not in the care team")."""
+    pid = world.users["own"].user_id
+    client = world.client("gp", html=True)
+    forbidden = client.get(f"/practice/patients/{pid}/imaging/studies/{world.ids['study:nocare']}")
+    unknown = client.get(f"/practice/patients/{pid}/imaging/studies/1.2.3.4.5")
+    assert forbidden.status_code == unknown.status_code == 404
+    strip = re.compile(r'name="csrf-token" content="[^"]*"|value="[^"]{20,}"')
+    assert strip.sub("", forbidden.text) == strip.sub("", unknown.text)

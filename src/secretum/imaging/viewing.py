@@ -248,9 +248,7 @@ class ImagingViewer:
         attempt = Attempt(ctx, EventType.DICOM_INSTANCES_ACCESSED, "read", EventAction.READ)
 
         def work(conn: Connection) -> Viewing:
-            study = self._authorized_study(conn, attempt, study_uid)
-            if patient_id is not None and study.patient_id != patient_id:
-                raise StudyNotFound("no such study")
+            study = self._authorized_study(conn, attempt, study_uid, patient_id)
             series_key = None
             if series_uid is not None:
                 series_key = store.key_of(store.series_index(series_uid))
@@ -282,9 +280,14 @@ class ImagingViewer:
 
         return archive.door.read(attempt, work)
 
-    def _authorized_study(self, conn: Connection, attempt: Attempt, study_uid: str) -> StudyRow:
+    def _authorized_study(
+        self, conn: Connection, attempt: Attempt, study_uid: str, patient_id: str | None
+    ) -> StudyRow:
+        """The study, the actor allowed to read it. A study of another patient than the one
+        named is not found, before the policy is asked: it answers as an unknown UID does (a
+        refusal would tell that the UID exists, and whose care team it is outside of)."""
         study = self.archive.store.find_study(conn, study_uid)
-        if study is None:
+        if study is None or (patient_id is not None and study.patient_id != patient_id):
             raise StudyNotFound("no such study")
         resource = Resource(STUDY_KIND, study.patient_id, study.study_key, study.sensitivity)
         self.archive.door.authorize(conn, attempt, Action.READ, resource)
