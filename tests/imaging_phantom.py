@@ -46,7 +46,10 @@ def make_phantom(
     series_number: int = 1,
     pixel_representation: int = 0,
     photometric: str = "MONOCHROME2",
+    modality: str = "CT",
+    window: bool = True,
 ) -> list[Dataset]:
+    """The phantom's slices; ``window`` False stores no default window (as many MR do)."""
     study_uid = study_uid or generate_uid()
     series_uid, frame_uid = generate_uid(), generate_uid()
     out = []
@@ -60,7 +63,7 @@ def make_phantom(
         ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
         ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "20261129", "120000", "ACC1"
         ds.StudyDescription, ds.SeriesDescription = "CT THORAX", description
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", series_number, i + 1
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, series_number, i + 1
         ds.ImagePositionPatient = [0, 0, -100.0 + 5.0 * i]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.SliceThickness, ds.PixelSpacing = 5.0, [2.5, 2.5]
@@ -68,7 +71,8 @@ def make_phantom(
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
         ds.PixelRepresentation = pixel_representation
-        ds.WindowCenter, ds.WindowWidth = 40, 400
+        if window:
+            ds.WindowCenter, ds.WindowWidth = 40, 400
         hu = phantom_slice(i, n_slices, size)
         if pixel_representation:
             ds.RescaleIntercept, ds.RescaleSlope = 0, 1

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
-from imaging_web_world import imaging_clinic
+from imaging_web_world import add_study, imaging_clinic
 from secretum.audit.store import audit_entries
 from secretum.web.deps import SESSION_COOKIE
 from web_world import WebWorld
@@ -291,3 +291,29 @@ def test_others_cannot_reach_the_viewer(browser: Any, site: tuple[WebWorld, str]
     anonymous.goto(viewer)
     assert urlsplit(anonymous.url).path == "/sign-in"
     assert anonymous.request.get(frame).status == 401
+
+
+def test_a_series_without_a_window_starts_from_its_range(
+    browser: Any, site: tuple[WebWorld, str]
+) -> None:
+    """An MR-like series with no stored window: the first frame tells the window applied, the
+    next frames use it, a drag starts from it."""
+    world, url = site
+    study, series, _ = add_study(
+        world, "nocare", modality="MR", window=False, description="T2 AXIAL"
+    )
+    patient = world.users["nocare"].user_id
+    page = _page(browser, site, "radio", "en")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{url}/practice/patients/{patient}/imaging/studies/{study}/series/{series}")
+    shown = _shown(page, "0|")
+    center, width = (int(v) for v in shown.split("|")[1:])
+    assert width > 1000  # the phantom's range: air to the bright marker
+    assert page.locator("[data-field=window]").first.inner_text() != ""
+    page.locator("#viewer-canvas").focus()
+    page.keyboard.press("ArrowDown")
+    assert _shown(page, "1|") == f"1|{center}|{width}"
+    page.keyboard.press("1")  # presets still work
+    _shown(page, "1|-600|1500")
+    assert not errors, errors

@@ -173,3 +173,13 @@ def test_a_compressed_instance_is_406_not_a_crash(world: WebWorld, tmp_path: Pat
         "error": "compressed transfer syntax: rendering not supported"
     }
     assert world.client("radio").get(f"{base}/thumbnail").status_code == 406
+    assert world.client("radio").get(f"{base}/rendered").status_code == 406  # before streaming
+
+
+def test_a_frame_list_is_checked_before_streaming(world: WebWorld) -> None:
+    sop = world.ids["sops:nocare"][0]
+    url = f"{_base(world, 'nocare')}/instances/{sop}/frames/1,2/rendered"
+    r = world.client("radio").get(url)
+    assert r.status_code == 404 and r.json() == {"error": "not found"}
+    r = world.client("radio").get(url.replace("1,2", "1,1"))
+    assert r.status_code == 200 and len(_parts(r.content, r.headers["content-type"])) == 2

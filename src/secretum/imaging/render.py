@@ -319,6 +319,14 @@ def to_image(frame: bytes, pm: PixelModule, window: Window | None = None) -> Ima
     return Image.fromarray(gray, "L")
 
 
+def effective_window(frame: bytes, pm: PixelModule, window: Window | None = None) -> Window | None:
+    """The window :func:`to_image` applies to this frame (None for colour): the one asked,
+    else the data set's, else the frame's range."""
+    if pm.samples_per_pixel == 3:
+        return None
+    return window or pm.window or _range_window(modality_values(frame, pm))
+
+
 def _fit(image: Image.Image, box: tuple[int, int]) -> Image.Image:
     scale = min(box[0] / image.width, box[1] / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))

@@ -20,20 +20,23 @@ answer alike (:func:`secretum.web.refusals.imaging_refusal`).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 
 from secretum.access.errors import Refused
 from secretum.access.model import Actor, Purpose, Role
 from secretum.imaging.archive import StudyReader
+from secretum.imaging.archive_model import StudyNotFound
 from secretum.imaging.render import (
+    NATIVE_SYNTAXES,
     BadRenderRequest,
+    CannotRender,
     Format,
     Window,
     parse_viewport,
@@ -107,34 +110,43 @@ def _frames(text: str) -> list[int]:
     return numbers
 
 
-def _images(reader: StudyReader, wanted: list[tuple[str, int]], p: Params) -> list[bytes]:
-    out = []
-    for sop_uid, number in wanted:
-        source = frame_source(reader, sop_uid, number)
-        out.append(
-            render(
-                source.pixels,
-                source.module,
-                p.format,
-                window=p.window,
-                viewport=p.viewport,
-                quality=p.quality,
-            )
-        )
-    return out
+def _image(reader: StudyReader, sop_uid: str, number: int, p: Params) -> bytes:
+    source = frame_source(reader, sop_uid, number)
+    return render(
+        source.pixels,
+        source.module,
+        p.format,
+        window=p.window,
+        viewport=p.viewport,
+        quality=p.quality,
+    )
 
 
-def _answer(images: list[bytes], fmt: Format, *, multipart: bool) -> Response:
+def _answer(reader: StudyReader, wanted: list[tuple[str, int]], p: Params) -> Response:
+    """One image, or a multipart/related stream of them (rendered one at a time as the
+    client reads, in a worker thread: memory stays at one frame whatever the count)."""
     headers = {"cache-control": "private, no-store"}
-    if not multipart:
-        return Response(images[0], media_type=str(fmt), headers=headers)
+    if len(wanted) == 1:
+        sop_uid, number = wanted[0]
+        image = _image(reader, sop_uid, number, p)
+        return Response(image, media_type=str(p.format), headers=headers)
+    known = {m.sop_instance_uid: m for m in reader.instances}
+    for sop_uid, number in wanted:  # refuse before the first part, not in the stream
+        match = known.get(sop_uid)
+        if match is None or not 1 <= number <= match.number_of_frames:
+            raise StudyNotFound("no such frame in what was opened")
+        if match.transfer_syntax_uid not in NATIVE_SYNTAXES:
+            raise CannotRender("compressed transfer syntax: rendering not supported")
     boundary = secrets.token_hex(16)
-    parts = []
-    for image in images:
-        parts.append(f"--{boundary}\r\nContent-Type: {fmt}\r\n\r\n".encode() + image + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    media = f'multipart/related; type="{fmt}"; boundary={boundary}'
-    return Response(body, media_type=media, headers=headers)
+
+    def parts() -> Iterator[bytes]:
+        for sop_uid, number in wanted:
+            image = _image(reader, sop_uid, number, p)
+            yield f"--{boundary}\r\nContent-Type: {p.format}\r\n\r\n".encode() + image + b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    media = f'multipart/related; type="{p.format}"; boundary={boundary}'
+    return StreamingResponse(parts(), media_type=media, headers=headers)
 
 
 def _all_frames(reader: StudyReader) -> list[tuple[str, int]]:
@@ -154,7 +166,7 @@ def _all_frames(reader: StudyReader) -> list[tuple[str, int]]:
 def _thumbnail(reader: StudyReader, sop_uid: str, number: int, p: Params) -> Response:
     source = frame_source(reader, sop_uid, number)
     image = thumbnail(source.pixels, source.module, p.format, window=p.window, viewport=p.viewport)
-    return _answer([image], p.format, multipart=False)
+    return Response(image, media_type=str(p.format), headers={"cache-control": "private, no-store"})
 
 
 # -- rendered ------------------------------------------------------------------------------------
@@ -166,7 +178,7 @@ def study_rendered(
 ) -> Response:
     p = Params(request, Format.PNG)
     reader = svc.imaging.open_study(caller.context(purpose_of(caller.actor), now), study)
-    return _answer(_images(reader, _all_frames(reader), p), p.format, multipart=True)
+    return _answer(reader, _all_frames(reader), p)
 
 
 @router.get("/studies/{study}/series/{series}/rendered")
@@ -176,7 +188,7 @@ def series_rendered(
     p = Params(request, Format.PNG)
     ctx = caller.context(purpose_of(caller.actor), now)
     reader = svc.imaging.open_series(ctx, study, series)
-    return _answer(_images(reader, _all_frames(reader), p), p.format, multipart=True)
+    return _answer(reader, _all_frames(reader), p)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
@@ -196,7 +208,7 @@ def instance_rendered(
     wanted = [(sop, n) for n in range(1, max(frames, 1) + 1)]
     if len(wanted) > MAX_PARTS:
         raise BadRenderRequest("too many frames for one rendered request: ask per frame")
-    return _answer(_images(reader, wanted, p), p.format, multipart=len(wanted) > 1)
+    return _answer(reader, wanted, p)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered")
@@ -214,8 +226,7 @@ def frames_rendered(
     p = Params(request, Format.PNG)
     ctx = caller.context(purpose_of(caller.actor), now)
     reader = svc.imaging.open_series(ctx, study, series)
-    images = _images(reader, [(sop, n) for n in numbers], p)
-    return _answer(images, p.format, multipart=len(numbers) > 1)
+    return _answer(reader, [(sop, n) for n in numbers], p)
 
 
 # -- thumbnails ----------------------------------------------------------------------------------

@@ -26,7 +26,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from secretum.access.model import Role
 from secretum.imaging.archive_model import StudyMatch
-from secretum.imaging.render import CT_PRESETS, Format, Window, render, thumbnail
+from secretum.imaging.render import (
+    CT_PRESETS,
+    Format,
+    Window,
+    effective_window,
+    render,
+    thumbnail,
+)
 from secretum.imaging.viewing import Viewing
 from secretum.services import Services
 from secretum.web import care_pages as pages
@@ -42,6 +49,8 @@ router = APIRouter(prefix="/practice", route_class=pages.CarePageRoute, include_
 Svc = Annotated[Services, Depends(deps.services_dep)]
 Now = Annotated[datetime, Depends(deps.now_dep)]
 IMAGING = "/practice/patients/{patient_id}/imaging"
+#: The window a frame was rendered with (``center,width``), on the viewer's frame answers.
+WINDOW_HEADER = "x-window"
 
 
 async def _practitioner(
@@ -178,7 +187,7 @@ def stack_viewer(
         patient_id=patient_id,
     )
     [series] = viewing.series
-    window = series.window or CT_PRESETS["soft-tissue"]
+    window = series.window or (CT_PRESETS["soft-tissue"] if series.modality == "CT" else None)
     frames = [[f.sop_uid, f.number, f.position] for f in series.frames]
     return render_page(
         request,
@@ -188,7 +197,7 @@ def stack_viewer(
         viewing=viewing,
         series=series,
         frames=frames,
-        default_window=[window.center, window.width],
+        default_window=[window.center, window.width] if window else None,
         presets=[[name, w.center, w.width] for name, w in CT_PRESETS.items()],
         **_viewing_context(viewing, language(request)),
         **pages.ctx(request),
@@ -209,11 +218,15 @@ def viewing_frame(
 ) -> Response:
     """One frame of the opened series as PNG (``window=center,width[,function]``)."""
     text = request.query_params.get("window")
-    window = Window.parse(text) if text else None
+    asked = Window.parse(text) if text else None
     ctx = caller.context(purpose_of("", caller.actor), now)  # the ticket's purpose replaces it
     source = svc.imaging_viewer.frame(ctx, ticket, caller.session_id, sop_uid, number)
+    window = effective_window(source.pixels, source.module, asked)
     image = render(source.pixels, source.module, Format.PNG, window=window)
-    return Response(image, media_type="image/png", headers={"cache-control": "private, no-store"})
+    headers = {"cache-control": "private, no-store"}
+    if window is not None:  # what was applied: a series without a stored window learns it here
+        headers[WINDOW_HEADER] = f"{window.center:g},{window.width:g}"
+    return Response(image, media_type="image/png", headers=headers)
 
 
 def viewing_thumbnail(

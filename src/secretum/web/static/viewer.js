@@ -20,7 +20,9 @@ if (root) start(root);
 function start(root) {
   const base = root.dataset.base;
   const frames = JSON.parse(root.dataset.frames); // [[sop_uid, frame number, position], ...]
-  const defaultWindow = JSON.parse(root.dataset.window); // [center, width]
+  // [center, width]; null when the series stores none (not CT): the first frame, rendered
+  // with its own range, tells the window (X-Window header) before anything else is asked
+  let defaultWindow = JSON.parse(root.dataset.window);
   // [[name, center, width], ...] in the order of the buttons (keys 1, 2, 3...)
   const presetList = JSON.parse(root.dataset.presets);
   const presets = Object.fromEntries(presetList.map(([name, c, w]) => [name, [c, w]]));
@@ -35,8 +37,8 @@ function start(root) {
 
   const state = {
     index: 0,
-    center: defaultWindow[0],
-    width: defaultWindow[1],
+    center: defaultWindow ? defaultWindow[0] : 0,
+    width: defaultWindow ? defaultWindow[1] : 1,
     preset: "default",
     zoom: 1,
     panX: 0,
@@ -298,7 +300,27 @@ function start(root) {
     button.addEventListener("click", () => buttonActions[button.dataset.action]());
   }
 
+  // A series without a stored window: the server picks the first frame's range, and says so.
+  async function calibrate() {
+    const [sop, number] = frames[0];
+    const response = await fetch(`${base}${encodeURIComponent(sop)}/${number}`, {
+      credentials: "same-origin",
+      headers: { accept: "image/png" },
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const [center, width] = (response.headers.get("x-window") || "0,1").split(",").map(Number);
+    defaultWindow = [center, width];
+    state.center = center;
+    state.width = width;
+    cache.set(keyOf(0, center, width), await createImageBitmap(await response.blob()));
+  }
+
   new ResizeObserver(resize).observe(canvas);
   resize();
-  update();
+  if (defaultWindow) update();
+  else
+    calibrate().then(update, () => {
+      status.textContent = root.dataset.error;
+      status.classList.add("error");
+    });
 }
