@@ -28,6 +28,7 @@ SUITES = {
     "secure_read": "bench.bench_secure_read",
     "passwords": "bench.bench_passwords",
     "agenda": "bench.bench_agenda",
+    "viewer": "bench.bench_viewer",
 }
 #: Programs a suite drives as real peers; checked for every chosen suite before any runs, so a
 #: missing one stops the run at once rather than after minutes of other suites.

@@ -69,7 +69,7 @@ def reference(x: float, w: Window) -> int:
 def frames(draw: st.DrawFn) -> tuple[bytes, PixelModule, list[int]]:
     """A frame of random stored values with its module; the stored values as integers."""
     bits_allocated = draw(st.sampled_from([8, 16, 32]))
-    bits_stored = draw(st.integers(1, min(bits_allocated, 16)))
+    bits_stored = draw(st.integers(1, bits_allocated))  # 32 bits: beyond the lookup table
     signed = draw(st.booleans())
     big = draw(st.booleans()) and bits_allocated > 8
     low, high = (

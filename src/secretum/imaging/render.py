@@ -58,6 +58,8 @@ THUMBNAIL_SIZE = 128
 #: Largest viewport side a request may ask for (a bound on the work one request makes).
 MAX_VIEWPORT = 4096
 JPEG_QUALITY = 90
+#: Frames whose stored values span fewer values than this go through one lookup table.
+LUT_LIMIT = 1 << 17
 
 
 class CannotRender(Refused):
@@ -253,16 +255,19 @@ def stored_values(frame: bytes, pm: PixelModule) -> NDArray[Any]:
     kind = "i" if pm.pixel_representation == 1 else "u"
     dtype = np.dtype(f"{order}{kind}{pm.bits_allocated // 8}")
     count = pm.rows * pm.columns * pm.samples_per_pixel
-    values = np.frombuffer(frame, dtype=dtype, count=count).astype(
-        np.int64 if kind == "i" else np.uint64
-    )
-    shift = pm.bits_allocated - pm.bits_stored
-    if shift:
-        if kind == "i":  # sign-extend from BitsStored
-            values = (values << (64 - pm.bits_stored)) >> (64 - pm.bits_stored)
-        else:
-            values = values & np.uint64((1 << pm.bits_stored) - 1)
-    values = values.astype(np.int64)
+    raw = np.frombuffer(frame, dtype=dtype, count=count)
+    # int32 holds every value of up to 16 bits stored (and their shifts); wider ones need int64
+    bits = 64 if pm.bits_allocated == 32 else 32
+    values: NDArray[np.signedinteger[Any]]
+    if kind == "u":
+        unsigned: NDArray[np.unsignedinteger[Any]] = raw.astype(f"u{bits // 8}")
+        if pm.bits_stored < pm.bits_allocated:  # the bits above BitsStored are not the value
+            unsigned = unsigned & unsigned.dtype.type((1 << pm.bits_stored) - 1)
+        values = unsigned.astype(f"i{bits // 8}")
+    else:
+        values = raw.astype(f"i{bits // 8}")
+        if pm.bits_stored < pm.bits_allocated:  # sign-extend from BitsStored
+            values = (values << (bits - pm.bits_stored)) >> (bits - pm.bits_stored)
     if pm.samples_per_pixel == 1:
         return values.reshape(pm.rows, pm.columns)
     if pm.planar_configuration == 1:
@@ -311,9 +316,19 @@ def to_image(frame: bytes, pm: PixelModule, window: Window | None = None) -> Ima
         return image.convert("RGB")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise CannotRender("unsupported photometric interpretation")
-    values = modality_values(frame, pm)
-    chosen = window or pm.window or _range_window(values)
-    gray = apply_window(values, chosen)
+    stored = stored_values(frame, pm)
+    low, high = int(stored.min()), int(stored.max())
+    if high - low < LUT_LIMIT:
+        # modality and VOI LUTs as one table over the values present (what PS3.3 draws as
+        # LUTs): the formula once per distinct value, then one lookup per pixel
+        domain = np.arange(low, high + 1, dtype=np.float64)
+        modality = domain * pm.rescale_slope + pm.rescale_intercept
+        chosen = window or pm.window or _range_window(modality)
+        gray = apply_window(modality, chosen)[stored - low]
+    else:
+        values = stored.astype(np.float64) * pm.rescale_slope + pm.rescale_intercept
+        chosen = window or pm.window or _range_window(values)
+        gray = apply_window(values, chosen)
     if photometric == "MONOCHROME1":
         gray = 255 - gray
     return Image.fromarray(gray, "L")
