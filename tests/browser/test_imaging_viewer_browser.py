@@ -5,33 +5,25 @@ changes the rendering; a practitioner outside the care team, a patient and a vis
 session reach none of it; the whole viewing is one audit entry. Screenshots, in French and in
 English: ``tests/browser/artifacts/pages/<lang>/practitioner-imaging-*.png``.
 
-The server is the app of :mod:`imaging_web_world` (real services, real sessions) under uvicorn
-over TLS on localhost, in a thread of the test process; the browser carries the radiologist's
-session cookie (how the session was made is the sign-in tests' business).
+The server is the app of :mod:`imaging_web_world` (real services, real sessions) served by
+:func:`live_app.serve` (uvicorn, TLS, localhost, a thread of the test process); the browser
+carries the radiologist's session cookie (how the session was made is the sign-in tests'
+business).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from browser_rig import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from imaging_web_world import add_study, imaging_clinic
+from live_app import serve
 from secretum.audit.store import audit_entries
 from secretum.web.deps import SESSION_COOKIE
 from web_world import WebWorld
@@ -41,61 +33,14 @@ pytestmark = pytest.mark.browser
 PAGES = ARTIFACTS / "pages"
 
 
-def _certificate(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebWorld, str]]:
     if not CHROMIUM.exists():
         pytest.skip("browser tests need the system Chromium at /usr/bin/chromium")
     tmp = tmp_path_factory.mktemp("viewer")
     world = imaging_clinic(tmp)
-    cert, key = _certificate(tmp)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    config = uvicorn.Config(
-        world.app,
-        host="127.0.0.1",
-        port=port,
-        ssl_certfile=str(cert),
-        ssl_keyfile=str(key),
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield world, f"https://localhost:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    with serve(world.app, tmp) as url:
+        yield world, url
 
 
 @pytest.fixture(scope="module")

@@ -189,7 +189,9 @@ def test_viewport_and_formats() -> None:
     assert pick_format("image/png;q=0.5, image/jpeg") is Format.JPEG
     assert pick_format("image/webp,image/*;q=0.8", Format.JPEG) is Format.JPEG
     assert pick_format("*/*") is Format.PNG
-    for bad in ("image/gif", "application/dicom", "image/png;q=0"):
+    assert pick_format('multipart/related; type="image/jpeg"') is Format.JPEG
+    assert pick_format("multipart/related; type=image/png; q=0.9") is Format.PNG
+    for bad in ("image/gif", "application/dicom", "image/png;q=0", "multipart/related"):
         with pytest.raises(CannotRender) as caught:
             pick_format(bad)
         assert caught.value.status == 406

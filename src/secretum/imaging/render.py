@@ -392,33 +392,34 @@ def thumbnail(
 
 def pick_format(accept: str | None, default: Format = Format.PNG) -> Format:
     """The media type to answer ``accept`` with (PNG or JPEG); CannotRender (406) if neither
-    is acceptable. ``*/*``, ``image/*`` or nothing: ``default``."""
+    is acceptable. ``*/*``, ``image/*`` or nothing: ``default``. ``multipart/related;
+    type="image/png"`` (what DICOMweb clients send for several frames) names its part type."""
     if not accept:
         return default
     best: tuple[float, int, Format] | None = None
     for position, item in enumerate(accept.split(",")):
-        kind, _, params = item.strip().partition(";")
+        kind, _, rest = item.strip().partition(";")
         kind = kind.strip().lower()
-        q = 1.0
-        for param in params.split(";"):
+        params = {}
+        for param in rest.split(";"):
             name, _, value = param.strip().partition("=")
-            if name.strip() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
+            params[name.strip().lower()] = value.strip().strip('"').lower()
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 0.0
         if q <= 0:
             continue
-        candidates = {
-            "image/png": [Format.PNG],
-            "image/jpeg": [Format.JPEG],
-            "image/*": [default],
-            "*/*": [default],
-        }.get(kind, [])
-        for fmt in candidates:
-            rank = (q, -position, fmt)
-            if best is None or rank[:2] > best[:2]:
-                best = rank
+        if kind == "multipart/related":
+            kind = params.get("type", "")
+        fmt = {
+            "image/png": Format.PNG,
+            "image/jpeg": Format.JPEG,
+            "image/*": default,
+            "*/*": default,
+        }.get(kind)
+        if fmt is not None and (best is None or (q, -position) > best[:2]):
+            best = (q, -position, fmt)
     if best is None:
         raise CannotRender("only image/png and image/jpeg are rendered")
     return best[2]
