@@ -259,6 +259,9 @@ def test_a_series_without_a_window_starts_from_its_range(
     page.locator("#viewer-canvas").focus()
     page.keyboard.press("ArrowDown")
     assert _shown(page, "1|") == f"1|{center}|{width}"
-    page.keyboard.press("1")  # presets still work
-    _shown(page, "1|-600|1500")
+    assert page.locator("[data-preset]").count() == 1  # no Hounsfield presets for MR
+    page.keyboard.press("1")  # (no preset 1: nothing changes)
+    page.keyboard.press("End")
+    assert _shown(page, "11|") == f"11|{center}|{width}"
+    _shot(page, "en", "viewer-no-window")
     assert not errors, errors

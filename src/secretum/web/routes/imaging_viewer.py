@@ -187,7 +187,8 @@ def stack_viewer(
         patient_id=patient_id,
     )
     [series] = viewing.series
-    window = series.window or (CT_PRESETS["soft-tissue"] if series.modality == "CT" else None)
+    is_ct = series.modality == "CT"
+    window = series.window or (CT_PRESETS["soft-tissue"] if is_ct else None)
     frames = [[f.sop_uid, f.number, f.position] for f in series.frames]
     return render_page(
         request,
@@ -198,7 +199,8 @@ def stack_viewer(
         series=series,
         frames=frames,
         default_window=[window.center, window.width] if window else None,
-        presets=[[name, w.center, w.width] for name, w in CT_PRESETS.items()],
+        # the presets are Hounsfield windows: for CT only
+        presets=[[n, w.center, w.width] for n, w in CT_PRESETS.items()] if is_ct else [],
         **_viewing_context(viewing, language(request)),
         **pages.ctx(request),
     )
