@@ -30,6 +30,7 @@ SUITES = {
     "agenda": "bench.bench_agenda",
     "signaling": "bench.bench_signaling",
     "call": "bench.bench_call",
+    "viewer": "bench.bench_viewer",
 }
 #: Programs a suite drives as real peers; checked for every chosen suite before any runs, so a
 #: missing one stops the run at once rather than after minutes of other suites.

@@ -8,6 +8,7 @@ Sessions and brute-force counters live in the main database by default, in Redis
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig, credential_ref
 from secretum.imaging.archive import ImagingArchive
 from secretum.imaging.export import DeidentifiedExport
+from secretum.imaging.viewing import TICKET_SECRET, ImagingViewer
 from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
@@ -113,6 +115,8 @@ class Services:
     imaging_export: DeidentifiedExport
     #: the radiologist's worklist, reports and their signatures
     reports: ReportService
+    #: viewing sessions over the archive (the viewer's frames: one audit entry per opening)
+    imaging_viewer: ImagingViewer
     #: read models of the pages (ids, codes, names of staff: no health data)
     directory: StaffDirectory
     care_reads: CareReads
@@ -326,6 +330,10 @@ def build_services(platform: Ports) -> Services:
             IdentitySignerKeys(identity.core),
             RelyingParty(identity.core.webauthn.rp_id, identity.core.webauthn.origins),
             CareReads(platform.engine).referred_patients_of,
+        ),
+        imaging_viewer=ImagingViewer(
+            imaging,
+            lambda: platform.keyring.secret(TICKET_SECRET, generate=lambda: os.urandom(32)),
         ),
         directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),

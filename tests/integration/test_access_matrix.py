@@ -32,7 +32,9 @@ import pytest
 from fastapi.routing import APIRoute
 
 from identity_authenticator import PASSWORD
+from imaging_web_world import seed_matrix_imaging
 from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied
 from secretum.access.model import Actor, Purpose, Role
 from secretum.consent.store import ConsentMethod
 from web_world import PDF, WebWorld, clinic
@@ -111,6 +113,15 @@ EXPECTED: dict[tuple[str, str], Row] = {
     # a paper consent needs the care team (and a step-up), not a consent
     ("POST", "/practice/patients/{patient_id}/consents"): Row(practitioner=CARE_TEAM, scoped=True),
     ("GET", "/practice/break-glass"): PRACTITIONER,
+    # imaging: the studies, a study's series, the viewer; frames under the viewing's ticket
+    ("GET", "/practice/patients/{patient_id}/imaging"): HEALTH_WRITE,
+    ("GET", "/practice/patients/{patient_id}/imaging/studies/{study_uid}"): HEALTH_WRITE,
+    (
+        "GET",
+        "/practice/patients/{patient_id}/imaging/studies/{study_uid}/series/{series_uid}",
+    ): HEALTH_WRITE,
+    ("GET", "/practice/imaging/view/{ticket}/frames/{sop_uid}/{number}"): HEALTH_WRITE,
+    ("GET", "/practice/imaging/view/{ticket}/series/{series_uid}/thumbnail"): HEALTH_WRITE,
     # an emergency is declared for any patient (step-up, reason); its grant is the holder's
     ("POST", "/practice/break-glass"): Row(practitioner="allow", scoped=True),
     ("POST", "/practice/break-glass/{grant_id}/stop"): Row(practitioner="allow", scoped=True),
@@ -267,6 +278,11 @@ def fill(
         "grant_id": ids[f"grant:{target}"],
         "user_id": users["radio"].user_id,
         "ref": "0" * 64,
+        "study_uid": ids[f"study:{target}"],
+        "series_uid": ids[f"series:{target}"],
+        "sop_uid": ids[f"sops:{target}"][0],
+        "number": "1",
+        "ticket": _viewing_ticket(world, user, target) if "{ticket}" in path else "",
     }
     try:
         url = path.format(**params)
@@ -275,6 +291,25 @@ def fill(
     body = BODIES.get((method, path))
     options = body(world, user, target, pid) if body else ({"data": {}} if method != "GET" else {})
     return url, options
+
+
+def _viewing_ticket(world: WebWorld, user: str | None, target: str) -> str:
+    """The caller's own viewing ticket of the target's series when the policy lets them open
+    it; else a ticket of the radiologist's session (presented by anyone else: refused)."""
+    if user is None or world.users[user].role is not Role.PRACTITIONER:
+        return str(world.ids["ticket:any"])
+    who = world.users[user]
+    actor = Actor(who.user_id, Role.PRACTITIONER, specialty=who.specialty)
+    try:
+        viewing = world.services.imaging_viewer.open(
+            RequestContext(actor, Purpose.TELECONSULTATION, world.clock.now),
+            world.ids[f"study:{target}"],
+            world.ids[f"series:{target}"],
+            binding=who.session_id,
+        )
+    except (AccessDenied, LookupError):
+        return str(world.ids["ticket:any"])
+    return viewing.ticket
 
 
 def _team_rel(world: WebWorld, target: str) -> str:
@@ -375,6 +410,7 @@ class Matrix:
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     world = clinic(tmp_path_factory.mktemp("matrix"))
+    seed_matrix_imaging(world)
     then = world.clock.now
     gp = world.users["gp"]
     actor = Actor(gp.user_id, Role.PRACTITIONER, strong_auth_at=then)
