@@ -1,8 +1,10 @@
 """The agenda's use cases: publish availability, list free slots, book, cancel, move, see one's
 agenda or one's consultations, and the reminder duty.
 
-Each use case is decided once and audited once through the door (:meth:`AgendaService._door`,
-the one place this module touches it), refused attempts included:
+Each use case takes the :class:`~secretum.access.context.RequestContext` (actor, now, address)
+first and runs for its own purpose (the table's; the context's purpose is replaced). It is
+decided once and audited once through the door (:meth:`AgendaService._door`, the one place this
+module touches it), refused attempts included:
 
 =====================  ===========  ===================================  ===================
 use case               action       resource                             purpose
@@ -166,8 +168,7 @@ class AgendaService:
 
     def _door(
         self,
-        actor: Actor,
-        now: datetime,
+        ctx: RequestContext,
         *,
         purpose: Purpose,
         event: EventType,
@@ -177,13 +178,11 @@ class AgendaService:
         resource: Callable[[Connection], Resource],
         work: Callable[[Connection], T],
         read: bool = False,
-        source_address: str | None = None,
     ) -> T:
-        """Run one use case: ``resource(conn)`` names what it acts on, the guard decides once,
-        then ``work(conn)``; one audit entry (refusals and failures included)."""
-        attempt = Attempt(
-            RequestContext(actor, purpose, utc(now), source_address), event, subtype, code
-        )
+        """Run one use case for ``ctx`` with the use case's own ``purpose``: ``resource(conn)``
+        names what it acts on, the guard decides once, then ``work(conn)``; one audit entry
+        (refusals and failures included)."""
+        attempt = Attempt(ctx.for_purpose(purpose).at(utc(ctx.now)), event, subtype, code)
 
         def decided(conn: Connection) -> T:
             self.door.authorize(conn, attempt, action, resource(conn))
@@ -195,18 +194,11 @@ class AgendaService:
 
     # -- availability and slots ----------------------------------------------------------------
 
-    def publish(
-        self,
-        actor: Actor,
-        availability: Availability,
-        now: datetime,
-        *,
-        source_address: str | None = None,
-    ) -> None:
+    def publish(self, ctx: RequestContext, availability: Availability) -> None:
         """The practitioner replaces what they publish (their own only)."""
+        actor = ctx.actor
         self._door(
-            actor,
-            now,
+            ctx,
             purpose=Purpose.OPERATIONS,
             event=EventType.APPLICATION_ACTIVITY,
             subtype="update",
@@ -214,34 +206,24 @@ class AgendaService:
             action=Action.UPDATE,
             resource=lambda _c: Resource("Schedule", resource_id=actor.user_id),
             work=lambda conn: store.replace_availability(conn, actor.user_id, availability),
-            source_address=source_address,
         )
 
     def free_slots(
-        self,
-        actor: Actor,
-        practitioner_id: str,
-        first_day: date,
-        last_day: date,
-        now: datetime,
-        *,
-        source_address: str | None = None,
+        self, ctx: RequestContext, practitioner_id: str, first_day: date, last_day: date
     ) -> list[Slot]:
         """The practitioner's free slots from ``first_day`` to ``last_day`` (clinic days,
         inclusive), future ones only, in order. A range refused (BadRequest) is audited too:
         every check runs after the decision, inside the door."""
         return self._door(
-            actor,
-            now,
+            ctx,
             purpose=BOOKING_PURPOSE,
             event=EventType.QUERY,
             subtype="search",
             code=EventAction.EXECUTE,
             action=Action.SEARCH,
             resource=lambda _c: Resource("Slot", resource_id=practitioner_id),
-            work=lambda conn: self._free(conn, practitioner_id, first_day, last_day, now),
+            work=lambda conn: self._free(conn, practitioner_id, first_day, last_day, ctx.now),
             read=True,
-            source_address=source_address,
         )
 
     def _free(
@@ -274,20 +256,13 @@ class AgendaService:
 
     # -- booking, cancelling, moving -----------------------------------------------------------
 
-    def book(
-        self,
-        actor: Actor,
-        practitioner_id: str,
-        start: datetime,
-        now: datetime,
-        *,
-        source_address: str | None = None,
-    ) -> Appointment:
+    def book(self, ctx: RequestContext, practitioner_id: str, start: datetime) -> Appointment:
         """The patient books the practitioner's slot at ``start`` for themselves.
 
         AccessDenied without the teleconsultation consent (or for anyone but a patient);
         NotOffered if the time is not a slot; SlotTaken if someone booked it first (the
         database decides), PatientBusy if the patient has another appointment then."""
+        actor, now = ctx.actor, ctx.now
         appointment_id = store.new_id()
 
         def work(conn: Connection) -> Appointment:
@@ -295,8 +270,7 @@ class AgendaService:
             return self._insert(conn, actor.user_id, slot, appointment_id, now)
 
         booked = self._door(
-            actor,
-            now,
+            ctx,
             purpose=BOOKING_PURPOSE,
             event=EventType.PATIENT_RECORD,
             subtype="create",
@@ -304,7 +278,6 @@ class AgendaService:
             action=Action.CREATE,
             resource=lambda _c: self._booking(actor, appointment_id),
             work=work,
-            source_address=source_address,
         )
         self._mail(booked.patient_id, lambda to: texts.appointment_booked(
             to, booked.start, self.settings.platform_url, self.settings.tz))  # fmt: skip
@@ -379,16 +352,10 @@ class AgendaService:
         if current.relationship_id is not None:
             care.end(conn, current.relationship_id, utc(now), by=actor.user_id)
 
-    def cancel(
-        self,
-        actor: Actor,
-        appointment_id: str,
-        now: datetime,
-        *,
-        source_address: str | None = None,
-    ) -> Appointment:
+    def cancel(self, ctx: RequestContext, appointment_id: str) -> Appointment:
         """The patient cancels their appointment, up to the change delay before it (TooLate
         after). The slot is free again; the care relationship it opened ends now."""
+        actor, now = ctx.actor, ctx.now
 
         def work(conn: Connection) -> Appointment:
             current = self._check_change(conn, appointment_id, now)
@@ -398,8 +365,7 @@ class AgendaService:
             return current
 
         was = self._door(
-            actor,
-            now,
+            ctx,
             purpose=Purpose.PATIENT_REQUEST,
             event=EventType.PATIENT_RECORD,
             subtype="update",
@@ -407,25 +373,17 @@ class AgendaService:
             action=Action.UPDATE,
             resource=lambda conn: self._changeable(conn, actor, appointment_id),
             work=work,
-            source_address=source_address,
         )
         self._mail(was.patient_id, lambda to: texts.appointment_cancelled(
             to, was.start, self.settings.platform_url, self.settings.tz))  # fmt: skip
         return was
 
-    def move(
-        self,
-        actor: Actor,
-        appointment_id: str,
-        start: datetime,
-        now: datetime,
-        *,
-        source_address: str | None = None,
-    ) -> Appointment:
+    def move(self, ctx: RequestContext, appointment_id: str, start: datetime) -> Appointment:
         """The patient moves their appointment to another free slot of the same practitioner,
         up to the change delay before it. The old one is marked moved (its slot is free
         again, its relationship ends); the new one is a booking (consent needed, SlotTaken
         if someone was first). Returns the new appointment."""
+        actor, now = ctx.actor, ctx.now
         new_id = store.new_id()
         moved: list[Appointment] = []
 
@@ -441,8 +399,7 @@ class AgendaService:
             return self._insert(conn, current.patient_id, slot, new_id, now)
 
         new = self._door(
-            actor,
-            now,
+            ctx,
             purpose=BOOKING_PURPOSE,
             event=EventType.PATIENT_RECORD,
             subtype="update",
@@ -450,7 +407,6 @@ class AgendaService:
             action=Action.UPDATE,
             resource=lambda conn: self._changeable(conn, actor, appointment_id),
             work=work,
-            source_address=source_address,
         )
         was = moved[0].start
         self._mail(new.patient_id, lambda to: texts.appointment_moved(
@@ -459,17 +415,10 @@ class AgendaService:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def agenda(
-        self,
-        actor: Actor,
-        first_day: date,
-        now: datetime,
-        *,
-        days: int = 1,
-        source_address: str | None = None,
-    ) -> list[AgendaEntry]:
+    def agenda(self, ctx: RequestContext, first_day: date, *, days: int = 1) -> list[AgendaEntry]:
         """The practitioner's own appointments of ``days`` clinic days from ``first_day`` (a
         day, a week), each with the patient's display name."""
+        actor = ctx.actor
 
         def work(conn: Connection) -> list[AgendaEntry]:
             if not 1 <= days <= MAX_RANGE_DAYS:
@@ -480,8 +429,7 @@ class AgendaService:
             return [self._entry(conn, a, a.patient_id) for a in found]
 
         return self._door(
-            actor,
-            now,
+            ctx,
             purpose=BOOKING_PURPOSE,
             event=EventType.PATIENT_RECORD,
             subtype="search",
@@ -490,14 +438,12 @@ class AgendaService:
             resource=lambda _c: Resource("Schedule", resource_id=actor.user_id),
             work=work,
             read=True,
-            source_address=source_address,
         )
 
-    def consultations(
-        self, actor: Actor, now: datetime, *, source_address: str | None = None
-    ) -> Consultations:
+    def consultations(self, ctx: RequestContext) -> Consultations:
         """The patient's upcoming (booked, soonest first) and past (held or booked in the
         past, latest first) consultations, each with the practitioner's name."""
+        actor, now = ctx.actor, ctx.now
 
         def work(conn: Connection) -> Consultations:
             mine = store.of_patient(conn, actor.user_id)
@@ -514,8 +460,7 @@ class AgendaService:
             )
 
         return self._door(
-            actor,
-            now,
+            ctx,
             purpose=Purpose.PATIENT_REQUEST,
             event=EventType.PATIENT_RECORD,
             subtype="search",
@@ -524,7 +469,6 @@ class AgendaService:
             resource=lambda _c: Resource("Appointment", patient_id=actor.user_id),
             work=work,
             read=True,
-            source_address=source_address,
         )
 
     def _entry(self, conn: Connection, appointment: Appointment, who: str) -> AgendaEntry:
