@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection, Engine
@@ -46,7 +46,7 @@ from secretum.access.context import RequestContext
 from secretum.access.door import Attempt, Door
 from secretum.access.guard import Guard
 from secretum.access.model import Action, Actor, Purpose, Resource, Role
-from secretum.agenda import store
+from secretum.agenda import fhir, store
 from secretum.agenda.model import (
     MAX_RANGE_DAYS,
     AgendaEntry,
@@ -66,7 +66,7 @@ from secretum.mail import Mailer, MailError, Message, texts
 from secretum.policy import care
 from secretum.policy.choices import APPOINTMENT_HORIZON, open_appointment_relationship
 from secretum.policy.tables import utc
-from secretum.records.fhir import FhirError
+from secretum.records.fhir import FhirError, FhirRecord, ResourceNotFound
 
 T = TypeVar("T")
 _log = get_logger("secretum.agenda")
@@ -123,6 +123,41 @@ class BadRequest(AgendaError):
     code = "invalid"
 
 
+class NotYours(AgendaError):
+    """A practitioner acting on an appointment of another practitioner (a colleague of the
+    same care team: the policy let them in, the appointment is not theirs)."""
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("this appointment is with another practitioner")
+
+
+class NoteRefused(AgendaError):
+    """A consultation note that cannot be written now (not a video consultation, not begun
+    yet, or already written)."""
+
+
+#: The longest consultation note (characters).
+MAX_NOTE_CHARS = 20_000
+
+
+class NoteRecords(Protocol):
+    """Where a consultation note goes: the record (sealed with the patient's key), written in
+    the note's own transaction (:meth:`secretum.records.service.RecordService.write_new`)."""
+
+    def write_new(
+        self,
+        conn: Connection,
+        body: dict[str, Any],
+        *,
+        patient_id: str,
+        now: datetime,
+        resource_id: str | None = None,
+    ) -> FhirRecord: ...
+
+
 class Contacts(Protocol):
     """Names and addresses of accounts (sealed: opened with each person's key)."""
 
@@ -157,8 +192,10 @@ class AgendaService:
         mailer: Mailer,
         contacts: Contacts,
         settings: AgendaSettings,
+        notes: NoteRecords | None = None,
     ) -> None:
         self.engine = engine
+        self.notes = notes
         self.door = Door(engine, audit, guard)
         self.mailer = mailer
         self.contacts = contacts
@@ -440,13 +477,17 @@ class AgendaService:
             read=True,
         )
 
-    def consultations(self, ctx: RequestContext) -> Consultations:
+    def consultations(self, ctx: RequestContext, patient_id: str | None = None) -> Consultations:
         """The patient's upcoming (booked, soonest first) and past (held or booked in the
-        past, latest first) consultations, each with the practitioner's name."""
+        past, latest first) consultations, each with the practitioner's name: the caller's own
+        (purpose ``patient-request``), or ``patient_id``'s for their care team (the context's
+        purpose of care; the policy refuses anyone else)."""
         actor, now = ctx.actor, ctx.now
+        pid = patient_id or actor.user_id
+        purpose = Purpose.PATIENT_REQUEST if pid == actor.user_id else ctx.purpose
 
         def work(conn: Connection) -> Consultations:
-            mine = store.of_patient(conn, actor.user_id)
+            mine = store.of_patient(conn, pid)
             at = utc(now)
             upcoming = [a for a in mine if a.status is Status.BOOKED and a.end > at]
             past = [
@@ -461,18 +502,146 @@ class AgendaService:
 
         return self._door(
             ctx,
-            purpose=Purpose.PATIENT_REQUEST,
+            purpose=purpose,
             event=EventType.PATIENT_RECORD,
             subtype="search",
             code=EventAction.EXECUTE,
             action=Action.SEARCH,
-            resource=lambda _c: Resource("Appointment", patient_id=actor.user_id),
+            resource=lambda _c: Resource("Appointment", patient_id=pid),
             work=work,
             read=True,
         )
 
     def _entry(self, conn: Connection, appointment: Appointment, who: str) -> AgendaEntry:
         return AgendaEntry(appointment, self.contacts.display_name(conn, who) or "?")
+
+    def appointment(self, ctx: RequestContext, appointment_id: str) -> Appointment:
+        """One appointment, for its patient (purpose ``patient-request``) or a practitioner of
+        their care team (a purpose of care, with the patient's consent): the policy decides on
+        the appointment's patient (ctx's purpose). ResourceNotFound for an id that names none."""
+        return self._door(
+            ctx,
+            purpose=ctx.purpose,
+            event=EventType.PATIENT_RECORD,
+            subtype="read",
+            code=EventAction.READ,
+            action=Action.READ,
+            resource=lambda conn: self._existing(conn, "Appointment", appointment_id),
+            work=lambda conn: self._found(conn, appointment_id),
+            read=True,
+        )
+
+    def encounter(self, ctx: RequestContext, appointment_id: str) -> Appointment:
+        """The appointment behind the Encounter of a consultation (FHIR ``Encounter?appointment=``)
+        : decided as a read of that Encounter, about the appointment's patient."""
+        return self._door(
+            ctx,
+            purpose=ctx.purpose,
+            event=EventType.PATIENT_RECORD,
+            subtype="read",
+            code=EventAction.READ,
+            action=Action.READ,
+            resource=lambda conn: self._existing(conn, "Encounter", appointment_id),
+            work=lambda conn: self._found(conn, appointment_id),
+            read=True,
+        )
+
+    @staticmethod
+    def _existing(conn: Connection, kind: str, appointment_id: str) -> Resource:
+        found = store.appointment(conn, appointment_id)
+        if found is None:
+            raise ResourceNotFound(f"no {kind} with this id")
+        return Resource(kind, patient_id=found.patient_id, resource_id=appointment_id)
+
+    @staticmethod
+    def _found(conn: Connection, appointment_id: str) -> Appointment:
+        found = store.appointment(conn, appointment_id)
+        if found is None:
+            raise ResourceNotFound("no Appointment with this id")
+        return found
+
+    def availability(self, ctx: RequestContext) -> Availability:
+        """What the practitioner publishes (their own only), to edit it."""
+        actor = ctx.actor
+        return self._door(
+            ctx,
+            purpose=Purpose.OPERATIONS,
+            event=EventType.APPLICATION_ACTIVITY,
+            subtype="read",
+            code=EventAction.READ,
+            action=Action.READ,
+            resource=lambda _c: Resource("Schedule", resource_id=actor.user_id),
+            work=lambda conn: store.availability_of(conn, actor.user_id),
+            read=True,
+        )
+
+    def schedule(self, ctx: RequestContext, practitioner_id: str) -> bool:
+        """Whether ``practitioner_id`` publishes any availability (FHIR ``Schedule``): public
+        hours, decided like their free slots."""
+        return self._door(
+            ctx,
+            purpose=ctx.purpose,
+            event=EventType.QUERY,
+            subtype="read",
+            code=EventAction.READ,
+            action=Action.READ,
+            resource=lambda _c: Resource("Slot", resource_id=practitioner_id),
+            work=lambda conn: store.availability_of(conn, practitioner_id) != Availability(),
+            read=True,
+        )
+
+    # -- the consultation note -----------------------------------------------------------------
+
+    def write_note(self, ctx: RequestContext, appointment_id: str, text: str) -> str:
+        """After a video consultation, its practitioner writes the note into the patient's
+        record: the consultation's Encounter (class VR, id = the appointment's, linked to it)
+        and a Composition (LOINC 11488-4 Consult note) holding the text, both sealed with the
+        patient's key by the records; the appointment becomes fulfilled. One decision (CREATE
+        of the Encounter, a purpose of care: care team and consent), one audit entry, one
+        transaction. Returns the Composition's id.
+
+        NotYours for a colleague's appointment; NoteRefused before the consultation began, for
+        an on-site one, or a second time; BadRequest for an empty or too long text."""
+        notes = self.notes
+        if notes is None:
+            raise RuntimeError("the agenda was built without the records (no notes)")
+        body = text.replace("\r\n", "\n").strip()
+        now = utc(ctx.now)
+
+        def work(conn: Connection) -> str:
+            if not 1 <= len(body) <= MAX_NOTE_CHARS:
+                raise BadRequest(f"a note has 1 to {MAX_NOTE_CHARS} characters")
+            current = store.appointment(conn, appointment_id, lock=True)
+            assert current is not None  # _existing found it in this transaction
+            if current.practitioner_id != ctx.actor.user_id:
+                raise NotYours()
+            if current.modality is not Modality.VIDEO:
+                raise NoteRefused("a note here follows a video consultation")
+            if current.status is Status.FULFILLED:
+                raise NoteRefused("the note of this consultation was already written")
+            if current.status is not Status.BOOKED:
+                raise NotBooked()
+            if now < current.start:
+                raise NoteRefused("the consultation has not begun")
+            patient = current.patient_id
+            notes.write_new(conn, fhir.held_encounter(current, now), patient_id=patient,
+                            now=now, resource_id=current.appointment_id)  # fmt: skip
+            note = notes.write_new(conn, fhir.consult_note(current, body, now),
+                                   patient_id=patient, now=now)  # fmt: skip
+            if not store.set_status(conn, current, Status.FULFILLED, now):
+                raise NotBooked()
+            return note.resource_id
+
+        return self._door(
+            ctx,
+            purpose=BOOKING_PURPOSE,
+            event=EventType.PATIENT_RECORD,
+            subtype="create",
+            code=EventAction.CREATE,
+            action=Action.CREATE,
+            resource=lambda conn: self._existing(conn, "Encounter", appointment_id),
+            work=work,
+        )
 
     # -- mail ------------------------------------------------------------------------------------
 
@@ -523,6 +692,9 @@ __all__ = [
     "Modality",
     "NotBooked",
     "NotOffered",
+    "NotYours",
+    "NoteRecords",
+    "NoteRefused",
     "PatientBusy",
     "SlotTaken",
     "TooLate",

@@ -32,8 +32,9 @@ FHIR_VERSION = "4.3.0"
 WRITABLE_TYPES = frozenset({"Patient", "Practitioner", "Observation", "DocumentReference"})
 #: Types a client may read and search. Read-only: AuditEvent (the audit log), Consent (the
 #: consent context's records: a consent is given or withdrawn by its use case, with evidence),
-#: Task (the rectification requests of the rights services).
-READABLE_TYPES = WRITABLE_TYPES | {"AuditEvent", "Consent", "Task"}
+#: Task (the rectification requests of the rights services), Encounter and Composition (a
+#: consultation held and its note, written by the agenda's note use case).
+READABLE_TYPES = WRITABLE_TYPES | {"AuditEvent", "Consent", "Task", "Encounter", "Composition"}
 #: Element holding the patient reference, per type (Patient is its own patient; Practitioner
 #: holds no patient data). Task is the rectification request (written by the rights services).
 PATIENT_ELEMENT = {
@@ -41,6 +42,8 @@ PATIENT_ELEMENT = {
     "DocumentReference": "subject",
     "Consent": "patient",
     "Task": "for",
+    "Encounter": "subject",
+    "Composition": "subject",
 }
 CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 #: v3 Confidentiality codes that make a resource restricted (R restricted, V very restricted).

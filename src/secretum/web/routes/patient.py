@@ -59,11 +59,12 @@ def my_record(caller: PatientCaller, request: Request, svc: Svc, now: Now) -> HT
     """My record: Patient, Observations, DocumentReferences (restricted ones too: mine)."""
     records = svc.records.search(caller.context(SELF, now), caller.user_id)
     notices = svc.notices.of(caller.user_id)
-    names = svc.directory.staff(_people(notices))
+    view = pages.record_view(records)
+    names = svc.directory.staff(_people(notices) | {n["author_id"] for n in view["notes"]})
     return render(
         request,
         "patient_record.html",
-        view=pages.record_view(records),
+        view=view,
         notices=notices[:10],
         names=names,
         **pages.ctx(request),
