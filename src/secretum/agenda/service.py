@@ -34,7 +34,7 @@ handed over is logged; the appointment stands.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -391,7 +391,8 @@ class AgendaService:
 
     def cancel(self, ctx: RequestContext, appointment_id: str) -> Appointment:
         """The patient cancels their appointment, up to the change delay before it (TooLate
-        after). The slot is free again; the care relationship it opened ends now."""
+        after). The slot is free again; the care relationship it opened ends now. Returns the
+        appointment, cancelled."""
         actor, now = ctx.actor, ctx.now
 
         def work(conn: Connection) -> Appointment:
@@ -399,7 +400,7 @@ class AgendaService:
             if not store.set_status(conn, current, Status.CANCELLED, now):
                 raise NotBooked()
             self._end_relationship(conn, current, actor, now)
-            return current
+            return replace(current, status=Status.CANCELLED, updated_at=utc(now))
 
         was = self._door(
             ctx,
