@@ -64,8 +64,12 @@ def test_another_patients_appointment_is_out_of_reach(world: WebWorld) -> None:
     assert listed.status_code == 403 and listed.content == FIXED_DENY
     encounter = api.get(f"/fhir/Encounter?appointment={aid}")
     assert encounter.status_code == 403 and encounter.content == FIXED_DENY
-    body = {"resourceType": "Appointment", "id": aid, "status": "cancelled",
-            "participant": [{"actor": {"reference": "Patient/x"}, "status": "accepted"}]}  # fmt: skip
+    body = {
+        "resourceType": "Appointment",
+        "id": aid,
+        "status": "cancelled",
+        "participant": [{"actor": {"reference": "Patient/x"}, "status": "accepted"}],
+    }
     assert api.put(f"/fhir/Appointment/{aid}", json=body).content == FIXED_DENY
     # nothing changed; the victim's page still shows it; every attempt audited as refused
     assert status(world, aid) == "booked"
@@ -79,8 +83,12 @@ def test_booking_without_consent_is_refused_everywhere(world: WebWorld) -> None:
     gp = world.users["gp"].user_id
     page = book(world, "noconsent", NINE)
     assert page.status_code == 403 and "/me/consents" in page.text
-    body = {"resourceType": "Appointment", "status": "booked", "start": NINE.isoformat(),
-            "participant": [{"actor": {"reference": f"Practitioner/{gp}"}, "status": "accepted"}]}  # fmt: skip
+    body = {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "start": NINE.isoformat(),
+        "participant": [{"actor": {"reference": f"Practitioner/{gp}"}, "status": "accepted"}],
+    }
     api = world.client("noconsent").post("/fhir/Appointment", json=body)
     assert api.status_code == 403 and api.content == FIXED_DENY
     with world.platform.engine.connect() as conn:

@@ -26,6 +26,8 @@ from secretum.audit.store import audit_entries
 from web_world import WebWorld, clinic
 
 FHIR = "application/fhir+json"
+#: Between a consultation's start and end on the pages (an en dash).
+DASH = "\u2013"
 KEY = re.compile(r"\b(?:agenda|record|nav|care|error|reason)\.[a-z_.-]+\b")
 
 
@@ -39,6 +41,12 @@ def world(tmp_path: Path, db_url: str) -> WebWorld:
 def visible(page: str) -> str:
     body = page[page.index("<main") :]
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", body)).split())
+
+
+def row(day: str, start: str, end: str, minutes: str) -> dict[str, list[str]]:
+    """An availability form of one weekly row."""
+    return {"w_day": [day], "w_start": [start], "w_end": [end], "w_minutes": [minutes],
+            "w_mode": ["video"]}  # fmt: skip
 
 
 def entries(world: WebWorld, resource_type: str) -> list[dict[str, object]]:
@@ -63,14 +71,14 @@ def test_book_then_both_agendas_show_it_in_clinic_time(world: WebWorld, lang: st
 
     mine = html(world, "other", lang).get("/me/appointments?done=booked")
     page = visible(mine.text)
-    assert "Dr Gaston Généraliste" in page and "09:00–09:30" in page and label in page
+    assert "Dr Gaston Généraliste" in page and f"09:00{DASH}09:30" in page and label in page
     [appointment_id] = appointment_ids(mine.text)
     assert f'href="/consult/{appointment_id}"' in mine.text  # Join (video)
     assert ("Rendez-vous réservé" if lang == "fr" else "Appointment booked") in page
     assert not KEY.search(page), KEY.search(page)
 
     day = html(world, "gp", lang).get(f"/practice/agenda?day={WEDNESDAY}")
-    assert "Bérénice Quintal-Test" in visible(day.text) and "09:00–09:30" in visible(day.text)
+    assert "Bérénice Quintal-Test" in visible(day.text) and f"09:00{DASH}09:30" in visible(day.text)
     assert f'href="/consult/{appointment_id}"' in day.text
     week = html(world, "gp", lang).get(f"/practice/agenda?view=week&day={WEDNESDAY}")
     assert "Bérénice Quintal-Test" in visible(week.text)
@@ -92,7 +100,7 @@ def test_move_then_cancel_from_the_pages(world: WebWorld) -> None:
     assert moved.headers["location"] == "/me/appointments?done=moved"
     listed = html(world, "other").get("/me/appointments").text
     [second] = appointment_ids(listed)
-    assert second != first and "09:30–10:00" in visible(listed)
+    assert second != first and f"09:30{DASH}10:00" in visible(listed)
     cancelled = html(world, "other").post(f"/me/appointments/{second}/cancel")
     assert cancelled.headers["location"] == "/me/appointments?done=cancelled"
     assert appointment_ids(html(world, "other").get("/me/appointments").text) == []
@@ -104,16 +112,13 @@ def test_move_then_cancel_from_the_pages(world: WebWorld) -> None:
 def test_availability_page_round_trips_and_rejects_nonsense(world: WebWorld) -> None:
     form = html(world, "gp").get("/practice/availability").text
     assert 'value="09:00"' in form and 'value="2026-04-01"' in form
-    bad = publish(world, form={"w_day": ["2"], "w_start": ["12:00"], "w_end": ["09:00"],
-                               "w_minutes": ["30"], "w_mode": ["video"]})  # fmt: skip
+    bad = publish(world, form=row("2", "12:00", "09:00", "30"))
     assert bad.status_code == 400 and "pas valides" in visible(bad.text)
-    half = publish(world, form={"w_day": [""], "w_start": ["09:00"], "w_end": ["12:00"],
-                                "w_minutes": ["30"], "w_mode": ["video"]})  # fmt: skip
+    half = publish(world, form=row("", "09:00", "12:00", "30"))
     assert half.status_code == 400
     # still as published; then closing everything empties the slots
     assert 'value="09:00"' in html(world, "gp").get("/practice/availability").text
-    assert publish(world, form={"w_day": [""], "w_start": [""], "w_end": [""],
-                                "w_minutes": [""], "w_mode": ["video"]}).status_code == 303  # fmt: skip
+    assert publish(world, form=row("", "", "", "")).status_code == 303
     gp = world.users["gp"].user_id
     slots = html(world, "other").get(f"/me/appointments/book?practitioner_id={gp}")
     assert "Aucun créneau libre" in visible(slots.text)
