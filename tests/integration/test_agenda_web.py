@@ -156,6 +156,8 @@ def test_the_consultation_note_goes_to_the_record_sealed(world: WebWorld) -> Non
     record = html(world, "nocare").get("/me/record").text
     assert "Toux sèche depuis 3 jours &lt;b&gt;pas de fièvre&lt;/b&gt;" in record
     assert "Dr Gaston Généraliste" in visible(record)
+    chart = html(world, "gp").get(f"/practice/patients/{world.users['nocare'].user_id}").text
+    assert "Revoir dans 1 semaine." in chart  # the practitioner's view of the record too
     past = visible(html(world, "nocare").get("/me/appointments").text)
     assert "Consultation tenue" in past
     # sealed: the note's words are nowhere in the database in clear
