@@ -1,11 +1,13 @@
-"""The agenda as FHIR R4 shapes: Schedule, Slot, Appointment and Encounter.
+"""The agenda as FHIR R4 shapes: Schedule, Slot, Appointment, Encounter, and the consultation
+note (a Composition).
 
 Each function renders a plain object as a FHIR JSON object and validates it with
 ``fhir.resources`` (:func:`secretum.records.fhir.check`: an invalid shape is a bug here, never
 bad input). The FHIR API routes (same validation, policy, sealing and audit as the other
 resources) are built on these by the FHIR layer.
 
-Ids and codes only: no free text (the agenda keeps none), no name. Times are FHIR instants
+Ids and codes only, no name; the one free text is a consultation's note (its Composition,
+sealed in the record, never kept by the agenda). Times are FHIR instants
 (UTC, ``Z``); a page shows them in the clinic's zone. A video consultation's Encounter has the
 class ``VR`` (virtual, v3 ActCode); an on-site one ``AMB`` (ambulatory).
 """
@@ -163,7 +165,8 @@ def note_text(resource: dict[str, Any]) -> str:
 
 def consult_note(value: Appointment, text: str, now: datetime) -> dict[str, Any]:
     """The note of a consultation as a Composition (LOINC 11488-4 Consult note) about the
-    patient, written by the practitioner, linked to the consultation's Encounter. The text is
+    patient, written by the practitioner, linked to the consultation's Encounter (its time is
+    the event's period; ``date`` is when the note was written). The text is
     its one section's narrative (XHTML, escaped: shown as written, never as markup)."""
     return _checked(
         {
@@ -175,6 +178,7 @@ def consult_note(value: Appointment, text: str, now: datetime) -> dict[str, Any]
             "date": instant(now),
             "author": [{"reference": f"Practitioner/{value.practitioner_id}"}],
             "title": "Consult note",
+            "event": [{"period": {"start": instant(value.start), "end": instant(value.end)}}],
             "section": [
                 {
                     "code": {"coding": [CONSULT_NOTE]},

@@ -612,6 +612,8 @@ class AgendaService:
         def work(conn: Connection) -> str:
             if not 1 <= len(body) <= MAX_NOTE_CHARS:
                 raise BadRequest(f"a note has 1 to {MAX_NOTE_CHARS} characters")
+            if any(ord(c) < 32 and c not in "\n\t" for c in body):
+                raise BadRequest("a note is text: no control characters")
             current = store.appointment(conn, appointment_id, lock=True)
             assert current is not None  # _existing found it in this transaction
             if current.practitioner_id != ctx.actor.user_id:

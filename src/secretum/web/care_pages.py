@@ -392,8 +392,14 @@ def note_view(record: Any) -> dict[str, Any]:
         "id": record.resource_id,
         "author_id": author,
         "text": note_text(res),
-        "when": parse_time(res.get("date")) or record.last_updated,
+        "when": parse_time(_held(res)) or parse_time(res.get("date")) or record.last_updated,
     }
+
+
+def _held(composition: dict[str, Any]) -> object:
+    """When the consultation of a note began (its event's period)."""
+    events = composition.get("event") or [{}]
+    return (events[0].get("period") or {}).get("start")
 
 
 def record_view(records: list[Any]) -> dict[str, Any]:
