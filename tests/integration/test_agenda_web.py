@@ -170,6 +170,8 @@ def test_the_consultation_note_goes_to_the_record_sealed(world: WebWorld) -> Non
     found = fhir.get(f"/fhir/Encounter/{aid}").json()
     assert found["class"]["code"] == "VR" and found["status"] == "finished"
     assert found["appointment"] == [{"reference": f"Appointment/{aid}"}]
+    held = fhir.get(f"/fhir/Encounter?patient={world.users['nocare'].user_id}").json()
+    assert [e["resource"]["id"] for e in held["entry"]] == [aid]  # the records' search
     notes = fhir.get(f"/fhir/Composition?patient={world.users['nocare'].user_id}").json()
     [composition] = [e["resource"] for e in notes["entry"]]
     assert composition["encounter"] == {"reference": f"Encounter/{aid}"}
