@@ -48,6 +48,11 @@ STRANGER = Actor("rad-2", Role.PRACTITIONER, specialty="radiology")
 VIGIL = Actor(
     "vig-1", Role.PRACTITIONER, strong_auth_at=NOW, specialty=IDENTITY_VIGILANCE_SPECIALTY
 )
+#: The request contexts the tests use most: the sending practitioner, the reading radiologist
+#: (teleradiology purpose) and identity-vigilance staff (operations).
+SENDING = RequestContext(SENDER, TR, NOW)
+READING = RequestContext(RADIOLOGIST, TR, NOW)
+RECONCILING = RequestContext(VIGIL, Purpose.OPERATIONS, NOW)
 ISSUER = "HOPITAL-NORD"
 
 
@@ -81,7 +86,7 @@ class ImagingWorld:
             )  # fmt: skip
 
     def register(self, pid: str, dicom_pid: str, issuer: str = ISSUER) -> None:
-        self.archive.register_patient_identifier(SENDER, TR, NOW, pid, issuer, dicom_pid)
+        self.archive.register_patient_identifier(SENDING, pid, issuer, dicom_pid)
 
     def audit_rows(self, actor_id: str | None = None) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -224,6 +224,7 @@ def build_platform(data_dir: Path, clock: Clock, **settings: Any) -> Platform:
         keyring=keyring,
         records=RecordStore(keyring),
         files=FileStore(keyring, FileSystemBlobStore(config.blob_dir)),
+        imaging_blobs=FileSystemBlobStore(config.blob_area_dir("imaging")),
         blind_index=BlindIndex(os.urandom(32)),
         audit=audit,
         audit_public_key=signing.public_key(),

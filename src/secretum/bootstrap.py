@@ -114,6 +114,8 @@ class Platform:
     keyring: KeyRing
     records: RecordStore
     files: FileStore
+    #: Where the imaging archive's encrypted instances live (an area of their own).
+    imaging_blobs: BlobStore
     blind_index: BlindIndex
     audit: AuditLog
     audit_public_key: Ed25519PublicKey
@@ -168,7 +170,8 @@ class Platform:
 
         def remove_orphan_blobs() -> object:
             with reader(self.engine).connect() as conn, conn.begin():
-                return self.files.remove_orphans(conn, self.clock())
+                files = self.files.remove_orphans(conn, self.clock())
+            return files + self.services.imaging.remove_orphans(self.clock())
 
         return [
             (min(5.0, self.settings.audit_checkpoint_seconds), audit_tick),
@@ -330,9 +333,10 @@ BLOB_STORES: dict[str, str] = {"local": "secretum.storage.blobs:FileSystemBlobSt
 _BLOB_STORES_LATER = {"s3": "not available yet: the scale-out issue adds it"}
 
 
-def open_blob_store(settings: Settings) -> BlobStore:
+def open_blob_store(settings: Settings, area: str = "files") -> BlobStore:
     """The blob store ``SECRETUM_BLOB_STORE`` names (``local``, or a URL whose scheme names
-    the adapter); an unknown or not yet available one is one PlatformError line."""
+    the adapter), for one area (``files``: record attachments; ``imaging``: DICOM instances);
+    an unknown or not yet available one is one PlatformError line."""
     value = settings.blob_store
     scheme = value.split("://", 1)[0] if "://" in value else value
     if scheme in _BLOB_STORES_LATER:
@@ -345,7 +349,7 @@ def open_blob_store(settings: Settings) -> BlobStore:
     factory: object = importlib.import_module(module)
     for part in attr.split("."):
         factory = getattr(factory, part)
-    store: BlobStore = factory(settings)  # type: ignore[operator]
+    store: BlobStore = factory(settings, area)  # type: ignore[operator]
     return store
 
 
@@ -429,6 +433,7 @@ def _wire(settings: Settings, kms: KeyManagementService, *, migrate: bool) -> Pl
         keyring=keyring,
         records=RecordStore(keyring),
         files=FileStore(keyring, open_blob_store(settings)),
+        imaging_blobs=open_blob_store(settings, "imaging"),
         blind_index=BlindIndex(
             keyring.secret(BLIND_INDEX_KEY, generate=lambda: os.urandom(INDEX_KEY_SIZE))
         ),

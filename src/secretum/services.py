@@ -21,6 +21,11 @@ from secretum.agenda.service import AgendaService, AgendaSettings
 from secretum.audit.log import AuditLog
 from secretum.config import Settings
 from secretum.consent.service import ConsentService
+from secretum.consult.model import ConsultSettings
+from secretum.consult.rooms import Hub, LocalHub, RedisHub
+from secretum.consult.service import ConsultService
+from secretum.consult.signaling import Calls
+from secretum.consult.turn import TurnConfig
 from secretum.crypto.blind_index import BlindIndex
 from secretum.identity.accounts import AccountStore
 from secretum.identity.directory import StaffDirectory
@@ -30,6 +35,7 @@ from secretum.identity.service import Identity
 from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
+from secretum.imaging.archive import ImagingArchive
 from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
@@ -47,6 +53,7 @@ from secretum.records.store import RecordStore
 from secretum.rights.oversight import OversightService
 from secretum.rights.ports import PolicyRestrictionFlags, platform_shredder
 from secretum.rights.service import RightsService
+from secretum.storage.blobs import BlobStore
 
 
 class Ports(Protocol):
@@ -76,6 +83,9 @@ class Ports(Protocol):
     def files(self) -> FileStore: ...
 
     @property
+    def imaging_blobs(self) -> BlobStore: ...
+
+    @property
     def clock(self) -> Callable[[], datetime]: ...
 
     @property
@@ -94,12 +104,16 @@ class Services:
     rights: RightsService
     mailer: Mailer
     agenda: AgendaService
+    imaging: ImagingArchive
     #: read models of the pages (ids, codes, names of staff: no health data)
     directory: StaffDirectory
     care_reads: CareReads
     notices: NoticeReads
     #: the DPO's reads of the audit trail (through the door)
     oversight: OversightService
+    #: teleconsultation calls: the join decision, and this instance's signaling sockets
+    consult: ConsultService
+    calls: Calls
 
 
 def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
@@ -149,6 +163,29 @@ class AccountContacts:
         return None if row is None else self.accounts.open_personal(row).email
 
 
+def _calls(platform: Ports, consult: ConsultService) -> Calls:
+    """The signaling of this instance: rooms in process, or across instances through Redis."""
+    s = platform.settings
+
+    def hub() -> Hub:
+        if s.redis_url:
+            return RedisHub.from_url(s.redis_url, s.redis_prefix)
+        return LocalHub()
+
+    turn = None
+    if s.turn_urls and s.turn_secret is not None:
+        secret = s.turn_secret.get_secret_value().encode()
+        turn = TurnConfig(tuple(s.turn_urls), secret, s.turn_ttl_seconds)
+    return Calls(
+        consult,
+        hub,
+        clock=platform.clock,
+        turn=turn,
+        recheck_seconds=s.consult_recheck_seconds,
+        witnessed=platform.audit.witnessed_async,
+    )
+
+
 def build_services(platform: Ports) -> Services:
     s = platform.settings
     sessions, limiter = _session_and_limits(platform)
@@ -181,6 +218,15 @@ def build_services(platform: Ports) -> Services:
         shred_key(patient_id, actor_id=actor_id, actor_role=actor_role)
         identity.admin.close_erased(patient_id, now=platform.clock(), who=Who(actor_id, actor_role))
 
+    imaging = ImagingArchive(
+        platform.engine,
+        platform.keyring,
+        platform.imaging_blobs,
+        platform.blind_index,
+        platform.audit,
+        guard,
+        max_instance_bytes=s.max_instance_mib * 1024 * 1024,
+    )
     mailer = build_mailer(s)
     agenda = AgendaService(
         platform.engine,
@@ -195,6 +241,17 @@ def build_services(platform: Ports) -> Services:
             reminder_lead=timedelta(hours=s.agenda_reminder_hours),
         ),
         notes=records,
+    )
+    consult = ConsultService(
+        platform.engine,
+        platform.audit,
+        guard,
+        contacts=AccountContacts(identity.core.accounts),
+        settings=ConsultSettings(
+            waiting_room=timedelta(minutes=s.waiting_room_minutes),
+            grace=timedelta(minutes=s.consult_grace_minutes),
+            recheck_seconds=s.consult_recheck_seconds,
+        ),
     )
     return Services(
         identity=identity,
@@ -216,13 +273,17 @@ def build_services(platform: Ports) -> Services:
             flags=PolicyRestrictionFlags(),
             shred=shred,
             retention_years=s.retention_years,
+            also_erase=[imaging.erase_patient],
         ),
         mailer=mailer,
         agenda=agenda,
+        imaging=imaging,
         directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),
         notices=NoticeReads(platform.engine),
         oversight=OversightService(
             platform.engine, platform.audit, guard, platform.audit_public_key
         ),
+        consult=consult,
+        calls=_calls(platform, consult),
     )

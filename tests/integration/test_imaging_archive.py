@@ -5,15 +5,18 @@ shredding and erasure."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, timedelta
 
 import pydicom
 import pytest
 
 from imaging_archive_world import (  # noqa: F401 (iw is a fixture)
-    ISSUER,
     NOW,
     RADIOLOGIST,
+    READING,
+    RECONCILING,
     SENDER,
+    SENDING,
     STRANGER,
     TR,
     VIGIL,
@@ -26,6 +29,7 @@ from secretum.access.errors import AccessDenied, RecordErased
 from secretum.access.model import Actor, Purpose, Role
 from secretum.audit.model import Outcome
 from secretum.crypto.streaming_format import DEFAULT_SEGMENT_SIZE, Layout, SegmentCipher
+from secretum.imaging.archive import ORPHAN_GRACE
 from secretum.imaging.archive_model import InstanceStatus, StudyNotFound, StudyQuery
 from secretum.rights.access_log import read_access_entries
 
@@ -36,7 +40,7 @@ def segment_of(offset: int) -> int:
 
 def _ingest_ct(iw: ImagingWorld, n: int = 3, **kwargs: object) -> list[pydicom.Dataset]:
     slices = make_ct(n, **kwargs)  # type: ignore[arg-type]
-    results = iw.archive.ingest(SENDER, TR, NOW, (to_bytes(ds) for ds in slices))
+    results = iw.archive.ingest(SENDING, (to_bytes(ds) for ds in slices))
     assert [r.status for r in results] == [InstanceStatus.STORED] * n
     return slices
 
@@ -52,29 +56,23 @@ def test_ingest_search_read_instance_and_frame(matched: ImagingWorld) -> None:
     iw = matched
     slices = _ingest_ct(iw)
     study_uid = str(slices[0].StudyInstanceUID)
-    [study] = iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1")
+    [study] = iw.archive.search_studies(READING, patient_id="pat-1")
     assert study.study_uid == study_uid and study.patient_id == "pat-1"
     assert study.modalities == ("CT",) and (study.series_count, study.instance_count) == (1, 3)
     assert study.attributes["00100010"]["Value"][0]["Alphabetic"] == "Martin^Sophie"
-    by_uid = iw.archive.search_studies(RADIOLOGIST, TR, NOW, query=StudyQuery(study_uid=study_uid))
+    by_uid = iw.archive.search_studies(READING, query=StudyQuery(study_uid=study_uid))
     assert [s.study_uid for s in by_uid] == [study_uid]
     in_range = StudyQuery(date_from="20261101", date_to="20261130", modality="CT")
-    assert (
-        len(iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1", query=in_range))
-        == 1
-    )
+    assert len(iw.archive.search_studies(READING, patient_id="pat-1", query=in_range)) == 1
     out_of_range = StudyQuery(date_from="20261201")
-    assert (
-        iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1", query=out_of_range)
-        == []
-    )
+    assert iw.archive.search_studies(READING, patient_id="pat-1", query=out_of_range) == []
 
-    [series] = iw.archive.search_series(RADIOLOGIST, TR, NOW, study_uid)
+    [series] = iw.archive.search_series(READING, study_uid)
     assert series.series_uid == str(slices[0].SeriesInstanceUID) and series.instance_count == 3
-    instances = iw.archive.search_instances(RADIOLOGIST, TR, NOW, study_uid, series.series_uid)
+    instances = iw.archive.search_instances(READING, study_uid, series.series_uid)
     assert [i.instance_number for i in instances] == [1, 2, 3]
 
-    reader = iw.archive.open_series(RADIOLOGIST, TR, NOW, study_uid, series.series_uid)
+    reader = iw.archive.open_series(READING, study_uid, series.series_uid)
     for ds in slices:
         sop = str(ds.SOPInstanceUID)
         assert reader.instance_bytes(sop) == to_bytes(ds)  # identical to what was sent
@@ -82,8 +80,7 @@ def test_ingest_search_read_instance_and_frame(matched: ImagingWorld) -> None:
         with pytest.raises(StudyNotFound):
             reader.read_frame(sop, 2)
 
-    meta = iw.archive.series_metadata(
-        RADIOLOGIST, TR, NOW, study_uid, series.series_uid,
+    meta = iw.archive.series_metadata(READING, study_uid, series.series_uid,
         bulk_uri=lambda st, se, sop, tag: f"/studies/{st}/series/{se}/instances/{sop}/bulk/{tag}",
     )  # fmt: skip
     assert len(meta) == 3
@@ -108,9 +105,9 @@ def test_a_frame_read_decrypts_only_its_segments(
     ds.NumberOfFrames = 8  # 8 x 512 KiB: 4 MiB, 5 segments of 1 MiB
     frames = [bytes([i]) * (512 * 512 * 2) for i in range(8)]
     ds.PixelData = b"".join(frames)
-    [result] = iw.archive.ingest(SENDER, TR, NOW, [to_bytes(ds)])
+    [result] = iw.archive.ingest(SENDING, [to_bytes(ds)])
     assert result.status is InstanceStatus.STORED
-    reader = iw.archive.open_study(RADIOLOGIST, TR, NOW, str(ds.StudyInstanceUID))
+    reader = iw.archive.open_study(READING, str(ds.StudyInstanceUID))
     [instance] = reader.instances
     assert instance.number_of_frames == 8 and instance.size > 4 * 1024 * 1024
 
@@ -142,31 +139,35 @@ def test_unmatched_study_waits_for_reconciliation(matched: ImagingWorld) -> None
     study_uid = str(slices[0].StudyInstanceUID)
     assert iw.count("imaging_studies") == 1
     # no clinician sees it, nor can open it by UID
-    assert iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1") == []
+    assert iw.archive.search_studies(READING, patient_id="pat-1") == []
     for actor in (RADIOLOGIST, SENDER, VIGIL):
         with pytest.raises(AccessDenied):
-            iw.archive.open_study(actor, TR, NOW, study_uid)
+            iw.archive.open_study(RequestContext(actor, TR, NOW), study_uid)
         with pytest.raises(AccessDenied):
-            iw.archive.search_studies(actor, TR, NOW, query=StudyQuery(study_uid=study_uid))
+            iw.archive.search_studies(
+                RequestContext(actor, TR, NOW), query=StudyQuery(study_uid=study_uid)
+            )
     # only identity-vigilance staff list it
     with pytest.raises(AccessDenied):
-        iw.archive.reconciliation_list(RADIOLOGIST, Purpose.OPERATIONS, NOW)
-    [pending] = iw.archive.reconciliation_list(VIGIL, Purpose.OPERATIONS, NOW)
+        iw.archive.reconciliation_list(RequestContext(RADIOLOGIST, Purpose.OPERATIONS, NOW))
+    [pending] = iw.archive.reconciliation_list(RECONCILING)
     assert pending.reason == "no-match" and pending.instance_count == 2
     assert pending.attributes["00100020"]["Value"] == ["UNKNOWN-42"]
     holding = f"imaging-holding-{pending.study_key}"
     blobs_before = iw.blobs()
 
     with pytest.raises(AccessDenied):  # a radiologist cannot link
-        iw.archive.link_study(RADIOLOGIST, Purpose.OPERATIONS, NOW, pending.study_key, "pat-1")
-    iw.archive.link_study(VIGIL, Purpose.OPERATIONS, NOW, pending.study_key, "pat-1")
+        iw.archive.link_study(
+            RequestContext(RADIOLOGIST, Purpose.OPERATIONS, NOW), pending.study_key, "pat-1"
+        )
+    iw.archive.link_study(RECONCILING, pending.study_key, "pat-1")
 
     assert iw.keyring.is_shredded(holding)
     assert set(iw.blobs()).isdisjoint(blobs_before) and len(iw.blobs()) == 2  # re-encrypted
-    assert iw.archive.reconciliation_list(VIGIL, Purpose.OPERATIONS, NOW) == []
-    [study] = iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1")
+    assert iw.archive.reconciliation_list(RECONCILING) == []
+    [study] = iw.archive.search_studies(READING, patient_id="pat-1")
     assert study.study_uid == study_uid
-    reader = iw.archive.open_study(RADIOLOGIST, TR, NOW, study_uid)
+    reader = iw.archive.open_study(READING, study_uid)
     for ds in slices:
         assert reader.instance_bytes(str(ds.SOPInstanceUID)) == to_bytes(ds)
     # the link is in the patient's access log
@@ -175,7 +176,7 @@ def test_unmatched_study_waits_for_reconciliation(matched: ImagingWorld) -> None
     assert any(e.actor_id == VIGIL.user_id and e.action == "U" for e in log)
     # more instances of the study now go to the patient directly
     extra = make_ct(1, patient_id="UNKNOWN-42", study_uid=study_uid)
-    assert iw.archive.ingest(SENDER, TR, NOW, [to_bytes(extra[0])])[0].ok
+    assert iw.archive.ingest(SENDING, [to_bytes(extra[0])])[0].ok
 
 
 def test_sender_outside_the_care_team_deposits_for_reconciliation(iw: ImagingWorld) -> None:
@@ -184,11 +185,11 @@ def test_sender_outside_the_care_team_deposits_for_reconciliation(iw: ImagingWor
     iw.register("pat-1", "SYN0001")
     outsider = Actor("doc-out", Role.PRACTITIONER)
     slices = make_ct(1)
-    [result] = iw.archive.ingest(outsider, TR, NOW, [to_bytes(slices[0])])
+    [result] = iw.archive.ingest(RequestContext(outsider, TR, NOW), [to_bytes(slices[0])])
     assert result.status is InstanceStatus.STORED
-    [pending] = iw.archive.reconciliation_list(VIGIL, Purpose.OPERATIONS, NOW)
+    [pending] = iw.archive.reconciliation_list(RECONCILING)
     assert pending.reason == "sender"
-    assert iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1") == []
+    assert iw.archive.search_studies(READING, patient_id="pat-1") == []
 
 
 def test_radiologist_without_consent_or_care_is_refused_and_audited_once(
@@ -201,7 +202,7 @@ def test_radiologist_without_consent_or_care_is_refused_and_audited_once(
     study_uid = str(first[0].StudyInstanceUID)
     # no care relationship (no referral): refused, one audit entry
     with pytest.raises(AccessDenied) as no_care:
-        iw.archive.open_study(STRANGER, TR, NOW, study_uid)
+        iw.archive.open_study(RequestContext(STRANGER, TR, NOW), study_uid)
     assert no_care.value.decision.reason == "deny.not-in-care-team"
     [entry] = iw.audit_rows(STRANGER.user_id)
     assert entry["outcome"] == Outcome.MINOR_FAILURE and entry["patient_id"] == "pat-1"
@@ -209,12 +210,12 @@ def test_radiologist_without_consent_or_care_is_refused_and_audited_once(
     # no teleradiology consent: the sender cannot store under the patient's key either; the
     # study waits for reconciliation
     second = make_ct(1, patient_id="SYN0002")
-    assert iw.archive.ingest(SENDER, TR, NOW, [to_bytes(second[0])])[0].ok
-    [pending] = iw.archive.reconciliation_list(VIGIL, Purpose.OPERATIONS, NOW)
-    iw.archive.link_study(VIGIL, Purpose.OPERATIONS, NOW, pending.study_key, "pat-2")
+    assert iw.archive.ingest(SENDING, [to_bytes(second[0])])[0].ok
+    [pending] = iw.archive.reconciliation_list(RECONCILING)
+    iw.archive.link_study(RECONCILING, pending.study_key, "pat-2")
     before = len(iw.audit_rows(RADIOLOGIST.user_id))
     with pytest.raises(AccessDenied) as no_consent:
-        iw.archive.open_study(RADIOLOGIST, TR, NOW, str(second[0].StudyInstanceUID))
+        iw.archive.open_study(READING, str(second[0].StudyInstanceUID))
     assert no_consent.value.decision.reason == "deny.no-consent"
     assert len(iw.audit_rows(RADIOLOGIST.user_id)) == before + 1
 
@@ -224,7 +225,9 @@ def test_one_audit_entry_per_series_read_even_with_frames(matched: ImagingWorld)
     slices = _ingest_ct(iw, 4)
     before = len(iw.audit_rows(RADIOLOGIST.user_id))
     reader = iw.archive.open_series(
-        RADIOLOGIST, TR, NOW, str(slices[0].StudyInstanceUID), str(slices[0].SeriesInstanceUID)
+        READING,
+        str(slices[0].StudyInstanceUID),
+        str(slices[0].SeriesInstanceUID),
     )
     for ds in slices:
         reader.read_frame(str(ds.SOPInstanceUID), 1)
@@ -247,19 +250,17 @@ def test_resend_identical_is_idempotent_and_other_content_conflicts(
     iw = matched
     slices = _ingest_ct(iw, 2)
     blobs = iw.blobs()
-    again = iw.archive.ingest(
-        SENDER, TR, NOW, [to_bytes(slices[0]), to_bytes(slices[1], implicit=True)]
-    )
+    again = iw.archive.ingest(SENDING, [to_bytes(slices[0]), to_bytes(slices[1], implicit=True)])
     assert [r.status for r in again] == [InstanceStatus.DUPLICATE] * 2 and all(r.ok for r in again)
     changed = slices[0]
     changed.PixelData = bytes(len(changed.PixelData))
-    [conflict] = iw.archive.ingest(SENDER, TR, NOW, [to_bytes(changed)])
+    [conflict] = iw.archive.ingest(SENDING, [to_bytes(changed)])
     assert conflict.status is InstanceStatus.CONFLICT and conflict.dicomweb_failure_reason == 0x0111
     # within one request too
     new = make_ct(1, patient_id="SYN0001")[0]
     other = pydicom.dcmread(io.BytesIO(to_bytes(new)))
     other.PatientComments = "changed"
-    results = iw.archive.ingest(SENDER, TR, NOW, [to_bytes(new), to_bytes(new), to_bytes(other)])
+    results = iw.archive.ingest(SENDING, [to_bytes(new), to_bytes(new), to_bytes(other)])
     assert [r.status for r in results] == [
         InstanceStatus.STORED, InstanceStatus.DUPLICATE, InstanceStatus.CONFLICT,
     ]  # fmt: skip
@@ -272,7 +273,7 @@ def test_invalid_instances_fail_with_their_status_and_store_nothing(
     iw = matched
     good = make_ct(1)[0]
     data = to_bytes(good)
-    results = iw.archive.ingest(SENDER, TR, NOW, [b"not dicom", data[:-40], data])
+    results = iw.archive.ingest(SENDING, [b"not dicom", data[:-40], data])
     assert [r.status for r in results] == [
         InstanceStatus.FAILED, InstanceStatus.FAILED, InstanceStatus.STORED,
     ]  # fmt: skip
@@ -286,12 +287,12 @@ def test_shredding_makes_imaging_unreadable_and_erasure_removes_blobs(
     iw = matched
     slices = _ingest_ct(iw, 2)
     study_uid = str(slices[0].StudyInstanceUID)
-    reader = iw.archive.open_study(RADIOLOGIST, TR, NOW, study_uid)
+    reader = iw.archive.open_study(READING, study_uid)
     iw.keyring.shred("pat-1")
     with pytest.raises(RecordErased):
-        iw.archive.open_study(RADIOLOGIST, TR, NOW, study_uid)
+        iw.archive.open_study(READING, study_uid)
     with pytest.raises(RecordErased):
-        iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1")
+        iw.archive.search_studies(READING, patient_id="pat-1")
     from secretum.crypto.errors import KeyShreddedError
 
     with pytest.raises(KeyShreddedError):  # even a reader opened before
@@ -307,12 +308,12 @@ def test_restricted_study_needs_the_patients_naming(matched: ImagingWorld) -> No
 
     iw = matched
     ds = make_ct(1)[0]
-    results = iw.archive.ingest(SENDER, TR, NOW, [to_bytes(ds)], sensitivity=Sensitivity.RESTRICTED)
+    results = iw.archive.ingest(SENDING, [to_bytes(ds)], sensitivity=Sensitivity.RESTRICTED)
     # the sender is not named for restricted data: the study waits for reconciliation
     assert results[0].ok
-    assert iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1") == []
+    assert iw.archive.search_studies(READING, patient_id="pat-1") == []
     with pytest.raises(AccessDenied):
-        iw.archive.open_study(RADIOLOGIST, TR, NOW, str(ds.StudyInstanceUID))
+        iw.archive.open_study(READING, str(ds.StudyInstanceUID))
 
 
 def test_a_large_request_is_written_in_batches(matched: ImagingWorld) -> None:
@@ -321,11 +322,11 @@ def test_a_large_request_is_written_in_batches(matched: ImagingWorld) -> None:
     iw = matched
     iw.archive.batch_size = 2
     slices = make_ct(5)
-    results = iw.archive.ingest(SENDER, TR, NOW, (to_bytes(ds) for ds in slices))
+    results = iw.archive.ingest(SENDING, (to_bytes(ds) for ds in slices))
     assert [r.status for r in results] == [InstanceStatus.STORED] * 5
     sends = [r for r in iw.audit_rows(SENDER.user_id) if r["event_type"] == "110104"]
     assert len(sends) == 3 and {r["patient_id"] for r in sends} == {"pat-1"}
-    [study] = iw.archive.search_studies(RADIOLOGIST, TR, NOW, patient_id="pat-1")
+    [study] = iw.archive.search_studies(READING, patient_id="pat-1")
     assert (study.series_count, study.instance_count) == (1, 5)
 
 
@@ -353,3 +354,20 @@ def test_a_carried_out_erasure_covers_imaging(matched: ImagingWorld) -> None:
     )
     assert outcome.shredded and shredded == ["pat-1"]
     assert iw.blobs() == [] and iw.count("imaging_instances") == 0
+
+
+def test_orphan_blobs_of_an_interrupted_ingest_are_removed_after_their_grace(
+    matched: ImagingWorld,
+) -> None:
+    """A blob no instance row names (an ingest cut between its blob writes and its commit) is
+    removed once older than the grace period; the blobs of stored instances are kept."""
+    iw = matched
+    _ingest_ct(iw, 2)
+    kept = set(iw.blobs())
+    orphan = iw.archive.store.blobs.new_name()
+    with iw.archive.store.blobs.writer(orphan) as out:
+        out.write(b"ciphertext of an ingest that never committed")
+    assert iw.archive.remove_orphans(NOW) == 0  # too young: may belong to a running ingest
+    later = datetime.now(UTC) + ORPHAN_GRACE + timedelta(minutes=1)
+    assert iw.archive.remove_orphans(later) == 1
+    assert set(iw.blobs()) == kept

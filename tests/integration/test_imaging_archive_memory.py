@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from pydicom.uid import generate_uid
 
-from imaging_archive_world import NOW, SENDER, TR, ImagingWorld, imaging_world  # noqa: F401
+from imaging_archive_world import NOW, SENDER, SENDING, TR, ImagingWorld, imaging_world  # noqa: F401
 from imaging_data import make_ct, to_bytes
 
 FRAME = 512 * 512 * 2
@@ -40,7 +40,7 @@ def _peak_during_ingest(iw: ImagingWorld, count: int) -> int:
     try:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
-        results = iw.archive.ingest(SENDER, TR, NOW, _instances(count))
+        results = iw.archive.ingest(SENDING, _instances(count))
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()

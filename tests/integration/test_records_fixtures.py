@@ -147,6 +147,7 @@ def world_fixture(engine: Engine, vault_engine: Engine, tmp_path: Path) -> World
         keyring=keyring,
         records=store,
         files=files,
+        imaging_blobs=FileSystemBlobStore(tmp_path / "imaging"),
         blind_index=blind,
         audit=audit,
         audit_public_key=signing.public_key(),

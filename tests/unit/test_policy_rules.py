@@ -76,6 +76,7 @@ MA, MK, RA, RBG = (
 TR, RS = Purpose.TELERADIOLOGY, Purpose.RESEARCH
 NONE = Facts()
 STORE, REC = Action.STORE_IMAGING, Action.RECONCILE_IMAGING
+JOIN = Action.JOIN_CALL
 UNMATCHED = Resource("ImagingStudy", resource_id="s1")
 STUDY = Resource("ImagingStudy", patient_id="p1", resource_id="s1")
 VIGIL = Actor("v1", Role.PRACTITIONER, specialty="identity-vigilance")
@@ -217,6 +218,25 @@ CASES = [
     ("doctor publishes another", DOC, U, OTHER_SCHEDULE, OPS, NONE, "deny.not-own-agenda"),
     ("patient reads an agenda", PATIENT, S, SCHEDULE, PR, NONE, "deny.not-own-record"),
     ("admin reads an agenda", ADMIN_UP, S, SCHEDULE, OPS, NONE, DEFAULT),
+    # -- the call of an appointment (secretum.consult) --
+    ("patient joins own call", PATIENT, JOIN, APPT, TC, ONLY_CONSENT, "allow.join-own-call"),
+    ("patient joins, no consent", PATIENT, JOIN, APPT, TC, NONE, "deny.no-consent"),
+    (
+        "patient joins another's call",
+        OTHER_PATIENT,
+        JOIN,
+        APPT,
+        TC,
+        ONLY_CONSENT,
+        "deny.not-own-record",
+    ),
+    ("patient joins for another purpose", PATIENT, JOIN, APPT, PR, ONLY_CONSENT, DEFAULT),
+    ("doctor joins, care team", DOC, JOIN, APPT, TC, CARE, "allow.join-call-care-team"),
+    ("doctor joins, no care team", DOC, JOIN, APPT, TC, ONLY_CONSENT, "deny.not-in-care-team"),
+    ("doctor joins, no consent", DOC, JOIN, APPT, TC, Facts(in_care_team=True), "deny.no-consent"),
+    ("doctor joins on break-glass", DOC, JOIN, APPT, EM, BG, DEFAULT),
+    ("doctor joins an obs", DOC, JOIN, OBS, TC, CARE, DEFAULT),
+    ("admin joins a call", ADMIN_UP, JOIN, APPT, TC, CARE, NEVER),
 ]
 
 

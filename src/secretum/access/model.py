@@ -44,6 +44,8 @@ class Action(StrEnum):
     STORE_IMAGING = "store-imaging"
     #: identity vigilance: list imaging studies that matched no patient, link one by hand
     RECONCILE_IMAGING = "reconcile-imaging"
+    #: join the video call of an appointment (secretum.consult)
+    JOIN_CALL = "join-call"
 
 
 class Purpose(StrEnum):

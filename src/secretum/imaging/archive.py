@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 import pydicom
@@ -43,7 +43,7 @@ from secretum.access.context import RequestContext
 from secretum.access.door import Attempt, Door
 from secretum.access.errors import TAMPERED, AccessDenied
 from secretum.access.guard import Guard
-from secretum.access.model import Action, Actor, Purpose, Resource, Sensitivity
+from secretum.access.model import Action, Resource, Sensitivity
 from secretum.audit.log import AuditLog
 from secretum.audit.model import EventAction, EventType, Outcome
 from secretum.crypto.blind_index import BlindIndex
@@ -97,6 +97,11 @@ _PIXEL_TAGS = ("7FE00010", "7FE00008", "7FE00009")
 
 #: ``bulk_uri(study_uid, series_uid, sop_uid, tag)``: the web layer's URL of a bulk value.
 BulkUri = Callable[[str, str, str, str], str]
+
+
+#: How old a blob without an instance row must be before the cleanup removes it (an ingest
+#: still running has not committed its rows yet).
+ORPHAN_GRACE = timedelta(hours=1)
 
 
 def _pick(ds: Dataset, keywords: Iterable[str]) -> dict[str, Any]:
@@ -286,50 +291,26 @@ class ImagingArchive:
         self.max_instance_bytes = max_instance_bytes
         self.batch_size = batch_size
 
-    @staticmethod
-    def _attempt(
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
-        event: EventType,
-        subtype: str,
-        action: EventAction,
-        source_address: str | None,
-    ) -> Attempt:
-        return Attempt(RequestContext(actor, purpose, now, source_address), event, subtype, action)
-
     # -- patient identifiers ---------------------------------------------------------------------
 
     def register_patient_identifier(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         patient_id: str,
         issuer: str,
         dicom_patient_id: str,
-        *,
-        source_address: str | None = None,
     ) -> None:
         """Record that images with this (IssuerOfPatientID, PatientID) are ``patient_id``'s
         (an update of the patient's record: the policy decides, the audit names the patient).
         Only the blind-index value is stored."""
-        attempt = self._attempt(
-            actor,
-            purpose,
-            now,
-            EventType.PATIENT_RECORD,
-            "update",
-            EventAction.UPDATE,
-            source_address,
-        )
+        attempt = Attempt(ctx, EventType.PATIENT_RECORD, "update", EventAction.UPDATE)
 
         def work(conn: Connection) -> None:
             pid = check_id(patient_id, "patient")
             if not issuer.strip() or not dicom_patient_id.strip():
                 raise ResourceNotFound("an issuer and a patient id are required")
             self.door.authorize(conn, attempt, Action.UPDATE, Resource("Patient", pid, pid))
-            self.store.register_identifier(conn, pid, issuer, dicom_patient_id, now)
+            self.store.register_identifier(conn, pid, issuer, dicom_patient_id, ctx.now)
 
         self.door.run(attempt, work)
 
@@ -337,13 +318,10 @@ class ImagingArchive:
 
     def ingest(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         instances: Iterable[bytes],
         *,
         sensitivity: Sensitivity = Sensitivity.NORMAL,
-        source_address: str | None = None,
     ) -> list[InstanceResult]:
         """Store Part-10 instances (one at a time from ``instances``); one result each, in
         order. A study of a patient the sender may write to (care team, teleradiology consent)
@@ -357,20 +335,18 @@ class ImagingArchive:
         count = 0
         for index, data in enumerate(instances):
             count = index + 1
-            if self._stage(actor, purpose, now, index, data, routes, pending, results, sensitivity):
+            if self._stage(ctx, index, data, routes, pending, results, sensitivity):
                 staged += 1
             if staged >= self.batch_size:
-                self._flush(actor, purpose, now, pending, results, sensitivity, source_address)
+                self._flush(ctx, pending, results, sensitivity)
                 pending, staged = {}, 0
                 routes.clear()  # the studies just written exist now: route them afresh
-        self._flush(actor, purpose, now, pending, results, sensitivity, source_address)
+        self._flush(ctx, pending, results, sensitivity)
         return [results[i] for i in range(count)]
 
     def _stage(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         index: int,
         data: bytes,
         routes: dict[bytes, _Route],
@@ -394,10 +370,10 @@ class ImagingArchive:
                     same = self.store.same_digest(known, digest)
                     results[index] = _resend(index, parsed, same)
                     return False
-                route = self._route(conn, actor, purpose, now, parsed, routes, sensitivity)
+                route = self._route(conn, ctx, parsed, routes, sensitivity)
         except RowTampered:
             # a forged study or patient-identifier row: store nothing, raise the alarm
-            self._alert(actor, purpose, now)
+            self._alert(ctx)
             results[index] = _failed(index, Reason.PROCESSING_FAILURE, parsed)
             return False
         if not route.allowed:
@@ -408,7 +384,7 @@ class ImagingArchive:
             attrs = _pick(parsed.dataset, STUDY_KEYWORDS)
             batch = pending[route.study_key] = _Pending(route, attrs)
         try:
-            row = self._encrypt(parsed, route, batch, sop_index, digest, now)
+            row = self._encrypt(parsed, route, batch, sop_index, digest, ctx.now)
         except Exception:
             results[index] = _failed(index, Reason.PROCESSING_FAILURE, parsed)
             return False
@@ -421,11 +397,9 @@ class ImagingArchive:
         )
         return True
 
-    def _alert(self, actor: Actor, purpose: Purpose, now: datetime) -> None:
+    def _alert(self, ctx: RequestContext) -> None:
         """A Security Alert (110113, major failure) for tampered rows met while routing."""
-        attempt = self._attempt(
-            actor, purpose, now, EventType.SECURITY_ALERT, "create", EventAction.EXECUTE, None
-        )
+        attempt = Attempt(ctx, EventType.SECURITY_ALERT, "create", EventAction.EXECUTE)
         self.door.audit.append_committed(attempt.event(Outcome.MAJOR_FAILURE, TAMPERED.reason))
 
     def _known(
@@ -441,9 +415,7 @@ class ImagingArchive:
     def _route(
         self,
         conn: Connection,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         parsed: ParsedInstance,
         routes: dict[bytes, _Route],
         sensitivity: Sensitivity,
@@ -453,15 +425,7 @@ class ImagingArchive:
         if route is not None:
             return route
         key = self.store.key_of(uid_index)
-        probe = self._attempt(
-            actor,
-            purpose,
-            now,
-            EventType.DICOM_INSTANCES_TRANSFERRED,
-            "create",
-            EventAction.CREATE,
-            None,
-        )
+        probe = Attempt(ctx, EventType.DICOM_INSTANCES_TRANSFERRED, "create", EventAction.CREATE)
         existing = self.store.find_study(conn, parsed.study_instance_uid)
         if existing is not None:
             patient, reason = existing.patient_id, existing.unmatched_reason
@@ -550,28 +514,19 @@ class ImagingArchive:
 
     def _flush(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         pending: dict[str, _Pending],
         results: dict[int, InstanceResult],
         sensitivity: Sensitivity,
-        source_address: str | None,
     ) -> None:
         """Write each study's staged rows in one transaction (one audit entry per study)."""
         for batch in pending.values():
-            attempt = self._attempt(
-                actor,
-                purpose,
-                now,
-                EventType.DICOM_INSTANCES_TRANSFERRED,
-                "create",
-                EventAction.CREATE,
-                source_address,
+            attempt = Attempt(
+                ctx, EventType.DICOM_INSTANCES_TRANSFERRED, "create", EventAction.CREATE
             )
 
             def work(conn: Connection, b: _Pending = batch, a: Attempt = attempt) -> None:
-                self._write(conn, a, b, sensitivity, now)
+                self._write(conn, a, b, sensitivity, ctx.now)
 
             try:
                 self.door.run(attempt, work)
@@ -658,21 +613,16 @@ class ImagingArchive:
 
     def search_studies(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         *,
         patient_id: str | None = None,
         query: StudyQuery | None = None,
-        source_address: str | None = None,
     ) -> list[StudyMatch]:
         """The studies of one patient that the actor may see, filtered by ``query``. Without
         a patient, ``query.study_uid`` names the study (and so its patient); a study that
         does not exist and one that is not the actor's end alike (AccessDenied)."""
         q = query or StudyQuery()
-        attempt = self._attempt(
-            actor, purpose, now, EventType.QUERY, "search", EventAction.EXECUTE, source_address
-        )
+        attempt = Attempt(ctx, EventType.QUERY, "search", EventAction.EXECUTE)
 
         def work(conn: Connection) -> list[StudyMatch]:
             pid = patient_id
@@ -736,17 +686,12 @@ class ImagingArchive:
 
     def search_series(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         study_uid: str,
         *,
         modality: str | None = None,
-        source_address: str | None = None,
     ) -> list[SeriesMatch]:
-        attempt = self._attempt(
-            actor, purpose, now, EventType.QUERY, "search", EventAction.EXECUTE, source_address
-        )
+        attempt = Attempt(ctx, EventType.QUERY, "search", EventAction.EXECUTE)
 
         def work(conn: Connection) -> list[SeriesMatch]:
             study = self._study_for(conn, attempt, Action.SEARCH, study_uid)
@@ -770,17 +715,11 @@ class ImagingArchive:
 
     def search_instances(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         study_uid: str,
         series_uid: str | None = None,
-        *,
-        source_address: str | None = None,
     ) -> list[InstanceMatch]:
-        attempt = self._attempt(
-            actor, purpose, now, EventType.QUERY, "search", EventAction.EXECUTE, source_address
-        )
+        attempt = Attempt(ctx, EventType.QUERY, "search", EventAction.EXECUTE)
 
         def work(conn: Connection) -> list[InstanceMatch]:
             study = self._study_for(conn, attempt, Action.SEARCH, study_uid)
@@ -802,26 +741,14 @@ class ImagingArchive:
 
     def open_study(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         study_uid: str,
         series_uid: str | None = None,
-        *,
-        source_address: str | None = None,
     ) -> StudyReader:
         """Open a study (or one of its series) for reading: one policy question, one audit
         entry (110103 Instances Accessed, naming the patient), however many instances and
         frames are then read from the returned :class:`StudyReader`."""
-        attempt = self._attempt(
-            actor,
-            purpose,
-            now,
-            EventType.DICOM_INSTANCES_ACCESSED,
-            "read",
-            EventAction.READ,
-            source_address,
-        )
+        attempt = Attempt(ctx, EventType.DICOM_INSTANCES_ACCESSED, "read", EventAction.READ)
 
         def work(conn: Connection) -> StudyReader:
             study = self._study_for(conn, attempt, Action.READ, study_uid)
@@ -831,60 +758,37 @@ class ImagingArchive:
 
     def open_series(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         study_uid: str,
         series_uid: str,
-        *,
-        source_address: str | None = None,
     ) -> StudyReader:
-        return self.open_study(
-            actor, purpose, now, study_uid, series_uid, source_address=source_address
-        )
+        return self.open_study(ctx, study_uid, series_uid)
 
     def read_frame(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         study_uid: str,
         series_uid: str,
         sop_uid: str,
         number: int,
-        *,
-        source_address: str | None = None,
     ) -> bytes:
         """One frame, as a request of its own (one audit entry): a viewer reading many frames
         uses :meth:`open_series` once instead."""
-        reader = self.open_study(
-            actor, purpose, now, study_uid, series_uid, source_address=source_address
-        )
+        reader = self.open_study(ctx, study_uid, series_uid)
         return reader.read_frame(sop_uid, number)
 
     def series_metadata(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         study_uid: str,
         series_uid: str | None = None,
         *,
         bulk_uri: BulkUri | None = None,
-        source_address: str | None = None,
     ) -> list[dict[str, Any]]:
         """The DICOM JSON model of every instance of a series (or study), bulk data (pixel
         data included) as BulkDataURI (``bulk_uri`` makes them the web layer's URLs). Read
         from the sealed metadata: no blob is opened. One audit entry."""
-        attempt = self._attempt(
-            actor,
-            purpose,
-            now,
-            EventType.DICOM_INSTANCES_ACCESSED,
-            "read",
-            EventAction.READ,
-            source_address,
-        )
+        attempt = Attempt(ctx, EventType.DICOM_INSTANCES_ACCESSED, "read", EventAction.READ)
 
         def work(conn: Connection) -> list[dict[str, Any]]:
             study = self._study_for(conn, attempt, Action.READ, study_uid)
@@ -900,14 +804,10 @@ class ImagingArchive:
 
     # -- reconciliation -------------------------------------------------------------------------
 
-    def reconciliation_list(
-        self, actor: Actor, purpose: Purpose, now: datetime, *, source_address: str | None = None
-    ) -> list[PendingStudy]:
+    def reconciliation_list(self, ctx: RequestContext) -> list[PendingStudy]:
         """Studies that matched no patient, with the attributes needed to find whose they are
         (identity-vigilance staff only: the policy's ``allow.imaging-reconciliation``)."""
-        attempt = self._attempt(
-            actor, purpose, now, EventType.QUERY, "search", EventAction.EXECUTE, source_address
-        )
+        attempt = Attempt(ctx, EventType.QUERY, "search", EventAction.EXECUTE)
 
         def work(conn: Connection) -> list[PendingStudy]:
             self.door.authorize(conn, attempt, Action.RECONCILE_IMAGING, Resource(STUDY_KIND))
@@ -932,26 +832,14 @@ class ImagingArchive:
 
     def link_study(
         self,
-        actor: Actor,
-        purpose: Purpose,
-        now: datetime,
+        ctx: RequestContext,
         study_key: str,
         patient_id: str,
-        *,
-        source_address: str | None = None,
     ) -> None:
         """Link an unmatched study to ``patient_id`` by hand: every blob re-encrypted and every
         attribute re-sealed under the patient's key, then the holding key shredded. Audited
         (110103, U) naming the patient: it shows in their access log."""
-        attempt = self._attempt(
-            actor,
-            purpose,
-            now,
-            EventType.DICOM_INSTANCES_ACCESSED,
-            "update",
-            EventAction.UPDATE,
-            source_address,
-        )
+        attempt = Attempt(ctx, EventType.DICOM_INSTANCES_ACCESSED, "update", EventAction.UPDATE)
         blobs: dict[str, list[str]] = {}
 
         def work(conn: Connection) -> str:
@@ -968,7 +856,7 @@ class ImagingArchive:
             if known is None:
                 raise ResourceNotFound("no such patient")
             attempt.target(STUDY_KIND, study_key, pid)
-            blobs["old"], blobs["new"] = self.store.relink(conn, study, pid, now)
+            blobs["old"], blobs["new"] = self.store.relink(conn, study, pid, ctx.now)
             return study.holding_owner
 
         try:
@@ -978,6 +866,17 @@ class ImagingArchive:
             raise
         self.store.delete_blobs(blobs["old"])
         self.keyring.shred(holding)  # the holding key: nothing is sealed under it any more
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    def remove_orphans(self, now: datetime, grace: timedelta = ORPHAN_GRACE) -> int:
+        """Delete the blobs older than ``grace`` that no instance references (an ingest cut
+        short between its blob writes and its commit); how many. A younger blob may belong to
+        an ingest still running: it is kept. Idempotent, safe beside other instances."""
+        with self.door.reads.connect() as conn, conn.begin():
+            names = self.store.orphans(conn, now - grace)
+        self.store.delete_blobs(names)
+        return len(names)
 
     # -- erasure --------------------------------------------------------------------------------
 

@@ -460,6 +460,18 @@ class ArchiveStore:
         for name in names:
             self.blobs.delete(name)
 
+    def orphans(self, conn: Connection, cutoff: datetime) -> list[str]:
+        """The blobs written before ``cutoff`` that no instance row references (an ingest
+        interrupted between its blob writes and its commit)."""
+        names = list(self.blobs.names_before(cutoff))
+        out: list[str] = []
+        column = imaging_instances.c.blob_name
+        for start in range(0, len(names), 500):
+            batch = names[start : start + 500]
+            referenced = set(conn.execute(select(column).where(column.in_(batch))).scalars())
+            out.extend(name for name in batch if name not in referenced)
+        return out
+
     # -- linking (reconciliation) ----------------------------------------------------------------
 
     def relink(

@@ -244,6 +244,16 @@ RULES: tuple[Rule, ...] = (
         frozenset({Purpose.TELECONSULTATION}),
         (Condition.APPOINTMENT, Condition.OWN_RECORD, Condition.CONSENT),
     ),
+    # A patient joins the video call of their own appointment, with their active
+    # teleconsultation consent (secretum.consult adds the call's own checks: the appointment's
+    # participants, booked, its care relationship, its time window).
+    Rule(
+        "allow.join-own-call",
+        _PATIENT,
+        frozenset({Action.JOIN_CALL}),
+        frozenset({Purpose.TELECONSULTATION}),
+        (Condition.APPOINTMENT, Condition.OWN_RECORD, Condition.CONSENT),
+    ),
     Rule(
         "allow.cancel-own-appointment",
         _PATIENT,
@@ -263,6 +273,15 @@ RULES: tuple[Rule, ...] = (
             Condition.CONSENT,
             Condition.NAMED_IF_RESTRICTED,
         ),
+    ),
+    # ... and the practitioner joins it as a member of the patient's care team, with the
+    # patient's teleconsultation consent (no break-the-glass path leads into a call).
+    Rule(
+        "allow.join-call-care-team",
+        _PRACTITIONER,
+        frozenset({Action.JOIN_CALL}),
+        frozenset({Purpose.TELECONSULTATION}),
+        (Condition.APPOINTMENT, Condition.HEALTH_DATA, Condition.CARE_TEAM, Condition.CONSENT),
     ),
     Rule(
         "allow.break-glass",

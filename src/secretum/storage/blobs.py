@@ -64,9 +64,11 @@ class FileSystemBlobStore:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> FileSystemBlobStore:
-        """``SECRETUM_BLOB_STORE=local``: ``<data_dir>/blobs``."""
-        return cls(settings.blob_dir)
+    def for_settings(cls, settings: Settings, area: str = "files") -> FileSystemBlobStore:
+        """``SECRETUM_BLOB_STORE=local``: the record files in ``<data_dir>/blobs``, another
+        area (``imaging``) in ``<data_dir>/blobs-<area>``: each area's orphan cleanup only
+        sees its own blobs."""
+        return cls(settings.blob_dir if area == "files" else settings.blob_area_dir(area))
 
     def new_name(self) -> str:
         return secrets.token_hex(16)

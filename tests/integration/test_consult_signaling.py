@@ -1,0 +1,95 @@
+"""The call's signaling end to end on the real app: join, waiting room, admit, relay, leave,
+the re-check that ends a call, and the audit of each step."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from consult_world import RECHECK, book, call_world, client, entries, settled, socket, until
+from secretum.access.context import RequestContext
+from secretum.access.model import Purpose
+from secretum.audit.model import Outcome
+from secretum.consent.store import ConsentMethod
+from web_world import WebWorld
+
+COMMIT = "A" * 43
+PUBLIC = "B" * 87
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> WebWorld:
+    return call_world(tmp_path)
+
+
+def test_waiting_room_admit_relay_and_leave_are_audited(world: WebWorld) -> None:
+    aid = book(world)
+    with client(world) as tc, socket(tc, world, "gp", aid) as doctor:
+        welcome = until(doctor, "welcome")
+        assert welcome["role"] == "practitioner" and welcome["ice_servers"] == []
+        assert until(doctor, "admitted")["peers"] == []
+        assert until(doctor, "lobby")["waiting"] == []
+        with socket(tc, world, "own", aid) as patient:
+            me = until(patient, "welcome")
+            assert me["role"] == "patient" and len(me["you"]) == 16
+            assert until(patient, "waiting") == {"type": "waiting"}
+            lobby = until(doctor, "lobby")["waiting"]
+            assert lobby == [{"pid": me["you"], "name": "Apolline Zéphyrin-Test"}]
+            # not admitted yet: nothing is relayed
+            patient.send_text(json.dumps({"type": "key", "commitment": COMMIT}))
+            assert until(patient, "error")["code"] == "not-admitted"
+            doctor.send_text(json.dumps({"type": "admit", "pid": me["you"]}))
+            assert until(patient, "admitted")["peers"] == [welcome["you"]]
+            assert until(doctor, "joined")["pid"] == me["you"]
+            assert until(doctor, "lobby")["waiting"] == []
+            offer = {"description": {"type": "offer", "sdp": "v=0\r\n"}}
+            doctor.send_text(json.dumps({"type": "signal", "to": me["you"], "data": offer}))
+            got = until(patient, "signal")
+            assert got == {"type": "signal", "from": welcome["you"], "data": offer}
+            cand = {"candidate": {"candidate": "candidate:1 1 udp 1 192.0.2.1 9 typ host",
+                                  "sdpMid": "0", "sdpMLineIndex": 0}}  # fmt: skip
+            patient.send_text(json.dumps({"type": "signal", "to": welcome["you"], "data": cand}))
+            assert until(doctor, "signal")["data"] == cand
+            patient.send_text(json.dumps({"type": "key", "public_key": PUBLIC}))
+            assert until(doctor, "key") == {"type": "key", "from": me["you"], "public_key": PUBLIC}
+            patient.send_text(json.dumps({"type": "ping"}))
+            assert until(patient, "pong") == {"type": "pong"}
+            patient.send_text(json.dumps({"type": "leave"}))
+            assert until(patient, "ended")["reason"] == "hung-up"
+        assert until(doctor, "left")["pid"] == me["you"]
+    settled(world, aid, "call.", 2)
+    log = entries(world, aid)
+    joins = [e for e in log if e["outcome_desc"] is None]
+    assert len(joins) == 2 and all(e["outcome"] == Outcome.SUCCESS for e in joins)
+    assert all(e["subtype"] == "operation" and e["resource_type"] == "Appointment" for e in log)
+    leaves = sorted(e["outcome_desc"] for e in log if e["outcome_desc"])
+    assert leaves[0].startswith("call.disconnected.") and leaves[0].endswith("s")
+    assert leaves[1].startswith("call.hung-up.")
+
+
+def test_withdrawing_consent_during_a_call_ends_it(world: WebWorld) -> None:
+    aid = book(world)
+    own = world.users["own"]
+    with (
+        client(world) as tc,
+        socket(tc, world, "gp", aid) as doctor,
+        socket(tc, world, "own", aid) as patient,
+    ):
+        me = until(patient, "welcome")
+        doctor.send_text(json.dumps({"type": "admit", "pid": me["you"]}))
+        until(patient, "admitted")
+        svc = world.services.consent
+        svc.withdraw(
+            RequestContext(own.actor, Purpose.PATIENT_REQUEST, world.clock.now),
+            patient_id=own.user_id,
+            purpose=Purpose.TELECONSULTATION,
+            method=ConsentMethod.WEB_CHECKBOX,
+        )
+        time.sleep(RECHECK * 3)
+        assert until(patient, "ended")["reason"] == "consent-withdrawn"
+        assert until(doctor, "ended")["reason"] == "consent-withdrawn"
+    descs = settled(world, aid, "call.consent-withdrawn.", 2)
+    assert sum(d.startswith("call.consent-withdrawn.") for d in descs) == 2, descs
