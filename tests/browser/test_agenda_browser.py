@@ -12,8 +12,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from browser_rig import CHROMIUM, Server, start_server, stop_server, virtual_authenticator
-from test_screenshots_browser import LANGS, _shoot, _sign_in
+from browser_rig import (
+    CHROMIUM,
+    Server,
+    sign_in_demo,
+    start_server,
+    stop_server,
+    virtual_authenticator,
+)
+from test_screenshots_browser import LANGS, _shoot
 
 from secretum.demo import PEOPLE
 from secretum.localtime import zone
@@ -36,7 +43,7 @@ def server(tmp_path: Path) -> Any:
 def _signed_in(launch: Any, server: Server, key: str, lang: str = "fr") -> Any:
     page = launch().new_page()
     virtual_authenticator(page)
-    _sign_in(page, server, key)
+    sign_in_demo(page, server, key)
     page.context.add_cookies([{"name": "lang", "value": lang, "url": server.url}])
     return page
 
