@@ -19,11 +19,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from secretum.access.context import RequestContext
 from secretum.access.model import Actor, Purpose, Role, Sensitivity
+from secretum.agenda.model import Availability, Modality, WeeklyHours
 from secretum.consent.store import ConsentMethod
 from secretum.identity.factors import time_step, totp_code
 from secretum.identity.model import luhn_ok
@@ -110,6 +111,13 @@ MEASURES: dict[str, list[tuple[str, str, str, float]]] = {
     "lea": [("2339-0", "Glucose [Mass/volume] in Blood", "g/L", 0.94)],
     "hugo": [("29463-7", "Body weight", "kg", 74.5)],
 }
+#: Dr Martin's availability: weekday mornings by video, afternoons on site (Paris time).
+DEMO_HOURS = Availability(
+    weekly=(
+        *(WeeklyHours(d, time(9), time(12), 30, Modality.VIDEO) for d in range(5)),
+        *(WeeklyHours(d, time(14), time(17), 30, Modality.ON_SITE) for d in range(5)),
+    )
+)
 REPORT = (
     b"%PDF-1.4\n% Secretum demo: fictitious chest X-ray report, no real patient.\n"
     b"1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -283,6 +291,7 @@ def _clinic(platform: DemoPorts, ids: dict[str, str], now: datetime) -> None:
         "application/pdf",
         patient_id=ids["paul"],
     )
+    svc.agenda.publish(RequestContext(gp, Purpose.OPERATIONS, now), DEMO_HOURS)
     _imaging(platform, ids, gp, now)
 
 

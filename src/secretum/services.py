@@ -285,6 +285,7 @@ def build_services(platform: Ports) -> Services:
             change_delay=timedelta(hours=s.agenda_change_delay_hours),
             reminder_lead=timedelta(hours=s.agenda_reminder_hours),
         ),
+        notes=records,
     )
     consult = ConsultService(
         platform.engine,

@@ -23,7 +23,7 @@ import io
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,6 +36,7 @@ from imaging_web_world import seed_matrix_imaging
 from secretum.access.context import RequestContext
 from secretum.access.errors import AccessDenied
 from secretum.access.model import Actor, Purpose, Role
+from secretum.agenda.model import Availability, Modality, WeeklyHours
 from secretum.consent.store import ConsentMethod
 from web_world import PDF, WebWorld, clinic
 
@@ -100,6 +101,24 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/me/rights/erasure"): PATIENT,
     ("POST", "/me/rights/restriction"): PATIENT,
     ("POST", "/me/rights/rectification"): PATIENT,
+    # -- the patient's appointments (seeded: own and other with gp, nocare with radio) -------
+    ("GET", "/me/appointments"): PATIENT,
+    ("GET", "/me/appointments/book"): PATIENT,
+    ("POST", "/me/appointments/book"): PATIENT,
+    ("POST", "/me/appointments/{appointment_id}/cancel"): Row(patient=OWN_ONLY, scoped=True),
+    ("GET", "/me/appointments/{appointment_id}/move"): Row(patient=OWN_ONLY, scoped=True),
+    ("POST", "/me/appointments/{appointment_id}/move"): Row(patient=OWN_ONLY, scoped=True),
+    # -- the practitioner's agenda: their own; a note on their own appointment (care team and
+    # consent; before the consultation began, refused as too early: past the gate) ---------
+    ("GET", "/practice/agenda"): PRACTITIONER,
+    ("GET", "/practice/availability"): PRACTITIONER,
+    ("POST", "/practice/availability"): PRACTITIONER,
+    ("GET", "/practice/agenda/{appointment_id}/note"): Row(
+        practitioner=CARE_AND_CONSENT, scoped=True
+    ),
+    ("POST", "/practice/agenda/{appointment_id}/note"): Row(
+        practitioner={"own": "gate", "other": "gate", "*": "deny"}, scoped=True
+    ),
     # -- the practitioner's pages: care team + consent for the purpose -----------------------
     ("GET", "/practice/patients"): PRACTITIONER,
     ("POST", "/practice/patients"): PRACTITIONER,  # search my patients
@@ -141,6 +160,14 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/fhir/{resource_type}/{resource_id}/_history"): HEALTH_READ,
     ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): HEALTH_READ,
     ("PUT", "/fhir/{resource_type}/{resource_id}"): HEALTH_WRITE,
+    # the agenda: public hours for those who book or care; appointments are health data
+    ("GET", "/fhir/Schedule/{practitioner_id}"): Row(patient="allow", practitioner="allow"),
+    ("GET", "/fhir/Slot"): Row(patient="allow", practitioner="allow"),
+    ("POST", "/fhir/Appointment"): PATIENT,
+    ("GET", "/fhir/Appointment"): HEALTH_READ,
+    ("GET", "/fhir/Appointment/{appointment_id}"): HEALTH_READ,
+    ("PUT", "/fhir/Appointment/{appointment_id}"): Row(patient=OWN_ONLY, scoped=True),
+    ("GET", "/fhir/Encounter"): HEALTH_READ,
     # -- administration: administrators only, never health data ------------------------------
     ("GET", "/admin/users"): ADMIN,
     ("POST", "/admin/users/{user_id}/status"): Row(admin="gate"),
@@ -283,6 +310,8 @@ def fill(
         "sop_uid": ids[f"sops:{target}"][0],
         "number": "1",
         "ticket": _viewing_ticket(world, user, target) if "{ticket}" in path else "",
+        "appointment_id": ids.get(f"appt:{target}", "0" * 32),
+        "practitioner_id": users["gp"].user_id,
     }
     try:
         url = path.format(**params)
@@ -394,7 +423,64 @@ BODIES: dict[tuple[str, str], Body] = {
         "json": {**_obs(w, p), "id": w.ids[f"obs:{t}"]},
         "headers": {"If-Match": 'W/"1"'},
     },
+    ("GET", "/me/appointments/book"): lambda w, u, t, p: {
+        "params": {"practitioner_id": w.users["gp"].user_id}
+    },
+    ("POST", "/me/appointments/book"): lambda w, u, t, p: {
+        "data": {"practitioner_id": w.users["gp"].user_id, "start": _wednesday(11).isoformat()}
+    },
+    ("POST", "/me/appointments/{appointment_id}/move"): lambda w, u, t, p: {
+        "data": {"start": _wednesday(10).isoformat()}
+    },
+    ("POST", "/practice/agenda/{appointment_id}/note"): lambda w, u, t, p: {
+        "data": {"text": "matrix note"}
+    },
+    ("GET", "/fhir/Slot"): lambda w, u, t, p: {
+        "params": {"schedule": f"Schedule/{w.users['gp'].user_id}"}
+    },
+    ("POST", "/fhir/Appointment"): lambda w, u, t, p: {"json": _booking(w, 11, 30)},
+    ("GET", "/fhir/Appointment"): lambda w, u, t, p: {"params": {"patient": p}},
+    ("PUT", "/fhir/Appointment/{appointment_id}"): lambda w, u, t, p: {
+        "json": {**_booking(w, 9), "id": w.ids.get(f"appt:{t}", "0" * 32), "status": "cancelled"}
+    },
+    ("GET", "/fhir/Encounter"): lambda w, u, t, p: {
+        "params": {"appointment": w.ids.get(f"appt:{t}", "0" * 32)}
+    },
 }
+
+
+def _wednesday(hour: int, minute: int = 0) -> datetime:
+    """A slot of the seeded availability: Wednesday 4 March 2026, Paris time."""
+    return datetime(2026, 3, 4, hour, minute, tzinfo=PARIS)
+
+
+def _booking(world: WebWorld, hour: int, minute: int = 0) -> dict[str, Any]:
+    gp = world.users["gp"].user_id
+    return {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "start": _wednesday(hour, minute).isoformat(),
+        "participant": [{"actor": {"reference": f"Practitioner/{gp}"}, "status": "accepted"}],
+    }
+
+
+def seed_appointments(world: WebWorld) -> None:
+    """gp and radio publish mornings; own (09:00) and other (09:30) book gp, nocare books
+    radio (gp stays out of nocare's care team); noconsent cannot book."""
+    agenda, now = world.services.agenda, world.clock.now
+    mornings = Availability(
+        weekly=tuple(WeeklyHours(d, time(9), time(12), 30, Modality.VIDEO) for d in range(7))
+    )
+    for doctor in ("gp", "radio"):
+        actor = world.users[doctor].actor
+        agenda.publish(RequestContext(actor, Purpose.OPERATIONS, now), mornings)
+    for name, doctor, minute in (("own", "gp", 0), ("other", "gp", 30), ("nocare", "radio", 0)):
+        booked = agenda.book(
+            RequestContext(world.users[name].actor, Purpose.TELECONSULTATION, now),
+            world.users[doctor].user_id,
+            _wednesday(9, minute),
+        )
+        world.ids[f"appt:{name}"] = booked.appointment_id
 
 
 # -- the world of the matrix ------------------------------------------------------------------
@@ -411,6 +497,7 @@ class Matrix:
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     world = clinic(tmp_path_factory.mktemp("matrix"))
     seed_matrix_imaging(world)
+    seed_appointments(world)
     then = world.clock.now
     gp = world.users["gp"]
     actor = Actor(gp.user_id, Role.PRACTITIONER, strong_auth_at=then)

@@ -35,8 +35,9 @@ WRITABLE_TYPES = frozenset(
 )
 #: Types a client may read and search. Read-only: AuditEvent (the audit log), Consent (the
 #: consent context's records: a consent is given or withdrawn by its use case, with evidence),
-#: Task (the rectification requests of the rights services).
-READABLE_TYPES = WRITABLE_TYPES | {"AuditEvent", "Consent", "Task"}
+#: Task (the rectification requests of the rights services), Encounter and Composition (a
+#: consultation held and its note, written by the agenda's note use case).
+READABLE_TYPES = WRITABLE_TYPES | {"AuditEvent", "Consent", "Task", "Encounter", "Composition"}
 #: Element holding the patient reference, per type (Patient is its own patient; Practitioner
 #: holds no patient data). Task is the rectification request (written by the rights services).
 PATIENT_ELEMENT = {
@@ -46,6 +47,8 @@ PATIENT_ELEMENT = {
     "ImagingStudy": "subject",
     "Consent": "patient",
     "Task": "for",
+    "Encounter": "subject",
+    "Composition": "subject",
 }
 #: The extension holding a report's signature (a WebAuthn assertion over its canonical form;
 #: :mod:`secretum.radiology`): written only by the signing use case, never by a client.

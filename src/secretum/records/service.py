@@ -206,6 +206,25 @@ class RecordService:
             file_version=file_version,
         )
 
+    def write_new(
+        self,
+        conn: Connection,
+        body: Mapping[str, Any],
+        *,
+        patient_id: str,
+        now: datetime,
+        resource_id: str | None = None,
+    ) -> FhirRecord:
+        """A new resource about ``patient_id`` written inside another use case's transaction,
+        which has already been decided and is audited by that use case's door (e.g. the
+        agenda's consultation note): validated, its id fresh (``resource_id`` to choose it),
+        sealed with the patient's key, normal sensitivity."""
+        checked = validate(body)
+        rid = self.fresh_id(conn, resource_id)
+        checked["id"] = rid
+        pid = self.patient_of(conn, checked, patient_id)
+        return self.write(conn, checked, None, pid, Sensitivity.NORMAL, now)
+
     def _identity_alert(
         self, conn: Connection, attempt: Attempt, patient_id: str, holders: list[str]
     ) -> None:
