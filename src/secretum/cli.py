@@ -1,4 +1,4 @@
-"""The ``secretum`` command: init, migrate, serve, keys, audit, pki.
+"""The ``secretum`` command: init, migrate, serve, keys, audit, pki, imaging.
 
 Every command reads its configuration from :class:`secretum.config.Settings` (``SECRETUM_*``
 environment variables or the TOML file) and opens the platform through
@@ -31,6 +31,7 @@ from secretum.bootstrap import (
     write_dev_passphrase,
 )
 from secretum.config import Settings
+from secretum.imaging_cli import imaging_app
 
 console = Console()
 err = Console(stderr=True)
@@ -64,6 +65,7 @@ pki_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(pki_app, name="pki")
+app.add_typer(imaging_app, name="imaging")
 
 
 def _error_line(message: str) -> None:

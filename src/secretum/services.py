@@ -31,6 +31,7 @@ from secretum.identity.service_base import Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig
 from secretum.imaging.archive import ImagingArchive
+from secretum.imaging.nodes import NodeRegistry
 from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
@@ -100,6 +101,8 @@ class Services:
     mailer: Mailer
     agenda: AgendaService
     imaging: ImagingArchive
+    #: the registered imaging nodes (DIMSE and DICOMweb clients with a certificate)
+    imaging_nodes: NodeRegistry
     #: read models of the pages (ids, codes, names of staff: no health data)
     directory: StaffDirectory
     care_reads: CareReads
@@ -235,6 +238,7 @@ def build_services(platform: Ports) -> Services:
         mailer=mailer,
         agenda=agenda,
         imaging=imaging,
+        imaging_nodes=NodeRegistry(platform.engine, platform.audit),
         directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),
         notices=NoticeReads(platform.engine),
