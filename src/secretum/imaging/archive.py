@@ -802,6 +802,31 @@ class ImagingArchive:
 
         return self.door.read(attempt, work)
 
+    # -- imaging nodes ----------------------------------------------------------------------------
+
+    def refuse_outside_scope(self, ctx: RequestContext, action: Action) -> None:
+        """Put ``action`` on the imaging of no particular study to the policy, for a caller
+        whose request is outside what it may do (an imaging node without the scope): the
+        refusal is decided and audited like any other (AccessDenied), before the request is
+        read. Raises nothing only if the policy allows it after all."""
+        kinds = {
+            Action.STORE_IMAGING: (
+                EventType.DICOM_INSTANCES_TRANSFERRED,
+                "create",
+                EventAction.CREATE,
+            ),
+            Action.SEARCH: (EventType.QUERY, "search", EventAction.EXECUTE),
+        }
+        event, verb, event_action = kinds.get(
+            action, (EventType.DICOM_INSTANCES_ACCESSED, "read", EventAction.READ)
+        )
+        attempt = Attempt(ctx, event, verb, event_action)
+
+        def work(conn: Connection) -> None:
+            self.door.authorize(conn, attempt, action, Resource(STUDY_KIND))
+
+        self.door.read(attempt, work)
+
     # -- reconciliation -------------------------------------------------------------------------
 
     def reconciliation_list(self, ctx: RequestContext) -> list[PendingStudy]:

@@ -39,6 +39,7 @@ stream.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -48,6 +49,7 @@ from typing import Annotated, Any
 import anyio
 import anyio.from_thread
 import pydicom
+from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -57,14 +59,16 @@ from starlette.requests import ClientDisconnect
 
 from secretum.access.context import RequestContext
 from secretum.access.errors import AccessDenied, Refused, StepUpRequired
-from secretum.access.model import Purpose, Role
+from secretum.access.model import Action, Purpose, Role
 from secretum.identity.errors import IdentityError
 from secretum.imaging.archive import StudyReader
 from secretum.imaging.archive_model import InstanceMatch, InstanceResult, StudyQuery
+from secretum.imaging.nodes import Node
 from secretum.imaging.part10 import FAILURE_STATUSES, Reason
 from secretum.logs import get_logger
 from secretum.records.fhir import ResourceNotFound
 from secretum.services import Services
+from secretum.storage.integrity import RowTampered
 from secretum.web import deps
 from secretum.web.deps import NotSignedIn
 from secretum.web.dicomweb_query import BadQuery, Qido, parse_query
@@ -79,6 +83,7 @@ from secretum.web.multipart_related import (
     part_head,
     related_boundary,
 )
+from secretum.web.tls import client_certificate
 
 DICOM_JSON = "application/dicom+json"
 DICOM = "application/dicom"
@@ -166,6 +171,7 @@ class DicomCall:
     ctx: RequestContext
     svc: Services
     base: str  # the DICOMweb root of links (configured public address + /dicomweb)
+    node: Node | None = None
 
     @property
     def role(self) -> Role:
@@ -192,19 +198,45 @@ async def dicomweb_call(request: Request) -> DicomCall:
     if caller is not None:
         ctx = caller.context(_purpose(request, caller.actor.role), now)
         return DicomCall(ctx, svc, base)
-    node_ctx = await _node_context(request, svc)
-    if node_ctx is not None:
-        return DicomCall(node_ctx, svc, base)
+    node = await _node(request, svc)
+    if node is not None:
+        ctx = RequestContext(node.actor(), Purpose.TELERADIOLOGY, now, deps.client_address(request))
+        return DicomCall(ctx, svc, base, node)
     raise NotSignedIn
 
 
-async def _node_context(request: Request, svc: Services) -> RequestContext | None:
-    """The request context of the imaging node whose verified client certificate this
-    connection presented (None if none, or not a registered, active node)."""
-    return None
+async def _node(request: Request, svc: Services) -> Node | None:
+    """The active imaging node whose certificate this connection presented (verified against
+    the internal CA in the TLS handshake), None if none or not registered."""
+    cert = client_certificate(request.scope)
+    if cert is None:
+        return None
+    der = cert.public_bytes(Encoding.DER)
+    try:
+        return await run_in_threadpool(svc.imaging_nodes.by_certificate, der)
+    except RowTampered:
+        _log.warning("dicomweb.node_row_tampered")
+        return None
 
 
-Call = Annotated[DicomCall, Depends(dicomweb_call)]
+def _scoped(scope: str, action: Action) -> Callable[[Request], Coroutine[Any, Any, DicomCall]]:
+    """The caller, who must be a person or a node holding ``scope``. A node without it is
+    refused by the policy (decided and audited like any refusal: no request is read), 403."""
+
+    async def call(request: Request) -> DicomCall:
+        found = await dicomweb_call(request)
+        if found.node is not None and scope not in found.node.scopes:
+            with contextlib.suppress(AccessDenied):
+                await run_in_threadpool(found.svc.imaging.refuse_outside_scope, found.ctx, action)
+            raise HTTPException(403, f"this node has no {scope} scope")
+        return found
+
+    return call
+
+
+StoreCall = Annotated[DicomCall, Depends(_scoped("store", Action.STORE_IMAGING))]
+QueryCall = Annotated[DicomCall, Depends(_scoped("query", Action.SEARCH))]
+Call = Annotated[DicomCall, Depends(_scoped("retrieve", Action.READ))]
 
 
 # -- DICOM JSON helpers --------------------------------------------------------------------------
@@ -414,13 +446,13 @@ async def _stow(request: Request, call: DicomCall, study: str | None) -> Respons
 
 
 @router.post("/studies")
-async def stow(request: Request, call: Call) -> Response:
+async def stow(request: Request, call: StoreCall) -> Response:
     """STOW-RS: store the instances of the body (any study)."""
     return await _stow(request, call, None)
 
 
 @router.post("/studies/{study}")
-async def stow_study(study: str, request: Request, call: Call) -> Response:
+async def stow_study(study: str, request: Request, call: StoreCall) -> Response:
     """STOW-RS into one study: an instance of another study fails (A900)."""
     return await _stow(request, call, study)
 
@@ -471,7 +503,7 @@ def _search_studies(call: DicomCall, q: Qido) -> list[dict[str, Any]]:
 
 
 @router.get("/studies")
-async def search_studies(request: Request, call: Call) -> Response:
+async def search_studies(request: Request, call: QueryCall) -> Response:
     """QIDO-RS studies: by StudyInstanceUID (a list), PatientID (the patient's id here), or a
     patient's own; then the other keys on the unsealed attributes."""
     q = _qido(request)
@@ -494,13 +526,13 @@ def _search_series(call: DicomCall, q: Qido, study: str) -> list[dict[str, Any]]
 
 
 @router.get("/studies/{study}/series")
-async def search_series(study: str, request: Request, call: Call) -> Response:
+async def search_series(study: str, request: Request, call: QueryCall) -> Response:
     q = _qido(request)
     return _json(await run_in_threadpool(_search_series, call, q, study))
 
 
 @router.get("/series")
-async def search_all_series(request: Request, call: Call) -> Response:
+async def search_all_series(request: Request, call: QueryCall) -> Response:
     """QIDO-RS series of the studies named by StudyInstanceUID (none without one)."""
     q = _qido(request)
 
@@ -526,21 +558,21 @@ def _search_instances(
 
 
 @router.get("/studies/{study}/instances")
-async def search_study_instances(study: str, request: Request, call: Call) -> Response:
+async def search_study_instances(study: str, request: Request, call: QueryCall) -> Response:
     q = _qido(request)
     return _json(await run_in_threadpool(_search_instances, call, q, study, None))
 
 
 @router.get("/studies/{study}/series/{series}/instances")
 async def search_series_instances(
-    study: str, series: str, request: Request, call: Call
+    study: str, series: str, request: Request, call: QueryCall
 ) -> Response:
     q = _qido(request)
     return _json(await run_in_threadpool(_search_instances, call, q, study, series))
 
 
 @router.get("/instances")
-async def search_all_instances(request: Request, call: Call) -> Response:
+async def search_all_instances(request: Request, call: QueryCall) -> Response:
     """QIDO-RS instances of the studies named by StudyInstanceUID (none without one)."""
     q = _qido(request)
 
