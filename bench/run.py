@@ -28,11 +28,12 @@ SUITES = {
     "secure_read": "bench.bench_secure_read",
     "passwords": "bench.bench_passwords",
     "agenda": "bench.bench_agenda",
+    "dicomweb": "bench.bench_dicomweb",
 }
 #: Programs a suite drives as real peers; checked for every chosen suite before any runs, so a
 #: missing one stops the run at once rather than after minutes of other suites.
 #: (``make bench`` installs them first: tools/ensure-packages.)
-NEEDS = {"secure_read": ("wrk",)}
+NEEDS = {"secure_read": ("wrk",), "dicomweb": ("Orthanc",)}
 RESULTS = Path(__file__).with_name("results.json")
 
 

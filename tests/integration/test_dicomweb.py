@@ -257,3 +257,18 @@ def test_without_consent_nobody_reads_what_was_sent(world: WebWorld) -> None:
         assert (got.status_code, got.content) == (unknown.status_code, unknown.content), path
     assert client.get("/dicomweb/studies", params={"PatientID": noconsent}).json() == []
     assert client.get("/dicomweb/studies", params={"StudyInstanceUID": study}).json() == []
+
+
+def test_large_instances_stream_in_chunks(
+    stored: tuple[WebWorld, str, str, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past READ_AHEAD_MAX an instance is not decrypted ahead but streamed chunk by chunk."""
+    from secretum.web.routes import dicomweb
+
+    world, study, _, files = stored
+    monkeypatch.setattr(dicomweb, "READ_AHEAD_MAX", 1000)
+    monkeypatch.setattr(dicomweb, "CHUNK", 4096)
+    got = world.client("radio").get(f"/dicomweb/studies/{study}")
+    assert sorted(
+        d for _, d in split_multipart(got.headers["content-type"], got.content)
+    ) == sorted(files)

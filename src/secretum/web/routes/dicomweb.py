@@ -39,6 +39,7 @@ stream.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -91,6 +92,10 @@ OCTETS = "application/octet-stream"
 PURPOSE_HEADER = "x-purpose-of-use"
 #: Bytes read from an instance per worker-thread hop while streaming it.
 CHUNK = 1024 * 1024
+#: Instances of a WADO-RS answer decrypted ahead of the one being sent, if each is at most
+#: READ_AHEAD_MAX bytes (larger ones are streamed chunk by chunk).
+READ_AHEAD = 3
+READ_AHEAD_MAX = 16 * 1024 * 1024
 _log = get_logger("secretum.web.dicomweb")
 
 DEFAULT_PURPOSE = {
@@ -613,23 +618,45 @@ async def _open(call: DicomCall, study: str, series: str | None) -> StudyReader:
 
 
 def _stream_instances(reader: StudyReader, matches: list[InstanceMatch]) -> StreamingResponse:
+    """The instances as one multipart/related body. Small instances are decrypted ahead
+    (:data:`READ_AHEAD` at a time, in worker threads, so decryption overlaps sending and
+    uses more than one core); a large one is streamed chunk by chunk."""
     boundary = new_boundary()
 
+    def small(m: InstanceMatch) -> bool:
+        return m.size <= READ_AHEAD_MAX
+
+    async def chunks(sop: str) -> AsyncIterator[bytes]:
+        source = await run_in_threadpool(reader.open_instance, sop)
+        try:
+            while chunk := await run_in_threadpool(source.read, CHUNK):
+                yield chunk
+        finally:
+            await run_in_threadpool(source.close)
+
     async def body() -> AsyncIterator[bytes]:
-        first = True
-        for m in matches:
-            head = part_head(
-                boundary, f"{DICOM}; transfer-syntax={m.transfer_syntax_uid}", first=first
-            )
-            first = False
-            yield head
-            source = await run_in_threadpool(reader.open_instance, m.sop_instance_uid)
-            try:
-                while chunk := await run_in_threadpool(source.read, CHUNK):
-                    yield chunk
-            finally:
-                await run_in_threadpool(source.close)
-        yield closing(boundary, empty=first)
+        ahead: dict[int, asyncio.Future[bytes]] = {}
+
+        def read_ahead(start: int) -> None:
+            for j in range(start, min(start + READ_AHEAD, len(matches))):
+                if j not in ahead and small(matches[j]):
+                    sop = matches[j].sop_instance_uid
+                    ahead[j] = asyncio.ensure_future(run_in_threadpool(reader.instance_bytes, sop))
+
+        try:
+            for i, m in enumerate(matches):
+                content_type = f"{DICOM}; transfer-syntax={m.transfer_syntax_uid}"
+                yield part_head(boundary, content_type, first=i == 0)
+                read_ahead(i)
+                if i in ahead:
+                    yield await ahead.pop(i)
+                else:
+                    async for chunk in chunks(m.sop_instance_uid):
+                        yield chunk
+            yield closing(boundary, empty=not matches)
+        finally:
+            for task in ahead.values():
+                task.cancel()
 
     media = f'multipart/related; type="{DICOM}"; boundary={boundary}'
     return StreamingResponse(body(), media_type=media)
