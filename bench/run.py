@@ -29,11 +29,12 @@ SUITES = {
     "passwords": "bench.bench_passwords",
     "agenda": "bench.bench_agenda",
     "dicomweb": "bench.bench_dicomweb",
+    "dimse": "bench.bench_dimse",
 }
 #: Programs a suite drives as real peers; checked for every chosen suite before any runs, so a
 #: missing one stops the run at once rather than after minutes of other suites.
 #: (``make bench`` installs them first: tools/ensure-packages.)
-NEEDS = {"secure_read": ("wrk",), "dicomweb": ("Orthanc",)}
+NEEDS = {"secure_read": ("wrk",), "dicomweb": ("Orthanc",), "dimse": ("storescu", "Orthanc")}
 RESULTS = Path(__file__).with_name("results.json")
 
 

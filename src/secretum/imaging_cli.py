@@ -1,5 +1,6 @@
 """``secretum imaging node ...`` (register, list, revoke imaging nodes; issue a node's client
-certificate from the internal CA) and ``secretum dicom`` (the DIMSE server alone).
+certificate from the internal CA), ``secretum dicom`` (the DIMSE server alone) and the DIMSE
+server that ``secretum serve`` starts beside HTTPS when ``SECRETUM_DICOM_ENABLED``.
 
 An entry point: it opens the platform through the composition root.
 """
@@ -7,6 +8,8 @@ An entry point: it opens the platform through the composition root.
 from __future__ import annotations
 
 import secrets
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +20,8 @@ from rich.table import Table
 
 from secretum.bootstrap import Platform, PlatformError, open_platform
 from secretum.config import Settings
-from secretum.imaging.nodes import NodeError
+from secretum.imaging.dimse import DicomServer, client_ssl_context, server_ssl_context
+from secretum.imaging.nodes import NodeError, check_ae_title
 
 console = Console()
 err = Console(stderr=True)
@@ -148,3 +152,71 @@ def node_revoke(node_id: Annotated[str, typer.Argument(help="the node id (see li
     if not done:
         raise _fail("no such active node")
     console.print(f"[green]revoked[/green] {escape(node_id)}")
+
+
+# -- the DIMSE server ---------------------------------------------------------------------------
+
+
+def build_dicom_server(platform: Platform, settings: Settings) -> DicomServer:
+    """The DIMSE server of ``platform``: TLS 1.3 with the server identity of the internal CA,
+    client certificates required; for C-MOVE, a client certificate of its own (issued by the
+    internal CA at each start, key 0600 in the PKI folder)."""
+    from secretum.pki import (
+        generate_leaf_key,
+        issue_client_certificate,
+        write_certificates_pem,
+        write_private_key_pem,
+    )
+
+    identity = platform.server_identity()
+    key = generate_leaf_key()
+    ca = platform.certificate_authority()
+    cert = issue_client_certificate(ca, "secretum-dicom", key.public_key(), platform.clock())
+    move_cert = settings.pki_dir / "dicom-client.pem"
+    move_key = settings.pki_dir / "dicom-client.key"
+    write_private_key_pem(move_key, key)
+    write_certificates_pem(move_cert, [cert])
+    services = platform.services
+    return DicomServer(
+        services.imaging,
+        services.imaging_nodes,
+        platform.audit,
+        ae_title=check_ae_title(settings.dicom_ae_title),
+        ssl_context=server_ssl_context(identity.certfile, identity.keyfile, identity.cafile),
+        move_ssl_context=client_ssl_context(identity.cafile, move_cert, move_key),
+        clock=platform.clock,
+    )
+
+
+def start_dicom(platform: Platform, settings: Settings) -> DicomServer:
+    """Build and start the DIMSE server on ``settings.host:settings.dicom_port``."""
+    server = build_dicom_server(platform, settings)
+    port = server.start(settings.host, settings.dicom_port)
+    console.print(
+        f"DICOM (DIMSE) AE [bold]{escape(server.ae_title)}[/bold] on {settings.host}:{port},"
+        " TLS 1.3 only, registered nodes with their certificate",
+        soft_wrap=True,
+    )
+    return server
+
+
+def dicom() -> None:
+    """Serve DIMSE over TLS 1.3 alone (C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE) for the
+    registered imaging nodes, until interrupted."""
+    settings = Settings()
+    platform = _open()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        server = start_dicom(platform, settings)
+    except (NodeError, OSError) as exc:
+        platform.close()
+        raise _fail(str(exc)) from None
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        platform.close()

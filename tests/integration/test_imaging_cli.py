@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +64,45 @@ def test_add_issue_list_revoke(env: Path) -> None:
     assert nid not in _run("imaging", "node", "list")
     assert "revoked" in _run("imaging", "node", "list", "--all")
     _run("imaging", "node", "revoke", nid, code=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("verb", [["dicom"], ["serve"]])
+def test_dicom_verb_and_serve_answer_dcmtk(env: Path, verb: list[str]) -> None:
+    """``secretum dicom`` (and ``secretum serve`` with SECRETUM_DICOM_ENABLED) answer a
+    registered node's echoscu over TLS 1.3, and refuse it without its certificate."""
+    out = env / "certs"
+    text = _run("imaging", "node", "add", "PACS", "PACS", "--scopes", "query", "--out", str(out))
+    nid = re.search(r"registered (node-[0-9a-f]+)", text).group(1)  # type: ignore[union-attr]
+    port = _free_port()
+    environ = {k: v for k, v in os.environ.items()}
+    environ.update(SECRETUM_DICOM_PORT=str(port), SECRETUM_DICOM_ENABLED="true",
+                   SECRETUM_PORT=str(_free_port()), SECRETUM_DICOM_AE_TITLE="ARCHIVE",
+                   COLUMNS="200")  # fmt: skip
+    command = [sys.executable, "-m", "secretum.cli", *verb]
+    proc = subprocess.Popen(
+        command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output: list[str] = []
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()  # type: ignore[arg-type]
+    try:
+        deadline = time.monotonic() + 60
+        while "DICOM (DIMSE) AE" not in "".join(output):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(output)
+            time.sleep(0.2)
+        tls = ["+tls", str(out / f"{nid}.key"), str(out / f"{nid}.pem"), "+cf", str(out / "ca.pem")]
+        echo = ["echoscu", "-aet", "PACS", "-aec", "ARCHIVE", "-to", "10"]
+        peer = ["127.0.0.1", str(port)]
+        ok = subprocess.run([*echo, *tls, *peer], capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0, ok.stderr + "".join(output)
+        plain = subprocess.run([*echo, *peer], capture_output=True, text=True, timeout=60)
+        assert plain.returncode != 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

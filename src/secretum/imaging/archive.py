@@ -656,16 +656,20 @@ class ImagingArchive:
         *,
         patient_id: str | None = None,
         query: StudyQuery | None = None,
+        dicom_patient: tuple[str | None, str] | None = None,
     ) -> list[StudyMatch]:
         """The studies of one patient that the actor may see, filtered by ``query``. Without
-        a patient, ``query.study_uid`` names the study (and so its patient); a study that
-        does not exist and one that is not the actor's end alike (AccessDenied)."""
+        a patient, ``dicom_patient`` (IssuerOfPatientID, PatientID: a C-FIND's keys) or else
+        ``query.study_uid`` names the patient; a patient or study that does not exist and one
+        that is not the actor's end alike (AccessDenied)."""
         q = query or StudyQuery()
         attempt = Attempt(ctx, EventType.QUERY, "search", EventAction.EXECUTE)
 
         def work(conn: Connection) -> list[StudyMatch]:
             pid = patient_id
-            if pid is None and q.study_uid:
+            if pid is None and dicom_patient is not None:
+                pid, _ = self.store.match_patient(conn, *dicom_patient)
+            elif pid is None and q.study_uid:
                 found = self.store.find_study(conn, q.study_uid)
                 pid = found.patient_id if found is not None else None
             if pid is not None:
@@ -767,13 +771,22 @@ class ImagingArchive:
 
         return self.door.read(attempt, work)
 
-    def _rows(self, conn: Connection, study: StudyRow, series_uid: str | None) -> list[InstanceRow]:
-        series_key = None
+    def _rows(
+        self,
+        conn: Connection,
+        study: StudyRow,
+        series_uid: str | None,
+        sop_uid: str | None = None,
+    ) -> list[InstanceRow]:
+        series_key = sop_index = None
         if series_uid is not None:
             series_key = self.store.key_of(self.store.series_index(series_uid))
-        rows = [r for r, _ in self.store.instance_rows(conn, study, series_key=series_key)]
-        if series_uid is not None and not rows:
-            raise StudyNotFound("no such series in this study")
+        if sop_uid is not None:
+            sop_index = self.store.sop_index(sop_uid)
+        found = self.store.instance_rows(conn, study, series_key=series_key, sop_index=sop_index)
+        rows = [r for r, _ in found]
+        if (series_uid is not None or sop_uid is not None) and not rows:
+            raise StudyNotFound("no such series or instance in this study")
         return rows
 
     # -- retrieve (WADO) ------------------------------------------------------------------------
@@ -783,15 +796,17 @@ class ImagingArchive:
         ctx: RequestContext,
         study_uid: str,
         series_uid: str | None = None,
+        sop_uid: str | None = None,
     ) -> StudyReader:
-        """Open a study (or one of its series) for reading: one policy question, one audit
-        entry (110103 Instances Accessed, naming the patient), however many instances and
-        frames are then read from the returned :class:`StudyReader`."""
+        """Open a study (or one of its series, or one instance) for reading: one policy
+        question, one audit entry (110103 Instances Accessed, naming the patient), however
+        many instances and frames are then read from the returned :class:`StudyReader`."""
         attempt = Attempt(ctx, EventType.DICOM_INSTANCES_ACCESSED, "read", EventAction.READ)
 
         def work(conn: Connection) -> StudyReader:
             study = self._study_for(conn, attempt, Action.READ, study_uid)
-            return StudyReader(self.store, study.owner, self._rows(conn, study, series_uid))
+            rows = self._rows(conn, study, series_uid, sop_uid)
+            return StudyReader(self.store, study.owner, rows)
 
         return self.door.read(attempt, work)
 
