@@ -24,6 +24,8 @@ from dicomweb_world import (
 from secretum.audit.store import audit_entries
 from web_world import WebWorld
 
+Stored = tuple[WebWorld, str, str, list[bytes]]
+
 
 @pytest.fixture
 def world(tmp_path: Path, db_url: str) -> WebWorld:
@@ -272,3 +274,19 @@ def test_large_instances_stream_in_chunks(
     assert sorted(
         d for _, d in split_multipart(got.headers["content-type"], got.content)
     ) == sorted(files)
+
+
+def test_qido_by_dicom_patient_id_and_issuer(
+    stored: tuple[WebWorld, str, str, list[bytes]],
+) -> None:
+    world, study, _, _ = stored
+    radio = world.client("radio")
+    params = {"PatientID": "SYN0001", "IssuerOfPatientID": "HOPITAL-NORD"}
+    assert [
+        s["0020000D"]["Value"][0] for s in radio.get("/dicomweb/studies", params=params).json()
+    ] == [study]
+    params["IssuerOfPatientID"] = "ELSEWHERE"
+    assert radio.get("/dicomweb/studies", params=params).json() == []
+    # someone outside the care team: nothing, as for an unknown identifier
+    params["IssuerOfPatientID"] = "HOPITAL-NORD"
+    assert world.client("other").get("/dicomweb/studies", params=params).json() == []

@@ -16,7 +16,8 @@ Enough for OHIF v3 and dicomweb-client (see ``docs``: the endpoint list).
   ``/studies/{study}/series/{series}/instances`` (and ``/series``, ``/instances`` with a
   ``StudyInstanceUID``): the keys OHIF sends (:mod:`secretum.web.dicomweb_query`). A query is
   always about one patient: ``StudyInstanceUID`` names the study (hence its patient),
-  ``PatientID`` (Secretum's patient id), or a patient's own studies. Without any, the list is
+  ``PatientID`` (Secretum's patient id; with ``IssuerOfPatientID``, the DICOM patient id
+  matched through the blind index), or a patient's own studies. Without any, the list is
   empty (the policy refuses health data without a patient).
 * **WADO-RS** instances (``multipart/related; type="application/dicom"``, as stored),
   ``/metadata`` (DICOM JSON, bulk data and pixel data as BulkDataURI), ``/frames/{n,...}``
@@ -465,7 +466,7 @@ async def stow_study(study: str, request: Request, call: StoreCall) -> Response:
 # -- QIDO-RS -------------------------------------------------------------------------------------
 
 _STUDY_UID, _SERIES_UID, _SOP_UID = "0020000D", "0020000E", "00080018"
-_PATIENT_ID = "00100020"
+_PATIENT_ID, _ISSUER = "00100020", "00100021"
 
 
 def _qido(request: Request) -> Qido:
@@ -487,6 +488,7 @@ def _search_studies(call: DicomCall, q: Qido) -> list[dict[str, Any]]:
     archive, ctx = call.svc.imaging, call.ctx
     uids = q.uid_list(_STUDY_UID)
     patient = q.value(_PATIENT_ID) or None
+    issuer = q.value(_ISSUER) or None
     if patient is None and call.role is Role.PATIENT:
         patient = ctx.actor.user_id
     found = []
@@ -494,15 +496,18 @@ def _search_studies(call: DicomCall, q: Qido) -> list[dict[str, Any]]:
         for uid in uids:
             query = StudyQuery(study_uid=uid)
             found += _quiet(lambda: archive.search_studies(ctx, query=query))  # noqa: B023
-            if patient is not None:
-                found = [m for m in found if m.patient_id == patient]
+        if patient is not None and issuer is None:
+            found = [m for m in found if m.patient_id == patient]
+    elif patient is not None and issuer is not None:
+        dicom = (issuer, patient)
+        found = _quiet(lambda: archive.search_studies(ctx, dicom_patient=dicom))
     elif patient is not None:
         found = _quiet(lambda: archive.search_studies(ctx, patient_id=patient))
     out = []
     for match in found:
         attrs = dict(match.attributes)
         attrs["00081190"] = _attr("UR", _study_url(call, match.study_uid))
-        if q.matches(attrs, skip=(_STUDY_UID, _PATIENT_ID)):
+        if q.matches(attrs, skip=(_STUDY_UID, _PATIENT_ID, _ISSUER)):
             out.append(dict(sorted(attrs.items())))
     return q.page(out)
 
@@ -612,9 +617,12 @@ def _accepts(request: Request, part_type: str) -> bool:
     return False
 
 
-async def _open(call: DicomCall, study: str, series: str | None) -> StudyReader:
-    """The audited retrieval (one entry), in a worker thread."""
-    return await run_in_threadpool(call.svc.imaging.open_study, call.ctx, study, series)
+async def _open(
+    call: DicomCall, study: str, series: str | None, sop: str | None = None
+) -> StudyReader:
+    """The audited retrieval (one entry), in a worker thread: a study, a series or one
+    instance (only its index row is read)."""
+    return await run_in_threadpool(call.svc.imaging.open_study, call.ctx, study, series, sop)
 
 
 def _stream_instances(reader: StudyReader, matches: list[InstanceMatch]) -> StreamingResponse:
@@ -696,7 +704,7 @@ async def retrieve_instance(
 ) -> Response:
     if not _accepts(request, DICOM):
         return _error(406, "multipart/related; type=application/dicom only")
-    reader = await _open(call, study, series)
+    reader = await _open(call, study, series, sop)
     return _stream_instances(reader, [_one(reader, sop)])
 
 
@@ -785,7 +793,7 @@ async def retrieve_frames(
     numbers = _frame_numbers(frames)
     if not _accepts(request, OCTETS):
         return _error(406, "multipart/related; type=application/octet-stream only")
-    reader = await _open(call, study, series)
+    reader = await _open(call, study, series, sop)
     match = _one(reader, sop)
 
     def read() -> list[bytes]:
@@ -816,7 +824,7 @@ async def retrieve_bulk(
     value of the instance's top level."""
     if len(tag) != 8 or any(c not in "0123456789ABCDEFabcdef" for c in tag):
         raise ResourceNotFound("no such bulk data")
-    reader = await _open(call, study, series)
+    reader = await _open(call, study, series, sop)
     match = _one(reader, sop)
     if tag.upper() == "7FE00010":
 
