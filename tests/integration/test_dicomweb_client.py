@@ -61,7 +61,11 @@ def served(
 ) -> Iterator[tuple[WebWorld, ServerThread]]:
     world = dicomweb_world(tmp_path, database_url=db_url)
     with ServerThread(
-        world.app, certfile=identity.certfile, keyfile=identity.keyfile, cafile=identity.cafile
+        world.app,
+        certfile=identity.certfile,
+        keyfile=identity.keyfile,
+        cafile=identity.cafile,
+        startup_timeout=60,  # a loaded CI machine
     ) as server:
         yield world, server
 
