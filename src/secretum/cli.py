@@ -1,4 +1,4 @@
-"""The ``secretum`` command: init, migrate, serve, keys, audit, pki.
+"""The ``secretum`` command: init, migrate, serve, keys, audit, pki, imaging.
 
 Every command reads its configuration from :class:`secretum.config.Settings` (``SECRETUM_*``
 environment variables or the TOML file) and opens the platform through
@@ -31,6 +31,7 @@ from secretum.bootstrap import (
     write_dev_passphrase,
 )
 from secretum.config import Settings
+from secretum.imaging_cli import dicom, imaging_app
 from secretum.report_cli import report_app
 
 console = Console()
@@ -66,6 +67,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(pki_app, name="pki")
 app.add_typer(report_app, name="report")
+app.add_typer(imaging_app, name="imaging")
+app.command("dicom")(dicom)
 
 
 def _error_line(message: str) -> None:
@@ -162,6 +165,15 @@ def serve(
             f"(valid 24 hours; a new one is printed at each start):\n[bold]{link}[/bold]",
             soft_wrap=True,
         )
+    dicom_server = None
+    if settings.dicom_enabled:
+        from secretum.imaging_cli import start_dicom
+
+        try:
+            dicom_server = start_dicom(platform, settings)
+        except (ValueError, OSError) as exc:
+            platform.close()
+            raise _fail(f"DICOM: {exc}") from None
     try:
         serve_https(
             create_app(settings, services=platform, duties=platform.duties()),
@@ -173,6 +185,8 @@ def serve(
             log_level=settings.log_level.lower(),
         )
     finally:
+        if dicom_server is not None:
+            dicom_server.stop()
         platform.close()  # the audit witness flushed, then the engines let go
 
 

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     max_upload_mib: int = 50
     #: Largest DICOM instance the imaging archive accepts (a Part-10 file is checked in memory).
     max_instance_mib: int = 512
+    #: DIMSE over TLS 1.3 (C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE) inside ``secretum serve``:
+    #: off unless ``SECRETUM_DICOM_ENABLED=true`` (``secretum dicom`` runs it alone). Only
+    #: registered imaging nodes (``secretum imaging node add``) are let in, each with its
+    #: client certificate from the internal CA. It listens on ``host``.
+    dicom_enabled: bool = False
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    dicom_ae_title: str = "SECRETUM"
 
     #: Mail relay for invitations and registration links: ``smtps://user:pass@host:465`` or
     #: ``smtp://user:pass@host:587`` (STARTTLS required; TLS 1.3 only). Default: no relay, the

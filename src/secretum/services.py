@@ -39,6 +39,7 @@ from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
 from secretum.identity.webauthn import WebAuthnConfig, credential_ref
 from secretum.imaging.archive import ImagingArchive
 from secretum.imaging.export import DeidentifiedExport
+from secretum.imaging.nodes import NodeRegistry
 from secretum.imaging.viewing import TICKET_SECRET, ImagingViewer
 from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
@@ -117,6 +118,8 @@ class Services:
     reports: ReportService
     #: viewing sessions over the archive (the viewer's frames: one audit entry per opening)
     imaging_viewer: ImagingViewer
+    #: the registered imaging nodes (DIMSE and DICOMweb clients with a certificate)
+    imaging_nodes: NodeRegistry
     #: read models of the pages (ids, codes, names of staff: no health data)
     directory: StaffDirectory
     care_reads: CareReads
@@ -336,6 +339,7 @@ def build_services(platform: Ports) -> Services:
             imaging,
             lambda: platform.keyring.secret(TICKET_SECRET, generate=lambda: os.urandom(32)),
         ),
+        imaging_nodes=NodeRegistry(platform.engine, platform.audit),
         directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),
         notices=NoticeReads(platform.engine),

@@ -87,6 +87,11 @@ ONLY_CARE = Facts(in_care_team=True)
 RESEARCH_CARE = Facts(frozenset({RS}), True)
 RP = Facts(restricted_processing=True)
 BG_RP = Facts(break_glass_active=True, restricted_processing=True)
+NODE = Actor("node-1", Role.IMAGING_NODE, scopes=frozenset({"store", "query", "retrieve"}))
+READER_NODE = Actor("node-2", Role.IMAGING_NODE, scopes=frozenset({"query", "retrieve"}))
+STORE_NODE = Actor("node-3", Role.IMAGING_NODE, scopes=frozenset({"store"}))
+TR_CONSENT = Facts(consents=frozenset({TR}))
+TR_REFERRED = Facts(consents=frozenset({TR}), in_care_team=True)
 OWN, OWN_UP, DEFAULT = "allow.own-record", "allow.own-record-step-up", "deny.default"
 STEP_UP, NOT_NAMED = "deny.step-up-required", "deny.not-named-for-restricted"
 NO_PATIENT, NEVER = "deny.health-data-without-patient", "deny.role-never-health-data"
@@ -255,6 +260,20 @@ CASES = [
     ("doctor joins on break-glass", DOC, JOIN, APPT, EM, BG, DEFAULT),
     ("doctor joins an obs", DOC, JOIN, OBS, TC, CARE, DEFAULT),
     ("admin joins a call", ADMIN_UP, JOIN, APPT, TC, CARE, NEVER),
+    # -- imaging nodes (secretum.imaging.nodes): scopes, consent, a referral to the node --
+    ("node stores, consent", NODE, C, STUDY, TR, TR_CONSENT, "allow.node-store"),
+    ("node stores, no consent", NODE, C, STUDY, TR, NONE, "deny.no-consent"),
+    ("reader node stores", READER_NODE, C, STUDY, TR, TR_CONSENT, "deny.node-scope-store"),
+    ("node deposits unmatched", NODE, STORE, UNMATCHED, TR, NONE, "allow.node-deposit"),
+    ("reader node deposits", READER_NODE, STORE, UNMATCHED, TR, NONE, "deny.node-scope-store"),
+    ("node queries, referred", NODE, S, STUDY, TR, TR_REFERRED, "allow.node-query"),
+    ("node queries, not referred", NODE, S, STUDY, TR, TR_CONSENT, "deny.not-in-care-team"),
+    ("store node queries", STORE_NODE, S, STUDY, TR, TR_REFERRED, "deny.node-scope-query"),
+    ("node retrieves, referred", NODE, R, STUDY, TR, TR_REFERRED, "allow.node-retrieve"),
+    ("store node retrieves", STORE_NODE, R, STUDY, TR, TR_REFERRED, "deny.node-scope-retrieve"),
+    ("node reads a record", NODE, R, OBS, TR, TR_REFERRED, "deny.node-outside-imaging"),
+    ("node reads the directory", NODE, R, PRACTITIONER_RES, TR, NONE, "deny.node-outside-imaging"),
+    ("node, other purpose", NODE, R, STUDY, TC, CARE, DEFAULT),
 ]
 
 

@@ -22,6 +22,13 @@ class Role(StrEnum):
     ADMIN = "admin"
     #: data protection officer / auditor: reads the audit, reviews break-the-glass; no health data
     DPO = "dpo"
+    #: a registered imaging node (modality, PACS, AI service) authenticated by its client
+    #: certificate from the internal CA; acts on imaging studies only, within its scopes
+    IMAGING_NODE = "imaging-node"
+
+
+#: The roles a person's account may have (an imaging node is registered, never invited).
+ACCOUNT_ROLES = frozenset({Role.PATIENT, Role.PRACTITIONER, Role.ADMIN, Role.DPO})
 
 
 class Action(StrEnum):
@@ -106,6 +113,8 @@ class Actor:
     #: (step-up); None if never in this session
     strong_auth_at: datetime | None = None
     specialty: str | None = None
+    #: what an imaging node may do (``store``, ``query``, ``retrieve``); empty for people
+    scopes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from secretum.access.model import Role
+from secretum.access.model import ACCOUNT_ROLES, Role
 from secretum.audit.model import Outcome
 from secretum.identity.accounts import AccountRow, TokenRow
 from secretum.identity.errors import (
@@ -240,6 +240,8 @@ class Accounts:
         admin = self.core.admin_session(session_id, now)
         with self.core.failures_audited(now, ROLE_GRANTED, Who.of(admin), address=address):
             role = Role(role)
+            if role not in ACCOUNT_ROLES:
+                raise InvalidInput("role", "an imaging node is registered, not invited")
             if role is Role.PRACTITIONER:
                 if specialty is None or rpps is None:
                     raise InvalidInput(

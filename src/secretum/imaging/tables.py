@@ -10,7 +10,17 @@ owner (the patient, or the study's holding key while it matches no patient). See
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, LargeBinary, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+)
 
 from secretum.storage.db import metadata
 
@@ -86,4 +96,23 @@ imaging_patient_ids = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("row_mac", LargeBinary(32), nullable=True),
     Index("ix_imaging_patient_ids_patient_id", "patient_id"),
+)
+
+#: The registered imaging nodes (``secretum.imaging.nodes``): AE title and certificate
+#: fingerprint each bound to one node, its scopes (``store,query,retrieve``, sorted), where it
+#: listens (a C-MOVE destination). Tagged: a node forged or re-scoped by hand is refused.
+imaging_nodes = Table(
+    "imaging_nodes",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("ae_title", String(16), nullable=False, unique=True),
+    Column("cert_sha256", LargeBinary(32), nullable=False, unique=True),
+    Column("scopes", String(64), nullable=False),
+    Column("host", String(255), nullable=True),
+    Column("port", Integer, nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("row_mac", LargeBinary(32), nullable=True),
 )

@@ -77,6 +77,10 @@ def _own_record(r: Request) -> bool:
     )
 
 
+def _node_scope(r: Request, scope: str) -> bool:
+    return r.actor.role is Role.IMAGING_NODE and scope in r.actor.scopes
+
+
 _CHECKS: dict[Condition, Callable[[Request], bool]] = {
     Condition.OWN_RECORD: _own_record,
     Condition.NOT_OWN_RECORD: lambda r: not _own_record(r),
@@ -106,7 +110,11 @@ _CHECKS: dict[Condition, Callable[[Request], bool]] = {
         and r.resource.resource_id == r.actor.user_id
     ),
     Condition.APPOINTMENT: lambda r: r.resource.kind == "Appointment",
-    Condition.IMAGING: lambda r: r.resource.kind in IMAGING_KINDS,
+    Condition.IMAGING_STUDY: lambda r: r.resource.kind in IMAGING_KINDS,
+    Condition.NOT_IMAGING_STUDY: lambda r: r.resource.kind not in IMAGING_KINDS,
+    Condition.NODE_STORE: lambda r: _node_scope(r, "store"),
+    Condition.NODE_QUERY: lambda r: _node_scope(r, "query"),
+    Condition.NODE_RETRIEVE: lambda r: _node_scope(r, "retrieve"),
 }
 
 

@@ -221,13 +221,15 @@ def _checked(conn: Connection, fact: str, row: Mapping[Any, Any]) -> Mapping[str
 def load_facts(conn: Connection, actor: Actor, patient_id: str | None, now: datetime) -> Facts:
     """What the stores know about ``actor`` and ``patient_id`` at ``now``.
 
-    No patient (an operational resource): empty facts. Only practitioners can be in a care
-    team, named, or hold a break-the-glass grant; for other roles those facts stay false.
+    No patient (an operational resource): empty facts. Only practitioners (and imaging nodes,
+    through a referral) can be in a care team, named, or hold a break-the-glass grant; for
+    other roles those facts stay false (no rule lets a node use a naming or a grant).
     Every row is authenticated first: RowTampered if one is not.
     """
     if patient_id is None:
         return Facts()
-    practitioner = actor.role is Role.PRACTITIONER
+    # An imaging node is in a care team through a referral to it, like a practitioner.
+    practitioner = actor.role in (Role.PRACTITIONER, Role.IMAGING_NODE)
     now = utc(now)
     rows = conn.execute(
         _PRACTITIONER_FACTS if practitioner else _FACTS,

@@ -73,6 +73,10 @@ IDENTITY_VIGILANCE_SPECIALTY = "identity-vigilance"
 #: Actions on an imaging study that matched no patient yet (so the resource names none).
 UNMATCHED_IMAGING_ACTIONS = frozenset({Action.STORE_IMAGING, Action.RECONCILE_IMAGING})
 
+#: What a registered imaging node may be allowed (``secretum.imaging.nodes``): deposit studies
+#: (``store``), search them (``query``), read their instances (``retrieve``).
+NODE_SCOPES = frozenset({"store", "query", "retrieve"})
+
 ALL_ROLES = frozenset(Role)
 ALL_ACTIONS = frozenset(Action)
 ALL_PURPOSES = frozenset(Purpose)
@@ -120,7 +124,15 @@ class Condition(StrEnum):
     #: the resource is an appointment (``Appointment``)
     APPOINTMENT = "appointment"
     #: the resource is an imaging study (:data:`IMAGING_KINDS`)
-    IMAGING = "imaging"
+    IMAGING_STUDY = "imaging-study"
+    #: ... and its negation, for guards
+    NOT_IMAGING_STUDY = "not-imaging-study"
+    #: the actor is an imaging node registered with the ``store`` scope
+    NODE_STORE = "node-store"
+    #: ... with the ``query`` scope
+    NODE_QUERY = "node-query"
+    #: ... with the ``retrieve`` scope
+    NODE_RETRIEVE = "node-retrieve"
 
 
 #: Why a request was refused when this condition did not hold.
@@ -144,7 +156,11 @@ DENY_REASONS: dict[Condition, str] = {
     Condition.SCHEDULE: "deny.not-schedule",
     Condition.OWN_AGENDA: "deny.not-own-agenda",
     Condition.APPOINTMENT: "deny.not-appointment",
-    Condition.IMAGING: "deny.not-imaging",
+    Condition.IMAGING_STUDY: "deny.not-imaging-study",
+    Condition.NOT_IMAGING_STUDY: "deny.imaging-study",
+    Condition.NODE_STORE: "deny.node-scope-store",
+    Condition.NODE_QUERY: "deny.node-scope-query",
+    Condition.NODE_RETRIEVE: "deny.node-scope-retrieve",
 }
 
 DEFAULT_DENY = "deny.default"
@@ -159,7 +175,7 @@ SELECTORS = frozenset(
         Condition.SLOTS,
         Condition.SCHEDULE,
         Condition.APPOINTMENT,
-        Condition.IMAGING,
+        Condition.IMAGING_STUDY,
     }
 )
 
@@ -215,12 +231,22 @@ GUARDS: tuple[Guard, ...] = (
         ALL_ACTIONS,
         (Condition.HEALTH_DATA, Condition.RESTRICTED_PROCESSING, Condition.NOT_OWN_RECORD),
     ),
+    # An imaging node (a machine) acts on imaging studies and on nothing else: not the records,
+    # not the directory, not the agenda, whatever an allow rule for "every role" says.
+    Guard(
+        "deny.node-outside-imaging",
+        frozenset({Role.IMAGING_NODE}),
+        ALL_ACTIONS,
+        (Condition.NOT_IMAGING_STUDY,),
+    ),
 )
 
 _PATIENT = frozenset({Role.PATIENT})
 _PRACTITIONER = frozenset({Role.PRACTITIONER})
 _PATIENT_REQUEST = frozenset({Purpose.PATIENT_REQUEST})
 _OPERATIONS = frozenset({Purpose.OPERATIONS})
+_NODE = frozenset({Role.IMAGING_NODE})
+_TELERADIOLOGY = frozenset({Purpose.TELERADIOLOGY})
 
 RULES: tuple[Rule, ...] = (
     # -- patients, on their own record only -------------------------------------------------
@@ -340,7 +366,7 @@ RULES: tuple[Rule, ...] = (
         frozenset({Action.EXPORT_DEIDENTIFIED}),
         CARE_PURPOSES | {Purpose.RESEARCH},
         (
-            Condition.IMAGING,
+            Condition.IMAGING_STUDY,
             Condition.HEALTH_DATA,
             Condition.CARE_TEAM,
             Condition.CONSENT,
@@ -356,6 +382,63 @@ RULES: tuple[Rule, ...] = (
         frozenset({Action.READ, Action.SEARCH, Action.CREATE, Action.UPDATE}),
         frozenset({Purpose.TELECONSULTATION, Purpose.OPERATIONS}),
         (Condition.SCHEDULE, Condition.OWN_AGENDA),
+    ),
+    # -- registered imaging nodes (modalities, PACS, AI services; secretum.imaging.nodes) -------
+    # A node acts for teleradiology only, each action within a scope given at registration.
+    # Storing (C-STORE, STOW-RS) into a known patient's study needs the patient's teleradiology
+    # consent (a node is told nothing back: without it, the study waits for reconciliation, as
+    # for a practitioner outside the care team); restricted studies stay closed to nodes (no
+    # patient names a machine). A study whose patient is unknown is deposited like a
+    # practitioner's.
+    Rule(
+        "allow.node-store",
+        _NODE,
+        frozenset({Action.CREATE}),
+        _TELERADIOLOGY,
+        (
+            Condition.IMAGING_STUDY,
+            Condition.NODE_STORE,
+            Condition.CONSENT,
+            Condition.NAMED_IF_RESTRICTED,
+        ),
+    ),
+    Rule(
+        "allow.node-deposit",
+        _NODE,
+        frozenset({Action.STORE_IMAGING}),
+        _TELERADIOLOGY,
+        (Condition.UNMATCHED_IMAGING, Condition.NODE_STORE),
+    ),
+    # Searching (C-FIND, QIDO-RS) and reading (C-GET, C-MOVE, WADO-RS) a patient's studies need
+    # the patient's teleradiology consent AND the node in the patient's care team: a referral
+    # of the patient to the node (a care relationship naming the node's id, opened by the care
+    # team like a referral to a radiologist, ended or expiring like one). Having sent a study
+    # gives a node no right to read it back.
+    Rule(
+        "allow.node-query",
+        _NODE,
+        frozenset({Action.SEARCH}),
+        _TELERADIOLOGY,
+        (
+            Condition.IMAGING_STUDY,
+            Condition.NODE_QUERY,
+            Condition.CARE_TEAM,
+            Condition.CONSENT,
+            Condition.NAMED_IF_RESTRICTED,
+        ),
+    ),
+    Rule(
+        "allow.node-retrieve",
+        _NODE,
+        frozenset({Action.READ}),
+        _TELERADIOLOGY,
+        (
+            Condition.IMAGING_STUDY,
+            Condition.NODE_RETRIEVE,
+            Condition.CARE_TEAM,
+            Condition.CONSENT,
+            Condition.NAMED_IF_RESTRICTED,
+        ),
     ),
     # -- running the platform: never health data (see GUARDS) --------------------------------
     Rule(

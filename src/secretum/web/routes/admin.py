@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 
-from secretum.access.model import Role
+from secretum.access.model import ACCOUNT_ROLES, Role
 from secretum.identity.errors import IdentityError, InvalidInput, StepUpRequired
 from secretum.identity.model import SPECIALTIES, AccountStatus
 from secretum.identity.service_accounts import Invitation
@@ -139,7 +139,7 @@ def _invitations_page(request: Request, caller: Admin, **ctx: Any) -> Response:
         "admin_invitations.html",
         status_code=found.status if found else 200,
         pending=[a for a in accounts if a.status is AccountStatus.INVITED],
-        roles=[str(r) for r in Role],
+        roles=[str(r) for r in Role if r in ACCOUNT_ROLES],
         specialties=sorted(SPECIALTIES),
         **ctx,
     )
@@ -184,7 +184,7 @@ async def invite(
     form = {"role": role, "display_name": display_name, "email": email}
     form |= {"specialty": specialty, "rpps": rpps}
     try:
-        if role not in {str(r) for r in Role}:
+        if role not in {str(r) for r in ACCOUNT_ROLES}:
             raise InvalidInput("role", "patient, practitioner, admin or dpo")
         invitation = identity(request).accounts.invite(
             caller.session_id,
