@@ -93,3 +93,31 @@ def test_withdrawing_consent_during_a_call_ends_it(world: WebWorld) -> None:
         assert until(doctor, "ended")["reason"] == "consent-withdrawn"
     descs = settled(world, aid, "call.consent-withdrawn.", 2)
     assert sum(d.startswith("call.consent-withdrawn.") for d in descs) == 2, descs
+
+
+def test_call_page_for_the_participants_only(world: WebWorld) -> None:
+    aid = book(world)
+    page = world.client("own", html=True).get(f"/consult/{aid}")
+    assert page.status_code == 200
+    assert "Dr Gaston Généraliste" in page.text  # the other party
+    assert f"wss://testserver/consult/{aid}/ws" in page.text
+    doctor = world.client("gp", html=True).get(f"/consult/{aid}")
+    assert doctor.status_code == 200 and "Apolline Zéphyrin-Test" in doctor.text
+    for intruder in ("other", "radio"):
+        refused = world.client(intruder, html=True).get(f"/consult/{aid}")
+        assert refused.status_code == 403
+        assert "Apolline" not in refused.text
+    assert world.client("admin", html=True).get(f"/consult/{aid}").status_code == 403
+    assert world.client(None, html=True).get(f"/consult/{aid}").status_code == 303
+    reads = [e for e in entries(world, aid) if e["subtype"] == "read"]
+    assert [e["outcome"] for e in reads] == [0, 0, 4, 4]  # admin refused by role, before
+
+
+def test_two_sockets_of_one_account_the_older_is_replaced(world: WebWorld) -> None:
+    aid = book(world)
+    with client(world) as tc, socket(tc, world, "gp", aid) as first:
+        until(first, "lobby")
+        with socket(tc, world, "gp", aid) as second:
+            until(second, "welcome")
+            assert until(first, "ended")["reason"] == "replaced"
+    assert any(c.startswith("call.replaced.") for c in settled(world, aid, "call.replaced.", 1))
