@@ -227,7 +227,14 @@ class Calls:
         room: _Room | None = None
         try:
             room = await self._enter(conn)
-            await self._read(conn, room)
+            reader = asyncio.create_task(self._read(conn, room))
+            # once the socket is closed by this side (writer done), the call is over for this
+            # participant: no waiting for the other side's close frame
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
         finally:
             checker.cancel()
             # the leave runs to its end even if this task is cancelled (server shutdown)
@@ -266,16 +273,16 @@ class Calls:
         admission = conn.admission
         while not conn.closing:
             await asyncio.sleep(self.recheck_seconds)
-            if session_alive is not None and not await session_alive():
-                conn.end_reason = EndReason.SESSION_ENDED
-                conn.end({"type": "ended", "reason": "session-ended"}, UNAUTHENTICATED, "session")
-                return
             reason = await asyncio.to_thread(
                 self.service.still_allowed, ctx.actor, admission.appointment_id, self.clock()
             )
             if reason is not None:
                 conn.end_reason = reason
                 conn.end({"type": "ended", "reason": str(reason)}, ENDED, str(reason))
+                return
+            if session_alive is not None and not await session_alive():
+                conn.end_reason = EndReason.SESSION_ENDED
+                conn.end({"type": "ended", "reason": "session-ended"}, UNAUTHENTICATED, "session")
                 return
 
     async def _enter(self, conn: _Conn) -> _Room:
