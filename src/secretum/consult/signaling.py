@@ -273,9 +273,13 @@ class Calls:
         admission = conn.admission
         while not conn.closing:
             await asyncio.sleep(self.recheck_seconds)
-            reason = await asyncio.to_thread(
-                self.service.still_allowed, ctx.actor, admission.appointment_id, self.clock()
-            )
+            try:
+                reason = await asyncio.to_thread(
+                    self.service.still_allowed, ctx.actor, admission.appointment_id, self.clock()
+                )
+            except Exception:  # the policy cannot be asked (database down): fail closed
+                _log.exception("consult.recheck_failed")
+                reason = EndReason.POLICY
             if reason is not None:
                 conn.end_reason = reason
                 conn.end({"type": "ended", "reason": str(reason)}, ENDED, str(reason))
