@@ -125,14 +125,29 @@ class _Conn:
 
 
 class _Room:
-    """This instance's sockets of one call."""
+    """This instance's sockets of one call, and the call's admitted participants as the
+    envelopes passing by tell them (``joined``, ``admitted``, ``left``; seeded from the hub
+    when a socket enters): a signal's target is checked here, without a round trip."""
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
         self.local: dict[str, _Conn] = {}
+        self.admitted: set[str] = set()
+
+    def _track(self, envelope: Envelope, message: dict[str, Any] | None) -> None:
+        kind = message.get("type") if message is not None else None
+        if envelope.get("admit"):
+            self.admitted.add(str(envelope.get("to")))
+        elif kind == "joined" and message is not None:
+            self.admitted.add(str(message.get("pid")))
+        elif kind == "left" and message is not None:
+            self.admitted.discard(str(message.get("pid")))
+        if envelope.get("close") is not None:
+            self.admitted.discard(str(envelope.get("to")))
 
     async def deliver(self, envelope: Envelope) -> None:
         to, message = envelope.get("to"), envelope.get("msg")
+        self._track(envelope, message)
         if to == "admitted" or to == "practitioners":
             skip = envelope.get("except")
             for each in list(self.local.values()):
@@ -150,7 +165,7 @@ class _Room:
             if close[0] == REPLACED:
                 conn.end_reason = EndReason.REPLACED
             conn.end(message, int(close[0]), str(close[1]))
-        elif message is not None:
+        elif message is not None and (conn.admitted or message.get("type") != "signal"):
             conn.push(message)
 
 
@@ -212,7 +227,14 @@ class Calls:
         room: _Room | None = None
         try:
             room = await self._enter(conn)
-            await self._read(conn, room)
+            reader = asyncio.create_task(self._read(conn, room))
+            # once the socket is closed by this side (writer done), the call is over for this
+            # participant: no waiting for the other side's close frame
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
         finally:
             checker.cancel()
             # the leave runs to its end even if this task is cancelled (server shutdown)
@@ -251,16 +273,20 @@ class Calls:
         admission = conn.admission
         while not conn.closing:
             await asyncio.sleep(self.recheck_seconds)
-            if session_alive is not None and not await session_alive():
-                conn.end_reason = EndReason.SESSION_ENDED
-                conn.end({"type": "ended", "reason": "session-ended"}, UNAUTHENTICATED, "session")
-                return
-            reason = await asyncio.to_thread(
-                self.service.still_allowed, ctx.actor, admission.appointment_id, self.clock()
-            )
+            try:
+                reason = await asyncio.to_thread(
+                    self.service.still_allowed, ctx.actor, admission.appointment_id, self.clock()
+                )
+            except Exception:  # the policy cannot be asked (database down): fail closed
+                _log.exception("consult.recheck_failed")
+                reason = EndReason.POLICY
             if reason is not None:
                 conn.end_reason = reason
                 conn.end({"type": "ended", "reason": str(reason)}, ENDED, str(reason))
+                return
+            if session_alive is not None and not await session_alive():
+                conn.end_reason = EndReason.SESSION_ENDED
+                conn.end({"type": "ended", "reason": "session-ended"}, UNAUTHENTICATED, "session")
                 return
 
     async def _enter(self, conn: _Conn) -> _Room:
@@ -282,6 +308,8 @@ class Calls:
             conn.pid, str(conn.role), conn.admission.name, conn.admission.user_id, conn.admitted
         )
         await hub.put(room_id, me)
+        if conn.admitted:
+            room.admitted.add(conn.pid)
         if self.witnessed is not None:  # the join's audit entry is witnessed before any answer
             await self.witnessed()
         conn.push(
@@ -294,6 +322,7 @@ class Calls:
             }
         )
         members = await hub.members(room_id)
+        room.admitted |= {m.pid for m in members.values() if m.admitted}
         if conn.admitted:
             peers = [m.pid for m in members.values() if m.admitted and m.pid != conn.pid]
             conn.push({"type": "admitted", "peers": peers})
@@ -381,12 +410,12 @@ class Calls:
             except (ValidationError, ValueError, RecursionError):
                 conn.end(None, BAD_MESSAGE, "invalid")
                 return
-            await self._handle(conn, room.room_id, message)
+            await self._handle(conn, room, message)
 
     async def _handle(
-        self, conn: _Conn, room_id: str, message: Admit | Signal | Key | Leave | Ping
+        self, conn: _Conn, room: _Room, message: Admit | Signal | Key | Leave | Ping
     ) -> None:
-        hub = self.hub
+        hub, room_id = self.hub, room.room_id
         if isinstance(message, Ping):
             conn.push({"type": "pong"})
         elif isinstance(message, Leave):
@@ -412,14 +441,12 @@ class Calls:
         elif not conn.admitted:
             conn.push(_error("not-admitted", "wait to be admitted"))
         elif isinstance(message, Signal):
-            members = await hub.members(room_id)
-            target = members.get(message.to)
-            if target is None or not target.admitted or target.pid == conn.pid:
+            if message.to not in room.admitted or message.to == conn.pid:
                 conn.push(_error("unknown-peer", "no such participant in the call"))
                 return
             data = message.data.model_dump(exclude_unset=True)
             signal = {"type": "signal", "from": conn.pid, "data": data}
-            await self._send(room_id, target.pid, signal)
+            await self._send(room_id, message.to, signal)
         else:  # Key
             relayed: dict[str, Any] = {"type": "key", "from": conn.pid}
             if message.commitment is not None:
