@@ -25,9 +25,10 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make bench: benchmarks; a table on screen and bench/results.json. The real peers they load
-## (wrk for the HTTP benchmarks, SoftHSM2) are installed first, not found missing minutes later.
+## (wrk, SoftHSM2, Chromium, dcmtk, Orthanc) are installed first, not found missing later.
 bench: install
-	tools/ensure-packages wrk:wrk softhsm2-util:softhsm2
+	tools/ensure-packages wrk:wrk softhsm2-util:softhsm2 chromium:chromium storescu:dcmtk \
+	  Orthanc:orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint: install

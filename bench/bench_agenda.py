@@ -68,6 +68,11 @@ ALWAYS = Availability(
 )
 
 
+def _ctx(actor: Actor, now: datetime) -> RequestContext:
+    """One request of ``actor`` (each agenda use case sets its own purpose)."""
+    return RequestContext(actor, Purpose.TELECONSULTATION, now)
+
+
 class _NoMail:
     def send(self, message: Message) -> None:  # pragma: no cover - no address is ever known
         raise AssertionError("no mail in the bench")
@@ -127,7 +132,7 @@ def _service(engine: Engine, folder: Path, patients: list[str]) -> AgendaService
             ctx, patient_id=p, purpose=Purpose.TELECONSULTATION, text_sha256=sha,
             method=ConsentMethod.WEB_CHECKBOX,
         )  # fmt: skip
-    service.publish(Actor("d1", Role.PRACTITIONER), ALWAYS, NOW - timedelta(days=1))
+    service.publish(_ctx(Actor("d1", Role.PRACTITIONER), NOW - timedelta(days=1)), ALWAYS)
     return service
 
 
@@ -194,7 +199,7 @@ def run(quick: bool = False) -> list[Figure]:
                 cursor += per_thread
 
             def book(index: int, slot: Slot) -> None:
-                service.book(Actor(patients[index], Role.PATIENT), "d1", slot.start, NOW)
+                service.book(_ctx(Actor(patients[index], Role.PATIENT), NOW), "d1", slot.start)
 
             seconds, ok, taken = _run_threads(work, book)
             assert ok == n * per_thread and taken == 0, (ok, taken)
@@ -214,7 +219,7 @@ def run(quick: bool = False) -> list[Figure]:
         work = [rng.sample(targets, len(targets)) for _ in range(contenders)]
 
         def book_any(index: int, slot: Slot) -> None:
-            service.book(Actor(patients[index], Role.PATIENT), "d1", slot.start, NOW)
+            service.book(_ctx(Actor(patients[index], Role.PATIENT), NOW), "d1", slot.start)
 
         seconds, ok, taken = _run_threads(work, book_any)
         with engine.connect() as conn:

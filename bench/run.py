@@ -28,12 +28,22 @@ SUITES = {
     "secure_read": "bench.bench_secure_read",
     "passwords": "bench.bench_passwords",
     "agenda": "bench.bench_agenda",
+    "signaling": "bench.bench_signaling",
+    "call": "bench.bench_call",
+    "viewer": "bench.bench_viewer",
+    "dicomweb": "bench.bench_dicomweb",
     "dimse": "bench.bench_dimse",
 }
 #: Programs a suite drives as real peers; checked for every chosen suite before any runs, so a
 #: missing one stops the run at once rather than after minutes of other suites.
 #: (``make bench`` installs them first: tools/ensure-packages.)
-NEEDS = {"secure_read": ("wrk",), "dimse": ("storescu", "Orthanc")}
+NEEDS = {
+    "secure_read": ("wrk",),
+    "call": ("chromium",),
+    "viewer": (),
+    "dicomweb": ("Orthanc",),
+    "dimse": ("storescu", "Orthanc"),
+}
 RESULTS = Path(__file__).with_name("results.json")
 
 

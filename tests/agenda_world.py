@@ -47,6 +47,11 @@ WEEK = Availability(
 )
 
 
+def ctx(actor: Actor, now: datetime, source_address: str | None = None) -> RequestContext:
+    """The request of ``actor`` at ``now`` (each agenda use case sets its own purpose)."""
+    return RequestContext(actor, Purpose.TELECONSULTATION, now, source_address)
+
+
 def paris(*args: int) -> datetime:
     """A wall-clock time in Paris, as an instant."""
     return datetime(*args, tzinfo=PARIS).astimezone(UTC)  # type: ignore[misc]
@@ -110,15 +115,15 @@ def build_clinic(
     consents = ConsentService(engine, audit, PolicyGuard())
     sha = default_texts().current(Purpose.TELECONSULTATION, "en").sha256
     for p in PATIENTS:
-        ctx = RequestContext(
+        request = RequestContext(
             Actor(p, Role.PATIENT), Purpose.PATIENT_REQUEST, T0 - timedelta(days=1)
         )
         consents.grant(
-            ctx, patient_id=p, purpose=Purpose.TELECONSULTATION, text_sha256=sha,
+            request, patient_id=p, purpose=Purpose.TELECONSULTATION, text_sha256=sha,
             method=ConsentMethod.WEB_CHECKBOX,
         )  # fmt: skip
     clinic = Clinic(engine, audit, agenda, mailer)
     if publish:
         for d in DOCTORS:
-            agenda.publish(clinic.doctor(d), WEEK, T0 - timedelta(days=1))
+            agenda.publish(ctx(clinic.doctor(d), T0 - timedelta(days=1)), WEEK)
     return clinic

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,8 +174,15 @@ class WebWorld:
 
     def restore(self, source: Path) -> None:
         self._close()
-        shutil.rmtree(self.data_dir)
-        shutil.copytree(source, self.data_dir)
+        for attempt in range(20):  # the witness flusher (a thread) may write in the meantime
+            try:
+                shutil.rmtree(self.data_dir)
+                break
+            except OSError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.05)
+        shutil.copytree(source, self.data_dir, dirs_exist_ok=True)
 
     def _close(self) -> None:
         self.platform.engine.dispose()

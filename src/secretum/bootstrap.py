@@ -71,6 +71,7 @@ TABLE_MODULES = (
     "secretum.keys.tables",
     "secretum.notices.store",
     "secretum.policy.tables",
+    "secretum.radiology.tables",
     "secretum.records.tables",
 )
 

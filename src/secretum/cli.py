@@ -32,6 +32,7 @@ from secretum.bootstrap import (
 )
 from secretum.config import Settings
 from secretum.imaging_cli import dicom, imaging_app
+from secretum.report_cli import report_app
 
 console = Console()
 err = Console(stderr=True)
@@ -65,6 +66,7 @@ pki_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(pki_app, name="pki")
+app.add_typer(report_app, name="report")
 app.add_typer(imaging_app, name="imaging")
 app.command("dicom")(dicom)
 

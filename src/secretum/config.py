@@ -93,10 +93,28 @@ class Settings(BaseSettings):
     agenda_change_delay_hours: int = Field(default=24, ge=0)
     agenda_reminder_hours: int = Field(default=24, ge=1)
 
+    #: Teleconsultation calls (secretum.consult): the waiting room opens this many minutes
+    #: before the slot; a call may run this many minutes past its end; a live call re-checks
+    #: the policy (consent, care relationship, time) this often.
+    waiting_room_minutes: int = Field(default=10, ge=0, le=240)
+    consult_grace_minutes: int = Field(default=30, ge=0, le=240)
+    consult_recheck_seconds: float = Field(default=15.0, gt=0, le=600)
+    #: TURN relays for the calls (coturn with ``use-auth-secret``): their URLs
+    #: (``turns:turn.example:5349?transport=tcp``) and the shared secret of the TURN REST API.
+    #: Without them, calls go peer to peer (fine on one machine or one network).
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+
     audit_checkpoint_every: int = 1000
     audit_checkpoint_seconds: float = 60.0
 
     log_level: str = "INFO"
+
+    #: Test mode of the call page (``SECRETUM_CALL_TEST_HOOKS``): the page honours
+    #: ``window.__secretumTest`` (force a wrong key, relay only, capture frames, export the
+    #: epoch's keys) for the browser tests and benchmarks. Never on a real platform.
+    call_test_hooks: bool = False
 
     @field_validator("timezone")
     @classmethod

@@ -19,11 +19,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from secretum.access.context import RequestContext
 from secretum.access.model import Actor, Purpose, Role, Sensitivity
+from secretum.agenda.model import Availability, Modality, WeeklyHours
 from secretum.consent.store import ConsentMethod
 from secretum.identity.factors import time_step, totp_code
 from secretum.identity.model import luhn_ok
@@ -97,6 +98,8 @@ IDENTITIES = {
 #: Fictitious INS (test INS-NIR system): a practitioner outside the care team declares a
 #: break-the-glass access by INS (see secretum.records.directory).
 INS_TEST_SYSTEM = "urn:oid:1.2.250.1.213.1.4.10"
+#: IssuerOfPatientID of the demo clinic's imaging.
+DEMO_ISSUER = "CLINIQUE-DEMO"
 DEMO_INS = {"paul": "162047512345671", "lea": "288097512345682", "hugo": "101017512345693"}
 #: (LOINC, display, UCUM unit, value) per patient
 MEASURES: dict[str, list[tuple[str, str, str, float]]] = {
@@ -108,6 +111,13 @@ MEASURES: dict[str, list[tuple[str, str, str, float]]] = {
     "lea": [("2339-0", "Glucose [Mass/volume] in Blood", "g/L", 0.94)],
     "hugo": [("29463-7", "Body weight", "kg", 74.5)],
 }
+#: Dr Martin's availability: weekday mornings by video, afternoons on site (Paris time).
+DEMO_HOURS = Availability(
+    weekly=(
+        *(WeeklyHours(d, time(9), time(12), 30, Modality.VIDEO) for d in range(5)),
+        *(WeeklyHours(d, time(14), time(17), 30, Modality.ON_SITE) for d in range(5)),
+    )
+)
 REPORT = (
     b"%PDF-1.4\n% Secretum demo: fictitious chest X-ray report, no real patient.\n"
     b"1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -281,6 +291,24 @@ def _clinic(platform: DemoPorts, ids: dict[str, str], now: datetime) -> None:
         "application/pdf",
         patient_id=ids["paul"],
     )
+    svc.agenda.publish(RequestContext(gp, Purpose.OPERATIONS, now), DEMO_HOURS)
+    _imaging(platform, ids, gp, now)
+
+
+def _imaging(platform: DemoPorts, ids: dict[str, str], gp: Actor, now: datetime) -> None:
+    """Paul's synthetic chest CT, sent by his GP, and his referral to the radiologist: it is
+    on her worklist, waiting for a report."""
+    from secretum.imaging.synthetic import synthetic_ct
+
+    svc = platform.services
+    sending = RequestContext(gp, Purpose.TELERADIOLOGY, now)
+    svc.imaging.register_patient_identifier(sending, ids["paul"], DEMO_ISSUER, "DEMO-PAUL-1")
+    svc.care_team.refer(
+        RequestContext(gp, Purpose.TELECONSULTATION, now),
+        patient_id=ids["paul"],
+        practitioner_id=ids["radio"],
+    )
+    svc.imaging.ingest(sending, synthetic_ct("DEMO-PAUL-1", DEMO_ISSUER, "Exemple^Paul"))
 
 
 def _observation(

@@ -8,6 +8,7 @@ Sessions and brute-force counters live in the main database by default, in Redis
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,17 +22,25 @@ from secretum.agenda.service import AgendaService, AgendaSettings
 from secretum.audit.log import AuditLog
 from secretum.config import Settings
 from secretum.consent.service import ConsentService
+from secretum.consult.model import ConsultSettings
+from secretum.consult.rooms import Hub, LocalHub, RedisHub
+from secretum.consult.service import ConsultService
+from secretum.consult.signaling import Calls
+from secretum.consult.turn import TurnConfig
 from secretum.crypto.blind_index import BlindIndex
 from secretum.identity.accounts import AccountStore
 from secretum.identity.directory import StaffDirectory
+from secretum.identity.factor_store import StoredCredential
 from secretum.identity.model import IdentitySettings
 from secretum.identity.ratelimit import DbRateLimiter, RateLimiter
 from secretum.identity.service import Identity
-from secretum.identity.service_base import Who
+from secretum.identity.service_base import IdentityCore, Who
 from secretum.identity.sessions import DbSessionStore, SessionStore, Timeouts
-from secretum.identity.webauthn import WebAuthnConfig
+from secretum.identity.webauthn import WebAuthnConfig, credential_ref
 from secretum.imaging.archive import ImagingArchive
+from secretum.imaging.export import DeidentifiedExport
 from secretum.imaging.nodes import NodeRegistry
+from secretum.imaging.viewing import TICKET_SECRET, ImagingViewer
 from secretum.keys.keyring import KeyRing
 from secretum.localtime import zone
 from secretum.mail import Mailer, build_mailer
@@ -42,6 +51,8 @@ from secretum.policy.choices import PatientChoices
 from secretum.policy.guard import PolicyGuard
 from secretum.policy.reads import CareReads
 from secretum.policy.referrals import CareTeamService
+from secretum.radiology.service import ReportService
+from secretum.radiology.signing import RelyingParty, SignerKey
 from secretum.records.documents import DocumentService, FileLimits
 from secretum.records.files import FileStore
 from secretum.records.service import RecordService
@@ -101,6 +112,12 @@ class Services:
     mailer: Mailer
     agenda: AgendaService
     imaging: ImagingArchive
+    #: de-identified export of studies (zip, STOW-RS)
+    imaging_export: DeidentifiedExport
+    #: the radiologist's worklist, reports and their signatures
+    reports: ReportService
+    #: viewing sessions over the archive (the viewer's frames: one audit entry per opening)
+    imaging_viewer: ImagingViewer
     #: the registered imaging nodes (DIMSE and DICOMweb clients with a certificate)
     imaging_nodes: NodeRegistry
     #: read models of the pages (ids, codes, names of staff: no health data)
@@ -109,6 +126,9 @@ class Services:
     notices: NoticeReads
     #: the DPO's reads of the audit trail (through the door)
     oversight: OversightService
+    #: teleconsultation calls: the join decision, and this instance's signaling sockets
+    consult: ConsultService
+    calls: Calls
 
 
 def webauthn_config(base_url: str, extra_origins: list[str]) -> WebAuthnConfig:
@@ -156,6 +176,62 @@ class AccountContacts:
     def email(self, conn: Connection, user_id: str) -> str | None:
         row = self.accounts.by_id(conn, user_id)
         return None if row is None else self.accounts.open_personal(row).email
+
+
+def _calls(platform: Ports, consult: ConsultService) -> Calls:
+    """The signaling of this instance: rooms in process, or across instances through Redis."""
+    s = platform.settings
+
+    def hub() -> Hub:
+        if s.redis_url:
+            return RedisHub.from_url(s.redis_url, s.redis_prefix)
+        return LocalHub()
+
+    turn = None
+    if s.turn_urls and s.turn_secret is not None:
+        secret = s.turn_secret.get_secret_value().encode()
+        turn = TurnConfig(tuple(s.turn_urls), secret, s.turn_ttl_seconds)
+    return Calls(
+        consult,
+        hub,
+        clock=platform.clock,
+        turn=turn,
+        recheck_seconds=s.consult_recheck_seconds,
+        witnessed=platform.audit.witnessed_async,
+    )
+
+
+@dataclass(frozen=True)
+class IdentitySignerKeys:
+    """The radiology context's :class:`~secretum.radiology.signing.SignerKeys`: the WebAuthn
+    credentials of the identity context (passkeys and security keys)."""
+
+    core: IdentityCore
+
+    @staticmethod
+    def _key(cred: StoredCredential) -> SignerKey:
+        return SignerKey(
+            cred.credential_id,
+            cred.user_id,
+            cred.public_key,
+            cred.sign_count,
+            cred.blocked_at is not None,
+        )
+
+    def keys_of(self, user_id: str) -> list[SignerKey]:
+        with self.core.read() as conn:
+            return [self._key(c) for c in self.core.factors.credentials_of(conn, user_id)]
+
+    def key(self, credential_id: bytes) -> SignerKey | None:
+        with self.core.read() as conn:
+            cred = self.core.factors.credential(conn, credential_ref(credential_id))
+        return None if cred is None else self._key(cred)
+
+    def record_use(self, conn: Connection, key: SignerKey, sign_count: int, now: datetime) -> bool:
+        cred = self.core.factors.credential(conn, credential_ref(key.credential_id))
+        if cred is None or cred.sign_count != key.sign_count:
+            return False
+        return self.core.factors.record_use(conn, cred, sign_count, False, now)
 
 
 def build_services(platform: Ports) -> Services:
@@ -212,6 +288,18 @@ def build_services(platform: Ports) -> Services:
             change_delay=timedelta(hours=s.agenda_change_delay_hours),
             reminder_lead=timedelta(hours=s.agenda_reminder_hours),
         ),
+        notes=records,
+    )
+    consult = ConsultService(
+        platform.engine,
+        platform.audit,
+        guard,
+        contacts=AccountContacts(identity.core.accounts),
+        settings=ConsultSettings(
+            waiting_room=timedelta(minutes=s.waiting_room_minutes),
+            grace=timedelta(minutes=s.consult_grace_minutes),
+            recheck_seconds=s.consult_recheck_seconds,
+        ),
     )
     return Services(
         identity=identity,
@@ -238,6 +326,19 @@ def build_services(platform: Ports) -> Services:
         mailer=mailer,
         agenda=agenda,
         imaging=imaging,
+        imaging_export=DeidentifiedExport(imaging),
+        reports=ReportService(
+            platform.engine,
+            records,
+            imaging,
+            IdentitySignerKeys(identity.core),
+            RelyingParty(identity.core.webauthn.rp_id, identity.core.webauthn.origins),
+            CareReads(platform.engine).referred_patients_of,
+        ),
+        imaging_viewer=ImagingViewer(
+            imaging,
+            lambda: platform.keyring.secret(TICKET_SECRET, generate=lambda: os.urandom(32)),
+        ),
         imaging_nodes=NodeRegistry(platform.engine, platform.audit),
         directory=StaffDirectory(platform.engine, identity.core.accounts),
         care_reads=CareReads(platform.engine),
@@ -245,4 +346,6 @@ def build_services(platform: Ports) -> Services:
         oversight=OversightService(
             platform.engine, platform.audit, guard, platform.audit_public_key
         ),
+        consult=consult,
+        calls=_calls(platform, consult),
     )

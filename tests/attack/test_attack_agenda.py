@@ -16,7 +16,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from agenda_world import T0, Clinic, build_clinic, paris
+from agenda_world import T0, Clinic, build_clinic, ctx, paris
 from secretum.access.errors import AccessDenied, Tampered
 from secretum.access.model import Actor, Role
 from secretum.agenda import store
@@ -39,12 +39,12 @@ def failures(clinic: Clinic) -> list[dict[str, object]]:
 
 
 def test_a_patient_cannot_cancel_or_move_anothers_appointment(clinic: Clinic) -> None:
-    mine = clinic.agenda.book(clinic.patient("p1"), "d1", SLOT, T0)
+    mine = clinic.agenda.book(ctx(clinic.patient("p1"), T0), "d1", SLOT)
     with pytest.raises(AccessDenied) as refused:
-        clinic.agenda.cancel(clinic.patient("p2"), mine.appointment_id, T0)
+        clinic.agenda.cancel(ctx(clinic.patient("p2"), T0), mine.appointment_id)
     assert refused.value.decision.reason == "deny.not-own-record"
     with pytest.raises(AccessDenied):
-        clinic.agenda.move(clinic.patient("p2"), mine.appointment_id, paris(2026, 3, 4, 9), T0)
+        clinic.agenda.move(ctx(clinic.patient("p2"), T0), mine.appointment_id, paris(2026, 3, 4, 9))
     with clinic.engine.connect() as conn:  # untouched: still booked, relationship intact
         current = store.appointment(conn, mine.appointment_id)
         assert current is not None and current == mine
@@ -55,33 +55,33 @@ def test_a_patient_cannot_cancel_or_move_anothers_appointment(clinic: Clinic) ->
 
 
 def test_staff_cannot_book_cancel_or_read_what_is_not_theirs(clinic: Clinic) -> None:
-    mine = clinic.agenda.book(clinic.patient("p1"), "d1", SLOT, T0)
+    mine = clinic.agenda.book(ctx(clinic.patient("p1"), T0), "d1", SLOT)
     admin, dpo = Actor("a1", Role.ADMIN), Actor("o1", Role.DPO)
     other_doctor = clinic.doctor("d2")
     attempts = [
-        lambda: clinic.agenda.cancel(other_doctor, mine.appointment_id, T0),
-        lambda: clinic.agenda.cancel(admin, mine.appointment_id, T0),
-        lambda: clinic.agenda.book(admin, "d1", paris(2026, 3, 4, 9), T0),
-        lambda: clinic.agenda.book(other_doctor, "d1", paris(2026, 3, 4, 9), T0),
-        lambda: clinic.agenda.agenda(admin, date(2026, 3, 2), T0, days=7),
-        lambda: clinic.agenda.agenda(dpo, date(2026, 3, 2), T0, days=7),
-        lambda: clinic.agenda.free_slots(admin, "d1", date(2026, 3, 2), date(2026, 3, 3), T0),
-        lambda: clinic.agenda.publish(admin, Availability(), T0),
-        lambda: clinic.agenda.publish(clinic.patient("p1"), Availability(), T0),
-        lambda: clinic.agenda.consultations(other_doctor, T0),
+        lambda: clinic.agenda.cancel(ctx(other_doctor, T0), mine.appointment_id),
+        lambda: clinic.agenda.cancel(ctx(admin, T0), mine.appointment_id),
+        lambda: clinic.agenda.book(ctx(admin, T0), "d1", paris(2026, 3, 4, 9)),
+        lambda: clinic.agenda.book(ctx(other_doctor, T0), "d1", paris(2026, 3, 4, 9)),
+        lambda: clinic.agenda.agenda(ctx(admin, T0), date(2026, 3, 2), days=7),
+        lambda: clinic.agenda.agenda(ctx(dpo, T0), date(2026, 3, 2), days=7),
+        lambda: clinic.agenda.free_slots(ctx(admin, T0), "d1", date(2026, 3, 2), date(2026, 3, 3)),
+        lambda: clinic.agenda.publish(ctx(admin, T0), Availability()),
+        lambda: clinic.agenda.publish(ctx(clinic.patient("p1"), T0), Availability()),
+        lambda: clinic.agenda.consultations(ctx(other_doctor, T0)),
     ]
     for attempt in attempts:
         with pytest.raises(AccessDenied):
             attempt()
     assert len(failures(clinic)) == len(attempts)  # each refusal audited, once
     # d2's own agenda never shows d1's appointment
-    assert clinic.agenda.agenda(other_doctor, date(2026, 3, 2), T0, days=7) == []
+    assert clinic.agenda.agenda(ctx(other_doctor, T0), date(2026, 3, 2), days=7) == []
 
 
 def test_hostile_ids_are_refused_and_kept_out_of_the_audit(clinic: Clinic) -> None:
     for hostile in ("' OR 1=1 --", "../../etc/passwd", "x" * 500, ""):
         with pytest.raises(AccessDenied):
-            clinic.agenda.cancel(clinic.patient("p1"), hostile, T0)
+            clinic.agenda.cancel(ctx(clinic.patient("p1"), T0), hostile)
     for entry in failures(clinic):
         assert entry["resource_id"] is None
 
@@ -91,7 +91,7 @@ def test_an_appointment_moved_to_another_patient_in_the_database_is_refused(
 ) -> None:
     """An attacker with write access to the database gives p1's appointment to p2, to cancel
     it (or to see p1's practitioner as theirs): the row's tag no longer matches."""
-    mine = clinic.agenda.book(clinic.patient("p1"), "d1", SLOT, T0)
+    mine = clinic.agenda.book(ctx(clinic.patient("p1"), T0), "d1", SLOT)
     a = store.agenda_appointments.c
     with clinic.engine.begin() as conn:
         conn.execute(
@@ -100,18 +100,18 @@ def test_an_appointment_moved_to_another_patient_in_the_database_is_refused(
             .values(patient_id="p2")
         )
     with pytest.raises(Tampered):
-        clinic.agenda.cancel(clinic.patient("p2"), mine.appointment_id, T0)
+        clinic.agenda.cancel(ctx(clinic.patient("p2"), T0), mine.appointment_id)
     with pytest.raises(Tampered):
-        clinic.agenda.consultations(clinic.patient("p2"), T0)
+        clinic.agenda.consultations(ctx(clinic.patient("p2"), T0))
     with pytest.raises(Tampered):
-        clinic.agenda.agenda(clinic.doctor("d1"), date(2026, 3, 3), T0)
+        clinic.agenda.agenda(ctx(clinic.doctor("d1"), T0), date(2026, 3, 3))
     alerts = [e for e in failures(clinic) if e["event_type"] == EventType.SECURITY_ALERT]
     assert len(alerts) == 3
 
 
 def test_a_cancelled_appointment_reopened_in_the_database_is_refused(clinic: Clinic) -> None:
-    mine = clinic.agenda.book(clinic.patient("p1"), "d1", SLOT, T0)
-    clinic.agenda.cancel(clinic.patient("p1"), mine.appointment_id, T0)
+    mine = clinic.agenda.book(ctx(clinic.patient("p1"), T0), "d1", SLOT)
+    clinic.agenda.cancel(ctx(clinic.patient("p1"), T0), mine.appointment_id)
     a = store.agenda_appointments.c
     with clinic.engine.begin() as conn:
         conn.execute(
@@ -120,12 +120,12 @@ def test_a_cancelled_appointment_reopened_in_the_database_is_refused(clinic: Cli
             .values(status="booked")
         )
     with pytest.raises(Tampered):
-        clinic.agenda.consultations(clinic.patient("p1"), T0)
+        clinic.agenda.consultations(ctx(clinic.patient("p1"), T0))
 
 
 def test_a_forged_appointment_is_refused(clinic: Clinic) -> None:
     """A row inserted outside Secretum (no tag, or the tag of another row) is never shown."""
-    genuine = clinic.agenda.book(clinic.patient("p1"), "d1", SLOT, T0)
+    genuine = clinic.agenda.book(ctx(clinic.patient("p1"), T0), "d1", SLOT)
     with clinic.engine.connect() as conn:
         tag = (
             conn.execute(
@@ -145,13 +145,13 @@ def test_a_forged_appointment_is_refused(clinic: Clinic) -> None:
     with clinic.engine.begin() as conn:
         conn.execute(insert(store.agenda_appointments).values(**forged))
     with pytest.raises(Tampered):
-        clinic.agenda.agenda(clinic.doctor("d1"), date(2026, 3, 4), T0)
+        clinic.agenda.agenda(ctx(clinic.doctor("d1"), T0), date(2026, 3, 4))
     with pytest.raises(Tampered):
-        clinic.agenda.consultations(clinic.patient("p3"), T0)
+        clinic.agenda.consultations(ctx(clinic.patient("p3"), T0))
 
 
 def test_a_double_booking_cannot_be_forced_below_the_service(clinic: Clinic) -> None:
-    clinic.agenda.book(clinic.patient("p1"), "d1", SLOT, T0)
+    clinic.agenda.book(ctx(clinic.patient("p1"), T0), "d1", SLOT)
     with pytest.raises(IntegrityError), clinic.engine.begin() as conn:
         store.insert_appointment(
             conn, appointment_id="e" * 32, practitioner_id="d1", patient_id="p2", start=SLOT,

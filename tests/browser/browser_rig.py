@@ -20,8 +20,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -54,13 +56,21 @@ class Server:
     setup_path: str | None
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    #: The server's environment (SECRETUM_* included): a helper process that opens the same
+    #: data directory (e.g. to book an appointment) runs with it.
+    env: dict[str, str] = field(default_factory=dict)
 
     def spki_hash(self) -> str:
         """base64(SHA-256(SubjectPublicKeyInfo)) of the server certificate, for Chromium."""
-        pem = (self.data_dir / "pki" / "server.pem").read_bytes()
-        cert = x509.load_pem_x509_certificates(pem)[0]
-        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+        return spki_hash(self.data_dir / "pki" / "server.pem")
+
+
+def spki_hash(pem_file: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)) of the first certificate in ``pem_file``, for
+    Chromium's ``--ignore-certificate-errors-spki-list``."""
+    cert = x509.load_pem_x509_certificates(pem_file.read_bytes())[0]
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def _prepare(data_dir: Path, port: int, env: dict[str, str]) -> str | None:
@@ -81,8 +91,11 @@ def _prepare(data_dir: Path, port: int, env: dict[str, str]) -> str | None:
     return link.split(f":{port}", 1)[1] if "/setup/" in link else None
 
 
-def start_server(tmp: Path, name: str, *extra: str) -> Server:
-    """``secretum serve --dev`` (and ``extra`` options, e.g. ``--demo``) on a free port."""
+def start_server(
+    tmp: Path, name: str, *extra: str, settings: dict[str, str] | None = None
+) -> Server:
+    """``secretum serve --dev`` (and ``extra`` options, e.g. ``--demo``) on a free port;
+    ``settings``: more ``SECRETUM_*`` variables."""
     port = _free_port()
     data = tmp / name
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETUM_")}
@@ -91,6 +104,7 @@ def start_server(tmp: Path, name: str, *extra: str) -> Server:
         SECRETUM_PORT=str(port),
         SECRETUM_CONFIG=str(tmp / "none.toml"),
         SECRETUM_LOG_LEVEL="WARNING",
+        **(settings or {}),
     )
     setup_path = _prepare(data, port, env)
     proc = subprocess.Popen(
@@ -100,7 +114,7 @@ def start_server(tmp: Path, name: str, *extra: str) -> Server:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    server = Server(f"https://localhost:{port}", data, setup_path, proc)
+    server = Server(f"https://localhost:{port}", data, setup_path, proc, env=env)
 
     def drain() -> None:
         assert proc.stdout is not None
@@ -164,6 +178,32 @@ def virtual_authenticator(page: Any, *, user_verification: bool = True) -> tuple
     )
     found = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
     return cdp, found["authenticatorId"]
+
+
+def sign_in_demo(page: Any, server: Server, key: str) -> None:
+    """Sign in a demo account: the administrator with the TOTP secret the demo printed, the
+    other staff by enrolling a passkey (virtual authenticator) at their first sign-in, the
+    patients with their password alone."""
+    from secretum.demo import PEOPLE
+    from secretum.identity.factors import time_step, totp_code
+
+    person = next(p for p in PEOPLE if p.key == key)
+    page.goto(server.url + "/sign-in")
+    page.fill("#email", person.email)
+    page.fill("#password", person.password)
+    page.locator("form[action='/sign-in'] button[type=submit]").click()
+    page.wait_for_load_state()
+    if urlsplit(page.url).path == "/sign-in/second-factor":
+        secret = re.findall(r"TOTP secret: ([A-Z2-7]+)", "".join(server.output))[0]
+        page.fill("#totp-code", totp_code(secret, time_step(datetime.now(UTC))))
+        page.locator("form:has(#totp-code) button[type=submit]").click()
+        page.wait_for_load_state()
+    if urlsplit(page.url).path == "/account/mfa":
+        page.click("#passkey-create")
+        page.wait_for_url(lambda url: urlsplit(url).path == "/account/recovery-codes")
+        page.locator("a.button").first.click()
+        page.wait_for_load_state()
+    assert urlsplit(page.url).path not in ("/sign-in", "/account/mfa"), page.url
 
 
 def screenshot(page: Any, name: str) -> Path:

@@ -9,7 +9,6 @@ is in the language asked, and has no unlabelled field."""
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,19 +18,16 @@ from browser_rig import (
     ARTIFACTS,
     CHROMIUM,
     Server,
+    sign_in_demo,
     start_server,
     stop_server,
     virtual_authenticator,
 )
 
-from secretum.demo import PEOPLE
-from secretum.identity.factors import time_step, totp_code
-
 pytestmark = pytest.mark.browser
 
 PAGES = ARTIFACTS / "pages"
 LANGS = ("fr", "en")
-ACCOUNTS = {p.key: p for p in PEOPLE}
 
 _UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
   .filter((e) => e.type !== 'hidden')
@@ -52,31 +48,6 @@ def server(tmp_path: Path) -> Any:
 
 def _path(page: Any) -> str:
     return urlsplit(page.url).path
-
-
-def _sign_in(page: Any, server: Server, key: str) -> None:
-    """Sign in a demo account: the administrator with the TOTP secret the demo printed, the
-    other staff by enrolling a passkey (virtual authenticator) at their first sign-in, the
-    patients with their password alone."""
-    person = ACCOUNTS[key]
-    page.goto(server.url + "/sign-in")
-    page.fill("#email", person.email)
-    page.fill("#password", person.password)
-    page.locator("form[action='/sign-in'] button[type=submit]").click()
-    page.wait_for_load_state()
-    if _path(page) == "/sign-in/second-factor":
-        secret = re.findall(r"TOTP secret: ([A-Z2-7]+)", "".join(server.output))[0]
-        from datetime import UTC, datetime
-
-        page.fill("#totp-code", totp_code(secret, time_step(datetime.now(UTC))))
-        page.locator("form:has(#totp-code) button[type=submit]").click()
-        page.wait_for_load_state()
-    if _path(page) == "/account/mfa":
-        page.click("#passkey-create")
-        page.wait_for_url(lambda url: urlsplit(url).path == "/account/recovery-codes")
-        page.locator("a.button").first.click()
-        page.wait_for_load_state()
-    assert _path(page) not in ("/sign-in", "/account/mfa"), page.url
 
 
 def _shoot(page: Any, server: Server, lang: str, role: str, name: str, path: str) -> Path:
@@ -154,7 +125,7 @@ def test_screenshots_of_the_main_pages_in_both_languages(server: Server, launch:
     for role, key in accounts.items():
         page = launch().new_page()
         virtual_authenticator(page)
-        _sign_in(page, demo, key)
+        sign_in_demo(page, demo, key)
         record = ""
         if role == "practitioner":
             page.goto(demo.url + "/practice/patients")

@@ -23,7 +23,7 @@ import io
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,8 +32,11 @@ import pytest
 from fastapi.routing import APIRoute
 
 from identity_authenticator import PASSWORD
+from imaging_web_world import seed_matrix_imaging
 from secretum.access.context import RequestContext
+from secretum.access.errors import AccessDenied
 from secretum.access.model import Actor, Purpose, Role
+from secretum.agenda.model import Availability, Modality, WeeklyHours
 from secretum.consent.store import ConsentMethod
 from web_world import PDF, WebWorld, clinic
 
@@ -98,6 +101,24 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/me/rights/erasure"): PATIENT,
     ("POST", "/me/rights/restriction"): PATIENT,
     ("POST", "/me/rights/rectification"): PATIENT,
+    # -- the patient's appointments (seeded: own and other with gp, nocare with radio) -------
+    ("GET", "/me/appointments"): PATIENT,
+    ("GET", "/me/appointments/book"): PATIENT,
+    ("POST", "/me/appointments/book"): PATIENT,
+    ("POST", "/me/appointments/{appointment_id}/cancel"): Row(patient=OWN_ONLY, scoped=True),
+    ("GET", "/me/appointments/{appointment_id}/move"): Row(patient=OWN_ONLY, scoped=True),
+    ("POST", "/me/appointments/{appointment_id}/move"): Row(patient=OWN_ONLY, scoped=True),
+    # -- the practitioner's agenda: their own; a note on their own appointment (care team and
+    # consent; before the consultation began, refused as too early: past the gate) ---------
+    ("GET", "/practice/agenda"): PRACTITIONER,
+    ("GET", "/practice/availability"): PRACTITIONER,
+    ("POST", "/practice/availability"): PRACTITIONER,
+    ("GET", "/practice/agenda/{appointment_id}/note"): Row(
+        practitioner=CARE_AND_CONSENT, scoped=True
+    ),
+    ("POST", "/practice/agenda/{appointment_id}/note"): Row(
+        practitioner={"own": "gate", "other": "gate", "*": "deny"}, scoped=True
+    ),
     # -- the practitioner's pages: care team + consent for the purpose -----------------------
     ("GET", "/practice/patients"): PRACTITIONER,
     ("POST", "/practice/patients"): PRACTITIONER,  # search my patients
@@ -111,6 +132,15 @@ EXPECTED: dict[tuple[str, str], Row] = {
     # a paper consent needs the care team (and a step-up), not a consent
     ("POST", "/practice/patients/{patient_id}/consents"): Row(practitioner=CARE_TEAM, scoped=True),
     ("GET", "/practice/break-glass"): PRACTITIONER,
+    # imaging: the studies, a study's series, the viewer; frames under the viewing's ticket
+    ("GET", "/practice/patients/{patient_id}/imaging"): HEALTH_WRITE,
+    ("GET", "/practice/patients/{patient_id}/imaging/studies/{study_uid}"): HEALTH_WRITE,
+    (
+        "GET",
+        "/practice/patients/{patient_id}/imaging/studies/{study_uid}/series/{series_uid}",
+    ): HEALTH_WRITE,
+    ("GET", "/practice/imaging/view/{ticket}/frames/{sop_uid}/{number}"): HEALTH_WRITE,
+    ("GET", "/practice/imaging/view/{ticket}/series/{series_uid}/thumbnail"): HEALTH_WRITE,
     # an emergency is declared for any patient (step-up, reason); its grant is the holder's
     ("POST", "/practice/break-glass"): Row(practitioner="allow", scoped=True),
     ("POST", "/practice/break-glass/{grant_id}/stop"): Row(practitioner="allow", scoped=True),
@@ -130,6 +160,14 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/fhir/{resource_type}/{resource_id}/_history"): HEALTH_READ,
     ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): HEALTH_READ,
     ("PUT", "/fhir/{resource_type}/{resource_id}"): HEALTH_WRITE,
+    # the agenda: public hours for those who book or care; appointments are health data
+    ("GET", "/fhir/Schedule/{practitioner_id}"): Row(patient="allow", practitioner="allow"),
+    ("GET", "/fhir/Slot"): Row(patient="allow", practitioner="allow"),
+    ("POST", "/fhir/Appointment"): PATIENT,
+    ("GET", "/fhir/Appointment"): HEALTH_READ,
+    ("GET", "/fhir/Appointment/{appointment_id}"): HEALTH_READ,
+    ("PUT", "/fhir/Appointment/{appointment_id}"): Row(patient=OWN_ONLY, scoped=True),
+    ("GET", "/fhir/Encounter"): HEALTH_READ,
     # -- administration: administrators only, never health data ------------------------------
     ("GET", "/admin/users"): ADMIN,
     ("POST", "/admin/users/{user_id}/status"): Row(admin="gate"),
@@ -267,6 +305,13 @@ def fill(
         "grant_id": ids[f"grant:{target}"],
         "user_id": users["radio"].user_id,
         "ref": "0" * 64,
+        "study_uid": ids[f"study:{target}"],
+        "series_uid": ids[f"series:{target}"],
+        "sop_uid": ids[f"sops:{target}"][0],
+        "number": "1",
+        "ticket": _viewing_ticket(world, user, target) if "{ticket}" in path else "",
+        "appointment_id": ids.get(f"appt:{target}", "0" * 32),
+        "practitioner_id": users["gp"].user_id,
     }
     try:
         url = path.format(**params)
@@ -275,6 +320,25 @@ def fill(
     body = BODIES.get((method, path))
     options = body(world, user, target, pid) if body else ({"data": {}} if method != "GET" else {})
     return url, options
+
+
+def _viewing_ticket(world: WebWorld, user: str | None, target: str) -> str:
+    """The caller's own viewing ticket of the target's series when the policy lets them open
+    it; else a ticket of the radiologist's session (presented by anyone else: refused)."""
+    if user is None or world.users[user].role is not Role.PRACTITIONER:
+        return str(world.ids["ticket:any"])
+    who = world.users[user]
+    actor = Actor(who.user_id, Role.PRACTITIONER, specialty=who.specialty)
+    try:
+        viewing = world.services.imaging_viewer.open(
+            RequestContext(actor, Purpose.TELECONSULTATION, world.clock.now),
+            world.ids[f"study:{target}"],
+            world.ids[f"series:{target}"],
+            binding=who.session_id,
+        )
+    except (AccessDenied, LookupError):
+        return str(world.ids["ticket:any"])
+    return viewing.ticket
 
 
 def _team_rel(world: WebWorld, target: str) -> str:
@@ -359,7 +423,64 @@ BODIES: dict[tuple[str, str], Body] = {
         "json": {**_obs(w, p), "id": w.ids[f"obs:{t}"]},
         "headers": {"If-Match": 'W/"1"'},
     },
+    ("GET", "/me/appointments/book"): lambda w, u, t, p: {
+        "params": {"practitioner_id": w.users["gp"].user_id}
+    },
+    ("POST", "/me/appointments/book"): lambda w, u, t, p: {
+        "data": {"practitioner_id": w.users["gp"].user_id, "start": _wednesday(11).isoformat()}
+    },
+    ("POST", "/me/appointments/{appointment_id}/move"): lambda w, u, t, p: {
+        "data": {"start": _wednesday(10).isoformat()}
+    },
+    ("POST", "/practice/agenda/{appointment_id}/note"): lambda w, u, t, p: {
+        "data": {"text": "matrix note"}
+    },
+    ("GET", "/fhir/Slot"): lambda w, u, t, p: {
+        "params": {"schedule": f"Schedule/{w.users['gp'].user_id}"}
+    },
+    ("POST", "/fhir/Appointment"): lambda w, u, t, p: {"json": _booking(w, 11, 30)},
+    ("GET", "/fhir/Appointment"): lambda w, u, t, p: {"params": {"patient": p}},
+    ("PUT", "/fhir/Appointment/{appointment_id}"): lambda w, u, t, p: {
+        "json": {**_booking(w, 9), "id": w.ids.get(f"appt:{t}", "0" * 32), "status": "cancelled"}
+    },
+    ("GET", "/fhir/Encounter"): lambda w, u, t, p: {
+        "params": {"appointment": w.ids.get(f"appt:{t}", "0" * 32)}
+    },
 }
+
+
+def _wednesday(hour: int, minute: int = 0) -> datetime:
+    """A slot of the seeded availability: Wednesday 4 March 2026, Paris time."""
+    return datetime(2026, 3, 4, hour, minute, tzinfo=PARIS)
+
+
+def _booking(world: WebWorld, hour: int, minute: int = 0) -> dict[str, Any]:
+    gp = world.users["gp"].user_id
+    return {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "start": _wednesday(hour, minute).isoformat(),
+        "participant": [{"actor": {"reference": f"Practitioner/{gp}"}, "status": "accepted"}],
+    }
+
+
+def seed_appointments(world: WebWorld) -> None:
+    """gp and radio publish mornings; own (09:00) and other (09:30) book gp, nocare books
+    radio (gp stays out of nocare's care team); noconsent cannot book."""
+    agenda, now = world.services.agenda, world.clock.now
+    mornings = Availability(
+        weekly=tuple(WeeklyHours(d, time(9), time(12), 30, Modality.VIDEO) for d in range(7))
+    )
+    for doctor in ("gp", "radio"):
+        actor = world.users[doctor].actor
+        agenda.publish(RequestContext(actor, Purpose.OPERATIONS, now), mornings)
+    for name, doctor, minute in (("own", "gp", 0), ("other", "gp", 30), ("nocare", "radio", 0)):
+        booked = agenda.book(
+            RequestContext(world.users[name].actor, Purpose.TELECONSULTATION, now),
+            world.users[doctor].user_id,
+            _wednesday(9, minute),
+        )
+        world.ids[f"appt:{name}"] = booked.appointment_id
 
 
 # -- the world of the matrix ------------------------------------------------------------------
@@ -375,6 +496,8 @@ class Matrix:
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     world = clinic(tmp_path_factory.mktemp("matrix"))
+    seed_matrix_imaging(world)
+    seed_appointments(world)
     then = world.clock.now
     gp = world.users["gp"]
     actor = Actor(gp.user_id, Role.PRACTITIONER, strong_auth_at=then)

@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from agenda_world import PATIENTS, T0, Clinic, build_clinic, paris
+from agenda_world import PATIENTS, T0, Clinic, build_clinic, ctx, paris
 from secretum.agenda import store
 from secretum.agenda.model import Modality, Status
 from secretum.agenda.service import PatientBusy, SlotTaken
@@ -63,7 +63,7 @@ def race(calls: list[Callable[[], object]]) -> tuple[list[object], list[BaseExce
 def test_many_patients_one_slot_exactly_one_wins(clinic: Clinic) -> None:
     patients = PATIENTS[:THREADS]
     calls: list[Callable[[], object]] = [
-        (lambda p=p: clinic.agenda.book(clinic.patient(p), "d1", SLOT, T0)) for p in patients
+        (lambda p=p: clinic.agenda.book(ctx(clinic.patient(p), T0), "d1", SLOT)) for p in patients
     ]
     results, errors = race(calls)
     assert len(results) == 1, errors
@@ -88,7 +88,7 @@ def test_many_patients_one_slot_exactly_one_wins(clinic: Clinic) -> None:
 def test_many_slots_many_patients_one_winner_per_slot(clinic: Clinic) -> None:
     slots = [SLOT, SLOT + timedelta(minutes=30), SLOT + timedelta(minutes=60)]
     calls: list[Callable[[], object]] = [
-        (lambda p=p, s=s: clinic.agenda.book(clinic.patient(p), "d1", s, T0))
+        (lambda p=p, s=s: clinic.agenda.book(ctx(clinic.patient(p), T0), "d1", s))
         for i, p in enumerate(PATIENTS[:THREADS])
         for s in (slots[i % 3],)
     ]
@@ -99,7 +99,8 @@ def test_many_slots_many_patients_one_winner_per_slot(clinic: Clinic) -> None:
 
 def test_one_patient_two_practitioners_same_time(clinic: Clinic) -> None:
     calls: list[Callable[[], object]] = [
-        (lambda d=d: clinic.agenda.book(clinic.patient("p1"), d, SLOT, T0)) for d in ("d1", "d2")
+        (lambda d=d: clinic.agenda.book(ctx(clinic.patient("p1"), T0), d, SLOT))
+        for d in ("d1", "d2")
     ] * 4
     results, errors = race(calls)
     assert len(results) == 1
@@ -142,7 +143,7 @@ def test_without_the_constraint_the_race_is_lost(engine: Engine, tmp_path: Path)
         conn.execute(text("DROP INDEX uq_agenda_practitioner_start"))
         conn.execute(text("DROP INDEX uq_agenda_patient_start"))
     calls: list[Callable[[], object]] = [
-        (lambda p=p: clinic.agenda.book(clinic.patient(p), "d1", SLOT, T0))
+        (lambda p=p: clinic.agenda.book(ctx(clinic.patient(p), T0), "d1", SLOT))
         for p in PATIENTS[:THREADS]
     ]
     results, errors = race(calls)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agenda_world import ctx
 from secretum.agenda.model import Availability, Modality, WeeklyHours
 from secretum.agenda.service import TooLate
 from secretum.localtime import zone
@@ -31,15 +32,15 @@ def test_booking_mail_agenda_and_reminder_on_a_real_platform(tmp_path: Path) -> 
     agenda = world.services.agenda
     assert agenda.settings.change_delay == timedelta(hours=48)
     weekdays = tuple(WeeklyHours(d, time(9), time(12), 30, Modality.VIDEO) for d in range(5))
-    agenda.publish(gp.actor, Availability(weekdays), world.clock.now)
+    agenda.publish(ctx(gp.actor, world.clock.now), Availability(weekdays))
     assert outbox(world) == []
     at = datetime(2026, 3, 4, 10, 30, tzinfo=PARIS)  # Wednesday
-    booked = agenda.book(patient.actor, gp.user_id, at, world.clock.now)
+    booked = agenda.book(ctx(patient.actor, world.clock.now), gp.user_id, at)
     # the practitioner's day shows the patient's name, opened from the sealed account
-    [entry] = agenda.agenda(gp.actor, date(2026, 3, 4), world.clock.now)
+    [entry] = agenda.agenda(ctx(gp.actor, world.clock.now), date(2026, 3, 4))
     assert entry.display_name == "Bérénice Quintal-Test"
     assert entry.appointment == booked
-    mine = agenda.consultations(patient.actor, world.clock.now)
+    mine = agenda.consultations(ctx(patient.actor, world.clock.now))
     assert mine.upcoming[0].display_name == "Dr Gaston Généraliste"
     # one mail, to the patient's address, in the clinic's time, saying nothing else
     [mail] = outbox(world)
@@ -55,4 +56,4 @@ def test_booking_mail_agenda_and_reminder_on_a_real_platform(tmp_path: Path) -> 
     # (outbox files are named by the second they were written: order within one is random)
     assert sum("Rappel" in m for m in outbox(world)) == 1 and len(outbox(world)) == 2
     with pytest.raises(TooLate, match="48 hours"):
-        agenda.cancel(patient.actor, booked.appointment_id, world.clock.now)
+        agenda.cancel(ctx(patient.actor, world.clock.now), booked.appointment_id)

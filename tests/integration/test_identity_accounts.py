@@ -322,5 +322,9 @@ def test_administrators_read_staff_profiles_but_never_a_patients(rig: IdentityRi
     assert doctor.user_id and patient.user_id
     staff = svc.accounts.get_profile(admin.session_id, now=T0, user_id=doctor.user_id)
     assert staff.personal.email == DOC_EMAIL
+    before = len(audit_rows(rig.engine))
     with pytest.raises(Forbidden):
         svc.accounts.get_profile(admin.session_id, now=T0, user_id=patient.user_id)
+    [refused] = audit_rows(rig.engine)[before:]  # the refused attempt is audited, ids only
+    assert (refused["outcome"], refused["actor_id"]) == (4, admin.user_id)
+    assert refused["resource_id"] == patient.user_id

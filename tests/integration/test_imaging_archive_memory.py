@@ -17,6 +17,7 @@ from pydicom.uid import generate_uid
 
 from imaging_archive_world import NOW, SENDER, SENDING, TR, ImagingWorld, imaging_world  # noqa: F401
 from imaging_data import make_ct, to_bytes
+from secretum.imaging.archive import WRITES_IN_FLIGHT
 
 FRAME = 512 * 512 * 2
 FRAMES = 4
@@ -58,7 +59,10 @@ def _check_flat(iw: ImagingWorld, count: int) -> None:
     # a handful of copies of one instance (the received bytes, the parsed data set, the digest
     # encoder's buffer), never the request
     assert large < 8 * INSTANCE, (small, large)
-    assert large < small + INSTANCE, (small, large)  # does not grow with the request
+    # does not grow with the request: the slack is the instances whose blob is still being
+    # written while the next one is validated (how many of them a short run reaches depends on
+    # timing)
+    assert large < small + (1 + WRITES_IN_FLIGHT) * INSTANCE, (small, large)
     assert len(iw.blobs()) == 4 + count
     print(
         f"peak while ingesting {count} x 2 MiB: {large / 2**20:.1f} MiB ({small / 2**20:.1f} for 4)"

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secretum.agenda import fhir
 from secretum.agenda.model import Appointment, Modality, Slot, Status
@@ -69,3 +71,27 @@ def test_an_invalid_shape_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(fhir._ENCOUNTER_CLASS, Modality.VIDEO, "VR")  # a code, not a Coding
     with pytest.raises(AssertionError):
         fhir.encounter(_appointment())
+
+
+@given(st.text(min_size=1, max_size=400))
+@settings(max_examples=60, deadline=None)
+def test_a_consult_note_keeps_its_text_exactly_and_escaped(text: str) -> None:
+    note = fhir.consult_note(_appointment(), text, START + timedelta(minutes=40))
+    _valid(note)
+    div = note["section"][0]["text"]["div"]
+    assert "<" not in div.removeprefix(f'<div xmlns="{fhir.XHTML}"><pre>').removesuffix(
+        "</pre></div>"
+    )  # markup in the text is escaped, never markup in the narrative
+    assert fhir.note_text(note) == text
+    assert note["encounter"] == {"reference": f"Encounter/{'a' * 32}"}
+    assert note["event"][0]["period"]["start"] == fhir.instant(START)
+
+
+def test_a_held_encounter_is_finished_virtual_and_linked() -> None:
+    held = fhir.held_encounter(_appointment(), START + timedelta(minutes=50))
+    _valid(held)
+    assert held["status"] == "finished" and held["class"]["code"] == "VR"
+    assert held["id"] == "a" * 32 and held["appointment"] == [
+        {"reference": f"Appointment/{'a' * 32}"}
+    ]
+    assert held["period"]["end"] == fhir.instant(START + timedelta(minutes=50))  # ran over

@@ -76,6 +76,8 @@ MA, MK, RA, RBG = (
 TR, RS = Purpose.TELERADIOLOGY, Purpose.RESEARCH
 NONE = Facts()
 STORE, REC = Action.STORE_IMAGING, Action.RECONCILE_IMAGING
+JOIN = Action.JOIN_CALL
+DEID = Action.EXPORT_DEIDENTIFIED
 UNMATCHED = Resource("ImagingStudy", resource_id="s1")
 STUDY = Resource("ImagingStudy", patient_id="p1", resource_id="s1")
 VIGIL = Actor("v1", Role.PRACTITIONER, specialty="identity-vigilance")
@@ -203,6 +205,23 @@ CASES = [
     ("reconcile: vigilance only", DOC_UP, REC, UNMATCHED, OPS, NONE, "deny.not-identity-vigilance"),
     ("reconcile: admin never", ADMIN_UP, REC, UNMATCHED, OPS, NONE, NEVER),
     ("reconcile: unmatched only", VIGIL_UP, REC, STUDY, OPS, CARE, DEFAULT),
+    # de-identified export of a study (issue 10, section 5): research consent or care purpose
+    (
+        "export for research",
+        DOC,
+        DEID,
+        STUDY,
+        RS,
+        RESEARCH_CARE,
+        "allow.imaging-deidentified-export",
+    ),
+    ("export for care", DOC, DEID, STUDY, TC, CARE, "allow.imaging-deidentified-export"),
+    ("export, no research consent", DOC, DEID, STUDY, RS, CARE, "deny.no-consent"),
+    ("export, not in care team", DOC, DEID, STUDY, TC, ONLY_CONSENT, "deny.not-in-care-team"),
+    ("export, other kinds", DOC, DEID, OBS, TC, CARE, DEFAULT),
+    ("export, unmatched study", DOC, DEID, UNMATCHED, TC, CARE, NO_PATIENT),
+    ("export by a patient", PATIENT, DEID, STUDY, PR, NONE, DEFAULT),
+    ("export by the dpo", DPO, DEID, STUDY, OPS, NONE, NEVER),
     # -- the agenda (secretum.agenda) --
     ("patient books, consent", PATIENT, C, APPT, TC, ONLY_CONSENT, "allow.book-appointment"),
     ("patient books, no consent", PATIENT, C, APPT, TC, NONE, "deny.no-consent"),
@@ -222,6 +241,25 @@ CASES = [
     ("doctor publishes another", DOC, U, OTHER_SCHEDULE, OPS, NONE, "deny.not-own-agenda"),
     ("patient reads an agenda", PATIENT, S, SCHEDULE, PR, NONE, "deny.not-own-record"),
     ("admin reads an agenda", ADMIN_UP, S, SCHEDULE, OPS, NONE, DEFAULT),
+    # -- the call of an appointment (secretum.consult) --
+    ("patient joins own call", PATIENT, JOIN, APPT, TC, ONLY_CONSENT, "allow.join-own-call"),
+    ("patient joins, no consent", PATIENT, JOIN, APPT, TC, NONE, "deny.no-consent"),
+    (
+        "patient joins another's call",
+        OTHER_PATIENT,
+        JOIN,
+        APPT,
+        TC,
+        ONLY_CONSENT,
+        "deny.not-own-record",
+    ),
+    ("patient joins for another purpose", PATIENT, JOIN, APPT, PR, ONLY_CONSENT, DEFAULT),
+    ("doctor joins, care team", DOC, JOIN, APPT, TC, CARE, "allow.join-call-care-team"),
+    ("doctor joins, no care team", DOC, JOIN, APPT, TC, ONLY_CONSENT, "deny.not-in-care-team"),
+    ("doctor joins, no consent", DOC, JOIN, APPT, TC, Facts(in_care_team=True), "deny.no-consent"),
+    ("doctor joins on break-glass", DOC, JOIN, APPT, EM, BG, DEFAULT),
+    ("doctor joins an obs", DOC, JOIN, OBS, TC, CARE, DEFAULT),
+    ("admin joins a call", ADMIN_UP, JOIN, APPT, TC, CARE, NEVER),
     # -- imaging nodes (secretum.imaging.nodes): scopes, consent, a referral to the node --
     ("node stores, consent", NODE, C, STUDY, TR, TR_CONSENT, "allow.node-store"),
     ("node stores, no consent", NODE, C, STUDY, TR, NONE, "deny.no-consent"),

@@ -51,6 +51,10 @@ class Action(StrEnum):
     STORE_IMAGING = "store-imaging"
     #: identity vigilance: list imaging studies that matched no patient, link one by hand
     RECONCILE_IMAGING = "reconcile-imaging"
+    #: join the video call of an appointment (secretum.consult)
+    JOIN_CALL = "join-call"
+    #: a study leaves de-identified (PS3.15 Annex E): a zip or a STOW-RS to another server
+    EXPORT_DEIDENTIFIED = "export-deidentified"
 
 
 class Purpose(StrEnum):

@@ -1,17 +1,20 @@
-"""The agenda as FHIR R4 shapes: Schedule, Slot, Appointment and Encounter.
+"""The agenda as FHIR R4 shapes: Schedule, Slot, Appointment, Encounter, and the consultation
+note (a Composition).
 
 Each function renders a plain object as a FHIR JSON object and validates it with
 ``fhir.resources`` (:func:`secretum.records.fhir.check`: an invalid shape is a bug here, never
 bad input). The FHIR API routes (same validation, policy, sealing and audit as the other
 resources) are built on these by the FHIR layer.
 
-Ids and codes only: no free text (the agenda keeps none), no name. Times are FHIR instants
+Ids and codes only, no name; the one free text is a consultation's note (its Composition,
+sealed in the record, never kept by the agenda). Times are FHIR instants
 (UTC, ``Z``); a page shows them in the clinic's zone. A video consultation's Encounter has the
 class ``VR`` (virtual, v3 ActCode); an on-site one ``AMB`` (ambulatory).
 """
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +22,10 @@ from secretum.agenda.model import Appointment, Modality, Slot, Status
 from secretum.records.fhir import check, instant
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+LOINC = "http://loinc.org"
+#: LOINC 11488-4 "Consult note": the type of a consultation's note (a Composition).
+CONSULT_NOTE = {"system": LOINC, "code": "11488-4", "display": "Consult note"}
+XHTML = "http://www.w3.org/1999/xhtml"
 SERVICE_TYPE = "http://terminology.hl7.org/CodeSystem/service-type"
 
 _ENCOUNTER_CLASS = {
@@ -133,5 +140,53 @@ def encounter(value: Appointment) -> dict[str, Any]:
             "participant": [{"individual": {"reference": f"Practitioner/{value.practitioner_id}"}}],
             "appointment": [{"reference": f"Appointment/{value.appointment_id}"}],
             "period": {"start": instant(value.start), "end": instant(value.end)},
+        }
+    )
+
+
+def held_encounter(value: Appointment, now: datetime) -> dict[str, Any]:
+    """The Encounter of a consultation that was held (``finished``), as the record keeps it
+    when its note is written: same id as the appointment, linked to it, class VR for video;
+    its period runs from the appointment's start to its end (or now, if later)."""
+    resource = encounter(value)
+    resource["status"] = "finished"
+    resource["period"] = {"start": instant(value.start), "end": instant(max(value.end, now))}
+    return _checked(resource)
+
+
+def note_text(resource: dict[str, Any]) -> str:
+    """The text of a consultation note (:func:`consult_note`), as the practitioner wrote it."""
+    section = (resource.get("section") or [{}])[0]
+    div = str((section.get("text") or {}).get("div", ""))
+    return html.unescape(
+        div.removeprefix(f'<div xmlns="{XHTML}"><pre>').removesuffix("</pre></div>")
+    )
+
+
+def consult_note(value: Appointment, text: str, now: datetime) -> dict[str, Any]:
+    """The note of a consultation as a Composition (LOINC 11488-4 Consult note) about the
+    patient, written by the practitioner, linked to the consultation's Encounter (its time is
+    the event's period; ``date`` is when the note was written). The text is
+    its one section's narrative (XHTML, escaped: shown as written, never as markup)."""
+    return _checked(
+        {
+            "resourceType": "Composition",
+            "status": "final",
+            "type": {"coding": [CONSULT_NOTE]},
+            "subject": {"reference": f"Patient/{value.patient_id}"},
+            "encounter": {"reference": f"Encounter/{value.appointment_id}"},
+            "date": instant(now),
+            "author": [{"reference": f"Practitioner/{value.practitioner_id}"}],
+            "title": "Consult note",
+            "event": [{"period": {"start": instant(value.start), "end": instant(value.end)}}],
+            "section": [
+                {
+                    "code": {"coding": [CONSULT_NOTE]},
+                    "text": {
+                        "status": "generated",
+                        "div": f'<div xmlns="{XHTML}"><pre>{html.escape(text)}</pre></div>',
+                    },
+                }
+            ],
         }
     )

@@ -1,8 +1,10 @@
 """The agenda's use cases: publish availability, list free slots, book, cancel, move, see one's
 agenda or one's consultations, and the reminder duty.
 
-Each use case is decided once and audited once through the door (:meth:`AgendaService._door`,
-the one place this module touches it), refused attempts included:
+Each use case takes the :class:`~secretum.access.context.RequestContext` (actor, now, address)
+first and runs for its own purpose (the table's; the context's purpose is replaced). It is
+decided once and audited once through the door (:meth:`AgendaService._door`, the one place this
+module touches it), refused attempts included:
 
 =====================  ===========  ===================================  ===================
 use case               action       resource                             purpose
@@ -32,9 +34,9 @@ handed over is logged; the appointment stands.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection, Engine
@@ -44,7 +46,7 @@ from secretum.access.context import RequestContext
 from secretum.access.door import Attempt, Door
 from secretum.access.guard import Guard
 from secretum.access.model import Action, Actor, Purpose, Resource, Role
-from secretum.agenda import store
+from secretum.agenda import fhir, store
 from secretum.agenda.model import (
     MAX_RANGE_DAYS,
     AgendaEntry,
@@ -64,7 +66,7 @@ from secretum.mail import Mailer, MailError, Message, texts
 from secretum.policy import care
 from secretum.policy.choices import APPOINTMENT_HORIZON, open_appointment_relationship
 from secretum.policy.tables import utc
-from secretum.records.fhir import FhirError
+from secretum.records.fhir import FhirError, FhirRecord, ResourceNotFound
 
 T = TypeVar("T")
 _log = get_logger("secretum.agenda")
@@ -121,6 +123,41 @@ class BadRequest(AgendaError):
     code = "invalid"
 
 
+class NotYours(AgendaError):
+    """A practitioner acting on an appointment of another practitioner (a colleague of the
+    same care team: the policy let them in, the appointment is not theirs)."""
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("this appointment is with another practitioner")
+
+
+class NoteRefused(AgendaError):
+    """A consultation note that cannot be written now (not a video consultation, not begun
+    yet, or already written)."""
+
+
+#: The longest consultation note (characters).
+MAX_NOTE_CHARS = 20_000
+
+
+class NoteRecords(Protocol):
+    """Where a consultation note goes: the record (sealed with the patient's key), written in
+    the note's own transaction (:meth:`secretum.records.service.RecordService.write_new`)."""
+
+    def write_new(
+        self,
+        conn: Connection,
+        body: dict[str, Any],
+        *,
+        patient_id: str,
+        now: datetime,
+        resource_id: str | None = None,
+    ) -> FhirRecord: ...
+
+
 class Contacts(Protocol):
     """Names and addresses of accounts (sealed: opened with each person's key)."""
 
@@ -155,8 +192,10 @@ class AgendaService:
         mailer: Mailer,
         contacts: Contacts,
         settings: AgendaSettings,
+        notes: NoteRecords | None = None,
     ) -> None:
         self.engine = engine
+        self.notes = notes
         self.door = Door(engine, audit, guard)
         self.mailer = mailer
         self.contacts = contacts
@@ -166,8 +205,7 @@ class AgendaService:
 
     def _door(
         self,
-        actor: Actor,
-        now: datetime,
+        ctx: RequestContext,
         *,
         purpose: Purpose,
         event: EventType,
@@ -177,13 +215,11 @@ class AgendaService:
         resource: Callable[[Connection], Resource],
         work: Callable[[Connection], T],
         read: bool = False,
-        source_address: str | None = None,
     ) -> T:
-        """Run one use case: ``resource(conn)`` names what it acts on, the guard decides once,
-        then ``work(conn)``; one audit entry (refusals and failures included)."""
-        attempt = Attempt(
-            RequestContext(actor, purpose, utc(now), source_address), event, subtype, code
-        )
+        """Run one use case for ``ctx`` with the use case's own ``purpose``: ``resource(conn)``
+        names what it acts on, the guard decides once, then ``work(conn)``; one audit entry
+        (refusals and failures included)."""
+        attempt = Attempt(ctx.for_purpose(purpose).at(utc(ctx.now)), event, subtype, code)
 
         def decided(conn: Connection) -> T:
             self.door.authorize(conn, attempt, action, resource(conn))
@@ -195,18 +231,11 @@ class AgendaService:
 
     # -- availability and slots ----------------------------------------------------------------
 
-    def publish(
-        self,
-        actor: Actor,
-        availability: Availability,
-        now: datetime,
-        *,
-        source_address: str | None = None,
-    ) -> None:
+    def publish(self, ctx: RequestContext, availability: Availability) -> None:
         """The practitioner replaces what they publish (their own only)."""
+        actor = ctx.actor
         self._door(
-            actor,
-            now,
+            ctx,
             purpose=Purpose.OPERATIONS,
             event=EventType.APPLICATION_ACTIVITY,
             subtype="update",
@@ -214,34 +243,24 @@ class AgendaService:
             action=Action.UPDATE,
             resource=lambda _c: Resource("Schedule", resource_id=actor.user_id),
             work=lambda conn: store.replace_availability(conn, actor.user_id, availability),
-            source_address=source_address,
         )
 
     def free_slots(
-        self,
-        actor: Actor,
-        practitioner_id: str,
-        first_day: date,
-        last_day: date,
-        now: datetime,
-        *,
-        source_address: str | None = None,
+        self, ctx: RequestContext, practitioner_id: str, first_day: date, last_day: date
     ) -> list[Slot]:
         """The practitioner's free slots from ``first_day`` to ``last_day`` (clinic days,
         inclusive), future ones only, in order. A range refused (BadRequest) is audited too:
         every check runs after the decision, inside the door."""
         return self._door(
-            actor,
-            now,
+            ctx,
             purpose=BOOKING_PURPOSE,
             event=EventType.QUERY,
             subtype="search",
             code=EventAction.EXECUTE,
             action=Action.SEARCH,
             resource=lambda _c: Resource("Slot", resource_id=practitioner_id),
-            work=lambda conn: self._free(conn, practitioner_id, first_day, last_day, now),
+            work=lambda conn: self._free(conn, practitioner_id, first_day, last_day, ctx.now),
             read=True,
-            source_address=source_address,
         )
 
     def _free(
@@ -274,20 +293,13 @@ class AgendaService:
 
     # -- booking, cancelling, moving -----------------------------------------------------------
 
-    def book(
-        self,
-        actor: Actor,
-        practitioner_id: str,
-        start: datetime,
-        now: datetime,
-        *,
-        source_address: str | None = None,
-    ) -> Appointment:
+    def book(self, ctx: RequestContext, practitioner_id: str, start: datetime) -> Appointment:
         """The patient books the practitioner's slot at ``start`` for themselves.
 
         AccessDenied without the teleconsultation consent (or for anyone but a patient);
         NotOffered if the time is not a slot; SlotTaken if someone booked it first (the
         database decides), PatientBusy if the patient has another appointment then."""
+        actor, now = ctx.actor, ctx.now
         appointment_id = store.new_id()
 
         def work(conn: Connection) -> Appointment:
@@ -295,8 +307,7 @@ class AgendaService:
             return self._insert(conn, actor.user_id, slot, appointment_id, now)
 
         booked = self._door(
-            actor,
-            now,
+            ctx,
             purpose=BOOKING_PURPOSE,
             event=EventType.PATIENT_RECORD,
             subtype="create",
@@ -304,7 +315,6 @@ class AgendaService:
             action=Action.CREATE,
             resource=lambda _c: self._booking(actor, appointment_id),
             work=work,
-            source_address=source_address,
         )
         self._mail(booked.patient_id, lambda to: texts.appointment_booked(
             to, booked.start, self.settings.platform_url, self.settings.tz))  # fmt: skip
@@ -379,27 +389,21 @@ class AgendaService:
         if current.relationship_id is not None:
             care.end(conn, current.relationship_id, utc(now), by=actor.user_id)
 
-    def cancel(
-        self,
-        actor: Actor,
-        appointment_id: str,
-        now: datetime,
-        *,
-        source_address: str | None = None,
-    ) -> Appointment:
+    def cancel(self, ctx: RequestContext, appointment_id: str) -> Appointment:
         """The patient cancels their appointment, up to the change delay before it (TooLate
-        after). The slot is free again; the care relationship it opened ends now."""
+        after). The slot is free again; the care relationship it opened ends now. Returns the
+        appointment, cancelled."""
+        actor, now = ctx.actor, ctx.now
 
         def work(conn: Connection) -> Appointment:
             current = self._check_change(conn, appointment_id, now)
             if not store.set_status(conn, current, Status.CANCELLED, now):
                 raise NotBooked()
             self._end_relationship(conn, current, actor, now)
-            return current
+            return replace(current, status=Status.CANCELLED, updated_at=utc(now))
 
         was = self._door(
-            actor,
-            now,
+            ctx,
             purpose=Purpose.PATIENT_REQUEST,
             event=EventType.PATIENT_RECORD,
             subtype="update",
@@ -407,25 +411,17 @@ class AgendaService:
             action=Action.UPDATE,
             resource=lambda conn: self._changeable(conn, actor, appointment_id),
             work=work,
-            source_address=source_address,
         )
         self._mail(was.patient_id, lambda to: texts.appointment_cancelled(
             to, was.start, self.settings.platform_url, self.settings.tz))  # fmt: skip
         return was
 
-    def move(
-        self,
-        actor: Actor,
-        appointment_id: str,
-        start: datetime,
-        now: datetime,
-        *,
-        source_address: str | None = None,
-    ) -> Appointment:
+    def move(self, ctx: RequestContext, appointment_id: str, start: datetime) -> Appointment:
         """The patient moves their appointment to another free slot of the same practitioner,
         up to the change delay before it. The old one is marked moved (its slot is free
         again, its relationship ends); the new one is a booking (consent needed, SlotTaken
         if someone was first). Returns the new appointment."""
+        actor, now = ctx.actor, ctx.now
         new_id = store.new_id()
         moved: list[Appointment] = []
 
@@ -441,8 +437,7 @@ class AgendaService:
             return self._insert(conn, current.patient_id, slot, new_id, now)
 
         new = self._door(
-            actor,
-            now,
+            ctx,
             purpose=BOOKING_PURPOSE,
             event=EventType.PATIENT_RECORD,
             subtype="update",
@@ -450,7 +445,6 @@ class AgendaService:
             action=Action.UPDATE,
             resource=lambda conn: self._changeable(conn, actor, appointment_id),
             work=work,
-            source_address=source_address,
         )
         was = moved[0].start
         self._mail(new.patient_id, lambda to: texts.appointment_moved(
@@ -459,17 +453,10 @@ class AgendaService:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def agenda(
-        self,
-        actor: Actor,
-        first_day: date,
-        now: datetime,
-        *,
-        days: int = 1,
-        source_address: str | None = None,
-    ) -> list[AgendaEntry]:
+    def agenda(self, ctx: RequestContext, first_day: date, *, days: int = 1) -> list[AgendaEntry]:
         """The practitioner's own appointments of ``days`` clinic days from ``first_day`` (a
         day, a week), each with the patient's display name."""
+        actor = ctx.actor
 
         def work(conn: Connection) -> list[AgendaEntry]:
             if not 1 <= days <= MAX_RANGE_DAYS:
@@ -480,8 +467,7 @@ class AgendaService:
             return [self._entry(conn, a, a.patient_id) for a in found]
 
         return self._door(
-            actor,
-            now,
+            ctx,
             purpose=BOOKING_PURPOSE,
             event=EventType.PATIENT_RECORD,
             subtype="search",
@@ -490,17 +476,19 @@ class AgendaService:
             resource=lambda _c: Resource("Schedule", resource_id=actor.user_id),
             work=work,
             read=True,
-            source_address=source_address,
         )
 
-    def consultations(
-        self, actor: Actor, now: datetime, *, source_address: str | None = None
-    ) -> Consultations:
+    def consultations(self, ctx: RequestContext, patient_id: str | None = None) -> Consultations:
         """The patient's upcoming (booked, soonest first) and past (held or booked in the
-        past, latest first) consultations, each with the practitioner's name."""
+        past, latest first) consultations, each with the practitioner's name: the caller's own
+        (purpose ``patient-request``), or ``patient_id``'s for their care team (the context's
+        purpose of care; the policy refuses anyone else)."""
+        actor, now = ctx.actor, ctx.now
+        pid = patient_id or actor.user_id
+        purpose = Purpose.PATIENT_REQUEST if pid == actor.user_id else ctx.purpose
 
         def work(conn: Connection) -> Consultations:
-            mine = store.of_patient(conn, actor.user_id)
+            mine = store.of_patient(conn, pid)
             at = utc(now)
             upcoming = [a for a in mine if a.status is Status.BOOKED and a.end > at]
             past = [
@@ -514,21 +502,149 @@ class AgendaService:
             )
 
         return self._door(
-            actor,
-            now,
-            purpose=Purpose.PATIENT_REQUEST,
+            ctx,
+            purpose=purpose,
             event=EventType.PATIENT_RECORD,
             subtype="search",
             code=EventAction.EXECUTE,
             action=Action.SEARCH,
-            resource=lambda _c: Resource("Appointment", patient_id=actor.user_id),
+            resource=lambda _c: Resource("Appointment", patient_id=pid),
             work=work,
             read=True,
-            source_address=source_address,
         )
 
     def _entry(self, conn: Connection, appointment: Appointment, who: str) -> AgendaEntry:
         return AgendaEntry(appointment, self.contacts.display_name(conn, who) or "?")
+
+    def appointment(self, ctx: RequestContext, appointment_id: str) -> Appointment:
+        """One appointment, for its patient (purpose ``patient-request``) or a practitioner of
+        their care team (a purpose of care, with the patient's consent): the policy decides on
+        the appointment's patient (ctx's purpose). ResourceNotFound for an id that names none."""
+        return self._door(
+            ctx,
+            purpose=ctx.purpose,
+            event=EventType.PATIENT_RECORD,
+            subtype="read",
+            code=EventAction.READ,
+            action=Action.READ,
+            resource=lambda conn: self._existing(conn, "Appointment", appointment_id),
+            work=lambda conn: self._found(conn, appointment_id),
+            read=True,
+        )
+
+    def encounter(self, ctx: RequestContext, appointment_id: str) -> Appointment:
+        """The appointment behind the Encounter of a consultation (FHIR ``Encounter?appointment=``)
+        : decided as a read of that Encounter, about the appointment's patient."""
+        return self._door(
+            ctx,
+            purpose=ctx.purpose,
+            event=EventType.PATIENT_RECORD,
+            subtype="read",
+            code=EventAction.READ,
+            action=Action.READ,
+            resource=lambda conn: self._existing(conn, "Encounter", appointment_id),
+            work=lambda conn: self._found(conn, appointment_id),
+            read=True,
+        )
+
+    @staticmethod
+    def _existing(conn: Connection, kind: str, appointment_id: str) -> Resource:
+        found = store.appointment(conn, appointment_id)
+        if found is None:
+            raise ResourceNotFound(f"no {kind} with this id")
+        return Resource(kind, patient_id=found.patient_id, resource_id=appointment_id)
+
+    @staticmethod
+    def _found(conn: Connection, appointment_id: str) -> Appointment:
+        found = store.appointment(conn, appointment_id)
+        if found is None:
+            raise ResourceNotFound("no Appointment with this id")
+        return found
+
+    def availability(self, ctx: RequestContext) -> Availability:
+        """What the practitioner publishes (their own only), to edit it."""
+        actor = ctx.actor
+        return self._door(
+            ctx,
+            purpose=Purpose.OPERATIONS,
+            event=EventType.APPLICATION_ACTIVITY,
+            subtype="read",
+            code=EventAction.READ,
+            action=Action.READ,
+            resource=lambda _c: Resource("Schedule", resource_id=actor.user_id),
+            work=lambda conn: store.availability_of(conn, actor.user_id),
+            read=True,
+        )
+
+    def schedule(self, ctx: RequestContext, practitioner_id: str) -> bool:
+        """Whether ``practitioner_id`` publishes any availability (FHIR ``Schedule``): public
+        hours, decided like their free slots."""
+        return self._door(
+            ctx,
+            purpose=ctx.purpose,
+            event=EventType.QUERY,
+            subtype="read",
+            code=EventAction.READ,
+            action=Action.READ,
+            resource=lambda _c: Resource("Slot", resource_id=practitioner_id),
+            work=lambda conn: store.availability_of(conn, practitioner_id) != Availability(),
+            read=True,
+        )
+
+    # -- the consultation note -----------------------------------------------------------------
+
+    def write_note(self, ctx: RequestContext, appointment_id: str, text: str) -> str:
+        """After a video consultation, its practitioner writes the note into the patient's
+        record: the consultation's Encounter (class VR, id = the appointment's, linked to it)
+        and a Composition (LOINC 11488-4 Consult note) holding the text, both sealed with the
+        patient's key by the records; the appointment becomes fulfilled. One decision (CREATE
+        of the Encounter, a purpose of care: care team and consent), one audit entry, one
+        transaction. Returns the Composition's id.
+
+        NotYours for a colleague's appointment; NoteRefused before the consultation began, for
+        an on-site one, or a second time; BadRequest for an empty or too long text."""
+        notes = self.notes
+        if notes is None:
+            raise RuntimeError("the agenda was built without the records (no notes)")
+        body = text.replace("\r\n", "\n").strip()
+        now = utc(ctx.now)
+
+        def work(conn: Connection) -> str:
+            if not 1 <= len(body) <= MAX_NOTE_CHARS:
+                raise BadRequest(f"a note has 1 to {MAX_NOTE_CHARS} characters")
+            if any(ord(c) < 32 and c not in "\n\t" for c in body):
+                raise BadRequest("a note is text: no control characters")
+            current = store.appointment(conn, appointment_id, lock=True)
+            assert current is not None  # _existing found it in this transaction
+            if current.practitioner_id != ctx.actor.user_id:
+                raise NotYours()
+            if current.modality is not Modality.VIDEO:
+                raise NoteRefused("a note here follows a video consultation")
+            if current.status is Status.FULFILLED:
+                raise NoteRefused("the note of this consultation was already written")
+            if current.status is not Status.BOOKED:
+                raise NotBooked()
+            if now < current.start:
+                raise NoteRefused("the consultation has not begun")
+            patient = current.patient_id
+            notes.write_new(conn, fhir.held_encounter(current, now), patient_id=patient,
+                            now=now, resource_id=current.appointment_id)  # fmt: skip
+            note = notes.write_new(conn, fhir.consult_note(current, body, now),
+                                   patient_id=patient, now=now)  # fmt: skip
+            if not store.set_status(conn, current, Status.FULFILLED, now):
+                raise NotBooked()
+            return note.resource_id
+
+        return self._door(
+            ctx,
+            purpose=BOOKING_PURPOSE,
+            event=EventType.PATIENT_RECORD,
+            subtype="create",
+            code=EventAction.CREATE,
+            action=Action.CREATE,
+            resource=lambda conn: self._existing(conn, "Encounter", appointment_id),
+            work=work,
+        )
 
     # -- mail ------------------------------------------------------------------------------------
 
@@ -579,6 +695,9 @@ __all__ = [
     "Modality",
     "NotBooked",
     "NotOffered",
+    "NotYours",
+    "NoteRecords",
+    "NoteRefused",
     "PatientBusy",
     "SlotTaken",
     "TooLate",

@@ -57,6 +57,7 @@ from secretum.identity.model import (
 )
 from secretum.identity.passwords import check_strength
 from secretum.identity.service_base import (
+    ALERT,
     ATTRS_CHANGED,
     ROLE_GRANTED,
     SETUP,
@@ -397,6 +398,9 @@ class Accounts:
         if row is None:
             raise NotFound("no such account")
         if other and row.role is Role.PATIENT:
+            # refused, and audited like every refused attempt at a patient's data: a Security
+            # Alert (minor failure) naming the administrator and the account asked for
+            self.core.record_failure(now, ALERT, Who.of(session), resource=("Account", row.user_id))
             raise Forbidden("administrators do not read patients' personal data")
         return Profile(row.account, self.core.accounts.open_personal(row))
 

@@ -16,6 +16,11 @@ The archive (section 1 of issue 10; no web routes nor DIMSE here):
 - :mod:`secretum.imaging.archive_model`: vocabulary, and what is stored in clear and why.
 - :mod:`secretum.imaging.layout`: where each frame lies, so one frame is one ``decrypt_range``.
 - :mod:`secretum.imaging.tables`: the tables (migration branch ``imaging``, 0012_imaging).
+- :mod:`secretum.imaging.render`: a native frame to PNG/JPEG (modality LUT, VOI window, CT
+  presets, MONOCHROME1/2, RGB), thumbnails; compressed frames refused (406).
+- :mod:`secretum.imaging.viewing`: viewing sessions (``ImagingViewer``): a study or series
+  opened once (one audit entry), its frames served under a sealed, session-bound ticket, the
+  policy asked again silently for each.
 
 No module here imports the web framework. Routes (STOW-RS, WADO-RS, QIDO-RS, C-STORE) are built
 on top of it.

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
@@ -91,6 +92,10 @@ from secretum.storage.integrity import RowTampered
 DEFAULT_MAX_INSTANCE = 512 * 1024 * 1024
 #: Instances written per index transaction.
 DEFAULT_BATCH = 256
+#: Threads writing blobs (encrypt, write, fsync) while the next instances are validated.
+DEFAULT_WRITE_THREADS = 4
+#: Instances of one study whose blob may still be being written (bounds the memory held).
+WRITES_IN_FLIGHT = 2
 #: Values longer than this in the sealed metadata become a BulkDataURI (never inlined).
 BULK_THRESHOLD = 1024
 _PIXEL_TAGS = ("7FE00010", "7FE00008", "7FE00009")
@@ -186,6 +191,10 @@ class _Pending:
     rows: list[dict[str, Any]] = field(default_factory=list)
     results: list[InstanceResult] = field(default_factory=list)
     sop_digests: dict[bytes, bytes] = field(default_factory=dict)
+    #: blob writes still running: (row, its result, the write)
+    writes: list[tuple[dict[str, Any], InstanceResult, Future[tuple[str, bytes]]]] = field(
+        default_factory=list
+    )
 
 
 class StudyReader:
@@ -283,6 +292,7 @@ class ImagingArchive:
         *,
         max_instance_bytes: int = DEFAULT_MAX_INSTANCE,
         batch_size: int = DEFAULT_BATCH,
+        write_threads: int = DEFAULT_WRITE_THREADS,
     ) -> None:
         self.engine = engine
         self.keyring = keyring
@@ -290,6 +300,9 @@ class ImagingArchive:
         self.door = Door(engine, audit, guard)
         self.max_instance_bytes = max_instance_bytes
         self.batch_size = batch_size
+        # Blob writes (encryption, write, fsync: the GIL released for most of it) overlap the
+        # validation of the next instances; at most WRITES_IN_FLIGHT instances wait per study.
+        self._writers = ThreadPoolExecutor(write_threads, thread_name_prefix="imaging-write")
 
     # -- patient identifiers ---------------------------------------------------------------------
 
@@ -384,17 +397,19 @@ class ImagingArchive:
             attrs = _pick(parsed.dataset, STUDY_KEYWORDS)
             batch = pending[route.study_key] = _Pending(route, attrs)
         try:
-            row = self._encrypt(parsed, route, batch, sop_index, digest, ctx.now)
+            row, write = self._encrypt(parsed, route, batch, sop_index, digest, ctx.now)
         except Exception:
             results[index] = _failed(index, Reason.PROCESSING_FAILURE, parsed)
             return False
+        result = InstanceResult(
+            index, InstanceStatus.STORED, parsed.sop_instance_uid, parsed.sop_class_uid
+        )
         batch.rows.append(row)
         batch.sop_digests[sop_index] = digest
-        batch.results.append(
-            InstanceResult(
-                index, InstanceStatus.STORED, parsed.sop_instance_uid, parsed.sop_class_uid
-            )
-        )
+        batch.results.append(result)
+        batch.writes.append((row, result, write))
+        for _, _, earlier in batch.writes[:-WRITES_IN_FLIGHT]:
+            earlier.exception()  # wait: memory stays bounded (the data of a few instances)
         return True
 
     def _alert(self, ctx: RequestContext) -> None:
@@ -458,8 +473,9 @@ class ImagingArchive:
         sop_index: bytes,
         digest: bytes,
         now: datetime,
-    ) -> dict[str, Any]:
-        """Write the instance's blob; return its index row (sealed layout and metadata)."""
+    ) -> tuple[dict[str, Any], Future[tuple[str, bytes]]]:
+        """Start writing the instance's blob (in a writer thread); return its index row
+        (sealed layout and metadata; blob name and key id once the write is done)."""
         ds, owner = parsed.dataset, route.owner
         version = route.existing.version if route.existing else 1
         series_index = self.store.series_index(parsed.series_instance_uid)
@@ -487,13 +503,13 @@ class ImagingArchive:
             owner,
             version,
         )
-        name, key_id = self.store.write_blob(owner, context, io.BytesIO(parsed.data))
+        self.keyring.data_key(owner, create=True)  # created here, not by writers at once
         number = ds.get("InstanceNumber")
         try:
             instance_number = int(number) if number not in (None, "") else None
         except (TypeError, ValueError):
             instance_number = None
-        return {
+        row = {
             "instance_key": instance_key,
             "sop_uid_index": sop_index,
             "series_key": series_key,
@@ -504,13 +520,15 @@ class ImagingArchive:
             "number_of_frames": number_of_frames(ds),
             "plaintext_size": size,
             "digest_index": digest,
-            "blob_name": name,
-            "key_id": key_id,
+            "blob_name": None,
+            "key_id": None,
             "version": version,
             "layout": self.store.seal_value(owner, SEALED_LAYOUT, instance_key, version, layout),
             "meta": self.store.seal_value(owner, SEALED_META, instance_key, version, meta),
             "created_at": now,
         }
+        write = self._writers.submit(self.store.write_blob, owner, context, io.BytesIO(parsed.data))
+        return row, write
 
     def _flush(
         self,
@@ -519,8 +537,12 @@ class ImagingArchive:
         results: dict[int, InstanceResult],
         sensitivity: Sensitivity,
     ) -> None:
-        """Write each study's staged rows in one transaction (one audit entry per study)."""
+        """Write each study's staged rows in one transaction (one audit entry per study),
+        once their blobs are written (an instance whose blob failed fails alone)."""
         for batch in pending.values():
+            self._settle(batch, results)
+            if not batch.rows:
+                continue
             attempt = Attempt(
                 ctx, EventType.DICOM_INSTANCES_TRANSFERRED, "create", EventAction.CREATE
             )
@@ -540,6 +562,23 @@ class ImagingArchive:
             else:
                 for result in batch.results:
                     results[result.index] = result
+
+    @staticmethod
+    def _settle(batch: _Pending, results: dict[int, InstanceResult]) -> None:
+        """Wait for the batch's blob writes; fill their rows, drop the failed ones."""
+        failed: set[int] = set()
+        for row, result, write in batch.writes:
+            try:
+                row["blob_name"], row["key_id"] = write.result()
+            except Exception:
+                failed.add(result.index)
+                results[result.index] = _failed_result(result, Reason.PROCESSING_FAILURE)
+        batch.writes.clear()
+        if failed:
+            kept = [(r, res) for r, res in zip(batch.rows, batch.results, strict=True)]
+            kept = [(r, res) for r, res in kept if res.index not in failed]
+            batch.rows = [r for r, _ in kept]
+            batch.results = [res for _, res in kept]
 
     def _write(
         self,
@@ -732,13 +771,22 @@ class ImagingArchive:
 
         return self.door.read(attempt, work)
 
-    def _rows(self, conn: Connection, study: StudyRow, series_uid: str | None) -> list[InstanceRow]:
-        series_key = None
+    def _rows(
+        self,
+        conn: Connection,
+        study: StudyRow,
+        series_uid: str | None,
+        sop_uid: str | None = None,
+    ) -> list[InstanceRow]:
+        series_key = sop_index = None
         if series_uid is not None:
             series_key = self.store.key_of(self.store.series_index(series_uid))
-        rows = [r for r, _ in self.store.instance_rows(conn, study, series_key=series_key)]
-        if series_uid is not None and not rows:
-            raise StudyNotFound("no such series in this study")
+        if sop_uid is not None:
+            sop_index = self.store.sop_index(sop_uid)
+        found = self.store.instance_rows(conn, study, series_key=series_key, sop_index=sop_index)
+        rows = [r for r, _ in found]
+        if (series_uid is not None or sop_uid is not None) and not rows:
+            raise StudyNotFound("no such series or instance in this study")
         return rows
 
     # -- retrieve (WADO) ------------------------------------------------------------------------
@@ -748,15 +796,17 @@ class ImagingArchive:
         ctx: RequestContext,
         study_uid: str,
         series_uid: str | None = None,
+        sop_uid: str | None = None,
     ) -> StudyReader:
-        """Open a study (or one of its series) for reading: one policy question, one audit
-        entry (110103 Instances Accessed, naming the patient), however many instances and
-        frames are then read from the returned :class:`StudyReader`."""
+        """Open a study (or one of its series, or one instance) for reading: one policy
+        question, one audit entry (110103 Instances Accessed, naming the patient), however
+        many instances and frames are then read from the returned :class:`StudyReader`."""
         attempt = Attempt(ctx, EventType.DICOM_INSTANCES_ACCESSED, "read", EventAction.READ)
 
         def work(conn: Connection) -> StudyReader:
             study = self._study_for(conn, attempt, Action.READ, study_uid)
-            return StudyReader(self.store, study.owner, self._rows(conn, study, series_uid))
+            rows = self._rows(conn, study, series_uid, sop_uid)
+            return StudyReader(self.store, study.owner, rows)
 
         return self.door.read(attempt, work)
 
@@ -805,6 +855,31 @@ class ImagingArchive:
             return [_with_uris(meta or {}, row, bulk_uri) for row, meta in rows]
 
         return self.door.read(attempt, work)
+
+    # -- imaging nodes ----------------------------------------------------------------------------
+
+    def refuse_outside_scope(self, ctx: RequestContext, action: Action) -> None:
+        """Put ``action`` on the imaging of no particular study to the policy, for a caller
+        whose request is outside what it may do (an imaging node without the scope): the
+        refusal is decided and audited like any other (AccessDenied), before the request is
+        read. Raises nothing only if the policy allows it after all."""
+        kinds = {
+            Action.STORE_IMAGING: (
+                EventType.DICOM_INSTANCES_TRANSFERRED,
+                "create",
+                EventAction.CREATE,
+            ),
+            Action.SEARCH: (EventType.QUERY, "search", EventAction.EXECUTE),
+        }
+        event, verb, event_action = kinds.get(
+            action, (EventType.DICOM_INSTANCES_ACCESSED, "read", EventAction.READ)
+        )
+        attempt = Attempt(ctx, event, verb, event_action)
+
+        def work(conn: Connection) -> None:
+            self.door.authorize(conn, attempt, action, Resource(STUDY_KIND))
+
+        self.door.read(attempt, work)
 
     # -- reconciliation -------------------------------------------------------------------------
 

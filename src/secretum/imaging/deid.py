@@ -93,6 +93,7 @@ __all__ = [
     "DeidOptions",
     "DeidResult",
     "Deidentifier",
+    "burned_in",
     "effective_action",
     "table_rows",
     "write_zip",
@@ -242,6 +243,16 @@ def _burned_in_class(sop_class: str) -> bool:
     return any(word in name for word in _BURNED_IN_CLASS_WORDS)
 
 
+def burned_in(ds: Dataset) -> bool:
+    """Whether the pixels of ``ds`` may show identifying text: BurnedInAnnotation YES, or a
+    modality or SOP class known to carry it (see the module docstring)."""
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+        return True
+    if str(ds.get("Modality", "")).strip().upper() in _BURNED_IN_MODALITIES:
+        return True
+    return _burned_in_class(str(ds.get("SOPClassUID", "")))
+
+
 def _registered(uid: str) -> bool:
     """A UID of the DICOM registry (SOP class, transfer syntax, coding scheme...)."""
     try:
@@ -339,11 +350,7 @@ class Deidentifier:
     # ---- helpers ---------------------------------------------------------------------------
 
     def _burned_in(self, ds: Dataset) -> bool:
-        if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
-            return True
-        if str(ds.get("Modality", "")).strip().upper() in _BURNED_IN_MODALITIES:
-            return True
-        return _burned_in_class(str(ds.get("SOPClassUID", "")))
+        return burned_in(ds)
 
     def _scrub_pattern(self, ds: Dataset) -> re.Pattern[str] | None:
         """Every identifying value of the instance, as one case-insensitive pattern."""

@@ -52,6 +52,23 @@ class CareReads:
             ).scalars()
             return list(rows)
 
+    def referred_patients_of(self, practitioner_id: str, now: datetime) -> list[str]:
+        """Ids of the patients referred to ``practitioner_id`` (a referral holding at ``now``):
+        the radiologist's worklist starts from them."""
+        c = care_relationships.c
+        with self.reads.connect() as conn:
+            rows = conn.execute(
+                select(c.patient_id)
+                .where(
+                    c.practitioner_id == practitioner_id,
+                    c.basis == care.CareBasis.REFERRAL.value,
+                    _active(now.astimezone(UTC)),
+                )
+                .distinct()
+                .order_by(c.patient_id)
+            ).scalars()
+            return list(rows)
+
     def care_relationships_of(
         self, patient_id: str, practitioner_id: str, now: datetime
     ) -> list[care.CareRelationship]:

@@ -274,6 +274,16 @@ RULES: tuple[Rule, ...] = (
         frozenset({Purpose.TELECONSULTATION}),
         (Condition.APPOINTMENT, Condition.OWN_RECORD, Condition.CONSENT),
     ),
+    # A patient joins the video call of their own appointment, with their active
+    # teleconsultation consent (secretum.consult adds the call's own checks: the appointment's
+    # participants, booked, its care relationship, its time window).
+    Rule(
+        "allow.join-own-call",
+        _PATIENT,
+        frozenset({Action.JOIN_CALL}),
+        frozenset({Purpose.TELECONSULTATION}),
+        (Condition.APPOINTMENT, Condition.OWN_RECORD, Condition.CONSENT),
+    ),
     Rule(
         "allow.cancel-own-appointment",
         _PATIENT,
@@ -293,6 +303,15 @@ RULES: tuple[Rule, ...] = (
             Condition.CONSENT,
             Condition.NAMED_IF_RESTRICTED,
         ),
+    ),
+    # ... and the practitioner joins it as a member of the patient's care team, with the
+    # patient's teleconsultation consent (no break-the-glass path leads into a call).
+    Rule(
+        "allow.join-call-care-team",
+        _PRACTITIONER,
+        frozenset({Action.JOIN_CALL}),
+        frozenset({Purpose.TELECONSULTATION}),
+        (Condition.APPOINTMENT, Condition.HEALTH_DATA, Condition.CARE_TEAM, Condition.CONSENT),
     ),
     Rule(
         "allow.break-glass",
@@ -336,6 +355,23 @@ RULES: tuple[Rule, ...] = (
         frozenset({Action.RECONCILE_IMAGING}),
         _OPERATIONS,
         (Condition.UNMATCHED_IMAGING, Condition.IDENTITY_VIGILANCE, Condition.STEP_UP),
+    ),
+    # A study leaves de-identified (issue 10, section 5) for a second opinion (a care purpose,
+    # with its consent) or for research (the patient's research consent), by a practitioner of
+    # the care team, who may read it: the same conditions as reading it, for the export's
+    # purpose.
+    Rule(
+        "allow.imaging-deidentified-export",
+        _PRACTITIONER,
+        frozenset({Action.EXPORT_DEIDENTIFIED}),
+        CARE_PURPOSES | {Purpose.RESEARCH},
+        (
+            Condition.IMAGING_STUDY,
+            Condition.HEALTH_DATA,
+            Condition.CARE_TEAM,
+            Condition.CONSENT,
+            Condition.NAMED_IF_RESTRICTED,
+        ),
     ),
     # A practitioner publishes their availability and reads their own agenda (their own
     # appointments, with each patient's name: every one of them booked it, for

@@ -29,19 +29,30 @@ from secretum.audit.model import ID_PATTERN
 FHIR_PACKAGE = "fhir.resources.R4B"
 FHIR_VERSION = "4.3.0"
 #: Types a client may create and update.
-WRITABLE_TYPES = frozenset({"Patient", "Practitioner", "Observation", "DocumentReference"})
+WRITABLE_TYPES = frozenset(
+    {"Patient", "Practitioner", "Observation", "DocumentReference", "DiagnosticReport"}
+    | {"ImagingStudy"}
+)
 #: Types a client may read and search. Read-only: AuditEvent (the audit log), Consent (the
 #: consent context's records: a consent is given or withdrawn by its use case, with evidence),
-#: Task (the rectification requests of the rights services).
-READABLE_TYPES = WRITABLE_TYPES | {"AuditEvent", "Consent", "Task"}
+#: Task (the rectification requests of the rights services), Encounter and Composition (a
+#: consultation held and its note, written by the agenda's note use case).
+READABLE_TYPES = WRITABLE_TYPES | {"AuditEvent", "Consent", "Task", "Encounter", "Composition"}
 #: Element holding the patient reference, per type (Patient is its own patient; Practitioner
 #: holds no patient data). Task is the rectification request (written by the rights services).
 PATIENT_ELEMENT = {
     "Observation": "subject",
     "DocumentReference": "subject",
+    "DiagnosticReport": "subject",
+    "ImagingStudy": "subject",
     "Consent": "patient",
     "Task": "for",
+    "Encounter": "subject",
+    "Composition": "subject",
 }
+#: The extension holding a report's signature (a WebAuthn assertion over its canonical form;
+#: :mod:`secretum.radiology`): written only by the signing use case, never by a client.
+SIGNATURE_EXTENSION = "urn:secretum:fhir:extension:report-signature"
 CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 #: v3 Confidentiality codes that make a resource restricted (R restricted, V very restricted).
 RESTRICTED_CODES = frozenset({"R", "V"})
@@ -62,6 +73,10 @@ REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
     ("DocumentReference", "status"): frozenset({"current", "superseded", "entered-in-error"}),
     ("Consent", "status"): frozenset(
         {"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}
+    ),
+    ("DiagnosticReport", "status"): frozenset(
+        {"registered", "partial", "preliminary", "final", "amended", "corrected", "appended"}
+        | {"cancelled", "entered-in-error", "unknown"}
     ),
     ("Patient", "gender"): _GENDER,
     ("Practitioner", "gender"): _GENDER,

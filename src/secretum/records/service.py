@@ -33,6 +33,7 @@ from secretum.audit.model import AuditEvent, EventAction, EventType
 from secretum.crypto.blind_index import BlindIndex
 from secretum.records.fhir import (
     READABLE_TYPES,
+    SIGNATURE_EXTENSION,
     WRITABLE_TYPES,
     FhirRecord,
     InvalidResource,
@@ -121,6 +122,7 @@ class RecordService:
             body = validate(resource)
             _no_inline_file(body)
             _no_client_attachment(body)
+            _no_client_signature(body)
             rid = self.fresh_id(conn, resource_id or (patient_id if kind == "Patient" else None))
             attempt.target(kind, rid)
             body["id"] = rid
@@ -154,6 +156,7 @@ class RecordService:
             row = self.existing(conn, attempt, resource_type, resource_id, WRITABLE_TYPES)
             body = validate(resource, resource_type)
             _no_inline_file(body)
+            _no_client_signature(body)
             if body.get("id") != resource_id:
                 raise UnprocessableResource("the resource id must match the id of the request")
             pid = self.patient_of(conn, body, patient_id)
@@ -202,6 +205,25 @@ class RecordService:
             now=now,
             file_version=file_version,
         )
+
+    def write_new(
+        self,
+        conn: Connection,
+        body: Mapping[str, Any],
+        *,
+        patient_id: str,
+        now: datetime,
+        resource_id: str | None = None,
+    ) -> FhirRecord:
+        """A new resource about ``patient_id`` written inside another use case's transaction,
+        which has already been decided and is audited by that use case's door (e.g. the
+        agenda's consultation note): validated, its id fresh (``resource_id`` to choose it),
+        sealed with the patient's key, normal sensitivity."""
+        checked = validate(body)
+        rid = self.fresh_id(conn, resource_id)
+        checked["id"] = rid
+        pid = self.patient_of(conn, checked, patient_id)
+        return self.write(conn, checked, None, pid, Sensitivity.NORMAL, now)
 
     def _identity_alert(
         self, conn: Connection, attempt: Attempt, patient_id: str, holders: list[str]
@@ -413,6 +435,15 @@ def _no_inline_file(body: Mapping[str, Any]) -> None:
             raise UnprocessableResource(
                 "a DocumentReference's file is uploaded as a file, not inline (attachment.data)"
             )
+
+
+def _no_client_signature(body: Mapping[str, Any]) -> None:
+    """A report's signature is written by the signing use case after it verified the
+    assertion (:mod:`secretum.radiology`), never sent by a client: a copied signature would
+    be shown as this version's."""
+    for extension in body.get("extension") or ():
+        if isinstance(extension, Mapping) and extension.get("url") == SIGNATURE_EXTENSION:
+            raise UnprocessableResource("a signature is made by signing, not written")
 
 
 def _no_client_attachment(body: dict[str, Any]) -> None:

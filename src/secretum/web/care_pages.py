@@ -24,6 +24,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from secretum.access.errors import Refused, StepUpRequired
+from secretum.agenda.fhir import note_text
 from secretum.consent.store import NoActiveConsent
 from secretum.consent.texts import UnknownText
 from secretum.localtime import DEFAULT_ZONE, local_text, zone
@@ -383,8 +384,27 @@ def task_view(record: Any) -> dict[str, Any]:
     }
 
 
+def note_view(record: Any) -> dict[str, Any]:
+    """A consultation note (a Composition written by the agenda's note use case)."""
+    res = record.resource
+    author = ((res.get("author") or [{}])[0].get("reference") or "").removeprefix("Practitioner/")
+    return {
+        "id": record.resource_id,
+        "author_id": author,
+        "text": note_text(res),
+        "when": parse_time(_held(res)) or parse_time(res.get("date")) or record.last_updated,
+    }
+
+
+def _held(composition: dict[str, Any]) -> object:
+    """When the consultation of a note began (its event's period)."""
+    events = composition.get("event") or [{}]
+    return (events[0].get("period") or {}).get("start")
+
+
 def record_view(records: list[Any]) -> dict[str, Any]:
-    """Patient, observations (newest first), documents and rectification requests."""
+    """Patient, observations (newest first), documents, consultation notes and rectification
+    requests."""
     by_type: dict[str, list[Any]] = {}
     for record in records:
         by_type.setdefault(record.resource_type, []).append(record)
@@ -398,4 +418,19 @@ def record_view(records: list[Any]) -> dict[str, Any]:
         "observations": newest([observation_view(r) for r in by_type.get("Observation", [])]),
         "documents": newest([document_view(r) for r in by_type.get("DocumentReference", [])]),
         "requests": newest([task_view(r) for r in by_type.get("Task", [])]),
+        "notes": newest([note_view(r) for r in by_type.get("Composition", [])]),
+    }
+
+
+def signed_report_view(signed: Any, names: dict[str, Any]) -> dict[str, Any]:
+    """A signed radiology report as the patient's record shows it (its signature checked)."""
+    verification = signed.verification
+    member = names.get(verification.signer_id or "")
+    return {
+        "signed": verification.signed,
+        "valid": verification.valid,
+        "when": parse_time(verification.signed_at) if verification.signed_at else None,
+        "signer_name": member.display_name if member is not None else "",
+        "status": signed.record.resource.get("status", ""),
+        "conclusion": signed.record.resource.get("conclusion", ""),
     }

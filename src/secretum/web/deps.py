@@ -76,7 +76,11 @@ async def now_dep(request: Request) -> datetime:
 
 def client_address(request: Request) -> str | None:
     """The peer's IP address (what the audit records), or None if it is not an address."""
-    host = request.client.host if request.client else None
+    return valid_address(request.client.host if request.client else None)
+
+
+def valid_address(host: str | None) -> str | None:
+    """``host`` if it is an IP address (normalised), else None."""
     try:
         return str(ipaddress.ip_address(host)) if host else None
     except ValueError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from secretum.access.errors import AccessDenied, RecordErased, Refused, StepUpRequired
+from secretum.imaging.render import BadRenderRequest, CannotRender
 from secretum.logs import get_logger
 from secretum.records.fhir import (
     FhirError,
@@ -67,3 +68,26 @@ def page_refusal(exc: Refused) -> tuple[int, str]:
     if isinstance(exc, UnsupportedContentType):
         return 415, "error.content_type"
     return exc.status, "error.invalid"
+
+
+def imaging_refusal(exc: Refused) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of a refused DICOMweb rendering request. A study the caller
+    may not see and one that does not exist answer alike (404, one fixed body): a Study
+    Instance UID must not be probed for existence. A step-up answers 401; a frame that cannot
+    be rendered its own status (406), a malformed parameter 400 (fixed texts)."""
+    if isinstance(exc, StepUpRequired):
+        return 401, {"error": "step-up required"}
+    if isinstance(exc, AccessDenied):
+        _log.info("dicomweb.denied", reason=exc.reason)
+        return 404, NOT_FOUND
+    if isinstance(exc, ResourceNotFound):
+        return 404, NOT_FOUND
+    if isinstance(exc, RecordErased):
+        return 404, NOT_FOUND
+    if isinstance(exc, CannotRender | BadRenderRequest):
+        return exc.status, {"error": exc.diagnostics}
+    return exc.status, {"error": "invalid request"}
+
+
+#: The one body of a study, series, instance or frame that is unknown or not the caller's.
+NOT_FOUND = {"error": "not found"}

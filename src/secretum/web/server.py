@@ -33,6 +33,9 @@ from secretum.web.tls import ClientCertMode, TLSScopeH11Protocol, build_server_s
 
 _log = get_logger("secretum.web.server")
 
+#: Largest WebSocket message the server reads (the call signaling takes 64 KiB).
+WS_MAX_BYTES = 256 * 1024
+
 
 class TLSConfig(uvicorn.Config):
     """A ``uvicorn.Config`` that serves with a caller-supplied :class:`ssl.SSLContext`."""
@@ -99,6 +102,9 @@ def build_config(
 ) -> TLSConfig:
     """The uvicorn config for ``app`` on ``host:port`` with the TLS 1.3-only context."""
     ctx = build_server_ssl_context(certfile, keyfile, cafile, client_certs=client_certs)
+    # a WebSocket frame larger than the signaling accepts is refused by the server itself
+    # (1009) before it is buffered whole; the signaling closes at 64 KiB (4400) below that
+    uvicorn_options.setdefault("ws_max_size", WS_MAX_BYTES)
     return TLSConfig(
         app,
         ssl_context=ctx,

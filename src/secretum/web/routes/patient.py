@@ -59,11 +59,18 @@ def my_record(caller: PatientCaller, request: Request, svc: Svc, now: Now) -> HT
     """My record: Patient, Observations, DocumentReferences (restricted ones too: mine)."""
     records = svc.records.search(caller.context(SELF, now), caller.user_id)
     notices = svc.notices.of(caller.user_id)
-    names = svc.directory.staff(_people(notices))
+    signed = svc.reports.signed_reports(caller.context(SELF, now), caller.user_id)
+    view = pages.record_view(records)
+    names = svc.directory.staff(
+        _people(notices)
+        | {n["author_id"] for n in view["notes"]}
+        | {s.verification.signer_id for s in signed if s.verification.signer_id}
+    )
     return render(
         request,
         "patient_record.html",
-        view=pages.record_view(records),
+        view=view,
+        signed_reports=[pages.signed_report_view(s, names) for s in signed],
         notices=notices[:10],
         names=names,
         **pages.ctx(request),

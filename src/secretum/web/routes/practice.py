@@ -199,11 +199,13 @@ def patient_record(
         g for g in svc.care_reads.grants_held(caller.user_id, now) if g.patient_id == patient_id
     ]
     in_team = bool(svc.care_reads.care_relationships_of(patient_id, caller.user_id, now))
+    view = pages.record_view(records)
     return render(
         request,
         "practice_record.html",
         patient_id=patient_id,
-        view=pages.record_view(records),
+        view=view,
+        names=svc.directory.staff({n["author_id"] for n in view["notes"]}),
         purpose=str(chosen),
         purposes=[str(p) for p in PURPOSES],
         consent_purposes=[str(p) for p in CONSENT_PURPOSES],

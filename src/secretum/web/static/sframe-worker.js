@@ -11,7 +11,10 @@
 //   {type: "addDecryptionKey", peer, kid, baseKey}   the peer's sending key, epoch kid
 //   {type: "useKid", peer, kid}                      start sending under epoch kid
 //   {type: "removeKey", peer, kid}                   end of an old epoch's grace period
+//   {type: "forget", peer}                           the peer left: its keys and state go
 //   {type: "stats", id}                              -> {type: "stats", id, peers: {...}}
+//       per peer: kid in use, send {encrypted, dropped, reasons, busyUs, bytes} and receive
+//       {decrypted, dropped, reasons, busyUs, bytes} (busyUs: time spent in SFrame, µs)
 //   {type: "capture", peer, count, id}               -> {type: "captured", id, frames: [...]}:
 //       copies of the next `count` frames received from peer, as they arrived (SFrame
 //       ciphertexts), for tests and diagnostics (the Python reference decrypts them).
@@ -35,8 +38,8 @@ function peerState(peer) {
     state = {
       context: new SFrameContext({ replayWindow: REPLAY_WINDOW }),
       kid: null,
-      send: { encrypted: 0, dropped: 0, lastError: "", reasons: {} },
-      receive: { decrypted: 0, dropped: 0, lastError: "", reasons: {} },
+      send: { encrypted: 0, dropped: 0, lastError: "", reasons: {}, busyUs: 0, bytes: 0, videoFrames: 0 },
+      receive: { decrypted: 0, dropped: 0, lastError: "", reasons: {}, busyUs: 0, bytes: 0 },
       captures: [],
       senders: [],
     };
@@ -53,13 +56,17 @@ async function handle(message) {
     case "addDecryptionKey":
       return state.context.addDecryptionKey(message.kid, message.baseKey);
     case "useKid": {
-      const first = state.kid === null;
       state.kid = BigInt(message.kid);
-      // Frames were dropped until now, the first key frame with them: ask the video encoder
-      // for a new one so that the receiver can start decoding at once (audio rejects: ignored).
-      if (first) for (const t of state.senders) t.generateKeyFrame?.().catch(() => {});
+      // The first epoch: frames were dropped until now, the first key frame with them. A new
+      // epoch: a receiver that installs the new key a moment late drops a few frames. Either
+      // way, ask the video encoder for a key frame so that decoding (re)starts at once (audio
+      // rejects the request: ignored).
+      for (const t of state.senders) t.generateKeyFrame?.().catch(() => {});
       return undefined;
     }
+    case "forget":
+      peers.delete(String(message.peer));
+      return undefined;
     case "removeKey":
       state.context.removeKey(message.kid);
       return undefined;
@@ -97,7 +104,16 @@ self.onrtctransform = (event) => {
   if (side === "send") {
     state.senders.push(event.transformer);
     const stream = createSenderTransform(state.context, () => state.kid ?? -1n, state.send); // -1: dropped
-    event.transformer.readable.pipeThrough(stream).pipeTo(event.transformer.writable);
+    // Video frames that enter the transform (RTCEncodedVideoFrame has a type, audio has none):
+    // the page compares them with the encoder's framesEncoded, so a sender whose frames would
+    // bypass the transform is caught.
+    const count = new TransformStream({
+      transform(frame, controller) {
+        if (frame.type !== undefined) state.send.videoFrames++;
+        controller.enqueue(frame);
+      },
+    });
+    event.transformer.readable.pipeThrough(count).pipeThrough(stream).pipeTo(event.transformer.writable);
     return;
   }
   const tap = new TransformStream({

@@ -365,13 +365,16 @@ export class SFrameContext {
  * TransformStream for the sending side: each RTCEncodedVideoFrame / RTCEncodedAudioFrame's
  * data is replaced by its SFrame ciphertext under currentKid(). A frame that cannot be
  * encrypted (no key yet, counter exhausted) is dropped and counted: nothing leaves in clear.
- * stats: {encrypted, dropped, lastError, reasons: {error name: count}}.
+ * stats: {encrypted, dropped, lastError, reasons: {error name: count}}; when the caller's stats
+ * object has busyUs and bytes fields, the time spent encrypting (µs) and the bytes sent add up there.
  */
 export function createSenderTransform(context, currentKid, stats = { encrypted: 0, dropped: 0, lastError: "", reasons: {} }) {
   const stream = new TransformStream({
     async transform(frame, controller) {
       try {
+        const start = stats.busyUs === undefined ? 0 : performance.now();
         const ct = await context.encrypt(currentKid(), EMPTY, new Uint8Array(frame.data));
+        if (stats.busyUs !== undefined) { stats.busyUs += (performance.now() - start) * 1000; stats.bytes += ct.length; }
         frame.data = ct.buffer;
         stats.encrypted++;
         controller.enqueue(frame);
@@ -389,7 +392,8 @@ export function createSenderTransform(context, currentKid, stats = { encrypted: 
 /**
  * TransformStream for the receiving side: frames are decrypted; any frame that fails (bad
  * header, unknown KID, replay, did not authenticate) is dropped and counted.
- * stats: {decrypted, dropped, lastError, reasons: {error name: count}}. Chromium's RTP stack
+ * stats: {decrypted, dropped, lastError, reasons: {error name: count}} (and busyUs, bytes as
+ * for the sender when the caller's stats have them). Chromium's RTP stack
  * sometimes hands the same received frame over twice (seen at the start of a stream): the
  * second copy is dropped as a ReplayError, which is harmless (reasons.ReplayError counts it).
  */
@@ -397,7 +401,9 @@ export function createReceiverTransform(context, stats = { decrypted: 0, dropped
   const stream = new TransformStream({
     async transform(frame, controller) {
       try {
+        const start = stats.busyUs === undefined ? 0 : performance.now();
         const { plaintext } = await context.decrypt(EMPTY, new Uint8Array(frame.data));
+        if (stats.busyUs !== undefined) { stats.busyUs += (performance.now() - start) * 1000; stats.bytes += plaintext.length; }
         frame.data = plaintext.buffer.byteLength === plaintext.length ? plaintext.buffer : plaintext.slice().buffer;
         stats.decrypted++;
         controller.enqueue(frame);
