@@ -284,3 +284,15 @@ def test_fuzz_parse_returns_or_refuses(blob: bytes) -> None:
 def test_fuzz_seeds_are_valid() -> None:
     for seed in SEEDS:
         parse_instance(seed, max_bytes=MAX)
+
+
+@pytest.mark.parametrize("vr", [b"TI", b"XX"])
+def test_unknown_vr_in_the_file_meta_is_malformed_not_a_failure_of_ours(vr: bytes) -> None:
+    """Found by the fuzz test: an unknown VR in a file-meta element (here the Media Storage
+    SOP Class UID) is refused as malformed, not as a processing failure."""
+    data = bytearray(SEEDS[0])
+    at = data.index(b"\x02\x00\x02\x00UI")
+    data[at + 4 : at + 6] = vr
+    with pytest.raises(InvalidInstance) as refused:
+        parse_instance(bytes(data), max_bytes=MAX)
+    assert refused.value.reason is Reason.MALFORMED

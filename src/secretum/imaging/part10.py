@@ -359,6 +359,7 @@ def _touch_all(ds: Dataset) -> None:
 def _read(data: bytes) -> Dataset:
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=False)
+        _touch_all(ds.file_meta)  # an unknown VR in the file meta fails here, not later
         _touch_all(ds)
     except InvalidInstance:
         raise
