@@ -23,11 +23,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from secretum.access.context import RequestContext
 from secretum.access.model import Actor, Purpose, Role
 from secretum.identity.model import Session
-from secretum.web.threads import in_thread
 
 if TYPE_CHECKING:
     from secretum.bootstrap import Platform
@@ -145,7 +145,7 @@ async def live_session(request: Request) -> tuple[str, Session] | None:
     if not request.cookies.get(SESSION_COOKIE):
         return None
     # the coroutine waits in a worker thread; the loop serves other requests meanwhile
-    found = await in_thread(_resolve, request)
+    found = await run_in_threadpool(_resolve, request)
     if found is None:
         return None
     if request.method in UNSAFE and not _same(await _form_token(request), found[1].csrf_token):

@@ -65,7 +65,6 @@ from secretum.web import care_pages as pages
 from secretum.web import deps, refusals
 from secretum.web.deps import NotSignedIn
 from secretum.web.routes.patient import download
-from secretum.web.threads import in_thread
 
 FHIR_JSON = "application/fhir+json"
 PURPOSE_HEADER = "x-purpose-of-use"
@@ -308,15 +307,14 @@ async def read(resource_type: str, resource_id: str, request: Request) -> Respon
     """FHIR read: the current version. The busiest route: the session lookup and its one read
     path (the door's synchronous read: a connection, maybe a key unwrap through the KMS, the
     group commit of its audit entry) run in one worker thread, never on the event loop: one
-    lean hand-over per request (:func:`~secretum.web.threads.in_thread`), in which the
-    session is checked as :func:`fhir_call` does, then the record read."""
+    hand-over per request (what :func:`fhir_call` does, then the read)."""
 
     def signed_in_read() -> FhirRecord:
         caller = deps.caller_blocking(request)
         ctx = caller.context(purpose(request, caller), deps.now(request))
         return deps.services(request).records.read(ctx, resource_type, resource_id)
 
-    record = await in_thread(signed_in_read)
+    record = await run_in_threadpool(signed_in_read)
     return record_response(request, record)
 
 
