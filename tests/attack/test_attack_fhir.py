@@ -34,6 +34,7 @@ from secretum.access.model import Purpose
 from secretum.audit.store import audit_entries
 from secretum.records.fhir import MAX_DEPTH, InvalidResource, parse_json
 from secretum.records.service import file_url
+from secretum.web.deps import SESSION_COOKIE
 from web_world import PDF, WebWorld, clinic, document, observation
 
 FHIR = "application/fhir+json"
@@ -146,6 +147,39 @@ def test_reads_of_an_id_refuse_with_the_fixed_answer(world: WebWorld) -> None:
         refused = world.client(name).get(f"/fhir/Observation/{world.ids['obs:own']}")
         assert (refused.status_code, refused.content) == (403, FIXED_DENY)
     assert patient.get(f"/fhir/Observation/{'0' * 32}").status_code == 404
+
+
+def test_a_read_with_a_session_ended_elsewhere_is_refused_at_once(world: WebWorld) -> None:
+    """The read checks the session in its worker thread, at every request, from the store:
+    signed out (on any instance: the store is shared), forged or absent, no data leaves and no
+    successful read is audited."""
+    gp = world.client("gp")
+    pid = world.users["own"].user_id
+    rid = gp.post("/fhir/Observation", json=observation(pid, "ended-session-value")).json()["id"]
+    assert gp.get(f"/fhir/Observation/{rid}").status_code == 200
+
+    def reads_audited() -> int:
+        with world.platform.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_entries.c.outcome).where(
+                    audit_entries.c.resource_id == rid, audit_entries.c.subtype == "read"
+                )
+            ).all()
+        return sum(1 for row in rows if row.outcome == 0)
+
+    before = reads_audited()
+    signed_out = world.services.identity.sessions.sign_out(
+        world.users["gp"].session_id, now=world.clock.now
+    )
+    assert signed_out
+    forged = world.client()
+    forged.cookies.set(SESSION_COOKIE, "x" * 43)
+    for client in (gp, forged, world.client()):
+        response = client.get(f"/fhir/Observation/{rid}")
+        assert response.status_code == 401
+        assert response.json()["issue"][0]["code"] == "login"
+        assert "ended-session-value" not in response.text
+    assert reads_audited() == before
 
 
 @settings(

@@ -6,6 +6,7 @@ Every test runs on SQLite and on PostgreSQL (the ``engine`` fixture).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from secretum.access.guard import TableGuard, allow, deny
 from secretum.access.model import Action, Actor, Purpose, Resource, Role
 from secretum.audit import AuditEvent, AuditLog
 from secretum.audit.group import GroupCommit
+from secretum.audit.witnessing import OWED, Owed
 
 T = 10.0  # seconds any wait in these tests may take before it is a failure
 
@@ -74,12 +76,17 @@ def _threads(target: Callable[[int], None], n: int) -> list[threading.Thread]:
     return threads
 
 
+def _gated(engine: Engine, tmp_path: Path) -> tuple[AuditLog, Gate, GroupCommit]:
+    """A log, and a group commit whose first transaction waits at a gate."""
+    log = make_log(engine, tmp_path)
+    gate = Gate(log)
+    return log, gate, GroupCommit(engine, gate)
+
+
 def test_callers_arriving_during_a_commit_share_the_next_transaction(
     engine: Engine, tmp_path: Path
 ) -> None:
-    log = make_log(engine, tmp_path)
-    gate = Gate(log)
-    group = GroupCommit(engine, gate)
+    log, gate, group = _gated(engine, tmp_path)
     seqs: dict[int, int] = {}
     first = _threads(lambda i: seqs.__setitem__(i, group.append(event(i))), 1)
     assert gate.entered.wait(T)  # the leader is inside its transaction
@@ -359,3 +366,70 @@ def test_read_door_from_a_coroutine_audits_before_returning(engine: Engine, tmp_
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT outcome FROM audit_entries ORDER BY seq")).all()
     assert [r.outcome for r in rows] == [0, 4]
+
+
+# -- what each answer owes the witness (secretum.audit.witnessing.OWED) ------------------------
+
+
+def _owing(call: Callable[[], object]) -> tuple[object, int]:
+    """``call()`` in a context of its own that owes the witness; its result and the size owed."""
+    owed = Owed()
+
+    def run() -> object:
+        OWED.set(owed)
+        return call()
+
+    return contextvars.copy_context().run(run), owed.size
+
+
+def test_each_caller_owes_the_witness_its_own_entry_whoever_led_its_commit(
+    engine: Engine, tmp_path: Path
+) -> None:
+    log, gate, group = _gated(engine, tmp_path)
+    log._group = group  # (the log's own group commit, its transactions held by the gate)
+    owed: dict[int, tuple[int, int]] = {}
+
+    def reader(i: int) -> None:
+        seq, size = _owing(lambda: log.append_committed(event(i)))
+        owed[i] = (seq, size)  # type: ignore[assignment]
+
+    leader = _threads(reader, 1)
+    assert gate.entered.wait(T)
+    followers = _threads(lambda i: reader(i + 1), 4)
+    _wait_until(lambda: group.waiting == 4)
+    gate.open()
+    for thread in leader + followers:
+        thread.join(T)
+    assert gate.sizes == [1, 4]  # the four followers' entries: committed by one of them
+    assert sorted(seq for seq, _ in owed.values()) == list(range(5))
+    # each owes its own entry (the one that led the second batch: that whole batch)
+    assert all(size in (seq + 1, 5) for seq, size in owed.values())
+    assert sum(size == seq + 1 for seq, size in owed.values()) >= 4
+    # a transaction of the caller's own (the door's writes): its end, raised by the commit
+    _, size = _owing(lambda: _commit_one(log, engine))
+    assert size == 6
+    # outside any answer (a CLI, a duty): nothing to owe, nothing breaks
+    assert OWED.get() is None
+    assert log.append_committed(event(100)) == 6
+
+
+def _commit_one(log: AuditLog, engine: Engine) -> int:
+    with engine.begin() as conn:
+        return log.append(conn, event(13))
+
+
+def test_a_read_commits_in_the_callers_thread_when_no_one_else_commits(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """One caller at a time: no hand-over to another thread (the leader is the caller)."""
+    committers: list[str] = []
+    log = make_log(engine, tmp_path)
+
+    def append_many(conn: Connection, events: Sequence[AuditEvent]) -> range:
+        committers.append(threading.current_thread().name)
+        return log.append_many(conn, events)
+
+    group = GroupCommit(engine, append_many)
+    assert [group.append(event(i)) for i in range(3)] == [0, 1, 2]
+    assert committers == [threading.current_thread().name] * 3
+    assert group.waiting == 0

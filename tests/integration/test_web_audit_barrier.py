@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from secretum.audit.checkpoint import WitnessFile
 from web_world import WebWorld, clinic, observation
@@ -27,6 +28,16 @@ def witnessed_sizes(world: WebWorld) -> list[int]:
     return [
         c.tree_size for c in WitnessFile(world.platform.settings.witness_path).read().checkpoints
     ]
+
+
+def audited_observation(world: WebWorld, value: str) -> tuple[TestClient, str]:
+    """The GP's client and a new Observation carrying ``value``, every entry so far witnessed."""
+    gp = world.client("gp")
+    pid = world.users["own"].user_id
+    rid = gp.post("/fhir/Observation", json=observation(pid, value)).json()["id"]
+    assert world.platform.audit.flusher is not None
+    world.platform.audit.wait_witnessed()
+    return gp, rid
 
 
 def test_an_audited_answer_waits_for_the_witness_line_covering_its_entry(world: WebWorld) -> None:
@@ -74,13 +85,50 @@ def test_an_audited_answer_waits_for_the_witness_line_covering_its_entry(world: 
     assert report.ok and report.witnessed_size == report.entries_verified, report.findings
 
 
-def test_a_failing_witness_turns_the_answer_into_a_503_without_the_data(world: WebWorld) -> None:
-    gp = world.client("gp")
-    pid = world.users["own"].user_id
-    rid = gp.post("/fhir/Observation", json=observation(pid, "secret-marker-77")).json()["id"]
+def test_concurrent_reads_each_wait_for_the_witness_of_their_own_entry(world: WebWorld) -> None:
+    """Reads whose entries another reader's thread committed (the group commit's leader) are
+    held too: each answer owes the witness its own entry, whoever committed it."""
+    _, rid = audited_observation(world, "crowd-value")
     audit = world.platform.audit
     assert audit.flusher is not None
-    audit.wait_witnessed()
+    before = audit.committed_size
+    released = threading.Event()
+
+    def hold() -> None:  # the flusher holds its write until the test lets it go
+        assert released.wait(10)
+
+    audit.flusher.before_flush = hold
+    answers: list[tuple[float, int]] = []
+    lock = threading.Lock()
+
+    def read() -> None:
+        response = world.client("gp").get(f"/fhir/Observation/{rid}")
+        with lock:
+            answers.append((time.monotonic(), response.status_code))
+
+    readers = [threading.Thread(target=read) for _ in range(6)]
+    for reader in readers:
+        reader.start()
+    deadline = time.monotonic() + 10
+    while audit.committed_size < before + 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert audit.committed_size == before + 6, "the six reads did not all commit"
+    time.sleep(0.3)  # every route is done: only the barrier holds the answers
+    assert answers == [], "an answer left before the witness covered its audit entry"
+    opened = time.monotonic()
+    audit.flusher.before_flush = None
+    released.set()
+    for reader in readers:
+        reader.join(10)
+    assert [status for _, status in answers] == [200] * 6
+    assert all(at >= opened for at, _ in answers)
+    assert max(witnessed_sizes(world)) >= before + 6
+
+
+def test_a_failing_witness_turns_the_answer_into_a_503_without_the_data(world: WebWorld) -> None:
+    gp, rid = audited_observation(world, "secret-marker-77")
+    audit = world.platform.audit
+    assert audit.flusher is not None
 
     def broken() -> None:
         raise OSError("witness disk gone")

@@ -1,29 +1,33 @@
-"""Group commit: durable audit appends from many callers, committed together by one writer.
+"""Group commit: durable audit appends from many callers, committed together, one at a time.
 
 An audited *read* changes nothing but the audit log, yet its entry must be durable before the
 data leaves the server. Committing each entry on its own costs one transaction, one write lock
 and one ``fsync`` per read; under load the readers queue for the lock one by one.
 
-:class:`GroupCommit` lets concurrent callers share that cost. Callers hand their event to one
-writer thread and wait: threads with :meth:`GroupCommit.append`, coroutines with
-:meth:`GroupCommit.append_async` (the event loop goes on serving meanwhile). The writer takes
-every event waiting, appends them in one transaction (:meth:`AuditLog.append_many`), commits,
-and answers each caller with its ``seq``; what arrived during that commit goes into the next
-one. With one caller at a time this is one transaction per event, as before; under load, one
-per batch. The writer thread starts with the first event and ends after a second idle.
+:class:`GroupCommit` lets concurrent callers share that cost. Threads calling
+:meth:`GroupCommit.append` commit themselves, by turns: a caller that finds no commit under
+way becomes the *leader*, takes every event waiting (its own first in line), appends them in one
+transaction (:meth:`AuditLog.append_many`), commits, and answers each caller with its ``seq``;
+the others wait, each on a lock of its own, woken once: with their answer, or to lead the next
+batch (what arrived during the commit) when the leader is done. With one caller at a time this
+is one transaction per event in the caller's own thread (no hand-over to another thread); under
+load, one per batch and one wake-up per caller.
 
-Coroutines are handed over a loop turn at a time: the events of every request the event loop
-served in one turn reach the writer together (at the start of the next turn), and the writer
-answers all of one loop's callers in a batch with one wake-up of that loop. Handed over one by
-one, the writer would take the first event of a busy loop alone, commit it while the loop
-serves the next request, take that one alone, and so on: a transaction (and a thread switch)
-per read, measured at 1.4 events a batch with 50 concurrent readers.
+Coroutines (:meth:`GroupCommit.append_async`) and :meth:`GroupCommit.submit` queue in the same
+line but do not lead: when one of theirs comes first, a writer thread (started for that batch)
+leads it, and the event loop goes on serving meanwhile. Coroutines are handed over a loop turn
+at a time: the events of every request the event loop served in one turn reach the line
+together (at the start of the next turn), and the leader answers all of one loop's callers in a
+batch with one wake-up of that loop. Handed over one by one, the writer would take the first
+event of a busy loop alone, commit it while the loop serves the next request, take that one
+alone, and so on: a transaction (and a thread switch) per read, measured at 1.4 events a batch
+with 50 concurrent readers.
 
 The promise to each caller: when ``append`` returns, its entry is committed (on SQLite with
 ``synchronous=FULL``, on disk). A signed tree head covering it reaches the witness file just
 after, written by the log's witness flusher (:mod:`secretum.audit.witnessing`) off this path:
 whoever answers the action waits for it (the web layer's barrier before a response starts).
-With ``durable`` (``AuditLog(group_waits_for_witness=True)``), the writer instead hands each
+With ``durable`` (``AuditLog(group_waits_for_witness=True)``), the leader instead hands each
 committed batch to a second thread, the *syncer*, which calls ``durable`` (the barrier) and only
 then answers: the database commit of one batch overlaps the wait for the witness of the one
 before, and one wait serves every batch committed meanwhile.
@@ -53,12 +57,42 @@ AppendMany = Callable[[Connection, Sequence[AuditEvent]], range]
 
 #: Most events one transaction takes (a bound on the writer's work and on the insert's size).
 MAX_BATCH = 256
-#: Seconds the writer thread waits for work before it ends (the next event starts another).
+#: Seconds the syncer thread waits for work before it ends (the next batch starts another).
 IDLE_SECONDS = 1.0
 
-#: Who waits for an event's seq: a thread (a concurrent future) or a coroutine (an asyncio
-#: future, only ever settled on its own loop).
-_Waiter = Future[int] | asyncio.Future[int]
+
+class _Ticket:
+    """A thread's event in the leader's queue: the thread sleeps on ``_wake`` (a lock held
+    from the start) until whoever answers it, or hands it the lead, releases it once."""
+
+    __slots__ = ("_wake", "answered", "lead", "result")
+
+    def __init__(self) -> None:
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self.answered = False
+        self.lead = False  # woken to lead the next batch (not answered yet)
+        self.result: int | BaseException = 0
+
+    def set_result(self, seq: int) -> None:
+        self.result, self.answered = seq, True
+        self._wake.release()
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.result, self.answered = exc, True
+        self._wake.release()
+
+    def hand_lead(self) -> None:
+        self.lead = True
+        self._wake.release()
+
+    def wait(self) -> None:
+        self._wake.acquire()
+
+
+#: Who waits for an event's seq: a thread (a ticket, or a concurrent future) or a coroutine (an
+#: asyncio future, only ever settled on its own loop).
+_Waiter = _Ticket | Future[int] | asyncio.Future[int]
 _Item = tuple[AuditEvent, _Waiter]
 #: What the writer tells each waiter: the seq, or why there is none.
 _Result = int | BaseException
@@ -85,9 +119,11 @@ class GroupCommit:
         self._max_batch = max_batch
         self._idle = idle_seconds
         self._durable = durable
-        self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        #: Events not yet taken by a leader, in arrival order, and whether a leader is at work
+        #: (both under ``_mutex``; the lead passes from caller to caller while events wait).
+        self._line: list[_Item] = []
+        self._leading = False
         self._mutex = threading.Lock()
-        self._writer: threading.Thread | None = None
         self._committed: queue.SimpleQueue[tuple[list[_Waiter], list[_Result]]] = (
             queue.SimpleQueue()
         )
@@ -99,8 +135,49 @@ class GroupCommit:
         self.events = 0
 
     def append(self, event: AuditEvent) -> int:
-        """Append ``event`` durably; return its ``seq`` once committed (or raise why not)."""
-        return self.submit(event).result()
+        """Append ``event`` durably; return its ``seq`` once committed (or raise why not).
+
+        The calling thread leads the commit if none is under way, else waits for its answer
+        (or for the lead) on its own lock (module doc)."""
+        ticket = _Ticket()
+        with self._mutex:
+            self._line.append((event, ticket))
+            lead = not self._leading
+            self._leading = True
+        while True:
+            if lead:
+                self._lead()
+            ticket.wait()
+            if ticket.answered:
+                break
+            lead, ticket.lead = ticket.lead, False
+        if isinstance(ticket.result, BaseException):
+            raise ticket.result
+        return ticket.result
+
+    def _lead(self) -> None:
+        """Commit the events waiting in line (a batch), then pass the lead on: to the thread
+        first in line, to a writer thread if a coroutine or a future is first, or end it."""
+        try:
+            with self._mutex:
+                batch = self._line[: self._max_batch]
+                del self._line[: self._max_batch]
+            if batch:
+                self._commit(batch)
+        finally:
+            with self._mutex:
+                self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """(Under ``_mutex``, by the leader.)"""
+        if not self._line:
+            self._leading = False
+            return
+        first = self._line[0][1]
+        if isinstance(first, _Ticket):
+            first.hand_lead()
+        else:
+            threading.Thread(target=self._lead, name="audit-group-commit", daemon=True).start()
 
     async def append_async(self, event: AuditEvent) -> int:
         """:meth:`append` for a coroutine: the event loop runs on while the writer commits.
@@ -126,39 +203,20 @@ class GroupCommit:
         self._hand_over(self._turns.pop(loop))
 
     def _hand_over(self, items: list[_Item]) -> None:
+        """Events of callers that do not commit themselves: a writer thread leads if no one
+        does."""
         with self._mutex:
-            for item in items:
-                self._inbox.put(item)
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write, name="audit-group-commit", daemon=True
-                )
-                self._writer.start()
+            self._line.extend(items)
+            if not self._leading:
+                self._leading = True
+                self._pass_lead()
 
     @property
     def waiting(self) -> int:
-        """Events handed in and not yet taken by the writer."""
-        return self._inbox.qsize()
+        """Events handed in and not yet taken by a leader."""
+        return len(self._line)
 
-    def _write(self) -> None:
-        while True:
-            try:
-                first = self._inbox.get(timeout=self._idle)
-            except queue.Empty:
-                with self._mutex:  # (submit puts under this lock: nothing slips in between)
-                    if self._inbox.empty():
-                        self._writer = None
-                        return
-                continue
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
-            self._commit(batch)
-
-    def _commit(self, batch: list[_Item]) -> None:
+    def _commit(self, batch: Sequence[_Item]) -> None:
         results: list[_Result]
         try:
             results = list(self._transaction([event for event, _ in batch]))

@@ -85,7 +85,7 @@ from secretum.audit.merkle import (
 from secretum.audit.model import AuditEvent
 from secretum.audit.store import HeadState
 from secretum.audit.verify import CheckpointPolicy, VerifyReport, verify_log
-from secretum.audit.witnessing import WAIT_SECONDS, Pending, WitnessFlusher
+from secretum.audit.witnessing import WAIT_SECONDS, Pending, WitnessFlusher, owe
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -182,7 +182,7 @@ class AuditLog:
         durable: Callable[[], object] | None = None
         if self._flusher is not None and group_waits_for_witness:
             durable = self._flusher.wait
-        self._group = GroupCommit(engine, self.append_many, durable=durable)
+        self._group = GroupCommit(engine, self._append_awaited, durable=durable)
         if self._flusher is not None:
             sa_event.listen(engine, "commit", self._on_commit)
             sa_event.listen(engine, "rollback", self._on_rollback)
@@ -239,11 +239,24 @@ class AuditLog:
         """Append ``event`` in a transaction of its own, committed (durable) when this returns;
         return its ``seq``. Concurrent callers share transactions (group commit, see
         :mod:`secretum.audit.group`): for actions that wrote nothing else, such as reads."""
-        return self._group.append(event)
+        seq = self._group.append(event)
+        owe(seq + 1)  # (committed by whichever thread led the batch: the answer owes it)
+        return seq
 
     async def append_committed_async(self, event: AuditEvent) -> int:
         """:meth:`append_committed` for a coroutine: the event loop runs on meanwhile."""
-        return await self._group.append_async(event)
+        seq = await self._group.append_async(event)
+        owe(seq + 1)
+        return seq
+
+    def _append_awaited(self, conn: Connection, events: Sequence[AuditEvent]) -> range:
+        """The group commit's batch: :meth:`append_many`, its callers about to wait for the
+        witness (the flusher starts at once, without lingering for more commits)."""
+        seqs = self.append_many(conn, events)
+        pending = self._pending.get(conn.get_transaction())  # type: ignore[arg-type]
+        if pending is not None:
+            pending.awaited = True
+        return seqs
 
     @property
     def group_commit(self) -> GroupCommit:
@@ -382,6 +395,7 @@ class AuditLog:
                     f"could not be read back for the witness: {exc.__class__.__name__}"
                 ) from exc
         self._flusher.committed(pending)
+        owe(pending.end)  # the answer of this thread's request waits for the witness of it
 
     # -- the barrier (module doc, and secretum.audit.witnessing) ----------------------------
 

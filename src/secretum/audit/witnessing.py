@@ -43,6 +43,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -84,6 +85,8 @@ class Pending:
     exact: bool = True
     extra: list[Checkpoint] = field(default_factory=list)  # earlier checkpoints it signed
     committed_end: int | None = None
+    #: Its committer is about to wait for the witness (a read's group commit): no lingering.
+    awaited: bool = False
 
     @property
     def end(self) -> int:
@@ -97,6 +100,31 @@ class Pending:
             return []
         last = [] if self.checkpoint is None else [self.checkpoint]
         return [*self.extra, *last]
+
+
+class Owed:
+    """What one answer owes the witness: the log size covering every audit entry committed for
+    it (0: none known). The barrier before the answer waits for that size (see :data:`OWED`)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 0
+
+
+#: The :class:`Owed` of the answer being prepared in this context (the web layer's barrier sets
+#: a fresh one per request; worker threads run in a copy of the request's context, and so see
+#: it). Every commit of audit entries raises it (:func:`owe`): the committing transaction's end
+#: (``AuditLog``'s commit hook) and, for a group commit led by another thread, the caller's own
+#: ``seq + 1``.
+OWED: ContextVar[Owed | None] = ContextVar("secretum_audit_owed", default=None)
+
+
+def owe(size: int) -> None:
+    """Audit entries below ``size`` were committed for the answer of this context (if any)."""
+    owed = OWED.get()
+    if owed is not None and size > owed.size:
+        owed.size = size
 
 
 _AsyncWaiter = tuple[int, int, asyncio.Future[None]]
@@ -174,7 +202,8 @@ class WitnessFlusher:
             self.committed_size = max(self.committed_size, pending.end)
             # A checkpoint reaches the witness at once (verify expects every database
             # checkpoint below the last witnessed head in the file).
-            self._hurry = self._hurry or pending.checkpoint is not None
+            # So does an entry whose committer is about to wait for it (a read's).
+            self._hurry = self._hurry or pending.checkpoint is not None or pending.awaited
             self._wake()
 
     def _wake(self) -> None:

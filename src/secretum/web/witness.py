@@ -3,8 +3,13 @@ every audit entry the process has committed (see :mod:`secretum.audit.witnessing
 
 An action's audit entries commit with the action; a background flusher then signs one tree
 head for everything committed and ``fdatasync``-s it to the witness file. This middleware holds
-the response's ``http.response.start`` until the witness covers everything committed up to that
-moment (nothing to wait for, and no cost, when nothing was committed since the last flush). If
+the response's ``http.response.start`` until the witness covers the audit entries committed for
+this request: each commit of audit entries in the request's context (its worker threads run in
+a copy of it) raises the request's :class:`~secretum.audit.witnessing.Owed` size, and the
+barrier waits for that size, not for entries other requests committed since (which would make
+every answer under load wait one more flush). No cost when the witness already covers it. A
+request that committed none waits, as a safety net, for everything the process committed up to
+that moment (nothing to wait for when nothing was committed since the last flush). If
 the witness cannot be written, the response becomes a bare 503: the action's data and its
 "done" never leave. Installed inside the security headers and the request log, so the 503 gets
 both.
@@ -17,6 +22,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from secretum.audit.checkpoint import WitnessError
+from secretum.audit.witnessing import OWED, Owed
 from secretum.logs import get_logger
 
 _log = get_logger(__name__)
@@ -45,6 +51,7 @@ class AuditBarrierMiddleware:
             await self.app(scope, receive, send)
             return
         refused = False
+        owed = Owed()
 
         async def barrier_send(message: Message) -> None:
             nonlocal refused
@@ -52,7 +59,7 @@ class AuditBarrierMiddleware:
                 return  # the action's body never leaves
             if message["type"] == "http.response.start":
                 try:
-                    await audit.witnessed_async()
+                    await audit.witnessed_async(owed.size or None)
                 except WitnessError:
                     refused = True
                     _log.error("audit.witness_failed", path=scope.get("path", ""))
@@ -71,4 +78,8 @@ class AuditBarrierMiddleware:
                     return
             await send(message)
 
-        await self.app(scope, receive, barrier_send)
+        token = OWED.set(owed)
+        try:
+            await self.app(scope, receive, barrier_send)
+        finally:
+            OWED.reset(token)

@@ -165,7 +165,8 @@ class FhirCall:
 
 
 async def fhir_call(request: Request) -> FhirCall:
-    """The one dependency of every FHIR route: the session first (401 without one), then the
+    """The one dependency of the FHIR routes (``read`` does the same in its worker thread,
+    :func:`~secretum.web.deps.caller_blocking`): the session first (401 without one), then the
     purpose. One dependency rather than four: FastAPI's resolution of each costs more than
     what it does, on the busiest routes."""
     caller = await deps.optional_caller(request)
@@ -302,16 +303,18 @@ def search(
 
 
 @router.get("/{resource_type}/{resource_id}")
-async def read(
-    resource_type: str,
-    resource_id: str,
-    request: Request,
-    call: Call,
-) -> Response:
-    """FHIR read: the current version. The busiest route: its one read path (the door's
-    synchronous read: a connection, maybe a key unwrap through the KMS, the group commit of
-    its audit entry) runs in a worker thread, never on the event loop."""
-    record = await run_in_threadpool(call.svc.records.read, call.ctx, resource_type, resource_id)
+async def read(resource_type: str, resource_id: str, request: Request) -> Response:
+    """FHIR read: the current version. The busiest route: the session lookup and its one read
+    path (the door's synchronous read: a connection, maybe a key unwrap through the KMS, the
+    group commit of its audit entry) run in one worker thread, never on the event loop: one
+    hand-over per request (what :func:`fhir_call` does, then the read)."""
+
+    def signed_in_read() -> FhirRecord:
+        caller = deps.caller_blocking(request)
+        ctx = caller.context(purpose(request, caller), deps.now(request))
+        return deps.services(request).records.read(ctx, resource_type, resource_id)
+
+    record = await run_in_threadpool(signed_in_read)
     return record_response(request, record)
 
 
