@@ -13,11 +13,11 @@ from browser_rig import (
     ARTIFACTS,
     CHROMIUM,
     Server,
+    sign_in_demo,
     start_server,
     stop_server,
     virtual_authenticator,
 )
-from test_screenshots_browser import _sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -49,7 +49,7 @@ def _lang(page: Any, server: Server, lang: str) -> None:
 def test_write_sign_and_the_patient_sees_the_signed_report(server: Server, launch: Any) -> None:
     page = launch().new_page()
     virtual_authenticator(page)
-    _sign_in(page, server, "radio")
+    sign_in_demo(page, server, "radio")
     for lang in ("fr", "en"):
         _lang(page, server, lang)
         page.goto(server.url + "/radiology/worklist")
@@ -81,7 +81,7 @@ def test_write_sign_and_the_patient_sees_the_signed_report(server: Server, launc
     page.context.close()
 
     patient = launch().new_page()
-    _sign_in(patient, server, "paul")
+    sign_in_demo(patient, server, "paul")
     for lang, valid in (("fr", "signature valide"), ("en", "signature valid")):
         _lang(patient, server, lang)
         patient.goto(server.url + "/me/record")
