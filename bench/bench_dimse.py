@@ -43,13 +43,13 @@ def shared_dicom() -> Path:
     """``../shared/dicom`` beside the repository (CI lays a copy there), or /work/shared."""
     here = Path(__file__).resolve().parents[1]
     for candidate in (
-        os.environ.get("SECRETUM_SHARED_DICOM"),
+        os.environ.get("SECRETUM_DICOM_SHARED"),
         here.parent / "shared" / "dicom",
         Path("/work/shared/dicom"),
     ):
         if candidate and (Path(candidate) / "make_ct.py").exists():
             return Path(candidate)
-    raise FileNotFoundError("make_ct.py not found (set SECRETUM_SHARED_DICOM)")
+    raise FileNotFoundError("make_ct.py not found (set SECRETUM_DICOM_SHARED)")
 
 
 def make_ct(out: Path) -> list[Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_rig import CHROMIUM, CHROMIUM_ARGS, Server, start_server, stop_server
+from browser_rig import CHROMIUM, CHROMIUM_ARGS, Server, require_chromium, start_server, stop_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -17,8 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need the system Chromium at /usr/bin/chromium")
+    require_chromium()
     running = start_server(tmp_path, "data")
     yield running
     stop_server(running)

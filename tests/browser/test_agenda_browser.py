@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from browser_rig import (
-    CHROMIUM,
     Server,
+    require_chromium,
     sign_in_demo,
     start_server,
     stop_server,
@@ -33,8 +33,7 @@ NAMES = {p.key: p.display_name for p in PEOPLE}
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
     """The demo clinic (this module's ``server``: the ``launch`` fixture trusts it)."""
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need the system Chromium at /usr/bin/chromium")
+    require_chromium()
     running = start_server(tmp_path, "data", "--demo")
     yield running
     stop_server(running)

@@ -34,6 +34,7 @@ from browser_rig import (
     CHROMIUM,
     CHROMIUM_ARGS,
     Server,
+    require_chromium,
     sign_in_demo,
     spki_hash,
     start_server,
@@ -138,8 +139,7 @@ class Clinic:
 
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need the system Chromium at /usr/bin/chromium")
+    require_chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
     tmp = tmp_path_factory.mktemp("call")
     (tmp / "coturn").mkdir()

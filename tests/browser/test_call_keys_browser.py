@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_rig import CHROMIUM, CHROMIUM_ARGS, start_server, stop_server
+from browser_rig import CHROMIUM, CHROMIUM_ARGS, require_chromium, start_server, stop_server
 
 from secretum.crypto.sframe import safety_code, transcript
 
@@ -50,8 +50,7 @@ _PRELUDE = """async () => {
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need the system Chromium at /usr/bin/chromium")
+    require_chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
     server = start_server(tmp_path_factory.mktemp("callkeys"), "data")
     try:

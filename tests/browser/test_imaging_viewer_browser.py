@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from browser_rig import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from browser_rig import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from sqlalchemy import select
 
 from imaging_web_world import add_study, imaging_clinic
@@ -35,8 +35,7 @@ PAGES = ARTIFACTS / "pages"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebWorld, str]]:
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need the system Chromium at /usr/bin/chromium")
+    require_chromium()
     tmp = tmp_path_factory.mktemp("viewer")
     world = imaging_clinic(tmp)
     with serve(world.app, tmp) as url:

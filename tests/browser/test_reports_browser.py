@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from browser_rig import (
     ARTIFACTS,
-    CHROMIUM,
     Server,
+    require_chromium,
     sign_in_demo,
     start_server,
     stop_server,
@@ -27,8 +27,7 @@ PAGES = ARTIFACTS / "pages"
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
     """The demo clinic (this module's ``server``: the ``launch`` fixture trusts it)."""
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need the system Chromium at /usr/bin/chromium")
+    require_chromium()
     running = start_server(tmp_path, "data", "--demo")
     yield running
     stop_server(running)
