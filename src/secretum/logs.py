@@ -257,6 +257,7 @@ def configure_logging(
         uv = logging.getLogger(name)
         uv.handlers.clear()
         uv.propagate = True
+        uv.setLevel(logging.NOTSET)  # the root's level decides (uvicorn.Config sets its own)
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
