@@ -5,7 +5,8 @@ demo's general practitioner and patients, appointments booked in the agenda, the
 * the waiting room: the patient waits, the practitioner admits them from the lobby (keyboard);
 * both sides decode each other's video for 10 s (``getStats`` inbound-rtp ``framesDecoded``
   grows), show the same safety code, and every video frame the encoder made went through the
-  SFrame transform; chat and a file cross over the data channel, end to end;
+  SFrame transform; chat and a file cross over the data channel, end to end; a file the patient
+  sends is saved by the practitioner into the patient's record (and downloaded from it);
 * frames captured on the wire side of the receive transform are SFrame ciphertexts that the
   Python reference (:mod:`secretum.crypto.sframe`) decrypts with the epoch's key, and only with
   it (the key is exported by the test hook, on a server in test mode only);
@@ -278,6 +279,33 @@ def test_two_party_call_both_decode_and_show_the_same_code(clinic: Clinic) -> No
     with patient.expect_download() as download:
         link.click()
     assert Path(download.value.path()).read_bytes() == payload
+    # The patient cannot save a file into the record: no button on their side.
+    assert patient.locator("#chat-log button.save-file").count() == 0
+
+    # A file the patient sends, saved into the record by the practitioner (decrypted in the
+    # browser, encrypted again as it streams into the record), then in the patient's record.
+    report = b"%PDF-1.4\n" + bytes(range(256)) * 80 + b"\n%%EOF\n"
+    patient.set_input_files(
+        "#chat-file",
+        files=[{"name": "analyse-sang.pdf", "mimeType": "application/pdf", "buffer": report}],
+    )
+    received = doctor.locator("#chat-log li", has_text="analyse-sang.pdf")
+    save = received.locator("button.save-file")
+    save.wait_for()
+    assert save.inner_text() == "Save to the record"
+    shot(doctor, "en-practitioner-save-file")
+    save.focus()
+    doctor.keyboard.press("Enter")
+    received.locator("[role=status]", has_text="Saved to the patient's record").wait_for()
+    assert received.locator("button.save-file").count() == 0
+    record = clinic.context("paul", "fr").new_page()
+    record.goto(f"{clinic.server.url}/me/record")
+    row = record.locator("tr", has_text="analyse-sang.pdf")
+    row.wait_for()
+    with record.expect_download() as saved:
+        row.locator("a").click()
+    assert Path(saved.value.path()).read_bytes() == report
+    record.close()
     shot(doctor, "en-practitioner-in-call")
     shot(patient, "fr-patient-in-call")
     hang_up(patient, doctor)

@@ -7,6 +7,7 @@ join (WebSocket)       JOIN_CALL    Appointment (its patient)  TELECONSULTATION 
 call page              JOIN_CALL    Appointment (its patient)  TELECONSULTATION  one entry
 re-check (during)      JOIN_CALL    Appointment (its patient)  TELECONSULTATION  none (1)
 leave                  —            Appointment (its patient)  TELECONSULTATION  one entry
+save a shared file     CREATE       DocumentReference          TELECONSULTATION  one entry (2)
 =====================  ===========  =========================  ================  ============
 
 The join is ONE decision through the door (:class:`~secretum.access.door.Door`): the policy's
@@ -24,13 +25,20 @@ finds ends the call, whose end is audited by :meth:`ConsultService.leave` with t
 (``call.consent-withdrawn.<seconds>s``...). The appointments are read through the agenda's
 store (tags checked).
 
+(2) A file shared in the call (decrypted in the practitioner's browser) is saved into the
+patient's record by the appointment's practitioner only, through
+:meth:`~secretum.records.documents.DocumentService.create_document` (streaming encryption,
+the policy's care-team and teleconsultation-consent rule, its one audit entry). Anyone else
+(the patient, another practitioner, an unknown appointment) is refused before the record is
+touched, with one audit entry ``deny.not-participant`` naming the appointment.
+
 Blocking (database): the signaling layer calls these in worker threads.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -59,6 +67,8 @@ from secretum.consult.model import (
 from secretum.logs import get_logger
 from secretum.policy.facts import load_facts
 from secretum.policy.tables import utc
+from secretum.records.documents import DocumentService
+from secretum.records.fhir import instant
 from secretum.storage.integrity import RowTampered
 
 _log = get_logger("secretum.consult")
@@ -86,12 +96,14 @@ class ConsultService:
         *,
         contacts: Contacts,
         settings: ConsultSettings,
+        documents: DocumentService | None = None,
     ) -> None:
         self.door = Door(engine, audit, guard)
         self.audit = audit
         self.guard = guard
         self.contacts = contacts
         self.settings = settings
+        self.documents = documents
 
     # -- the decision --------------------------------------------------------------------------
 
@@ -171,16 +183,24 @@ class ConsultService:
         """Audit a join refused before any decision could be taken: no live session (``actor``
         None: ``anonymous``) or a foreign ``Origin`` (``deny.bad-origin``). The appointment is
         named; its patient is not looked up (nothing is read)."""
+        self._refusal(
+            actor, appointment_id, reason, now, source_address, "operation", EventAction.EXECUTE
+        )
+
+    def _refusal(
+        self, actor: Actor | None, appointment_id: str, reason: str, now: datetime,
+        source_address: str | None, subtype: str, action: EventAction,
+    ) -> None:  # fmt: skip
         named = ID_PATTERN.fullmatch(appointment_id) is not None
         self.audit.append_committed(
             AuditEvent(
                 recorded=utc(now),
                 event_type=EventType.PATIENT_RECORD,
-                action=EventAction.EXECUTE,
+                action=action,
                 actor_id=actor.user_id if actor is not None else "anonymous",
                 actor_role=str(actor.role) if actor is not None else "anonymous",
                 outcome=Outcome.MINOR_FAILURE,
-                subtype="operation",
+                subtype=subtype,
                 resource_type="Appointment" if named else None,
                 resource_id=appointment_id if named else None,
                 purpose=AUDIT_PURPOSE[PURPOSE],
@@ -188,6 +208,45 @@ class ConsultService:
                 outcome_desc=reason,
             )
         )
+
+    # -- a file shared in the call, into the record ----------------------------------------------
+
+    def save_shared_file(
+        self, ctx: RequestContext, appointment_id: str, name: str, content: BinaryIO,
+        content_type: str,
+    ) -> str:  # fmt: skip
+        """Save a file shared in the call of ``appointment_id`` into its patient's record, as
+        a DocumentReference titled ``name``: by the appointment's practitioner only (else
+        AccessDenied ``deny.not-participant``, audited), then one decision and one audit entry
+        by the document service (care team, teleconsultation consent). The document's id."""
+        if self.documents is None:
+            raise RuntimeError("the consult service has no document service")
+        ctx = ctx.for_purpose(PURPOSE)
+        with self.door.reads.connect() as conn, conn.begin():
+            found = store.appointment(conn, appointment_id)
+        actor = ctx.actor
+        if (
+            found is None
+            or actor.role is not AccountRole.PRACTITIONER
+            or actor.user_id != found.practitioner_id
+        ):
+            self._refusal(
+                actor, appointment_id, NOT_PARTICIPANT, ctx.now, ctx.source_address, "create",
+                EventAction.CREATE,
+            )  # fmt: skip
+            raise _deny(NOT_PARTICIPANT)
+        resource: dict[str, Any] = {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "subject": {"reference": f"Patient/{found.patient_id}"},
+            "date": instant(ctx.now),
+            "description": (name.strip() or "document")[:200],
+            "content": [{"attachment": {}}],
+        }
+        saved = self.documents.create_document(
+            ctx, resource, content, content_type, patient_id=found.patient_id
+        )
+        return saved.resource_id
 
     # -- during the call -----------------------------------------------------------------------
 

@@ -293,11 +293,11 @@ function chatNotice(text) {
   $("chat-log").append(item);
 }
 
-function chatLine(who, node) {
+function chatLine(who, ...nodes) {
   const item = document.createElement("li");
   const name = document.createElement("strong");
   name.textContent = `${who} `;
-  item.append(name, node);
+  item.append(name, ...nodes);
   $("chat-log").append(item);
   item.scrollIntoView({ block: "nearest" });
 }
@@ -367,7 +367,56 @@ function finishFile(peer, id) {
   const file = peer.files.get(id);
   peer.files.delete(id);
   if (file.got !== file.size) { chatNotice(S.chat_refused); return; }
-  chatLine(root.dataset.otherName, fileLink(file.name, file.parts));
+  const line = [fileLink(file.name, file.parts)];
+  if (state.role === "practitioner") line.push(" ", saveButton(file.name, file.parts));
+  chatLine(root.dataset.otherName, ...line);
+}
+
+// The record takes these types (the server checks the first bytes against the type).
+const RECORD_TYPES = { pdf: "application/pdf", png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", dcm: "application/dicom", txt: "text/plain" };
+
+/** The practitioner's "Save to the record" button of a received file: the decrypted bytes go
+ *  to POST /consult/{id}/documents (session cookie, CSRF token), sealed there into the record. */
+function saveButton(name, parts) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "save-file";
+  button.textContent = S.save;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    let status = button.nextElementSibling;
+    if (!status) {
+      status = document.createElement("span");
+      status.setAttribute("role", "status");
+      button.after(status);
+    }
+    status.className = "";
+    status.textContent = ` ${S.saving}`;
+    const ext = (name.split(".").pop() || "").toLowerCase();
+    const type = RECORD_TYPES[ext];
+    let message;
+    if (!type) {
+      message = S.save_type;
+    } else {
+      const body = new FormData();
+      body.append("file", new Blob(parts, { type }), name);
+      body.append("name", name);
+      const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+      try {
+        const response = await fetch(`/consult/${encodeURIComponent(root.dataset.appointment)}/documents`, {
+          method: "POST", body, credentials: "same-origin", headers: { "X-CSRF-Token": csrf },
+        });
+        message = response.ok ? `${S.saved} ${name}` : response.status === 403 ? S.save_refused
+          : response.status === 413 ? S.save_too_big : response.status === 415 ? S.save_type : S.save_failed;
+        if (response.ok) { button.remove(); status.dataset.saved = "1"; }
+      } catch {
+        message = S.save_failed;
+      }
+    }
+    status.textContent = ` ${message}`;
+    if (!status.dataset.saved) { status.className = "notice"; button.disabled = false; }
+  });
+  return button;
 }
 
 // ------------------------------------------------------------------------------ network quality
