@@ -14,7 +14,9 @@ The join is ONE decision through the door (:class:`~secretum.access.door.Door`):
 ``join-call`` rules (the patient: their own appointment and an active teleconsultation consent;
 the practitioner: the patient's care team and that consent), then the call's own checks, in
 the same attempt, each refusal with its code in the one audit entry: the actor is the
-appointment's patient or practitioner (``deny.not-participant``), it is booked
+appointment's patient or practitioner, or a practitioner the patient accepted into this call
+(a second practitioner, an interpreter: :mod:`secretum.policy.guests`, the policy's
+``allow.join-call-guest``; role ``guest``) (``deny.not-participant``), it is booked
 (``deny.not-booked``), by video (``deny.not-video``), the care relationship between the two
 holds (``deny.not-in-care-team``, for the patient too), and now is in the window
 (``deny.outside-window``: from ``waiting_room`` before the start to ``grace`` after the end).
@@ -65,6 +67,7 @@ from secretum.consult.model import (
     Role,
 )
 from secretum.logs import get_logger
+from secretum.policy import guests
 from secretum.policy.facts import load_facts
 from secretum.policy.tables import utc
 from secretum.records.documents import DocumentService
@@ -118,7 +121,10 @@ class ConsultService:
         window: bool,
     ) -> Appointment:  # fmt: skip
         """The call's own conditions (after the policy's); AccessDenied with the code."""
-        if found is None or actor.user_id not in (found.patient_id, found.practitioner_id):
+        if found is None or not (
+            actor.user_id in (found.patient_id, found.practitioner_id)
+            or self._guest(conn, actor, found, now)
+        ):
             raise _deny(NOT_PARTICIPANT)
         if found.status is not Status.BOOKED:
             raise _deny(NOT_BOOKED)
@@ -131,17 +137,31 @@ class ConsultService:
             raise _deny(OUTSIDE_WINDOW)
         return found
 
+    @staticmethod
+    def _guest(conn: Connection, actor: Actor, found: Appointment, now: datetime) -> bool:
+        """The patient accepted ``actor`` (a practitioner) into this appointment's call."""
+        return actor.role is AccountRole.PRACTITIONER and guests.is_guest(
+            conn, found.appointment_id, found.patient_id, actor.user_id, now
+        )
+
     def _admission(
         self, conn: Connection, actor: Actor, found: Appointment, now: datetime
     ) -> Admission:
         patient = actor.user_id == found.patient_id
         other = found.practitioner_id if patient else found.patient_id
+        role = (
+            Role.PATIENT
+            if patient
+            else Role.PRACTITIONER
+            if actor.user_id == found.practitioner_id
+            else Role.GUEST
+        )
         return Admission(
             appointment_id=found.appointment_id,
             patient_id=found.patient_id,
             practitioner_id=found.practitioner_id,
             user_id=actor.user_id,
-            role=Role.PATIENT if patient else Role.PRACTITIONER,
+            role=role,
             start=found.start,
             end=found.end,
             name=self.contacts.display_name(conn, actor.user_id) or "?",
@@ -261,6 +281,10 @@ class ConsultService:
                     PURPOSE, now,
                 )  # fmt: skip
                 if not decision:
+                    if found is not None and actor.user_id not in (
+                        found.patient_id, found.practitioner_id,
+                    ) and not self._guest(conn, actor, found, now):  # fmt: skip
+                        return EndReason.GUEST_WITHDRAWN
                     return ENDED_BY.get(decision.reason, EndReason.POLICY)
                 self._checks(conn, actor, found, now, window=True)
         except AccessDenied as exc:
