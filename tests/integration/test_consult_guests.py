@@ -75,9 +75,13 @@ def test_an_accepted_guest_waits_is_admitted_and_then_withdrawn(
             assert lobby == [{"pid": hello["you"], "name": NAMES[guest]}]
             # a guest admits nobody, even once in
             doctor.send_text(json.dumps({"type": "admit", "pid": hello["you"]}))
-            peers = until(third, "admitted")["peers"]
-            assert sorted(peers) == sorted([doc["you"], me["you"]])
-            assert until(patient, "joined")["pid"] == hello["you"]
+            welcome = until(third, "admitted")
+            assert sorted(welcome["peers"]) == sorted([doc["you"], me["you"]])
+            assert welcome["names"] == {
+                doc["you"]: "Dr Gaston Généraliste", me["you"]: "Bérénice Quintal-Test",
+            }  # fmt: skip
+            joined = until(patient, "joined")
+            assert joined == {"type": "joined", "pid": hello["you"], "name": NAMES[guest]}
             third.send_text(json.dumps({"type": "admit", "pid": me["you"]}))
             assert until(third, "error")["code"] == "not-allowed"
             # The patient withdraws them: their call ends at the next re-check, not the others'.

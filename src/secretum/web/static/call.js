@@ -122,7 +122,7 @@ function toggle(kind) {
 
 // ------------------------------------------------------------------------------ peers
 
-function remoteTile(pid) {
+function remoteTile(pid, name) {
   const figure = document.createElement("figure");
   figure.className = "tile remote";
   const video = document.createElement("video");
@@ -130,7 +130,7 @@ function remoteTile(pid) {
   video.playsInline = true;
   video.setAttribute("aria-label", S.remote_video);
   const caption = document.createElement("figcaption");
-  caption.textContent = root.dataset.otherName;
+  caption.textContent = name || root.dataset.otherName;
   figure.append(video, caption);
   $("remotes").append(figure);
   $("empty-stage").hidden = true;
@@ -150,12 +150,13 @@ function preferCodecs(transceiver) {
   transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
 }
 
-function addPeer(pid, offerer) {
+function addPeer(pid, offerer, name) {
   if (state.peers.has(pid)) return state.peers.get(pid);
   const pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: test?.relay ? "relay" : "all" });
   const channel = pc.createDataChannel("secretum-chat", { negotiated: true, id: 0, ordered: true });
   channel.binaryType = "arraybuffer";
-  const peer = { pid, pc, channel, offerer, tile: remoteTile(pid), candidates: [], sealer: null, opener: new ChatOpener(), files: new Map(), kids: null, oldKids: [] };
+  const shown = typeof name === "string" && name ? name.slice(0, 200) : root.dataset.otherName;
+  const peer = { pid, pc, channel, offerer, name: shown, tile: remoteTile(pid, shown), candidates: [], sealer: null, opener: new ChatOpener(), files: new Map(), kids: null, oldKids: [] };
   state.peers.set(pid, peer);
   pc.onicecandidate = (e) => signal(pid, { candidate: e.candidate ? e.candidate.toJSON() : null });
   pc.ontrack = (e) => {
@@ -347,7 +348,7 @@ function fileLink(name, parts) {
 async function receiveChat(peer, data) {
   const message = decode(await peer.opener.open(data));
   if (message.kind === "json" && message.value.t === "text") {
-    chatLine(root.dataset.otherName, document.createTextNode(String(message.value.body).slice(0, MAX_TEXT)));
+    chatLine(peer.name, document.createTextNode(String(message.value.body).slice(0, MAX_TEXT)));
   } else if (message.kind === "json" && message.value.t === "file") {
     const { id, name, size, chunks } = message.value;
     if (typeof id !== "string" || !(size <= MAX_FILE) || !(chunks === Math.ceil(size / CHUNK))) throw new Error("bad file");
@@ -369,7 +370,7 @@ function finishFile(peer, id) {
   if (file.got !== file.size) { chatNotice(S.chat_refused); return; }
   const line = [fileLink(file.name, file.parts)];
   if (state.role === "practitioner") line.push(" ", saveButton(file.name, file.parts));
-  chatLine(root.dataset.otherName, ...line);
+  chatLine(peer.name, ...line);
 }
 
 // The record takes these types (the server checks the first bytes against the type).
@@ -520,12 +521,12 @@ function onMessage(message) {
       state.admitted = true;
       $("waiting-note").hidden = true;
       setStage(message.peers.length ? S.connecting : S.alone);
-      for (const pid of message.peers) addPeer(pid, true);
+      for (const pid of message.peers) addPeer(pid, true, message.names?.[pid]);
       rosterChanged();
       break;
     case "joined":
       setStage(S.connecting);
-      addPeer(message.pid, false);
+      addPeer(message.pid, false, message.name);
       rosterChanged();
       break;
     case "left":
