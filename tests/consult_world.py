@@ -19,13 +19,15 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
 
+from secretum.access.model import Role
 from secretum.agenda import store
 from secretum.agenda.model import Modality
 from secretum.audit.store import read_entries
 from secretum.policy.choices import open_appointment_relationship
 from secretum.web.deps import SESSION_COOKIE
-from web_world import ADDRESS, WebWorld, clinic
+from web_world import ADDRESS, PASSWORD, WebWorld, _enrol, clinic, rpps
 
 #: How often the tests' calls re-check the policy (seconds).
 RECHECK = 0.2
@@ -126,3 +128,48 @@ def entries(world: WebWorld, appointment_id: str | None = None) -> list[dict[str
     if appointment_id is None:
         return found
     return [e for e in found if e["resource_id"] == appointment_id]
+
+
+# -- guests of a call (a second practitioner, an interpreter) ----------------------------------
+
+NAMES = {"interp": "Inès Interprète", "radio": "Dr Rachel Radiologue"}
+
+
+def add_interpreter(world: WebWorld, name: str = "interp") -> None:
+    """A staff account with the specialty ``interpreter`` (in no patient's care team)."""
+    identity = world.services.identity
+    email = f"{name}@clinic.test"
+    invitation = identity.accounts.invite(
+        world.users["admin"].session_id, email=email, role=Role.PRACTITIONER,
+        display_name=NAMES["interp"], now=world.clock.now, specialty="interpreter",
+        rpps=rpps(42),
+    )  # fmt: skip
+    assert invitation.token is not None
+    identity.accounts.accept_invitation(invitation.token, password=PASSWORD, now=world.clock.now)
+    world.users[name] = _enrol(world, name, Role.PRACTITIONER, email, "interpreter")
+
+
+def accept(world: WebWorld, patient: str, aid: str, guest: str) -> Any:
+    with world.client(patient) as tc:
+        return tc.post(
+            f"/me/appointments/{aid}/guests",
+            data={"practitioner_id": world.users[guest].user_id},
+        )
+
+
+def withdraw(world: WebWorld, patient: str, aid: str, guest: str) -> Any:
+    with world.client(patient) as tc:
+        return tc.post(f"/me/appointments/{aid}/guests/{world.users[guest].user_id}/withdraw")
+
+
+def closed(ws: WebSocketTestSession) -> tuple[int, str]:
+    try:
+        message = ws.receive_text()
+    except WebSocketDisconnect as exc:
+        return exc.code, exc.reason
+    raise AssertionError(f"the socket was not closed, it sent {message!r}")
+
+
+def refused(world: WebWorld, name: str, aid: str) -> tuple[int, str]:
+    with client(world) as tc, socket(tc, world, name, aid) as ws:
+        return closed(ws)

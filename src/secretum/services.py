@@ -290,6 +290,7 @@ def build_services(platform: Ports) -> Services:
         ),
         notes=records,
     )
+    documents = DocumentService(records, FileLimits(max_bytes=s.max_upload_mib * 1024 * 1024))
     consult = ConsultService(
         platform.engine,
         platform.audit,
@@ -300,6 +301,7 @@ def build_services(platform: Ports) -> Services:
             grace=timedelta(minutes=s.consult_grace_minutes),
             recheck_seconds=s.consult_recheck_seconds,
         ),
+        documents=documents,
     )
     return Services(
         identity=identity,
@@ -314,7 +316,7 @@ def build_services(platform: Ports) -> Services:
             duration=timedelta(minutes=s.break_glass_minutes),
         ),
         records=records,
-        documents=DocumentService(records, FileLimits(max_bytes=s.max_upload_mib * 1024 * 1024)),
+        documents=documents,
         rights=RightsService(
             records,
             care_team_of=care_team_ids,

@@ -5,7 +5,8 @@ demo's general practitioner and patients, appointments booked in the agenda, the
 * the waiting room: the patient waits, the practitioner admits them from the lobby (keyboard);
 * both sides decode each other's video for 10 s (``getStats`` inbound-rtp ``framesDecoded``
   grows), show the same safety code, and every video frame the encoder made went through the
-  SFrame transform; chat and a file cross over the data channel, end to end;
+  SFrame transform; chat and a file cross over the data channel, end to end; a file the patient
+  sends is saved by the practitioner into the patient's record (and downloaded from it);
 * frames captured on the wire side of the receive transform are SFrame ciphertexts that the
   Python reference (:mod:`secretum.crypto.sframe`) decrypts with the epoch's key, and only with
   it (the key is exported by the test hook, on a server in test mode only);
@@ -119,7 +120,7 @@ class Clinic:
             )
             context.set_default_timeout(30_000)
             page = context.new_page()
-            if key == "gp":
+            if key in ("gp", "radio"):
                 virtual_authenticator(page)
             sign_in_demo(page, self.server, key)
             page.close()
@@ -279,6 +280,33 @@ def test_two_party_call_both_decode_and_show_the_same_code(clinic: Clinic) -> No
     with patient.expect_download() as download:
         link.click()
     assert Path(download.value.path()).read_bytes() == payload
+    # The patient cannot save a file into the record: no button on their side.
+    assert patient.locator("#chat-log button.save-file").count() == 0
+
+    # A file the patient sends, saved into the record by the practitioner (decrypted in the
+    # browser, encrypted again as it streams into the record), then in the patient's record.
+    report = b"%PDF-1.4\n" + bytes(range(256)) * 80 + b"\n%%EOF\n"
+    patient.set_input_files(
+        "#chat-file",
+        files=[{"name": "analyse-sang.pdf", "mimeType": "application/pdf", "buffer": report}],
+    )
+    received = doctor.locator("#chat-log li", has_text="analyse-sang.pdf")
+    save = received.locator("button.save-file")
+    save.wait_for()
+    assert save.inner_text() == "Save to the record"
+    shot(doctor, "en-practitioner-save-file")
+    save.focus()
+    doctor.keyboard.press("Enter")
+    received.locator("[role=status]", has_text="Saved to the patient's record").wait_for()
+    assert received.locator("button.save-file").count() == 0
+    record = clinic.context("paul", "fr").new_page()
+    record.goto(f"{clinic.server.url}/me/record")
+    row = record.locator("tr", has_text="analyse-sang.pdf")
+    row.wait_for()
+    with record.expect_download() as saved:
+        row.locator("a").click()
+    assert Path(saved.value.path()).read_bytes() == report
+    record.close()
     shot(doctor, "en-practitioner-in-call")
     shot(patient, "fr-patient-in-call")
     hang_up(patient, doctor)
@@ -379,6 +407,74 @@ def test_a_relay_only_call_through_coturn(clinic: Clinic) -> None:
         assert page.evaluate("window.__secretumTest.relayed()") is True
     until(patient, "!document.getElementById('quality-relay').hidden", 10)
     hang_up(patient, doctor)
+
+
+def test_a_guest_the_patient_accepted_joins_a_three_party_call(clinic: Clinic) -> None:
+    """Léa accepts Dr Petit (radiology: not in her care team for this call) into her
+    appointment with the general practitioner on her appointments page; the practitioner
+    admits both from the waiting room; the three decode each other's video and show one
+    safety code (a new epoch for the third); Léa withdraws him: his call ends (re-check)."""
+    patient = clinic.context("lea", "fr").new_page()
+    patient.goto(f"{clinic.server.url}/me/appointments")
+    row = patient.locator(
+        "tr", has=patient.locator(f"a[href='/consult/{clinic.appointments['lea']}']")
+    )
+    row.locator("summary").click()
+    row.locator("select[name=practitioner_id]").select_option(
+        label=f"{NAMES['radio']} — radiologie"
+    )
+    shot(patient, "fr-patient-accepts-a-guest")
+    row.locator("form[action$='/guests'] button").click()
+    patient.wait_for_load_state()
+    assert "peut maintenant rejoindre" in patient.locator("main").inner_text()
+    assert NAMES["radio"] in row.inner_text()
+    shot(patient, "fr-patient-guest-accepted")
+
+    doctor = clinic.open("gp", "lea", "en")
+    call = clinic.open("lea", "lea", "fr")
+    guest = clinic.open("radio", "lea", "en")
+    admit(doctor, "lea")
+    until(guest, "!document.getElementById('waiting-note').hidden")
+    doctor.locator("#lobby-list li", has_text=NAMES["radio"]).locator("button").click()
+    deadline = time.monotonic() + 90
+    while True:
+        views = [stats(p) for p in (doctor, call, guest)]
+        ready = all(
+            len(v["peers"]) == 2 and all(x["framesDecoded"] > 0 for x in v["peers"].values())
+            for v in views
+        )
+        codes = {v["code"] for v in views}
+        if ready and len(codes) == 1 and None not in codes:
+            break
+        assert time.monotonic() < deadline, views
+        time.sleep(0.5)
+    before = [sum(x["framesDecoded"] for x in v["peers"].values()) for v in views]
+    time.sleep(3)
+    after = [
+        sum(x["framesDecoded"] for x in stats(p)["peers"].values()) for p in (doctor, call, guest)
+    ]
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+    assert guest.locator("#e2ee").get_attribute("data-state") in ("on", "verified")
+    assert guest.locator("#lobby-list").count() == 0  # a guest admits nobody
+    # each tile says who it is (the names come with "admitted" and "joined")
+    captions = guest.locator("#remotes figure.remote figcaption").all_inner_texts()
+    assert sorted(captions) == sorted([NAMES["gp"], NAMES["lea"]]), captions
+    captions = call.locator("#remotes figure.remote figcaption").all_inner_texts()
+    assert sorted(captions) == sorted([NAMES["gp"], NAMES["radio"]]), captions
+    shot(guest, "en-guest-in-three-party-call")
+
+    patient.goto(f"{clinic.server.url}/me/appointments")
+    patient.locator("form[action*='/guests/'][action$='/withdraw'] button").first.click()
+    patient.wait_for_load_state()
+    until(guest, "document.getElementById('e2ee').dataset.state === 'ended'", 30)
+    assert "withdrew" in guest.locator("#stage").inner_text()
+    deadline = time.monotonic() + 30
+    while len(stats(call)["peers"]) != 1:
+        assert time.monotonic() < deadline, stats(call)
+        time.sleep(0.5)
+    patient.close()
+    guest.close()
+    hang_up(call, doctor)
 
 
 _SOCKET = """async (url) => new Promise((resolve) => {

@@ -108,6 +108,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/me/appointments/{appointment_id}/cancel"): Row(patient=OWN_ONLY, scoped=True),
     ("GET", "/me/appointments/{appointment_id}/move"): Row(patient=OWN_ONLY, scoped=True),
     ("POST", "/me/appointments/{appointment_id}/move"): Row(patient=OWN_ONLY, scoped=True),
+    # a guest of the call: accept radio into my appointment's call; withdraw gp, who is not a
+    # guest (refused by the agenda, 400: past the gate)
+    ("POST", "/me/appointments/{appointment_id}/guests"): Row(patient=OWN_ONLY, scoped=True),
+    ("POST", "/me/appointments/{appointment_id}/guests/{practitioner_id}/withdraw"): Row(
+        patient={"own": "gate", "*": "deny"}, scoped=True
+    ),
     # -- the practitioner's agenda: their own; a note on their own appointment (care team and
     # consent; before the consultation began, refused as too early: past the gate) ---------
     ("GET", "/practice/agenda"): PRACTITIONER,
@@ -368,6 +374,9 @@ BODIES: dict[tuple[str, str], Body] = {
         }
     },
     ("POST", "/me/consents/withdraw"): lambda w, u, t, p: {"data": {"purpose": "teleconsultation"}},
+    ("POST", "/me/appointments/{appointment_id}/guests"): lambda w, u, t, p: {
+        "data": {"practitioner_id": w.users["radio"].user_id}
+    },
     ("POST", "/me/care-team/invite"): lambda w, u, t, p: {
         "data": {"practitioner_id": w.users["gp"].user_id}
     },

@@ -53,8 +53,16 @@ def test_table_guard_first_match_and_default_deny() -> None:
 def test_policy_guard_loads_facts_then_decides(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def load_facts(conn_: object, actor: Actor, patient_id: str | None, now: datetime) -> Facts:
+    def load_facts(
+        conn_: object,
+        actor: Actor,
+        patient_id: str | None,
+        now: datetime,
+        *,
+        appointment_id: str | None = None,
+    ) -> Facts:
         seen["facts_for"] = (actor.user_id, patient_id, now)
+        seen["appointment"] = appointment_id
         return Facts(in_care_team=patient_id is not None)
 
     def decide(
@@ -79,6 +87,11 @@ def test_policy_guard_loads_facts_then_decides(monkeypatch: pytest.MonkeyPatch) 
     no_patient = Resource("Practitioner", None, "doc-1")
     assert not PolicyGuard().check(conn, DOCTOR, Action.READ, no_patient, Purpose.OPERATIONS, NOW)
     assert seen["facts_for"][1] is None and seen["decided"][3] == Facts()
+    # an appointment: its id goes to the facts (is the actor a guest of its call?); nothing else
+    assert seen["appointment"] is None
+    call = Resource("Appointment", "pat-1", "appt-1")
+    PolicyGuard().check(conn, DOCTOR, Action.JOIN_CALL, call, Purpose.TELECONSULTATION, NOW)
+    assert seen["appointment"] == "appt-1"
 
 
 def _attempt(source_address: str | None = None) -> Attempt:

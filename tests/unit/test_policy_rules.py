@@ -83,6 +83,7 @@ STUDY = Resource("ImagingStudy", patient_id="p1", resource_id="s1")
 VIGIL = Actor("v1", Role.PRACTITIONER, specialty="identity-vigilance")
 VIGIL_UP = Actor("v1", Role.PRACTITIONER, strong_auth_at=FRESH, specialty="identity-vigilance")
 ONLY_CONSENT = Facts(consents=frozenset({TC}))
+GUEST = Facts(consents=frozenset({TC}), call_guest=True)
 ONLY_CARE = Facts(in_care_team=True)
 RESEARCH_CARE = Facts(frozenset({RS}), True)
 RP = Facts(restricted_processing=True)
@@ -258,6 +259,29 @@ CASES = [
     ("doctor joins, no care team", DOC, JOIN, APPT, TC, ONLY_CONSENT, "deny.not-in-care-team"),
     ("doctor joins, no consent", DOC, JOIN, APPT, TC, Facts(in_care_team=True), "deny.no-consent"),
     ("doctor joins on break-glass", DOC, JOIN, APPT, EM, BG, DEFAULT),
+    ("accepted guest joins", DOC, JOIN, APPT, TC, GUEST, "allow.join-call-guest"),
+    (
+        "guest joins, no consent",
+        DOC,
+        JOIN,
+        APPT,
+        TC,
+        Facts(call_guest=True),
+        "deny.not-in-care-team",
+    ),
+    ("guest reads the record", DOC, R, OBS, TC, GUEST, "deny.not-in-care-team"),
+    ("guest writes the record", DOC, C, OBS, TC, GUEST, "deny.not-in-care-team"),
+    ("guest joins an obs", DOC, JOIN, OBS, TC, GUEST, DEFAULT),
+    (
+        "patient as guest",
+        PATIENT,
+        JOIN,
+        Resource("Appointment", "p2", "a2"),
+        TC,
+        GUEST,
+        "deny.not-own-record",
+    ),
+    ("admin as guest", ADMIN_UP, JOIN, APPT, TC, GUEST, NEVER),
     ("doctor joins an obs", DOC, JOIN, OBS, TC, CARE, DEFAULT),
     ("admin joins a call", ADMIN_UP, JOIN, APPT, TC, CARE, NEVER),
     # -- imaging nodes (secretum.imaging.nodes): scopes, consent, a referral to the node --

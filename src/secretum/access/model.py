@@ -141,6 +141,8 @@ class Facts:
     break_glass_active: bool = False
     #: the patient asked for restriction (GDPR art. 18): only storage, no other processing
     restricted_processing: bool = False
+    #: the patient accepted the actor into the call of the appointment the request is about
+    call_guest: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,8 @@ class AgendaEntry:
 
     appointment: Appointment
     display_name: str
+    #: the people the patient accepted into this appointment's call: (user id, name)
+    guests: tuple[tuple[str, str], ...] = ()
 
 
 def _instant(day: date, at: time, tz: ZoneInfo) -> datetime | None:

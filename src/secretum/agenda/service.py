@@ -63,7 +63,7 @@ from secretum.audit.log import AuditLog
 from secretum.audit.model import EventAction, EventType
 from secretum.logs import get_logger
 from secretum.mail import Mailer, MailError, Message, texts
-from secretum.policy import care
+from secretum.policy import care, guests
 from secretum.policy.choices import APPOINTMENT_HORIZON, open_appointment_relationship
 from secretum.policy.tables import utc
 from secretum.records.fhir import FhirError, FhirRecord, ResourceNotFound
@@ -132,6 +132,17 @@ class NotYours(AgendaError):
 
     def __init__(self) -> None:
         super().__init__("this appointment is with another practitioner")
+
+
+class BadGuest(AgendaError):
+    """Not someone the patient may accept into the call: the appointment's own practitioner,
+    the patient, an unknown account, or an appointment that is not a video one."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self) -> None:
+        super().__init__("this person cannot be added to this call")
 
 
 class NoteRefused(AgendaError):
@@ -416,6 +427,63 @@ class AgendaService:
             to, was.start, self.settings.platform_url, self.settings.tz))  # fmt: skip
         return was
 
+    # -- guests of the call (a second practitioner, an interpreter) ------------------------
+
+    def accept_guest(self, ctx: RequestContext, appointment_id: str, practitioner_id: str) -> None:
+        """The patient accepts ``practitioner_id`` (a practitioner of the staff directory: a
+        second practitioner, an interpreter) into the video call of their appointment; only
+        that call, while the acceptance holds (:mod:`secretum.policy.guests`). Purpose
+        teleconsultation (its consent is needed); one decision, one audit entry."""
+        actor, now = ctx.actor, ctx.now
+
+        def work(conn: Connection) -> None:
+            current = store.appointment(conn, appointment_id)
+            if current is None or current.status is not Status.BOOKED or current.end <= utc(now):
+                raise NotBooked()
+            if (
+                current.modality is not Modality.VIDEO
+                or practitioner_id in (current.practitioner_id, current.patient_id)
+                or self.contacts.display_name(conn, practitioner_id) is None
+            ):
+                raise BadGuest()
+            guests.accept(
+                conn, appointment_id=appointment_id, patient_id=current.patient_id,
+                practitioner_id=practitioner_id, now=now,
+            )  # fmt: skip
+
+        self._door(
+            ctx,
+            purpose=BOOKING_PURPOSE,
+            event=EventType.PATIENT_RECORD,
+            subtype="update",
+            code=EventAction.UPDATE,
+            action=Action.UPDATE,
+            resource=lambda conn: self._changeable(conn, actor, appointment_id),
+            work=work,
+        )
+
+    def withdraw_guest(
+        self, ctx: RequestContext, appointment_id: str, practitioner_id: str
+    ) -> None:
+        """The patient withdraws a guest of their appointment's call (no consent needed, like
+        a cancellation); a call in progress ends for the guest at its next policy re-check."""
+        actor, now = ctx.actor, ctx.now
+
+        def work(conn: Connection) -> None:
+            if not guests.withdraw(conn, appointment_id, practitioner_id, now):
+                raise BadGuest()
+
+        self._door(
+            ctx,
+            purpose=Purpose.PATIENT_REQUEST,
+            event=EventType.PATIENT_RECORD,
+            subtype="update",
+            code=EventAction.UPDATE,
+            action=Action.UPDATE,
+            resource=lambda conn: self._changeable(conn, actor, appointment_id),
+            work=work,
+        )
+
     def move(self, ctx: RequestContext, appointment_id: str, start: datetime) -> Appointment:
         """The patient moves their appointment to another free slot of the same practitioner,
         up to the change delay before it. The old one is marked moved (its slot is free
@@ -497,7 +565,7 @@ class AgendaService:
                 if a.status in (Status.BOOKED, Status.FULFILLED) and a.end <= at
             ]
             return Consultations(
-                [self._entry(conn, a, a.practitioner_id) for a in upcoming],
+                [self._entry(conn, a, a.practitioner_id, with_guests=True) for a in upcoming],
                 [self._entry(conn, a, a.practitioner_id) for a in past],
             )
 
@@ -513,8 +581,17 @@ class AgendaService:
             read=True,
         )
 
-    def _entry(self, conn: Connection, appointment: Appointment, who: str) -> AgendaEntry:
-        return AgendaEntry(appointment, self.contacts.display_name(conn, who) or "?")
+    def _entry(
+        self, conn: Connection, appointment: Appointment, who: str, *, with_guests: bool = False
+    ) -> AgendaEntry:
+        name = self.contacts.display_name(conn, who) or "?"
+        if not with_guests:
+            return AgendaEntry(appointment, name)
+        accepted = tuple(
+            (g.practitioner_id, self.contacts.display_name(conn, g.practitioner_id) or "?")
+            for g in guests.guests_of(conn, appointment.appointment_id)
+        )
+        return AgendaEntry(appointment, name, accepted)
 
     def appointment(self, ctx: RequestContext, appointment_id: str) -> Appointment:
         """One appointment, for its patient (purpose ``patient-request``) or a practitioner of

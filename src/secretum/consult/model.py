@@ -14,6 +14,9 @@ class Role(StrEnum):
 
     PATIENT = "patient"
     PRACTITIONER = "practitioner"
+    #: a second practitioner or an interpreter the patient accepted for this appointment:
+    #: waits in the waiting room like the patient, admits nobody, saves nothing
+    GUEST = "guest"
 
 
 class EndReason(StrEnum):
@@ -27,6 +30,8 @@ class EndReason(StrEnum):
     SESSION_ENDED = "session-ended"
     POLICY = "policy"
     REPLACED = "replaced"
+    #: the patient withdrew their acceptance of this guest
+    GUEST_WITHDRAWN = "guest-withdrawn"
 
 
 #: The refusal codes of the call's own checks (beside the policy's ``deny.*``).
@@ -39,6 +44,8 @@ NO_CONSENT = "deny.no-consent"
 
 #: What a refusal found during a call means for it.
 ENDED_BY: dict[str, EndReason] = {
+    # only a guest stops being a participant during a call (the patient withdrew them)
+    NOT_PARTICIPANT: EndReason.GUEST_WITHDRAWN,
     NO_CONSENT: EndReason.CONSENT_WITHDRAWN,
     NOT_IN_CARE_TEAM: EndReason.RELATIONSHIP_ENDED,
     OUTSIDE_WINDOW: EndReason.TIME_OVER,

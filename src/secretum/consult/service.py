@@ -7,13 +7,16 @@ join (WebSocket)       JOIN_CALL    Appointment (its patient)  TELECONSULTATION 
 call page              JOIN_CALL    Appointment (its patient)  TELECONSULTATION  one entry
 re-check (during)      JOIN_CALL    Appointment (its patient)  TELECONSULTATION  none (1)
 leave                  —            Appointment (its patient)  TELECONSULTATION  one entry
+save a shared file     CREATE       DocumentReference          TELECONSULTATION  one entry (2)
 =====================  ===========  =========================  ================  ============
 
 The join is ONE decision through the door (:class:`~secretum.access.door.Door`): the policy's
 ``join-call`` rules (the patient: their own appointment and an active teleconsultation consent;
 the practitioner: the patient's care team and that consent), then the call's own checks, in
 the same attempt, each refusal with its code in the one audit entry: the actor is the
-appointment's patient or practitioner (``deny.not-participant``), it is booked
+appointment's patient or practitioner, or a practitioner the patient accepted into this call
+(a second practitioner, an interpreter: :mod:`secretum.policy.guests`, the policy's
+``allow.join-call-guest``; role ``guest``) (``deny.not-participant``), it is booked
 (``deny.not-booked``), by video (``deny.not-video``), the care relationship between the two
 holds (``deny.not-in-care-team``, for the patient too), and now is in the window
 (``deny.outside-window``: from ``waiting_room`` before the start to ``grace`` after the end).
@@ -24,13 +27,20 @@ finds ends the call, whose end is audited by :meth:`ConsultService.leave` with t
 (``call.consent-withdrawn.<seconds>s``...). The appointments are read through the agenda's
 store (tags checked).
 
+(2) A file shared in the call (decrypted in the practitioner's browser) is saved into the
+patient's record by the appointment's practitioner only, through
+:meth:`~secretum.records.documents.DocumentService.create_document` (streaming encryption,
+the policy's care-team and teleconsultation-consent rule, its one audit entry). Anyone else
+(the patient, another practitioner, an unknown appointment) is refused before the record is
+touched, with one audit entry ``deny.not-participant`` naming the appointment.
+
 Blocking (database): the signaling layer calls these in worker threads.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -57,8 +67,11 @@ from secretum.consult.model import (
     Role,
 )
 from secretum.logs import get_logger
+from secretum.policy import guests
 from secretum.policy.facts import load_facts
 from secretum.policy.tables import utc
+from secretum.records.documents import DocumentService
+from secretum.records.fhir import instant
 from secretum.storage.integrity import RowTampered
 
 _log = get_logger("secretum.consult")
@@ -86,12 +99,14 @@ class ConsultService:
         *,
         contacts: Contacts,
         settings: ConsultSettings,
+        documents: DocumentService | None = None,
     ) -> None:
         self.door = Door(engine, audit, guard)
         self.audit = audit
         self.guard = guard
         self.contacts = contacts
         self.settings = settings
+        self.documents = documents
 
     # -- the decision --------------------------------------------------------------------------
 
@@ -106,7 +121,10 @@ class ConsultService:
         window: bool,
     ) -> Appointment:  # fmt: skip
         """The call's own conditions (after the policy's); AccessDenied with the code."""
-        if found is None or actor.user_id not in (found.patient_id, found.practitioner_id):
+        if found is None or not (
+            actor.user_id in (found.patient_id, found.practitioner_id)
+            or self._guest(conn, actor, found, now)
+        ):
             raise _deny(NOT_PARTICIPANT)
         if found.status is not Status.BOOKED:
             raise _deny(NOT_BOOKED)
@@ -119,17 +137,31 @@ class ConsultService:
             raise _deny(OUTSIDE_WINDOW)
         return found
 
+    @staticmethod
+    def _guest(conn: Connection, actor: Actor, found: Appointment, now: datetime) -> bool:
+        """The patient accepted ``actor`` (a practitioner) into this appointment's call."""
+        return actor.role is AccountRole.PRACTITIONER and guests.is_guest(
+            conn, found.appointment_id, found.patient_id, actor.user_id, now
+        )
+
     def _admission(
         self, conn: Connection, actor: Actor, found: Appointment, now: datetime
     ) -> Admission:
         patient = actor.user_id == found.patient_id
         other = found.practitioner_id if patient else found.patient_id
+        role = (
+            Role.PATIENT
+            if patient
+            else Role.PRACTITIONER
+            if actor.user_id == found.practitioner_id
+            else Role.GUEST
+        )
         return Admission(
             appointment_id=found.appointment_id,
             patient_id=found.patient_id,
             practitioner_id=found.practitioner_id,
             user_id=actor.user_id,
-            role=Role.PATIENT if patient else Role.PRACTITIONER,
+            role=role,
             start=found.start,
             end=found.end,
             name=self.contacts.display_name(conn, actor.user_id) or "?",
@@ -171,16 +203,24 @@ class ConsultService:
         """Audit a join refused before any decision could be taken: no live session (``actor``
         None: ``anonymous``) or a foreign ``Origin`` (``deny.bad-origin``). The appointment is
         named; its patient is not looked up (nothing is read)."""
+        self._refusal(
+            actor, appointment_id, reason, now, source_address, "operation", EventAction.EXECUTE
+        )
+
+    def _refusal(
+        self, actor: Actor | None, appointment_id: str, reason: str, now: datetime,
+        source_address: str | None, subtype: str, action: EventAction,
+    ) -> None:  # fmt: skip
         named = ID_PATTERN.fullmatch(appointment_id) is not None
         self.audit.append_committed(
             AuditEvent(
                 recorded=utc(now),
                 event_type=EventType.PATIENT_RECORD,
-                action=EventAction.EXECUTE,
+                action=action,
                 actor_id=actor.user_id if actor is not None else "anonymous",
                 actor_role=str(actor.role) if actor is not None else "anonymous",
                 outcome=Outcome.MINOR_FAILURE,
-                subtype="operation",
+                subtype=subtype,
                 resource_type="Appointment" if named else None,
                 resource_id=appointment_id if named else None,
                 purpose=AUDIT_PURPOSE[PURPOSE],
@@ -188,6 +228,45 @@ class ConsultService:
                 outcome_desc=reason,
             )
         )
+
+    # -- a file shared in the call, into the record ----------------------------------------------
+
+    def save_shared_file(
+        self, ctx: RequestContext, appointment_id: str, name: str, content: BinaryIO,
+        content_type: str,
+    ) -> str:  # fmt: skip
+        """Save a file shared in the call of ``appointment_id`` into its patient's record, as
+        a DocumentReference titled ``name``: by the appointment's practitioner only (else
+        AccessDenied ``deny.not-participant``, audited), then one decision and one audit entry
+        by the document service (care team, teleconsultation consent). The document's id."""
+        if self.documents is None:
+            raise RuntimeError("the consult service has no document service")
+        ctx = ctx.for_purpose(PURPOSE)
+        with self.door.reads.connect() as conn, conn.begin():
+            found = store.appointment(conn, appointment_id)
+        actor = ctx.actor
+        if (
+            found is None
+            or actor.role is not AccountRole.PRACTITIONER
+            or actor.user_id != found.practitioner_id
+        ):
+            self._refusal(
+                actor, appointment_id, NOT_PARTICIPANT, ctx.now, ctx.source_address, "create",
+                EventAction.CREATE,
+            )  # fmt: skip
+            raise _deny(NOT_PARTICIPANT)
+        resource: dict[str, Any] = {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "subject": {"reference": f"Patient/{found.patient_id}"},
+            "date": instant(ctx.now),
+            "description": (name.strip() or "document")[:200],
+            "content": [{"attachment": {}}],
+        }
+        saved = self.documents.create_document(
+            ctx, resource, content, content_type, patient_id=found.patient_id
+        )
+        return saved.resource_id
 
     # -- during the call -----------------------------------------------------------------------
 
@@ -202,6 +281,10 @@ class ConsultService:
                     PURPOSE, now,
                 )  # fmt: skip
                 if not decision:
+                    if found is not None and actor.user_id not in (
+                        found.patient_id, found.practitioner_id,
+                    ) and not self._guest(conn, actor, found, now):  # fmt: skip
+                        return EndReason.GUEST_WITHDRAWN
                     return ENDED_BY.get(decision.reason, EndReason.POLICY)
                 self._checks(conn, actor, found, now, window=True)
         except AccessDenied as exc:

@@ -324,12 +324,11 @@ class Calls:
         members = await hub.members(room_id)
         room.admitted |= {m.pid for m in members.values() if m.admitted}
         if conn.admitted:
-            peers = [m.pid for m in members.values() if m.admitted and m.pid != conn.pid]
-            conn.push({"type": "admitted", "peers": peers})
+            others = [m for m in members.values() if m.admitted and m.pid != conn.pid]
+            conn.push(_admitted(others))
             conn.push({"type": "lobby", "waiting": _waiting(members)})
-            await self._send(
-                room_id, "admitted", {"type": "joined", "pid": conn.pid}, skip=conn.pid
-            )
+            joined = {"type": "joined", "pid": conn.pid, "name": conn.admission.name}
+            await self._send(room_id, "admitted", joined, skip=conn.pid)
         else:
             conn.push({"type": "waiting"})
             await self._lobby(room_id, members)
@@ -432,10 +431,9 @@ class Calls:
                 return
             admitted = Member(waiting.pid, waiting.role, waiting.name, waiting.user_id, True)
             await hub.put(room_id, admitted)
-            peers = [m.pid for m in members.values() if m.admitted]
-            welcome = {"type": "admitted", "peers": peers}
+            welcome = _admitted([m for m in members.values() if m.admitted])
             await self._send(room_id, admitted.pid, welcome, admit=True)
-            joined = {"type": "joined", "pid": admitted.pid}
+            joined = {"type": "joined", "pid": admitted.pid, "name": admitted.name}
             await self._send(room_id, "admitted", joined, skip=admitted.pid)
             await self._lobby(room_id)
         elif not conn.admitted:
@@ -454,6 +452,16 @@ class Calls:
             else:
                 relayed["public_key"] = message.public_key
             await self._send(room_id, "admitted", relayed, skip=conn.pid)
+
+
+def _admitted(peers: list[Member]) -> dict[str, Any]:
+    """The ``admitted`` message: the peers already in the call, and their display names (a
+    call may hold three: the patient, the practitioner, a guest the patient accepted)."""
+    return {
+        "type": "admitted",
+        "peers": [m.pid for m in peers],
+        "names": {m.pid: m.name for m in peers},
+    }
 
 
 def _waiting(members: dict[str, Member]) -> list[dict[str, str]]:

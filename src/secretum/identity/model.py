@@ -53,6 +53,8 @@ SPECIALTIES = frozenset(
         "nursing",
         "midwifery",
         "pharmacy",
+        #: an interpreter: a staff account a patient may accept into a call (no care role)
+        "interpreter",
     }
 )
 _SPECIALTY = re.compile(r"[a-z][a-z\-]{1,63}")

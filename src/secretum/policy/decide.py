@@ -110,6 +110,7 @@ _CHECKS: dict[Condition, Callable[[Request], bool]] = {
         and r.resource.resource_id == r.actor.user_id
     ),
     Condition.APPOINTMENT: lambda r: r.resource.kind == "Appointment",
+    Condition.CALL_GUEST: lambda r: r.facts.call_guest,
     Condition.IMAGING_STUDY: lambda r: r.resource.kind in IMAGING_KINDS,
     Condition.NOT_IMAGING_STUDY: lambda r: r.resource.kind not in IMAGING_KINDS,
     Condition.NODE_STORE: lambda r: _node_scope(r, "store"),

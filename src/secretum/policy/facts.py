@@ -51,9 +51,11 @@ from secretum.consent.store import CONSENT_SPEC, active_purposes_select
 from secretum.consent.tables import consent_withdrawals, consents
 from secretum.policy.care import CARE_SPEC, NAMED_SPEC, in_care_team_condition, naming_holds
 from secretum.policy.grants import GRANT_SPEC, active_grant_condition
+from secretum.policy.guests import GUEST_SPEC, guest_condition
 from secretum.policy.restriction import RESTRICTION_SPEC, in_force_and_later
 from secretum.policy.tables import (
     break_glass_grants,
+    call_guests,
     care_relationships,
     from_db,
     processing_restrictions,
@@ -65,14 +67,16 @@ from secretum.storage.integrity import RowSpec
 _PATIENT = bindparam("patient_id", type_=String())
 _ACTOR = bindparam("actor_id", type_=String())
 _NOW = bindparam("now", type_=DateTime(timezone=True))
+_APPOINTMENT = bindparam("appointment_id", type_=String())
 
 #: Names of the rows of the facts query (its first column).
-CONSENT, RESTRICTED, CARE_TEAM, NAMED, BREAK_GLASS = (
+CONSENT, RESTRICTED, CARE_TEAM, NAMED, BREAK_GLASS, CALL_GUEST = (
     "consent",
     "restricted",
     "care-team",
     "named",
     "break-glass",
+    "call-guest",
 )
 
 #: The columns of every row of the facts query, and their types: each branch fills the slots
@@ -147,6 +151,17 @@ _LAYOUT: dict[str, tuple[RowSpec, dict[str, str]]] = {
             "closed_at": "t3",
         },
     ),
+    CALL_GUEST: (
+        GUEST_SPEC,
+        {
+            "guest_id": "rid",
+            "patient_id": "s1",
+            "practitioner_id": "s2",
+            "appointment_id": "s3",
+            "accepted_at": "t1",
+            "withdrawn_at": "t2",
+        },
+    ),
 }
 
 
@@ -207,6 +222,7 @@ _PRACTITIONER_FACTS: CompoundSelect[Any] = union_all(
     _matching(CARE_TEAM, care_relationships, in_care_team_condition(_ACTOR, _PATIENT, _NOW)),
     _matching(NAMED, restricted_data_named, naming_holds(_PATIENT, _ACTOR, _NOW)),
     _matching(BREAK_GLASS, break_glass_grants, active_grant_condition(_ACTOR, _PATIENT, _NOW)),
+    _matching(CALL_GUEST, call_guests, guest_condition(_ACTOR, _PATIENT, _APPOINTMENT, _NOW)),
 )
 
 
@@ -218,8 +234,16 @@ def _checked(conn: Connection, fact: str, row: Mapping[Any, Any]) -> Mapping[str
     return values
 
 
-def load_facts(conn: Connection, actor: Actor, patient_id: str | None, now: datetime) -> Facts:
-    """What the stores know about ``actor`` and ``patient_id`` at ``now``.
+def load_facts(
+    conn: Connection,
+    actor: Actor,
+    patient_id: str | None,
+    now: datetime,
+    *,
+    appointment_id: str | None = None,
+) -> Facts:
+    """What the stores know about ``actor`` and ``patient_id`` at ``now`` (and, for a request
+    about an appointment, whether the patient accepted the actor into its call).
 
     No patient (an operational resource): empty facts. Only practitioners (and imaging nodes,
     through a referral) can be in a care team, named, or hold a break-the-glass grant; for
@@ -233,7 +257,12 @@ def load_facts(conn: Connection, actor: Actor, patient_id: str | None, now: date
     now = utc(now)
     rows = conn.execute(
         _PRACTITIONER_FACTS if practitioner else _FACTS,
-        {"patient_id": patient_id, "actor_id": actor.user_id, "now": now},
+        {
+            "patient_id": patient_id,
+            "actor_id": actor.user_id,
+            "now": now,
+            "appointment_id": appointment_id,
+        },
     ).mappings()
     consents_: set[Purpose] = set()
     holds: set[str] = set()
@@ -259,4 +288,5 @@ def load_facts(conn: Connection, actor: Actor, patient_id: str | None, now: date
         named_by_patient=NAMED in holds,
         break_glass_active=BREAK_GLASS in holds,
         restricted_processing=restriction is not None and restriction[1],
+        call_guest=CALL_GUEST in holds,
     )

@@ -25,5 +25,6 @@ class PolicyGuard:
         purpose: Purpose,
         now: datetime,
     ) -> Decision:
-        facts = load_facts(conn, actor, resource.patient_id, now)
+        call = resource.resource_id if resource.kind == "Appointment" else None
+        facts = load_facts(conn, actor, resource.patient_id, now, appointment_id=call)
         return decide(actor, action, resource, purpose, now, facts)

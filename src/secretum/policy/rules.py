@@ -123,6 +123,8 @@ class Condition(StrEnum):
     OWN_AGENDA = "own-agenda"
     #: the resource is an appointment (``Appointment``)
     APPOINTMENT = "appointment"
+    #: the patient accepted the actor into this appointment's call (secretum.policy.guests)
+    CALL_GUEST = "call-guest"
     #: the resource is an imaging study (:data:`IMAGING_KINDS`)
     IMAGING_STUDY = "imaging-study"
     #: ... and its negation, for guards
@@ -144,6 +146,7 @@ DENY_REASONS: dict[Condition, str] = {
     Condition.NO_PATIENT: "deny.patient-scoped",
     Condition.CONSENT: "deny.no-consent",
     Condition.CARE_TEAM: "deny.not-in-care-team",
+    Condition.CALL_GUEST: "deny.not-call-guest",
     Condition.NAMED_IF_RESTRICTED: "deny.not-named-for-restricted",
     Condition.BREAK_GLASS: "deny.no-break-glass",
     Condition.STEP_UP: STEP_UP_REASON,
@@ -312,6 +315,16 @@ RULES: tuple[Rule, ...] = (
         frozenset({Action.JOIN_CALL}),
         frozenset({Purpose.TELECONSULTATION}),
         (Condition.APPOINTMENT, Condition.HEALTH_DATA, Condition.CARE_TEAM, Condition.CONSENT),
+    ),
+    # ... and a practitioner (a second one, an interpreter) the patient accepted into this
+    # appointment's call joins it, with the same consent: the call only (no care relationship,
+    # nothing of the record), while the acceptance holds (secretum.policy.guests).
+    Rule(
+        "allow.join-call-guest",
+        _PRACTITIONER,
+        frozenset({Action.JOIN_CALL}),
+        frozenset({Purpose.TELECONSULTATION}),
+        (Condition.APPOINTMENT, Condition.HEALTH_DATA, Condition.CALL_GUEST, Condition.CONSENT),
     ),
     Rule(
         "allow.break-glass",

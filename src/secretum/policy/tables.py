@@ -92,6 +92,22 @@ break_glass_reviews = Table(
     Column("reviewed_at", DateTime(timezone=True), nullable=False),
 )
 
+#: A person the patient accepted into the video call of one of their appointments (a second
+#: practitioner, an interpreter): they may join that call, and only it, until withdrawn.
+call_guests = Table(
+    "call_guests",
+    metadata,
+    Column("guest_id", String(32), primary_key=True),
+    Column("appointment_id", String(32), nullable=False, index=True),
+    Column("patient_id", String(64), nullable=False),
+    #: the accepted person (a practitioner account of the staff directory)
+    Column("practitioner_id", String(64), nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=False),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+    #: tag of the row (secretum.storage.integrity): missing or wrong means tampered
+    Column("row_mac", LargeBinary(32), nullable=True),
+)
+
 processing_restrictions = Table(
     "processing_restrictions",
     metadata,

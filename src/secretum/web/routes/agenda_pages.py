@@ -42,6 +42,7 @@ from secretum.agenda.model import (
 from secretum.agenda.service import (
     MAX_NOTE_CHARS,
     AgendaError,
+    BadGuest,
     BadRequest,
     NotBooked,
     NoteRefused,
@@ -73,7 +74,9 @@ AVAILABILITY = "/practice/availability"
 WEEK = 7
 EMPTY_ROWS = 2
 #: Confirmations (``?done=<code>``, message ``agenda.done.<code>``).
-DONE = frozenset({"booked", "cancelled", "moved", "published", "note"})
+DONE = frozenset(
+    {"booked", "cancelled", "moved", "published", "note", "guest_added", "guest_withdrawn"}
+)
 #: The agenda's refusals in words (the message keys), most specific first.
 ERRORS: tuple[tuple[type[AgendaError], int, str], ...] = (
     (PatientBusy, 409, "agenda.error.busy"),
@@ -83,6 +86,7 @@ ERRORS: tuple[tuple[type[AgendaError], int, str], ...] = (
     (NotBooked, 409, "agenda.error.not_booked"),
     (NotYours, 403, "agenda.error.not_yours"),
     (NoteRefused, 409, "agenda.error.note"),
+    (BadGuest, 400, "agenda.error.guest"),
     (BadRequest, 400, "agenda.error.invalid"),
 )
 
@@ -277,6 +281,36 @@ def cancel(caller: PatientCaller, svc: Svc, now: Now, appointment_id: str) -> Re
     with agenda_errors():
         svc.agenda.cancel(patient_ctx(caller, now), appointment_id)
     return done(MINE, "cancelled")
+
+
+@router.post(MINE + "/{appointment_id}/guests", **pages.back_to(MINE))
+def accept_guest(
+    caller: PatientCaller,
+    request: Request,
+    svc: Svc,
+    now: Now,
+    appointment_id: str,
+    practitioner_id: FormStr = "",
+) -> Response:
+    """I accept a second practitioner or an interpreter (the staff directory) into the video
+    call of my appointment (the teleconsultation consent is needed: the page says so)."""
+    guest = _chosen(svc, practitioner_id)
+    try:
+        with agenda_errors():
+            svc.agenda.accept_guest(care_ctx(caller, now), appointment_id, guest.user_id)
+    except AccessDenied as exc:
+        return consent_missing(request, exc, MINE)
+    return done(MINE, "guest_added")
+
+
+@router.post(MINE + "/{appointment_id}/guests/{practitioner_id}/withdraw", **pages.back_to(MINE))
+def withdraw_guest(
+    caller: PatientCaller, svc: Svc, now: Now, appointment_id: str, practitioner_id: str
+) -> RedirectResponse:
+    """I withdraw a guest of my appointment's call (a call in progress ends for them)."""
+    with agenda_errors():
+        svc.agenda.withdraw_guest(patient_ctx(caller, now), appointment_id, practitioner_id)
+    return done(MINE, "guest_withdrawn")
 
 
 @router.get(MINE + "/{appointment_id}/move", response_class=HTMLResponse, **pages.back_to(MINE))

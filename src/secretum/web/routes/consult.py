@@ -4,6 +4,11 @@
   REST credentials for the signed-in patient or practitioner (``[]`` without TURN).
 * ``GET /consult/{appointment_id}`` — the call page (``consult_call.html``): one use case
   (:meth:`ConsultService.page`, audited), refusals as pages.
+* ``POST /consult/{appointment_id}/documents`` — a file shared in the call, decrypted in the
+  practitioner's browser, saved into the patient's record (multipart ``file``, the CSRF token
+  in ``X-CSRF-Token``): :meth:`ConsultService.save_shared_file` (the appointment's
+  practitioner only; the document service's streaming encryption, policy and audit). Answers
+  ``{"document_id": ...}`` (201) or the refusal's status (403, 413, 415...).
 * ``WS /consult/{appointment_id}/ws`` — signaling (docs/call-protocol.md): the
   ``__Host-`` session cookie (4401 without a live one), the ``Origin`` among the configured
   origins (4403), the join decision (:meth:`ConsultService.join`: one decision, one audit
@@ -21,6 +26,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import UploadFile
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from secretum.access.context import RequestContext
@@ -33,6 +39,7 @@ from secretum.services import Services
 from secretum.web import care_pages as pages
 from secretum.web import deps
 from secretum.web.deps import Caller
+from secretum.web.routes.practice import upload_limit
 from secretum.web.templating import render
 
 _log = get_logger(__name__)
@@ -76,6 +83,33 @@ def call_page(
         slot_end=admission.end,
         waiting_room_minutes=int(settings.waiting_room.total_seconds() // 60),
         window_open=admission.window_open,
+    )
+
+
+@router.post("/{appointment_id}/documents")
+async def save_shared_file(
+    appointment_id: str,
+    _limit: Annotated[None, Depends(upload_limit)],
+    caller: CallerInCall,
+    request: Request,
+    svc: Svc,
+    now: Now,
+) -> JSONResponse:
+    """Save a file shared in the call into the patient's record (the practitioner)."""
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise pages.PageError(400, "error.document_form")
+    document_id = await run_in_threadpool(
+        svc.consult.save_shared_file,
+        caller.context(PURPOSE, now),
+        appointment_id,
+        str(form.get("name") or upload.filename or ""),
+        upload.file,
+        upload.content_type or "",
+    )
+    return JSONResponse(
+        {"document_id": document_id}, status_code=201, headers={"cache-control": "no-store"}
     )
 
 

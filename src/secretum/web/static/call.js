@@ -122,7 +122,7 @@ function toggle(kind) {
 
 // ------------------------------------------------------------------------------ peers
 
-function remoteTile(pid) {
+function remoteTile(pid, name) {
   const figure = document.createElement("figure");
   figure.className = "tile remote";
   const video = document.createElement("video");
@@ -130,7 +130,7 @@ function remoteTile(pid) {
   video.playsInline = true;
   video.setAttribute("aria-label", S.remote_video);
   const caption = document.createElement("figcaption");
-  caption.textContent = root.dataset.otherName;
+  caption.textContent = name || root.dataset.otherName;
   figure.append(video, caption);
   $("remotes").append(figure);
   $("empty-stage").hidden = true;
@@ -150,12 +150,13 @@ function preferCodecs(transceiver) {
   transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
 }
 
-function addPeer(pid, offerer) {
+function addPeer(pid, offerer, name) {
   if (state.peers.has(pid)) return state.peers.get(pid);
   const pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: test?.relay ? "relay" : "all" });
   const channel = pc.createDataChannel("secretum-chat", { negotiated: true, id: 0, ordered: true });
   channel.binaryType = "arraybuffer";
-  const peer = { pid, pc, channel, offerer, tile: remoteTile(pid), candidates: [], sealer: null, opener: new ChatOpener(), files: new Map(), kids: null, oldKids: [] };
+  const shown = typeof name === "string" && name ? name.slice(0, 200) : root.dataset.otherName;
+  const peer = { pid, pc, channel, offerer, name: shown, tile: remoteTile(pid, shown), candidates: [], sealer: null, opener: new ChatOpener(), files: new Map(), kids: null, oldKids: [] };
   state.peers.set(pid, peer);
   pc.onicecandidate = (e) => signal(pid, { candidate: e.candidate ? e.candidate.toJSON() : null });
   pc.ontrack = (e) => {
@@ -293,11 +294,11 @@ function chatNotice(text) {
   $("chat-log").append(item);
 }
 
-function chatLine(who, node) {
+function chatLine(who, ...nodes) {
   const item = document.createElement("li");
   const name = document.createElement("strong");
   name.textContent = `${who} `;
-  item.append(name, node);
+  item.append(name, ...nodes);
   $("chat-log").append(item);
   item.scrollIntoView({ block: "nearest" });
 }
@@ -347,7 +348,7 @@ function fileLink(name, parts) {
 async function receiveChat(peer, data) {
   const message = decode(await peer.opener.open(data));
   if (message.kind === "json" && message.value.t === "text") {
-    chatLine(root.dataset.otherName, document.createTextNode(String(message.value.body).slice(0, MAX_TEXT)));
+    chatLine(peer.name, document.createTextNode(String(message.value.body).slice(0, MAX_TEXT)));
   } else if (message.kind === "json" && message.value.t === "file") {
     const { id, name, size, chunks } = message.value;
     if (typeof id !== "string" || !(size <= MAX_FILE) || !(chunks === Math.ceil(size / CHUNK))) throw new Error("bad file");
@@ -367,7 +368,56 @@ function finishFile(peer, id) {
   const file = peer.files.get(id);
   peer.files.delete(id);
   if (file.got !== file.size) { chatNotice(S.chat_refused); return; }
-  chatLine(root.dataset.otherName, fileLink(file.name, file.parts));
+  const line = [fileLink(file.name, file.parts)];
+  if (state.role === "practitioner") line.push(" ", saveButton(file.name, file.parts));
+  chatLine(peer.name, ...line);
+}
+
+// The record takes these types (the server checks the first bytes against the type).
+const RECORD_TYPES = { pdf: "application/pdf", png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", dcm: "application/dicom", txt: "text/plain" };
+
+/** The practitioner's "Save to the record" button of a received file: the decrypted bytes go
+ *  to POST /consult/{id}/documents (session cookie, CSRF token), sealed there into the record. */
+function saveButton(name, parts) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "save-file";
+  button.textContent = S.save;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    let status = button.nextElementSibling;
+    if (!status) {
+      status = document.createElement("span");
+      status.setAttribute("role", "status");
+      button.after(status);
+    }
+    status.className = "";
+    status.textContent = ` ${S.saving}`;
+    const ext = (name.split(".").pop() || "").toLowerCase();
+    const type = RECORD_TYPES[ext];
+    let message;
+    if (!type) {
+      message = S.save_type;
+    } else {
+      const body = new FormData();
+      body.append("file", new Blob(parts, { type }), name);
+      body.append("name", name);
+      const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+      try {
+        const response = await fetch(`/consult/${encodeURIComponent(root.dataset.appointment)}/documents`, {
+          method: "POST", body, credentials: "same-origin", headers: { "X-CSRF-Token": csrf },
+        });
+        message = response.ok ? `${S.saved} ${name}` : response.status === 403 ? S.save_refused
+          : response.status === 413 ? S.save_too_big : response.status === 415 ? S.save_type : S.save_failed;
+        if (response.ok) { button.remove(); status.dataset.saved = "1"; }
+      } catch {
+        message = S.save_failed;
+      }
+    }
+    status.textContent = ` ${message}`;
+    if (!status.dataset.saved) { status.className = "notice"; button.disabled = false; }
+  });
+  return button;
 }
 
 // ------------------------------------------------------------------------------ network quality
@@ -471,12 +521,12 @@ function onMessage(message) {
       state.admitted = true;
       $("waiting-note").hidden = true;
       setStage(message.peers.length ? S.connecting : S.alone);
-      for (const pid of message.peers) addPeer(pid, true);
+      for (const pid of message.peers) addPeer(pid, true, message.names?.[pid]);
       rosterChanged();
       break;
     case "joined":
       setStage(S.connecting);
-      addPeer(message.pid, false);
+      addPeer(message.pid, false, message.name);
       rosterChanged();
       break;
     case "left":
