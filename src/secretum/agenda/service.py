@@ -597,21 +597,15 @@ class AgendaService:
         """One appointment, for its patient (purpose ``patient-request``) or a practitioner of
         their care team (a purpose of care, with the patient's consent): the policy decides on
         the appointment's patient (ctx's purpose). ResourceNotFound for an id that names none."""
-        return self._door(
-            ctx,
-            purpose=ctx.purpose,
-            event=EventType.PATIENT_RECORD,
-            subtype="read",
-            code=EventAction.READ,
-            action=Action.READ,
-            resource=lambda conn: self._existing(conn, "Appointment", appointment_id),
-            work=lambda conn: self._found(conn, appointment_id),
-            read=True,
-        )
+        return self._read_about(ctx, "Appointment", appointment_id)
 
     def encounter(self, ctx: RequestContext, appointment_id: str) -> Appointment:
         """The appointment behind the Encounter of a consultation (FHIR ``Encounter?appointment=``)
         : decided as a read of that Encounter, about the appointment's patient."""
+        return self._read_about(ctx, "Encounter", appointment_id)
+
+    def _read_about(self, ctx: RequestContext, kind: str, appointment_id: str) -> Appointment:
+        """Read the appointment, decided as a read of ``kind`` about its patient."""
         return self._door(
             ctx,
             purpose=ctx.purpose,
@@ -619,7 +613,7 @@ class AgendaService:
             subtype="read",
             code=EventAction.READ,
             action=Action.READ,
-            resource=lambda conn: self._existing(conn, "Encounter", appointment_id),
+            resource=lambda conn: self._existing(conn, kind, appointment_id),
             work=lambda conn: self._found(conn, appointment_id),
             read=True,
         )
