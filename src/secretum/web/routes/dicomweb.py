@@ -97,6 +97,8 @@ CHUNK = 1024 * 1024
 #: READ_AHEAD_MAX bytes (larger ones are streamed chunk by chunk).
 READ_AHEAD = 3
 READ_AHEAD_MAX = 16 * 1024 * 1024
+#: Bytes of whole STOW-RS parts read ahead of the ingest (the part being read is on top).
+STOW_READ_AHEAD = 16 * 1024 * 1024
 _log = get_logger("secretum.web.dicomweb")
 
 DEFAULT_PURPOSE = {
@@ -322,15 +324,26 @@ def _code(reason: Reason) -> int:
 
 class _StowBody:
     """The bridge between the body (async, on the event loop) and the ingest (a worker
-    thread): the thread pulls the next whole parts; the loop reads chunks until it has some."""
+    thread). A task on the loop (:meth:`fill`) reads the body ahead of the ingest, so that
+    reading and parsing the multipart overlap the validation and encryption of the parts
+    before: whole parts wait in a queue of at most :data:`STOW_READ_AHEAD` bytes (plus the
+    part being completed, so memory stays bounded whatever the size of the body). The
+    ingest thread takes every waiting part at once (one thread hop per batch)."""
 
     def __init__(self, request: Request, reader: RelatedReader) -> None:
         self.chunks = request.stream().__aiter__()
         self.reader = reader
         self.error: MalformedBody | None = None
         self.ended = False
+        self.budget = STOW_READ_AHEAD
+        self._queue: list[Part] = []
+        self._queued = 0
+        self._filled = False  # fill() returned: nothing more will be queued
+        self._arrived = asyncio.Event()  # fill -> take: parts queued, or the end
+        self._room = asyncio.Event()  # take -> fill: the queue was emptied
 
     async def pull(self) -> list[Part] | None:
+        """The next whole parts read from the body; None at its end (or on an error)."""
         while not self.ended:
             try:
                 chunk = await self.chunks.__anext__()
@@ -354,13 +367,42 @@ class _StowBody:
                 return parts
         return None
 
+    async def fill(self) -> None:
+        """Read the body into the queue, pausing while it holds ``budget`` bytes or more."""
+        try:
+            while True:
+                while self._queued >= self.budget:
+                    self._room.clear()
+                    await self._room.wait()
+                parts = await self.pull()
+                if parts is None:
+                    return
+                self._queue += parts
+                self._queued += sum(len(part.data) for part in parts)
+                self._arrived.set()
+        finally:
+            self._filled = True
+            self._arrived.set()
+
+    async def take(self) -> list[Part] | None:
+        """Every part waiting (at least one), None once the body is read to its end."""
+        while not self._queue:
+            if self._filled:
+                return None
+            self._arrived.clear()
+            await self._arrived.wait()
+        parts, self._queue, self._queued = self._queue, [], 0
+        self._room.set()
+        return parts
+
     def parts(self) -> Iterator[Part]:
-        """Whole parts, in order, pulled from the worker thread."""
+        """Whole parts, in order, taken from the worker thread."""
         while True:
-            got = anyio.from_thread.run(self.pull)
+            got = anyio.from_thread.run(self.take)
             if got is None:
                 return
-            yield from got
+            while got:
+                yield got.pop(0)  # a part handed on is no longer held here
 
 
 def _stow_response(
@@ -441,7 +483,14 @@ async def _stow(request: Request, call: DicomCall, study: str | None) -> Respons
     def ingest() -> list[InstanceResult]:
         return archive.ingest(call.ctx, instances())
 
-    results = await run_in_threadpool(ingest)
+    filling = asyncio.ensure_future(body.fill())
+    try:
+        results = await run_in_threadpool(ingest)
+    finally:
+        if not filling.done():
+            filling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await filling
     if body.error is not None:
         if not outcomes:
             raise body.error
