@@ -211,6 +211,8 @@ _LONG_VRS = frozenset(
 _TAG_LEN = struct.Struct("<HHL")
 _TAG_VR_LEN16 = struct.Struct("<HH2sH")
 _LEN32 = struct.Struct("<L")
+#: VRs whose value is bytes, written as they are (even length: no padding).
+_BINARY_VRS = frozenset({"OB", "OW", "OB or OW", "UN"})
 
 
 class _Walker:
@@ -472,6 +474,18 @@ def _hash_dataset(update: Callable[[bytes], Any], ds: Dataset) -> None:
             continue
         # Implicit VR: the bytes do not depend on whether the sender used explicit VR, and
         # sequences are hashed item by item so defined vs undefined lengths do not matter.
+        value = elem.value
+        if (
+            elem.VR in _BINARY_VRS
+            and isinstance(value, bytes)
+            and not len(value) % 2
+            and not elem.is_undefined_length
+        ):
+            # what write_data_element writes for it (tag, 32-bit length, the bytes), hashed
+            # without copying the value (pixel data: most of the instance)
+            update(_TAG_LEN.pack(tag >> 16, tag & 0xFFFF, len(value)))
+            update(value)
+            continue
         buf = DicomBytesIO()
         buf.is_little_endian = True
         buf.is_implicit_VR = True
