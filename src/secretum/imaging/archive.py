@@ -335,12 +335,14 @@ class ImagingArchive:
         instances: Iterable[bytes],
         *,
         sensitivity: Sensitivity = Sensitivity.NORMAL,
+        study_uid: str | None = None,
     ) -> list[InstanceResult]:
         """Store Part-10 instances (one at a time from ``instances``); one result each, in
-        order. A study of a patient the sender may write to (care team, teleradiology consent)
-        is stored under the patient's key; any other study (no match, several matches, or a
-        sender outside the care team: refusing would tell them the patient is known here)
-        waits for reconciliation under a holding key. One audit entry per study and batch."""
+        order (``study_uid``: an instance of another study fails, META_MISMATCH). A study of a
+        patient the sender may write to (care team, teleradiology consent) is stored under the
+        patient's key; any other study (no match, several matches, or a sender outside the
+        care team: refusing would tell them the patient is known here) waits for
+        reconciliation under a holding key. One audit entry per study and batch."""
         results: dict[int, InstanceResult] = {}
         pending: dict[str, _Pending] = {}
         routes: dict[bytes, _Route] = {}
@@ -348,7 +350,7 @@ class ImagingArchive:
         count = 0
         for index, data in enumerate(instances):
             count = index + 1
-            if self._stage(ctx, index, data, routes, pending, results, sensitivity):
+            if self._stage(ctx, index, data, routes, pending, results, sensitivity, study_uid):
                 staged += 1
             if staged >= self.batch_size:
                 self._flush(ctx, pending, results, sensitivity)
@@ -366,6 +368,7 @@ class ImagingArchive:
         pending: dict[str, _Pending],
         results: dict[int, InstanceResult],
         sensitivity: Sensitivity,
+        study_uid: str | None = None,
     ) -> bool:
         """Validate and encrypt one instance; True if it was staged for the index batch."""
         try:
@@ -374,6 +377,9 @@ class ImagingArchive:
             results[index] = _failed(index, exc.reason)
             return False
         del data
+        if study_uid is not None and parsed.study_instance_uid != study_uid:
+            results[index] = _failed(index, Reason.META_MISMATCH, parsed)
+            return False
         sop_index = self.store.sop_index(parsed.sop_instance_uid)
         digest = self.store.digest_index(parsed.digest)
         try:
@@ -401,9 +407,7 @@ class ImagingArchive:
         except Exception:
             results[index] = _failed(index, Reason.PROCESSING_FAILURE, parsed)
             return False
-        result = InstanceResult(
-            index, InstanceStatus.STORED, parsed.sop_instance_uid, parsed.sop_class_uid
-        )
+        result = _stored(index, InstanceStatus.STORED, parsed)
         batch.rows.append(row)
         batch.sop_digests[sop_index] = digest
         batch.results.append(result)
@@ -1011,7 +1015,16 @@ def _failed_result(result: InstanceResult, reason: Reason | None) -> InstanceRes
 
 def _resend(index: int, parsed: ParsedInstance, same: bool) -> InstanceResult:
     if same:
-        return InstanceResult(
-            index, InstanceStatus.DUPLICATE, parsed.sop_instance_uid, parsed.sop_class_uid
-        )
+        return _stored(index, InstanceStatus.DUPLICATE, parsed)
     return _failed(index, Reason.CONFLICT, parsed)
+
+
+def _stored(index: int, status: InstanceStatus, parsed: ParsedInstance) -> InstanceResult:
+    return InstanceResult(
+        index,
+        status,
+        parsed.sop_instance_uid,
+        parsed.sop_class_uid,
+        study_uid=parsed.study_instance_uid,
+        series_uid=parsed.series_instance_uid,
+    )

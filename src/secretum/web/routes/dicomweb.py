@@ -300,24 +300,6 @@ class _Outcome:
     sop_instance: str | None = None
 
 
-def _header(data: bytes) -> tuple[str, str, str] | None:
-    """(study, series, SOP instance) UIDs of a Part-10 file, read cheaply (no pixel data);
-    None if unreadable (the archive's validation then says why)."""
-    try:
-        ds = pydicom.dcmread(
-            io.BytesIO(data),
-            stop_before_pixels=True,
-            specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
-        )
-        return (
-            str(ds.get("StudyInstanceUID", "")),
-            str(ds.get("SeriesInstanceUID", "")),
-            str(ds.get("SOPInstanceUID", "")),
-        )
-    except Exception:
-        return None
-
-
 def _code(reason: Reason) -> int:
     return FAILURE_STATUSES[reason].dicomweb_failure_reason
 
@@ -409,7 +391,6 @@ def _stow_response(
     call: DicomCall,
     outcomes: list[_Outcome],
     results: list[InstanceResult],
-    uids: dict[str, tuple[str, str]],
 ) -> Response:
     """The STOW-RS answer: Referenced / Failed SOP sequences and the status (200 all stored,
     202 some, 409 none)."""
@@ -419,18 +400,19 @@ def _stow_response(
     for outcome in outcomes:
         cls, sop, reason = outcome.sop_class, outcome.sop_instance, outcome.failure
         stored = False
+        study = series = None
         if outcome.index is not None:
             r = results[outcome.index]
             cls, sop = r.sop_class_uid, r.sop_instance_uid
             stored = r.ok
             reason = None if r.ok else r.dicomweb_failure_reason
+            study, series = r.study_uid, r.series_uid
         item: dict[str, Any] = {}
         if cls:
             item["00081150"] = _attr("UI", cls)
         if sop:
             item["00081155"] = _attr("UI", sop)
         if stored:
-            study, series = uids.get(sop or "", ("", ""))
             if study and series and sop:
                 item["00081190"] = _attr("UR", _instance_url(call, study, series, sop))
                 studies.add(study)
@@ -457,7 +439,6 @@ async def _stow(request: Request, call: DicomCall, study: str | None) -> Respons
     reader = RelatedReader(boundary, max_part_bytes=archive.max_instance_bytes, default_type=DICOM)
     body = _StowBody(request, reader)
     outcomes: list[_Outcome] = []
-    uids: dict[str, tuple[str, str]] = {}
 
     def instances() -> Iterator[bytes]:
         handed = 0
@@ -468,20 +449,12 @@ async def _stow(request: Request, call: DicomCall, study: str | None) -> Respons
             if part.media_type != DICOM:
                 outcomes.append(_Outcome(failure=_code(Reason.NOT_PART10)))
                 continue
-            ids = _header(part.data)
-            if ids is not None:
-                if study is not None and ids[0] != study:
-                    outcomes.append(
-                        _Outcome(failure=_code(Reason.META_MISMATCH), sop_instance=ids[2] or None)
-                    )
-                    continue
-                uids[ids[2]] = (ids[0], ids[1])
             outcomes.append(_Outcome(index=handed))
             handed += 1
             yield part.data
 
     def ingest() -> list[InstanceResult]:
-        return archive.ingest(call.ctx, instances())
+        return archive.ingest(call.ctx, instances(), study_uid=study)
 
     filling = asyncio.ensure_future(body.fill())
     try:
@@ -497,7 +470,7 @@ async def _stow(request: Request, call: DicomCall, study: str | None) -> Respons
         outcomes.append(_Outcome(failure=_code(Reason.TRUNCATED)))
     if not outcomes:
         raise MalformedBody("no instance in the body")
-    return _stow_response(call, outcomes, results, uids)
+    return _stow_response(call, outcomes, results)
 
 
 @router.post("/studies")
