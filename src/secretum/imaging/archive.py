@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -181,6 +181,14 @@ class _Route:
         return self.patient_id or holding_owner(self.study_key)
 
 
+class _Written(NamedTuple):
+    """A blob written: its name, the key id, the content digest's blind index."""
+
+    blob_name: str
+    key_id: bytes
+    digest_index: bytes
+
+
 @dataclass
 class _Pending:
     """Staged instances of one study: blobs written, index rows waiting for the batch."""
@@ -190,9 +198,10 @@ class _Pending:
     series: dict[str, tuple[bytes, str | None, bytes]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     results: list[InstanceResult] = field(default_factory=list)
-    sop_digests: dict[bytes, bytes] = field(default_factory=dict)
+    #: staged SOP instances: their write, whose result holds the content digest index
+    sop_writes: dict[bytes, Future[_Written]] = field(default_factory=dict)
     #: blob writes still running: (row, its result, the write)
-    writes: list[tuple[dict[str, Any], InstanceResult, Future[tuple[str, bytes]]]] = field(
+    writes: list[tuple[dict[str, Any], InstanceResult, Future[_Written]]] = field(
         default_factory=list
     )
 
@@ -381,11 +390,11 @@ class ImagingArchive:
             results[index] = _failed(index, Reason.META_MISMATCH, parsed)
             return False
         sop_index = self.store.sop_index(parsed.sop_instance_uid)
-        digest = self.store.digest_index(parsed.digest)
         try:
             with self.door.reads.connect() as conn, conn.begin():
                 known = self._known(conn, sop_index, pending)
                 if known is not None:
+                    digest = self.store.digest_index(parsed.digest)
                     same = self.store.same_digest(known, digest)
                     results[index] = _resend(index, parsed, same)
                     return False
@@ -403,13 +412,13 @@ class ImagingArchive:
             attrs = _pick(parsed.dataset, STUDY_KEYWORDS)
             batch = pending[route.study_key] = _Pending(route, attrs)
         try:
-            row, write = self._encrypt(parsed, route, batch, sop_index, digest, ctx.now)
+            row, write = self._encrypt(parsed, route, batch, sop_index, ctx.now)
         except Exception:
             results[index] = _failed(index, Reason.PROCESSING_FAILURE, parsed)
             return False
         result = _stored(index, InstanceStatus.STORED, parsed)
         batch.rows.append(row)
-        batch.sop_digests[sop_index] = digest
+        batch.sop_writes[sop_index] = write
         batch.results.append(result)
         batch.writes.append((row, result, write))
         for _, _, earlier in batch.writes[:-WRITES_IN_FLIGHT]:
@@ -426,8 +435,11 @@ class ImagingArchive:
     ) -> bytes | None:
         """The digest index of an instance with this SOP UID, stored or staged, else None."""
         for batch in pending.values():
-            if sop_index in batch.sop_digests:
-                return batch.sop_digests[sop_index]
+            if sop_index in batch.sop_writes:
+                try:
+                    return batch.sop_writes[sop_index].result().digest_index
+                except Exception:
+                    return None  # that write failed (so will its instance): not stored
         found = self.store.find_instance(conn, sop_index)
         return None if found is None else bytes(found["digest_index"])
 
@@ -475,11 +487,11 @@ class ImagingArchive:
         route: _Route,
         batch: _Pending,
         sop_index: bytes,
-        digest: bytes,
         now: datetime,
-    ) -> tuple[dict[str, Any], Future[tuple[str, bytes]]]:
-        """Start writing the instance's blob (in a writer thread); return its index row
-        (sealed layout and metadata; blob name and key id once the write is done)."""
+    ) -> tuple[dict[str, Any], Future[_Written]]:
+        """Start writing the instance's blob (in a writer thread, which also hashes its
+        content: the digest's encoding was proven by the parse); return its index row (sealed
+        layout and metadata; blob name, key id and digest index once the write is done)."""
         ds, owner = parsed.dataset, route.owner
         version = route.existing.version if route.existing else 1
         series_index = self.store.series_index(parsed.series_instance_uid)
@@ -523,7 +535,7 @@ class ImagingArchive:
             "instance_number": instance_number,
             "number_of_frames": number_of_frames(ds),
             "plaintext_size": size,
-            "digest_index": digest,
+            "digest_index": None,
             "blob_name": None,
             "key_id": None,
             "version": version,
@@ -531,8 +543,13 @@ class ImagingArchive:
             "meta": self.store.seal_value(owner, SEALED_META, instance_key, version, meta),
             "created_at": now,
         }
-        write = self._writers.submit(self.store.write_blob, owner, context, io.BytesIO(parsed.data))
+        write = self._writers.submit(self._write_blob, parsed, owner, context)
         return row, write
+
+    def _write_blob(self, parsed: ParsedInstance, owner: str, context: bytes) -> _Written:
+        digest = self.store.digest_index(parsed.digest)
+        name, key_id = self.store.write_blob(owner, context, io.BytesIO(parsed.data))
+        return _Written(name, key_id, digest)
 
     def _flush(
         self,
@@ -573,7 +590,7 @@ class ImagingArchive:
         failed: set[int] = set()
         for row, result, write in batch.writes:
             try:
-                row["blob_name"], row["key_id"] = write.result()
+                row["blob_name"], row["key_id"], row["digest_index"] = write.result()
             except Exception:
                 failed.add(result.index)
                 results[result.index] = _failed_result(result, Reason.PROCESSING_FAILURE)
