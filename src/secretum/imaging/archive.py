@@ -182,11 +182,15 @@ class _Route:
 
 
 class _Written(NamedTuple):
-    """A blob written: its name, the key id, the content digest's blind index."""
+    """What a writer thread made of an instance: the columns of its index row that wait for
+    it (blob name and key id, the content digest's blind index, the sealed layout and
+    metadata)."""
 
     blob_name: str
     key_id: bytes
     digest_index: bytes
+    layout: bytes
+    meta: bytes
 
 
 @dataclass
@@ -489,9 +493,9 @@ class ImagingArchive:
         sop_index: bytes,
         now: datetime,
     ) -> tuple[dict[str, Any], Future[_Written]]:
-        """Start writing the instance's blob (in a writer thread, which also hashes its
-        content: the digest's encoding was proven by the parse); return its index row (sealed
-        layout and metadata; blob name, key id and digest index once the write is done)."""
+        """Start writing the instance's blob (in a writer thread, which also seals its
+        layout and metadata and hashes its content: the digest's encoding was proven by the
+        parse); return its index row (the columns of :class:`_Written` once that is done)."""
         ds, owner = parsed.dataset, route.owner
         version = route.existing.version if route.existing else 1
         series_index = self.store.series_index(parsed.series_instance_uid)
@@ -502,23 +506,6 @@ class ImagingArchive:
             sealed = self.store.seal_value(owner, SEALED_SERIES, series_key, version, attrs)
             batch.series[series_key] = (series_index, modality, sealed)
         instance_key = self.store.key_of(sop_index)
-        pixels = pixel_layout(parsed.data, parsed.transfer_syntax_uid, ds)
-        size = len(parsed.data)
-        layout = layout_value(
-            parsed.study_instance_uid,
-            parsed.series_instance_uid,
-            parsed.sop_instance_uid,
-            size,
-            pixels,
-        )
-        meta = _metadata(ds)
-        context = blob_context(
-            parsed.study_instance_uid,
-            parsed.series_instance_uid,
-            parsed.sop_instance_uid,
-            owner,
-            version,
-        )
         self.keyring.data_key(owner, create=True)  # created here, not by writers at once
         number = ds.get("InstanceNumber")
         try:
@@ -534,22 +521,32 @@ class ImagingArchive:
             "transfer_syntax_uid": parsed.transfer_syntax_uid,
             "instance_number": instance_number,
             "number_of_frames": number_of_frames(ds),
-            "plaintext_size": size,
-            "digest_index": None,
-            "blob_name": None,
-            "key_id": None,
+            "plaintext_size": len(parsed.data),
             "version": version,
-            "layout": self.store.seal_value(owner, SEALED_LAYOUT, instance_key, version, layout),
-            "meta": self.store.seal_value(owner, SEALED_META, instance_key, version, meta),
             "created_at": now,
         }
-        write = self._writers.submit(self._write_blob, parsed, owner, context)
+        write = self._writers.submit(self._write_blob, parsed, owner, instance_key, version)
         return row, write
 
-    def _write_blob(self, parsed: ParsedInstance, owner: str, context: bytes) -> _Written:
+    def _write_blob(
+        self, parsed: ParsedInstance, owner: str, instance_key: str, version: int
+    ) -> _Written:
+        """In a writer thread: the sealed layout and metadata, the content digest, the blob
+        (encrypted, written, synced)."""
+        ds = parsed.dataset
+        study, series, sop = (
+            parsed.study_instance_uid,
+            parsed.series_instance_uid,
+            parsed.sop_instance_uid,
+        )
+        pixels = pixel_layout(parsed.data, parsed.transfer_syntax_uid, ds)
+        layout = layout_value(study, series, sop, len(parsed.data), pixels)
+        sealed_layout = self.store.seal_value(owner, SEALED_LAYOUT, instance_key, version, layout)
+        meta = self.store.seal_value(owner, SEALED_META, instance_key, version, _metadata(ds))
         digest = self.store.digest_index(parsed.digest)
+        context = blob_context(study, series, sop, owner, version)
         name, key_id = self.store.write_blob(owner, context, io.BytesIO(parsed.data))
-        return _Written(name, key_id, digest)
+        return _Written(name, key_id, digest, sealed_layout, meta)
 
     def _flush(
         self,
@@ -590,7 +587,7 @@ class ImagingArchive:
         failed: set[int] = set()
         for row, result, write in batch.writes:
             try:
-                row["blob_name"], row["key_id"], row["digest_index"] = write.result()
+                row.update(write.result()._asdict())
             except Exception:
                 failed.add(result.index)
                 results[result.index] = _failed_result(result, Reason.PROCESSING_FAILURE)
