@@ -107,8 +107,9 @@ def _buffer(size: int) -> memoryview:
 
 
 #: Segment buffers kept for reuse, per size. Mapping fresh pages costs a page fault (and the
-#: kernel's zeroing) per page touched: ten times the AES-GCM of the segment. A buffer given
-#: back is wiped first, so no plaintext waits in the pool.
+#: kernel's zeroing) per page touched: ten times the AES-GCM of the segment. A plaintext
+#: buffer given back is wiped first, so no plaintext waits in the pool (a ciphertext buffer
+#: holds nothing secret).
 POOLED_BUFFERS = 8
 _pool: dict[int, list[memoryview]] = {}
 _pool_lock = threading.Lock()
@@ -124,10 +125,11 @@ def _take(size: int) -> memoryview:
     return _buffer(size)
 
 
-def _give(view: memoryview) -> None:
-    """Wipe ``view`` and keep it for another call (unless the pool is full)."""
+def _give(view: memoryview, *, wipe: bool = True) -> None:
+    """Keep ``view`` for another call (unless the pool is full), wiped unless it only ever
+    held ciphertext."""
     size = len(view)
-    for start in range(0, size, len(_ZEROS)):
+    for start in range(0, size if wipe else 0, len(_ZEROS)):
         end = min(size, start + len(_ZEROS))
         view[start:end] = _ZEROS[: end - start]
     with _pool_lock:
@@ -137,16 +139,18 @@ def _give(view: memoryview) -> None:
 
 
 @contextlib.contextmanager
-def _buffers(*sizes: int) -> Iterator[list[memoryview]]:
-    """Segment buffers for one call, given back (wiped) when it ends, however it ends."""
-    taken: list[memoryview] = []
+def _buffers(sealed_size: int, plain_size: int) -> Iterator[tuple[memoryview, memoryview]]:
+    """A ciphertext and a plaintext segment buffer for one call, given back when it ends,
+    however it ends (the plaintext one wiped)."""
+    sealed = _take(sealed_size)
     try:
-        for size in sizes:
-            taken.append(_take(size))
-        yield taken
+        plain = _take(plain_size)
+        try:
+            yield sealed, plain
+        finally:
+            _give(plain)
     finally:
-        for view in taken:
-            _give(view)
+        _give(sealed, wipe=False)
 
 
 def _reader(src: BinaryIO) -> _ReadInto:
@@ -216,7 +220,7 @@ def encrypt_stream(
     header = make_header(salt, prefix)
     cipher = SegmentCipher(key, salt, prefix, associated_data)
     fill = _reader(src)
-    with _buffers(layout.pt_segment, segment_size) as (plain, sealed):
+    with _buffers(segment_size, layout.pt_segment) as (sealed, plain):
         return _encrypt_segments(cipher, layout, fill, dst, header, plain, sealed, progress)
 
 
@@ -507,7 +511,7 @@ class DecryptingReader(io.RawIOBase):
         if not self.closed and opened is not None:
             self._cached_index = -1
             _give(opened)
-            _give(self._sealed)
+            _give(self._sealed, wipe=False)
         super().close()
 
     def _check_open(self) -> None:
