@@ -3,9 +3,10 @@
 Enough for OHIF v3 and dicomweb-client (see ``docs``: the endpoint list).
 
 * **STOW-RS** ``POST /studies`` and ``/studies/{study}``: ``multipart/related;
-  type="application/dicom"``, read as it arrives (:mod:`secretum.web.multipart_related`: one
-  part in memory at a time, each part at most ``SECRETUM_MAX_INSTANCE_MIB``), the instances
-  handed one by one to :meth:`ImagingArchive.ingest` in a worker thread. The answer is
+  type="application/dicom"``, read as it arrives (:mod:`secretum.web.multipart_related`, each
+  part at most ``SECRETUM_MAX_INSTANCE_MIB``), ahead of the ingest (whole parts wait in a
+  queue of at most :data:`STOW_READ_AHEAD` bytes), the instances handed one by one to
+  :meth:`ImagingArchive.ingest` in a worker thread. The answer is
   ``application/dicom+json`` with ReferencedSOPSequence and FailedSOPSequence (Failure Reason
   codes of :data:`secretum.imaging.part10.FAILURE_STATUSES`): 200 all stored, 202 some, 409
   none, 400 a body that is not the multipart it announced (nothing in it stored, unless parts
