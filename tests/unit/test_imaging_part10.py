@@ -3,10 +3,16 @@ the right DICOMweb/DIMSE status; nothing but InvalidInstance ever escapes parse_
 
 from __future__ import annotations
 
+import hashlib
+import struct
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     JPEGBaseline8Bit,
@@ -279,6 +285,7 @@ def test_fuzz_parse_returns_or_refuses(blob: bytes) -> None:
         assert err.reason is not Reason.PROCESSING_FAILURE, err.__cause__
     else:
         assert parsed.dataset is not None and len(parsed.digest) == 32
+        assert parsed.digest == _reference_digest(parsed.dataset)
 
 
 def test_fuzz_seeds_are_valid() -> None:
@@ -296,3 +303,65 @@ def test_unknown_vr_in_the_file_meta_is_malformed_not_a_failure_of_ours(vr: byte
     with pytest.raises(InvalidInstance) as refused:
         parse_instance(bytes(data), max_bytes=MAX)
     assert refused.value.reason is Reason.MALFORMED
+
+
+# ---- the digest's meaning -------------------------------------------------------------------
+
+
+def _reference_digest(ds: Dataset) -> bytes:
+    """The digest as first defined (stored digests mean this): every element but the file
+    meta and group lengths encoded by pydicom, implicit VR little endian, in tag order;
+    sequences item by item. The archive hashes binary values without copying them: it must
+    give the very same bytes."""
+    h = hashlib.sha256()
+
+    def walk(ds: Dataset) -> None:
+        for elem in ds:
+            tag = int(elem.tag)
+            if (tag >> 16) == 0x0002 or (tag & 0xFFFF) == 0:
+                continue
+            if elem.VR == "SQ":
+                h.update(struct.pack("<LL", tag, len(elem.value)) + b"SQ")
+                for item in elem.value:
+                    h.update(b"\xfe\xff\x00\xe0")
+                    walk(item)
+                    h.update(b"\xfe\xff\x0d\xe0")
+                continue
+            buf = DicomBytesIO()
+            buf.is_little_endian, buf.is_implicit_VR = True, True
+            write_data_element(buf, elem)
+            h.update(buf.getvalue())
+
+    walk(ds)
+    return h.digest()
+
+
+def test_digest_of_every_seed_is_the_reference_digest() -> None:
+    for seed in SEEDS:
+        ds = parse_instance(seed, max_bytes=MAX).dataset
+        assert content_digest(ds) == _reference_digest(ds)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["OB", "OW", "UN"]),
+            st.binary(max_size=64),
+        ),
+        max_size=4,
+    ),
+    st.binary(max_size=300),
+    st.booleans(),
+)
+def test_binary_values_hash_as_pydicom_encodes_them(
+    extra: list[tuple[str, bytes]], pixels: bytes, implicit: bool
+) -> None:
+    """Odd and even lengths, every binary VR, private elements, explicit or implicit VR."""
+    ds = data.make_ct(1)[0]
+    ds.PixelData = pixels
+    for n, (vr, value) in enumerate(extra):
+        ds.add_new(0x00091010 + n, vr, value)
+    parsed = parse_instance(data.to_bytes(ds, implicit=implicit), max_bytes=MAX).dataset
+    assert content_digest(parsed) == _reference_digest(parsed)
+    assert content_digest(ds) == _reference_digest(ds)

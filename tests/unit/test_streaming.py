@@ -9,6 +9,7 @@ import json
 import sys
 import tracemalloc
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secretum.crypto import streaming_format
+from secretum.crypto import streaming, streaming_format
 from secretum.crypto.context import FileContext
 from secretum.crypto.errors import FormatError, IntegrityError
 from secretum.crypto.streaming import (
@@ -708,3 +709,40 @@ def test_memory_stays_flat_on_a_64_mib_stream(tmp_path: Path) -> None:
         peak = _status_kib("VmHWM")
         assert peak is not None
         assert (peak - rss_base) * 1024 < 16 * MiB, (peak - rss_base) // 1024
+
+
+# ---- pooled segment buffers -------------------------------------------------------------------
+
+
+def _pooled() -> list[bytes]:
+    with streaming._pool_lock:
+        return [bytes(view) for free in streaming._pool.values() for view in free]
+
+
+def test_pooled_buffers_hold_no_plaintext_after_any_call() -> None:
+    """Segment buffers are reused across calls (fresh mappings cost more than the AES): the
+    plaintext ones go back wiped, after a round trip, a reader closed, a failed decryption."""
+    secret = b"PLAINTEXT-MARKER" * 4096
+    ciphertext = enc(secret, seg=4096)
+    assert dec(ciphertext, seg=4096) == secret
+    with DecryptingReader(KEY, io.BytesIO(ciphertext), AD, segment_size=4096) as reader:
+        assert reader.read(100) == secret[:100]
+    tampered = bytearray(ciphertext)
+    tampered[-20] ^= 1
+    with pytest.raises(IntegrityError):
+        dec(bytes(tampered), seg=4096)
+    pooled = _pooled()
+    assert pooled and not any(b"MARKER" in view for view in pooled)
+    plain_size = Layout(4096).pt_segment
+    assert all(view == bytes(plain_size) for view in streaming._pool[plain_size])
+
+
+def test_pooled_buffers_are_not_shared_between_threads() -> None:
+    plaintexts = [bytes([n]) * (3 * 4096 + n) for n in range(16)]
+
+    def round_trip(data: bytes) -> bool:
+        return all(dec(enc(data, seg=4096), seg=4096) == data for _ in range(20))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(round_trip, plaintexts))
+    assert len(streaming._pool[4096]) <= streaming.POOLED_BUFFERS

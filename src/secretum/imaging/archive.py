@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -181,6 +181,18 @@ class _Route:
         return self.patient_id or holding_owner(self.study_key)
 
 
+class _Written(NamedTuple):
+    """What a writer thread made of an instance: the columns of its index row that wait for
+    it (blob name and key id, the content digest's blind index, the sealed layout and
+    metadata)."""
+
+    blob_name: str
+    key_id: bytes
+    digest_index: bytes
+    layout: bytes
+    meta: bytes
+
+
 @dataclass
 class _Pending:
     """Staged instances of one study: blobs written, index rows waiting for the batch."""
@@ -190,9 +202,10 @@ class _Pending:
     series: dict[str, tuple[bytes, str | None, bytes]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     results: list[InstanceResult] = field(default_factory=list)
-    sop_digests: dict[bytes, bytes] = field(default_factory=dict)
+    #: staged SOP instances: their write, whose result holds the content digest index
+    sop_writes: dict[bytes, Future[_Written]] = field(default_factory=dict)
     #: blob writes still running: (row, its result, the write)
-    writes: list[tuple[dict[str, Any], InstanceResult, Future[tuple[str, bytes]]]] = field(
+    writes: list[tuple[dict[str, Any], InstanceResult, Future[_Written]]] = field(
         default_factory=list
     )
 
@@ -335,12 +348,14 @@ class ImagingArchive:
         instances: Iterable[bytes],
         *,
         sensitivity: Sensitivity = Sensitivity.NORMAL,
+        study_uid: str | None = None,
     ) -> list[InstanceResult]:
         """Store Part-10 instances (one at a time from ``instances``); one result each, in
-        order. A study of a patient the sender may write to (care team, teleradiology consent)
-        is stored under the patient's key; any other study (no match, several matches, or a
-        sender outside the care team: refusing would tell them the patient is known here)
-        waits for reconciliation under a holding key. One audit entry per study and batch."""
+        order (``study_uid``: an instance of another study fails, META_MISMATCH). A study of a
+        patient the sender may write to (care team, teleradiology consent) is stored under the
+        patient's key; any other study (no match, several matches, or a sender outside the
+        care team: refusing would tell them the patient is known here) waits for
+        reconciliation under a holding key. One audit entry per study and batch."""
         results: dict[int, InstanceResult] = {}
         pending: dict[str, _Pending] = {}
         routes: dict[bytes, _Route] = {}
@@ -348,7 +363,7 @@ class ImagingArchive:
         count = 0
         for index, data in enumerate(instances):
             count = index + 1
-            if self._stage(ctx, index, data, routes, pending, results, sensitivity):
+            if self._stage(ctx, index, data, routes, pending, results, sensitivity, study_uid):
                 staged += 1
             if staged >= self.batch_size:
                 self._flush(ctx, pending, results, sensitivity)
@@ -366,6 +381,7 @@ class ImagingArchive:
         pending: dict[str, _Pending],
         results: dict[int, InstanceResult],
         sensitivity: Sensitivity,
+        study_uid: str | None = None,
     ) -> bool:
         """Validate and encrypt one instance; True if it was staged for the index batch."""
         try:
@@ -374,12 +390,15 @@ class ImagingArchive:
             results[index] = _failed(index, exc.reason)
             return False
         del data
+        if study_uid is not None and parsed.study_instance_uid != study_uid:
+            results[index] = _failed(index, Reason.META_MISMATCH, parsed)
+            return False
         sop_index = self.store.sop_index(parsed.sop_instance_uid)
-        digest = self.store.digest_index(parsed.digest)
         try:
             with self.door.reads.connect() as conn, conn.begin():
                 known = self._known(conn, sop_index, pending)
                 if known is not None:
+                    digest = self.store.digest_index(parsed.digest)
                     same = self.store.same_digest(known, digest)
                     results[index] = _resend(index, parsed, same)
                     return False
@@ -397,15 +416,13 @@ class ImagingArchive:
             attrs = _pick(parsed.dataset, STUDY_KEYWORDS)
             batch = pending[route.study_key] = _Pending(route, attrs)
         try:
-            row, write = self._encrypt(parsed, route, batch, sop_index, digest, ctx.now)
+            row, write = self._encrypt(parsed, route, batch, sop_index, ctx.now)
         except Exception:
             results[index] = _failed(index, Reason.PROCESSING_FAILURE, parsed)
             return False
-        result = InstanceResult(
-            index, InstanceStatus.STORED, parsed.sop_instance_uid, parsed.sop_class_uid
-        )
+        result = _stored(index, InstanceStatus.STORED, parsed)
         batch.rows.append(row)
-        batch.sop_digests[sop_index] = digest
+        batch.sop_writes[sop_index] = write
         batch.results.append(result)
         batch.writes.append((row, result, write))
         for _, _, earlier in batch.writes[:-WRITES_IN_FLIGHT]:
@@ -422,8 +439,11 @@ class ImagingArchive:
     ) -> bytes | None:
         """The digest index of an instance with this SOP UID, stored or staged, else None."""
         for batch in pending.values():
-            if sop_index in batch.sop_digests:
-                return batch.sop_digests[sop_index]
+            if sop_index in batch.sop_writes:
+                try:
+                    return batch.sop_writes[sop_index].result().digest_index
+                except Exception:
+                    return None  # that write failed (so will its instance): not stored
         found = self.store.find_instance(conn, sop_index)
         return None if found is None else bytes(found["digest_index"])
 
@@ -471,11 +491,11 @@ class ImagingArchive:
         route: _Route,
         batch: _Pending,
         sop_index: bytes,
-        digest: bytes,
         now: datetime,
-    ) -> tuple[dict[str, Any], Future[tuple[str, bytes]]]:
-        """Start writing the instance's blob (in a writer thread); return its index row
-        (sealed layout and metadata; blob name and key id once the write is done)."""
+    ) -> tuple[dict[str, Any], Future[_Written]]:
+        """Start writing the instance's blob (in a writer thread, which also seals its
+        layout and metadata and hashes its content: the digest's encoding was proven by the
+        parse); return its index row (the columns of :class:`_Written` once that is done)."""
         ds, owner = parsed.dataset, route.owner
         version = route.existing.version if route.existing else 1
         series_index = self.store.series_index(parsed.series_instance_uid)
@@ -486,23 +506,6 @@ class ImagingArchive:
             sealed = self.store.seal_value(owner, SEALED_SERIES, series_key, version, attrs)
             batch.series[series_key] = (series_index, modality, sealed)
         instance_key = self.store.key_of(sop_index)
-        pixels = pixel_layout(parsed.data, parsed.transfer_syntax_uid, ds)
-        size = len(parsed.data)
-        layout = layout_value(
-            parsed.study_instance_uid,
-            parsed.series_instance_uid,
-            parsed.sop_instance_uid,
-            size,
-            pixels,
-        )
-        meta = _metadata(ds)
-        context = blob_context(
-            parsed.study_instance_uid,
-            parsed.series_instance_uid,
-            parsed.sop_instance_uid,
-            owner,
-            version,
-        )
         self.keyring.data_key(owner, create=True)  # created here, not by writers at once
         number = ds.get("InstanceNumber")
         try:
@@ -518,17 +521,32 @@ class ImagingArchive:
             "transfer_syntax_uid": parsed.transfer_syntax_uid,
             "instance_number": instance_number,
             "number_of_frames": number_of_frames(ds),
-            "plaintext_size": size,
-            "digest_index": digest,
-            "blob_name": None,
-            "key_id": None,
+            "plaintext_size": len(parsed.data),
             "version": version,
-            "layout": self.store.seal_value(owner, SEALED_LAYOUT, instance_key, version, layout),
-            "meta": self.store.seal_value(owner, SEALED_META, instance_key, version, meta),
             "created_at": now,
         }
-        write = self._writers.submit(self.store.write_blob, owner, context, io.BytesIO(parsed.data))
+        write = self._writers.submit(self._write_blob, parsed, owner, instance_key, version)
         return row, write
+
+    def _write_blob(
+        self, parsed: ParsedInstance, owner: str, instance_key: str, version: int
+    ) -> _Written:
+        """In a writer thread: the sealed layout and metadata, the content digest, the blob
+        (encrypted, written, synced)."""
+        ds = parsed.dataset
+        study, series, sop = (
+            parsed.study_instance_uid,
+            parsed.series_instance_uid,
+            parsed.sop_instance_uid,
+        )
+        pixels = pixel_layout(parsed.data, parsed.transfer_syntax_uid, ds)
+        layout = layout_value(study, series, sop, len(parsed.data), pixels)
+        sealed_layout = self.store.seal_value(owner, SEALED_LAYOUT, instance_key, version, layout)
+        meta = self.store.seal_value(owner, SEALED_META, instance_key, version, _metadata(ds))
+        digest = self.store.digest_index(parsed.digest)
+        context = blob_context(study, series, sop, owner, version)
+        name, key_id = self.store.write_blob(owner, context, io.BytesIO(parsed.data))
+        return _Written(name, key_id, digest, sealed_layout, meta)
 
     def _flush(
         self,
@@ -569,7 +587,7 @@ class ImagingArchive:
         failed: set[int] = set()
         for row, result, write in batch.writes:
             try:
-                row["blob_name"], row["key_id"] = write.result()
+                row.update(write.result()._asdict())
             except Exception:
                 failed.add(result.index)
                 results[result.index] = _failed_result(result, Reason.PROCESSING_FAILURE)
@@ -1011,7 +1029,16 @@ def _failed_result(result: InstanceResult, reason: Reason | None) -> InstanceRes
 
 def _resend(index: int, parsed: ParsedInstance, same: bool) -> InstanceResult:
     if same:
-        return InstanceResult(
-            index, InstanceStatus.DUPLICATE, parsed.sop_instance_uid, parsed.sop_class_uid
-        )
+        return _stored(index, InstanceStatus.DUPLICATE, parsed)
     return _failed(index, Reason.CONFLICT, parsed)
+
+
+def _stored(index: int, status: InstanceStatus, parsed: ParsedInstance) -> InstanceResult:
+    return InstanceResult(
+        index,
+        status,
+        parsed.sop_instance_uid,
+        parsed.sop_class_uid,
+        study_uid=parsed.study_instance_uid,
+        series_uid=parsed.series_instance_uid,
+    )

@@ -120,6 +120,9 @@ class InstanceResult:
     #: DICOMweb Failure Reason (0008,1197) / DIMSE status, for a failure or conflict
     dicomweb_failure_reason: int | None = None
     dimse_status: int | None = None
+    #: the instance's study and series (set when it is stored or already was)
+    study_uid: str | None = None
+    series_uid: str | None = None
 
     @property
     def ok(self) -> bool:

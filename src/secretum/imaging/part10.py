@@ -39,7 +39,8 @@ import re
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pydicom
@@ -188,7 +189,15 @@ class ParsedInstance:
     series_instance_uid: str
     patient_id: str | None
     issuer_of_patient_id: str | None
-    digest: bytes
+    #: the data set's canonical encoding (see :func:`content_digest`), in pieces: the values
+    #: of binary elements (pixel data) are the data set's own bytes, not copies
+    canonical: tuple[bytes, ...] = field(repr=False)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """``content_digest(dataset)``, hashed on first use (a writer thread of the archive:
+        the encoding was proven while parsing, the hashing of the bytes can run in parallel)."""
+        return _sha256(self.canonical)
 
     @property
     def is_native(self) -> bool:
@@ -211,6 +220,8 @@ _LONG_VRS = frozenset(
 _TAG_LEN = struct.Struct("<HHL")
 _TAG_VR_LEN16 = struct.Struct("<HH2sH")
 _LEN32 = struct.Struct("<L")
+#: VRs whose value is bytes, written as they are (even length: no padding).
+_BINARY_VRS = frozenset({"OB", "OW", "OB or OW", "UN"})
 
 
 class _Walker:
@@ -435,7 +446,7 @@ def _check(data: bytes, ds: Dataset, transfer_syntax: str) -> ParsedInstance:
     if (is_image or "Rows" in ds) and not any(k in ds for k in _PIXEL_KEYWORDS):
         raise InvalidInstance(Reason.MISSING_PIXEL_DATA, "image without pixel data")
     try:
-        digest = content_digest(ds)
+        canonical = _canonical(ds)
     except Exception as exc:
         raise InvalidInstance(
             Reason.MALFORMED, f"data set cannot be re-encoded ({type(exc).__name__})"
@@ -450,7 +461,7 @@ def _check(data: bytes, ds: Dataset, transfer_syntax: str) -> ParsedInstance:
         series_instance_uid=series,
         patient_id=_optional_text(ds, "PatientID"),
         issuer_of_patient_id=_optional_text(ds, "IssuerOfPatientID"),
-        digest=digest,
+        canonical=canonical,
     )
 
 
@@ -459,7 +470,7 @@ def _check(data: bytes, ds: Dataset, transfer_syntax: str) -> ParsedInstance:
 # --------------------------------------------------------------------------------------------
 
 
-def _hash_dataset(update: Callable[[bytes], Any], ds: Dataset) -> None:
+def _encode_canonical(update: Callable[[bytes], Any], ds: Dataset) -> None:
     for elem in ds:
         tag = int(elem.tag)
         if (tag >> 16) == 0x0002 or (tag & 0xFFFF) == 0:
@@ -468,11 +479,23 @@ def _hash_dataset(update: Callable[[bytes], Any], ds: Dataset) -> None:
             update(struct.pack("<LL", tag, len(elem.value)) + b"SQ")
             for item in elem.value:
                 update(b"\xfe\xff\x00\xe0")
-                _hash_dataset(update, item)
+                _encode_canonical(update, item)
                 update(b"\xfe\xff\x0d\xe0")
             continue
         # Implicit VR: the bytes do not depend on whether the sender used explicit VR, and
         # sequences are hashed item by item so defined vs undefined lengths do not matter.
+        value = elem.value
+        if (
+            elem.VR in _BINARY_VRS
+            and isinstance(value, bytes)
+            and not len(value) % 2
+            and not elem.is_undefined_length
+        ):
+            # what write_data_element writes for it (tag, 32-bit length, the bytes), hashed
+            # without copying the value (pixel data: most of the instance)
+            update(_TAG_LEN.pack(tag >> 16, tag & 0xFFFF, len(value)))
+            update(value)
+            continue
         buf = DicomBytesIO()
         buf.is_little_endian = True
         buf.is_implicit_VR = True
@@ -487,8 +510,19 @@ def content_digest(ds: Dataset) -> bytes:
     hashed item by item. So the same instance sent once explicit and once implicit VR, or
     with other sequence length encodings, has the same digest; any changed value does not.
     """
+    return _sha256(_canonical(ds))
+
+
+def _canonical(ds: Dataset) -> tuple[bytes, ...]:
+    pieces: list[bytes] = []
+    _encode_canonical(pieces.append, ds)
+    return tuple(pieces)
+
+
+def _sha256(pieces: tuple[bytes, ...]) -> bytes:
     h = hashes.Hash(hashes.SHA256())
-    _hash_dataset(h.update, ds)
+    for piece in pieces:
+        h.update(piece)
     return h.finalize()
 
 

@@ -83,8 +83,11 @@ class FileSystemBlobStore:
         """A file to write the blob into; it appears under ``name`` only if the block ends
         without an exception."""
         path = self._path(name)
-        path.parent.mkdir(exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=_PART, dir=path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=_PART, dir=path.parent)
+        except FileNotFoundError:  # the sub-folder's first blob (not checked each time: costly)
+            path.parent.mkdir(exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(prefix=_PART, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 yield out

@@ -3,9 +3,10 @@
 Enough for OHIF v3 and dicomweb-client (see ``docs``: the endpoint list).
 
 * **STOW-RS** ``POST /studies`` and ``/studies/{study}``: ``multipart/related;
-  type="application/dicom"``, read as it arrives (:mod:`secretum.web.multipart_related`: one
-  part in memory at a time, each part at most ``SECRETUM_MAX_INSTANCE_MIB``), the instances
-  handed one by one to :meth:`ImagingArchive.ingest` in a worker thread. The answer is
+  type="application/dicom"``, read as it arrives (:mod:`secretum.web.multipart_related`, each
+  part at most ``SECRETUM_MAX_INSTANCE_MIB``), ahead of the ingest (whole parts wait in a
+  queue of at most :data:`STOW_READ_AHEAD` bytes), the instances handed one by one to
+  :meth:`ImagingArchive.ingest` in a worker thread. The answer is
   ``application/dicom+json`` with ReferencedSOPSequence and FailedSOPSequence (Failure Reason
   codes of :data:`secretum.imaging.part10.FAILURE_STATUSES`): 200 all stored, 202 some, 409
   none, 400 a body that is not the multipart it announced (nothing in it stored, unless parts
@@ -97,6 +98,8 @@ CHUNK = 1024 * 1024
 #: READ_AHEAD_MAX bytes (larger ones are streamed chunk by chunk).
 READ_AHEAD = 3
 READ_AHEAD_MAX = 16 * 1024 * 1024
+#: Bytes of whole STOW-RS parts read ahead of the ingest (the part being read is on top).
+STOW_READ_AHEAD = 16 * 1024 * 1024
 _log = get_logger("secretum.web.dicomweb")
 
 DEFAULT_PURPOSE = {
@@ -298,39 +301,32 @@ class _Outcome:
     sop_instance: str | None = None
 
 
-def _header(data: bytes) -> tuple[str, str, str] | None:
-    """(study, series, SOP instance) UIDs of a Part-10 file, read cheaply (no pixel data);
-    None if unreadable (the archive's validation then says why)."""
-    try:
-        ds = pydicom.dcmread(
-            io.BytesIO(data),
-            stop_before_pixels=True,
-            specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
-        )
-        return (
-            str(ds.get("StudyInstanceUID", "")),
-            str(ds.get("SeriesInstanceUID", "")),
-            str(ds.get("SOPInstanceUID", "")),
-        )
-    except Exception:
-        return None
-
-
 def _code(reason: Reason) -> int:
     return FAILURE_STATUSES[reason].dicomweb_failure_reason
 
 
 class _StowBody:
     """The bridge between the body (async, on the event loop) and the ingest (a worker
-    thread): the thread pulls the next whole parts; the loop reads chunks until it has some."""
+    thread). A task on the loop (:meth:`fill`) reads the body ahead of the ingest, so that
+    reading and parsing the multipart overlap the validation and encryption of the parts
+    before: whole parts wait in a queue of at most :data:`STOW_READ_AHEAD` bytes (plus the
+    part being completed, so memory stays bounded whatever the size of the body). The
+    ingest thread takes every waiting part at once (one thread hop per batch)."""
 
     def __init__(self, request: Request, reader: RelatedReader) -> None:
         self.chunks = request.stream().__aiter__()
         self.reader = reader
         self.error: MalformedBody | None = None
         self.ended = False
+        self.budget = STOW_READ_AHEAD
+        self._queue: list[Part] = []
+        self._queued = 0
+        self._filled = False  # fill() returned: nothing more will be queued
+        self._arrived = asyncio.Event()  # fill -> take: parts queued, or the end
+        self._room = asyncio.Event()  # take -> fill: the queue was emptied
 
     async def pull(self) -> list[Part] | None:
+        """The next whole parts read from the body; None at its end (or on an error)."""
         while not self.ended:
             try:
                 chunk = await self.chunks.__anext__()
@@ -354,20 +350,48 @@ class _StowBody:
                 return parts
         return None
 
+    async def fill(self) -> None:
+        """Read the body into the queue, pausing while it holds ``budget`` bytes or more."""
+        try:
+            while True:
+                while self._queued >= self.budget:
+                    self._room.clear()
+                    await self._room.wait()
+                parts = await self.pull()
+                if parts is None:
+                    return
+                self._queue += parts
+                self._queued += sum(len(part.data) for part in parts)
+                self._arrived.set()
+        finally:
+            self._filled = True
+            self._arrived.set()
+
+    async def take(self) -> list[Part] | None:
+        """Every part waiting (at least one), None once the body is read to its end."""
+        while not self._queue:
+            if self._filled:
+                return None
+            self._arrived.clear()
+            await self._arrived.wait()
+        parts, self._queue, self._queued = self._queue, [], 0
+        self._room.set()
+        return parts
+
     def parts(self) -> Iterator[Part]:
-        """Whole parts, in order, pulled from the worker thread."""
+        """Whole parts, in order, taken from the worker thread."""
         while True:
-            got = anyio.from_thread.run(self.pull)
+            got = anyio.from_thread.run(self.take)
             if got is None:
                 return
-            yield from got
+            while got:
+                yield got.pop(0)  # a part handed on is no longer held here
 
 
 def _stow_response(
     call: DicomCall,
     outcomes: list[_Outcome],
     results: list[InstanceResult],
-    uids: dict[str, tuple[str, str]],
 ) -> Response:
     """The STOW-RS answer: Referenced / Failed SOP sequences and the status (200 all stored,
     202 some, 409 none)."""
@@ -377,18 +401,19 @@ def _stow_response(
     for outcome in outcomes:
         cls, sop, reason = outcome.sop_class, outcome.sop_instance, outcome.failure
         stored = False
+        study = series = None
         if outcome.index is not None:
             r = results[outcome.index]
             cls, sop = r.sop_class_uid, r.sop_instance_uid
             stored = r.ok
             reason = None if r.ok else r.dicomweb_failure_reason
+            study, series = r.study_uid, r.series_uid
         item: dict[str, Any] = {}
         if cls:
             item["00081150"] = _attr("UI", cls)
         if sop:
             item["00081155"] = _attr("UI", sop)
         if stored:
-            study, series = uids.get(sop or "", ("", ""))
             if study and series and sop:
                 item["00081190"] = _attr("UR", _instance_url(call, study, series, sop))
                 studies.add(study)
@@ -415,7 +440,6 @@ async def _stow(request: Request, call: DicomCall, study: str | None) -> Respons
     reader = RelatedReader(boundary, max_part_bytes=archive.max_instance_bytes, default_type=DICOM)
     body = _StowBody(request, reader)
     outcomes: list[_Outcome] = []
-    uids: dict[str, tuple[str, str]] = {}
 
     def instances() -> Iterator[bytes]:
         handed = 0
@@ -426,29 +450,28 @@ async def _stow(request: Request, call: DicomCall, study: str | None) -> Respons
             if part.media_type != DICOM:
                 outcomes.append(_Outcome(failure=_code(Reason.NOT_PART10)))
                 continue
-            ids = _header(part.data)
-            if ids is not None:
-                if study is not None and ids[0] != study:
-                    outcomes.append(
-                        _Outcome(failure=_code(Reason.META_MISMATCH), sop_instance=ids[2] or None)
-                    )
-                    continue
-                uids[ids[2]] = (ids[0], ids[1])
             outcomes.append(_Outcome(index=handed))
             handed += 1
             yield part.data
 
     def ingest() -> list[InstanceResult]:
-        return archive.ingest(call.ctx, instances())
+        return archive.ingest(call.ctx, instances(), study_uid=study)
 
-    results = await run_in_threadpool(ingest)
+    filling = asyncio.ensure_future(body.fill())
+    try:
+        results = await run_in_threadpool(ingest)
+    finally:
+        if not filling.done():
+            filling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await filling
     if body.error is not None:
         if not outcomes:
             raise body.error
         outcomes.append(_Outcome(failure=_code(Reason.TRUNCATED)))
     if not outcomes:
         raise MalformedBody("no instance in the body")
-    return _stow_response(call, outcomes, results, uids)
+    return _stow_response(call, outcomes, results)
 
 
 @router.post("/studies")
@@ -626,13 +649,27 @@ async def _open(
 
 
 def _stream_instances(reader: StudyReader, matches: list[InstanceMatch]) -> StreamingResponse:
-    """The instances as one multipart/related body. Small instances are decrypted ahead
-    (:data:`READ_AHEAD` at a time, in worker threads, so decryption overlaps sending and
-    uses more than one core); a large one is streamed chunk by chunk."""
+    """The instances as one multipart/related body, of a length known in advance (the stored
+    sizes are authenticated: a decryption that does not give them raises). Small instances
+    are decrypted ahead (:data:`READ_AHEAD` at a time, in worker threads, so decryption
+    overlaps sending and uses more than one core), each straight after its part head so that
+    it leaves in one piece; a large one is streamed chunk by chunk."""
     boundary = new_boundary()
+    heads = [
+        part_head(boundary, f"{DICOM}; transfer-syntax={m.transfer_syntax_uid}", first=i == 0)
+        for i, m in enumerate(matches)
+    ]
+    end = closing(boundary, empty=not matches)
+    length = sum(map(len, heads)) + sum(m.size for m in matches) + len(end)
 
     def small(m: InstanceMatch) -> bool:
         return m.size <= READ_AHEAD_MAX
+
+    def whole(i: int) -> bytes:
+        out = io.BytesIO()
+        out.write(heads[i])
+        reader.read_instance(matches[i].sop_instance_uid, out)
+        return out.getvalue()
 
     async def chunks(sop: str) -> AsyncIterator[bytes]:
         source = await run_in_threadpool(reader.open_instance, sop)
@@ -648,26 +685,24 @@ def _stream_instances(reader: StudyReader, matches: list[InstanceMatch]) -> Stre
         def read_ahead(start: int) -> None:
             for j in range(start, min(start + READ_AHEAD, len(matches))):
                 if j not in ahead and small(matches[j]):
-                    sop = matches[j].sop_instance_uid
-                    ahead[j] = asyncio.ensure_future(run_in_threadpool(reader.instance_bytes, sop))
+                    ahead[j] = asyncio.ensure_future(run_in_threadpool(whole, j))
 
         try:
             for i, m in enumerate(matches):
-                content_type = f"{DICOM}; transfer-syntax={m.transfer_syntax_uid}"
-                yield part_head(boundary, content_type, first=i == 0)
                 read_ahead(i)
                 if i in ahead:
                     yield await ahead.pop(i)
                 else:
+                    yield heads[i]
                     async for chunk in chunks(m.sop_instance_uid):
                         yield chunk
-            yield closing(boundary, empty=not matches)
+            yield end
         finally:
             for task in ahead.values():
                 task.cancel()
 
     media = f'multipart/related; type="{DICOM}"; boundary={boundary}'
-    return StreamingResponse(body(), media_type=media)
+    return StreamingResponse(body(), media_type=media, headers={"content-length": str(length)})
 
 
 def _ordered(reader: StudyReader) -> list[InstanceMatch]:
