@@ -186,10 +186,10 @@ def shot(page: Any, name: str) -> None:
 
 def admit(doctor: Any, patient_key: str) -> None:
     """The practitioner admits the patient from the lobby, with the keyboard."""
-    button = doctor.locator("#lobby-list button", has_text="")
-    button.first.wait_for()
-    assert NAMES[patient_key] in doctor.locator("#lobby-list").inner_text()
-    button.first.focus()
+    # the row of that patient: a guest may be waiting too, listed first
+    button = doctor.locator("#lobby-list li", has_text=NAMES[patient_key]).locator("button")
+    button.wait_for()
+    button.focus()
     doctor.keyboard.press("Enter")
 
 
