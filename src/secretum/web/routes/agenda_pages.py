@@ -240,6 +240,20 @@ def find_slots(
     first, last = _week(request, now, week)
     with agenda_errors():
         found = svc.agenda.free_slots(patient_ctx(caller, now), practitioner_id, first, last)
+    return _slots_page(request, practitioner, found, first, last, now, f"{MINE}/book", None)
+
+
+def _slots_page(
+    request: Request,
+    practitioner: Any,
+    found: list[Slot],
+    first: date,
+    last: date,
+    now: datetime,
+    action: str,
+    moving: Any,
+) -> HTMLResponse:
+    """The week of free slots: booking one (``moving`` None) or moving ``moving`` to one."""
     return render(
         request,
         "agenda_slots.html",
@@ -250,8 +264,8 @@ def find_slots(
         previous=first - timedelta(days=WEEK),
         following=first + timedelta(days=WEEK),
         today=now.astimezone(clinic_zone(request)).date(),
-        action=f"{MINE}/book",
-        moving=None,
+        action=action,
+        moving=moving,
         **helpers(request),
     )
 
@@ -331,20 +345,8 @@ def move_slots(
     first, last = _week(request, now, week)
     with agenda_errors():
         found = svc.agenda.free_slots(ctx, current.practitioner_id, first, last)
-    return render(
-        request,
-        "agenda_slots.html",
-        practitioner=practitioner,
-        days=by_day(found, clinic_zone(request)),
-        first=first,
-        last=last,
-        previous=first - timedelta(days=WEEK),
-        following=first + timedelta(days=WEEK),
-        today=now.astimezone(clinic_zone(request)).date(),
-        action=f"{MINE}/{appointment_id}/move",
-        moving=current,
-        **helpers(request),
-    )
+    action = f"{MINE}/{appointment_id}/move"
+    return _slots_page(request, practitioner, found, first, last, now, action, current)
 
 
 @router.post(MINE + "/{appointment_id}/move", **pages.back_to(MINE))
